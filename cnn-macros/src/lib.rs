@@ -1,0 +1,3 @@
+use proc_macro::TokenStream;
+#[proc_macro]
+pub fn cnn(_input: TokenStream) -> TokenStream { TokenStream::new() }

@@ -1,0 +1,24 @@
+//! Kernels and everything generic behind the `cnn!` macro: convolution, pooling, dense layers,
+//! activations, the loss, optimizers, the [`Network`] trait, weight I/O and data sets.
+//!
+//! Users normally depend on the `cnn` facade crate, which re-exports this one.
+
+pub mod activation;
+pub mod conv;
+pub mod data;
+pub mod dense;
+mod error;
+pub mod gemm;
+pub mod init;
+pub mod io;
+pub mod loss;
+mod network;
+pub mod optim;
+pub mod pool;
+pub mod shape;
+#[cfg(test)]
+pub(crate) mod testutil;
+pub mod workspace;
+
+pub use error::Error;
+pub use network::{Network, ParamInfo};

@@ -1,0 +1,224 @@
+//! Max and average pooling (PyTorch's `MaxPool2d`/`AvgPool2d`: no padding, floor mode),
+//! forward and backward.
+//!
+//! Layouts, per sample: input `[C, H, W]`, output `[C, OH, OW]`. Windows may overlap
+//! (stride < kernel); an input then receives gradient from every window it belongs to.
+
+use crate::shape::pool_out;
+
+/// Which reduction a pooling layer applies over its window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolKind {
+    /// The window's maximum; the gradient goes to the first maximum (row-major order).
+    Max,
+    /// The window's mean, always divided by `KH*KW`.
+    Avg,
+}
+
+/// The geometry of one pooling layer.
+///
+/// ```
+/// use cnn_runtime::pool::{Pool2d, PoolKind};
+/// const P: Pool2d = Pool2d::new(PoolKind::Max, [1, 2, 4], [2, 2], [2, 2]);
+/// let x = [1.0, 5.0, 2.0, 0.0,
+///          3.0, 4.0, 7.0, 6.0];
+/// let mut y = [0.0; 2];
+/// P.forward(1, &x, &mut y);
+/// assert_eq!(y, [5.0, 7.0]);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool2d {
+    /// Max or average.
+    pub kind: PoolKind,
+    /// Channels.
+    pub c: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Window height.
+    pub kh: usize,
+    /// Window width.
+    pub kw: usize,
+    /// Vertical stride.
+    pub sh: usize,
+    /// Horizontal stride.
+    pub sw: usize,
+    /// Output height.
+    pub oh: usize,
+    /// Output width.
+    pub ow: usize,
+}
+
+impl Pool2d {
+    /// The geometry for input `[c, h, w]`, window `[kh, kw]` and stride `[sh, sw]`.
+    ///
+    /// # Panics
+    ///
+    /// If the window does not fit the input or a size is zero (the `cnn!` macro rejects such
+    /// declarations at compile time).
+    pub const fn new(kind: PoolKind, input: [usize; 3], kernel: [usize; 2], stride: [usize; 2]) -> Self {
+        let [c, h, w] = input;
+        let (Some(oh), Some(ow)) = (pool_out(h, kernel[0], stride[0]), pool_out(w, kernel[1], stride[1])) else {
+            panic!("Pool2d: the window does not fit the input");
+        };
+        Pool2d { kind, c, h, w, kh: kernel[0], kw: kernel[1], sh: stride[0], sw: stride[1], oh, ow }
+    }
+
+    /// Elements of one input sample, `C*H*W`.
+    pub const fn in_len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+
+    /// Elements of one output sample, `C*OH*OW`.
+    pub const fn out_len(&self) -> usize {
+        self.c * self.oh * self.ow
+    }
+
+    /// Pools a batch: `x: [batch, C, H, W]` into `y: [batch, C, OH, OW]`.
+    ///
+    /// # Panics
+    ///
+    /// If `x.len()` is not a multiple of `C*H*W` or `y` does not match it; the message gives
+    /// the expected and the actual length.
+    pub fn forward(&self, batch: usize, x: &[f32], y: &mut [f32]) {
+        self.check(batch, x.len(), y.len());
+        let area = (self.kh * self.kw) as f32;
+        for (xp, yp) in x.chunks_exact(self.h * self.w).zip(y.chunks_exact_mut(self.oh * self.ow)) {
+            for i in 0..self.oh {
+                for j in 0..self.ow {
+                    let mut window = self.window(xp, i, j).map(|(_, v)| v);
+                    yp[i * self.ow + j] = match self.kind {
+                        PoolKind::Max => {
+                            let first = window.next().unwrap_or(f32::NEG_INFINITY);
+                            window.fold(first, |m, v| if v > m { v } else { m })
+                        }
+                        PoolKind::Avg => window.sum::<f32>() / area,
+                    };
+                }
+            }
+        }
+    }
+
+    /// Overwrites `dx` with d loss / d x given `dy` = d loss / d y, for a batch.
+    ///
+    /// # Panics
+    ///
+    /// On a length mismatch, as [`forward`](Self::forward); `dx` must match `x`.
+    pub fn backward(&self, batch: usize, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+        self.check(batch, x.len(), dy.len());
+        assert_eq!(dx.len(), x.len(), "pool: dx must hold {} elements, got {}", x.len(), dx.len());
+        dx.fill(0.0);
+        let area = (self.kh * self.kw) as f32;
+        let plane = self.h * self.w;
+        for (p, dyp) in dy.chunks_exact(self.oh * self.ow).enumerate() {
+            let xp = &x[p * plane..][..plane];
+            let dxp = &mut dx[p * plane..][..plane];
+            for i in 0..self.oh {
+                for j in 0..self.ow {
+                    let g = dyp[i * self.ow + j];
+                    match self.kind {
+                        PoolKind::Max => {
+                            // First maximum in row-major order, as PyTorch picks it.
+                            let mut best = (usize::MAX, f32::NEG_INFINITY);
+                            for (at, v) in self.window(xp, i, j) {
+                                if best.0 == usize::MAX || v > best.1 {
+                                    best = (at, v);
+                                }
+                            }
+                            dxp[best.0] += g;
+                        }
+                        PoolKind::Avg => {
+                            for (at, _) in self.window(xp, i, j) {
+                                dxp[at] += g / area;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The window of output `(i, j)` in one plane: `(index in plane, value)`, row-major.
+    #[inline]
+    fn window<'a>(&self, plane: &'a [f32], i: usize, j: usize) -> impl Iterator<Item = (usize, f32)> + 'a {
+        let (w, kw, r0, c0) = (self.w, self.kw, i * self.sh, j * self.sw);
+        (r0..r0 + self.kh).flat_map(move |r| (c0..c0 + kw).map(move |c| (r * w + c, plane[r * w + c])))
+    }
+
+    fn check(&self, batch: usize, x: usize, y: usize) {
+        assert_eq!(x, batch * self.in_len(), "pool: input must hold batch*C*H*W = {batch}*{} elements, got {x}", self.in_len());
+        assert_eq!(y, batch * self.out_len(), "pool: output must hold batch*C*OH*OW = {batch}*{} elements, got {y}", self.out_len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{assert_grad_matches, seq};
+
+    fn cases(kind: PoolKind) -> [Pool2d; 4] {
+        [
+            Pool2d::new(kind, [2, 4, 4], [2, 2], [2, 2]),
+            Pool2d::new(kind, [3, 9, 6], [2, 2], [1, 1]),
+            Pool2d::new(kind, [1, 7, 5], [3, 2], [2, 3]),
+            Pool2d::new(kind, [1, 1, 1], [1, 1], [1, 1]),
+        ]
+    }
+
+    #[test]
+    fn forward_matches_definition() {
+        for kind in [PoolKind::Max, PoolKind::Avg] {
+            for g in cases(kind) {
+                let x = seq(2 * g.in_len(), 0.4);
+                let mut y = vec![f32::NAN; 2 * g.out_len()];
+                g.forward(2, &x, &mut y);
+                for p in 0..2 * g.c {
+                    for i in 0..g.oh {
+                        for j in 0..g.ow {
+                            let vals: Vec<f32> = (0..g.kh)
+                                .flat_map(|u| (0..g.kw).map(move |v| (u, v)))
+                                .map(|(u, v)| x[p * g.h * g.w + (i * g.sh + u) * g.w + j * g.sw + v])
+                                .collect();
+                            let want = match kind {
+                                PoolKind::Max => vals.iter().cloned().fold(f32::MIN, f32::max),
+                                PoolKind::Avg => vals.iter().sum::<f32>() / vals.len() as f32,
+                            };
+                            let got = y[(p * g.oh + i) * g.ow + j];
+                            assert!((got - want).abs() < 1e-6, "{g:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn backward_matches_central_differences() {
+        for kind in [PoolKind::Max, PoolKind::Avg] {
+            for g in cases(kind) {
+                // Distinct values 0.1 apart (a permutation), so no window has a near-tie that
+                // a finite-difference step could flip.
+                let n = 2 * g.in_len();
+                let x: Vec<f32> = (0..n).map(|i| ((i * 7919) % n) as f32 * 0.1).collect();
+                let r = seq(2 * g.out_len(), 2.1);
+                let loss = |x: &[f32]| {
+                    let mut y = vec![0.0; 2 * g.out_len()];
+                    g.forward(2, x, &mut y);
+                    y.iter().zip(&r).map(|(a, b)| (a * b) as f64).sum::<f64>()
+                };
+                let mut dx = vec![f32::NAN; x.len()];
+                g.backward(2, &x, &r, &mut dx);
+                assert_grad_matches("pool dx", &x, &dx, loss);
+            }
+        }
+    }
+
+    #[test]
+    fn max_gradient_goes_to_first_maximum() {
+        let g = Pool2d::new(PoolKind::Max, [1, 2, 2], [2, 2], [2, 2]);
+        let mut dx = [0.0; 4];
+        g.backward(1, &[1.0, 3.0, 3.0, 2.0], &[1.0], &mut dx);
+        assert_eq!(dx, [0.0, 1.0, 0.0, 0.0]);
+    }
+}

@@ -1,3 +1,41 @@
-use proc_macro::TokenStream;
+//! The `cnn!` procedural macro: a network declaration in, a shape-checked, monomorphized
+//! network struct out.
+//!
+//! Three passes, each in its own module: [`parse`] turns tokens into a [`parse::Decl`] that keeps
+//! every span; [`check`] computes every stage's shape and validates, collecting all errors;
+//! [`expand`] generates the code and never reports a user error. Use the macro through the `cnn`
+//! crate, which documents the syntax.
+#![forbid(unsafe_code)]
+
+mod check;
+mod expand;
+mod messages;
+mod parse;
+mod report;
+#[cfg(test)]
+mod tests;
+
+use proc_macro2::TokenStream;
+
+/// Declares a convolutional network; see the `cnn` crate for the syntax.
 #[proc_macro]
-pub fn cnn(_input: TokenStream) -> TokenStream { TokenStream::new() }
+pub fn cnn(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
+    expand_cnn(input.into()).unwrap_or_else(syn::Error::into_compile_error).into()
+}
+
+/// The whole macro as a plain function over `proc_macro2` tokens, so tests (and fuzzers) can
+/// drive it without a compiler.
+fn expand_cnn(input: TokenStream) -> syn::Result<TokenStream> {
+    let decl: parse::Decl = syn::parse2(input)?;
+    match check::check(&decl) {
+        Ok(model) => Ok(expand::network(&decl, &model)),
+        // The struct is still emitted with its API stubbed, so code that uses the type does
+        // not add a page of follow-on errors to the real ones.
+        Err((errors, partial)) => {
+            let stub = expand::stub(&decl, &partial);
+            let mut tokens = errors.to_compile_error();
+            tokens.extend(stub);
+            Ok(tokens)
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! Pass 3: generate the network. Reports no user errors: `check` has validated everything.
+//!
+//! The forward and backward passes are straight-line code, one kernel call per op with its
+//! sizes as literals; the kernels live in `cnn-runtime`.
+
+use crate::check::{Model, OpKind, Partial, Shape};
+use crate::parse::Decl;
+use cnn_runtime::activation::Activation;
+use cnn_runtime::pool::PoolKind;
+use proc_macro2::{Ident, TokenStream};
+use quote::{format_ident, quote};
+
+/// The network struct, its inherent API and its `Network` impl.
+pub fn network(decl: &Decl, model: &Model) -> TokenStream {
+    let Decl { attrs, vis, name, .. } = decl;
+    let summary = summary(model);
+    let doc = format!("\n\n# Layers\n\n```text\n{summary}```\n");
+    let input_dims = model.input.dims();
+    let rank = input_dims.len();
+    let input_len = model.input.len();
+    let output_len = model.output_len;
+    let param_count = model.param_count;
+    let macs = model.macs;
+    let activations_len = model.activations_len;
+    let max_len = model.max_len;
+    let scratch_len = model.scratch_len;
+    let params = model.params.iter().map(|p| {
+        let (pname, shape, offset) = (&p.name, &p.shape, p.offset);
+        quote!(::cnn::__private::ParamInfo { name: #pname, shape: &[#(#shape),*], offset: #offset })
+    });
+    let forward_body = forward_body(model);
+    let backward_body = backward_body(model);
+    let name_str = name.to_string();
+    let logits = if model.ops.is_empty() {
+        quote!(input)
+    } else {
+        quote!(&acts[batch * (#activations_len - #output_len)..])
+    };
+
+    quote! {
+        #(#attrs)*
+        #[doc = #doc]
+        #vis struct #name {
+            params: ::cnn::__private::Vec<f32>,
+            workspace: ::cnn::__private::Workspace,
+        }
+
+        #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, clippy::unnecessary_cast)]
+        impl #name {
+            /// Shape of one input sample.
+            pub const INPUT_SHAPE: [usize; #rank] = [#(#input_dims),*];
+            /// Number of `f32`s in one input sample.
+            pub const INPUT_LEN: usize = #input_len;
+            /// Number of logits per sample.
+            pub const OUTPUT_LEN: usize = #output_len;
+            /// Number of parameters.
+            pub const PARAM_COUNT: usize = #param_count;
+            /// Multiply-adds of one sample's forward pass (convolutions and dense layers).
+            pub const MACS: usize = #macs;
+            /// Memory plan: `f32`s of every stage's output for one sample.
+            pub const ACTIVATIONS_LEN: usize = #activations_len;
+            /// Memory plan: `f32`s of each of the two gradient buffers of a training step, per sample.
+            pub const GRADIENT_BUFFER_LEN: usize = #max_len;
+            /// Memory plan: `f32`s of convolution scratch, independent of the batch size.
+            pub const SCRATCH_LEN: usize = #scratch_len;
+
+            /// `f32`s of working memory that a training step on `batch` samples uses (inference
+            /// uses less); reserved once, on the first call, and reused after.
+            pub const fn workspace_len(batch: usize) -> usize {
+                batch * (Self::ACTIVATIONS_LEN + 2 * Self::GRADIENT_BUFFER_LEN) + Self::SCRATCH_LEN
+            }
+
+            /// A network initialized as PyTorch does by default (every weight and bias uniform
+            /// in ±1/sqrt(fan_in)), reproducibly from `seed`.
+            pub fn new(seed: u64) -> Self {
+                let mut params = ::cnn::__private::Vec::new();
+                params.resize(Self::PARAM_COUNT, 0.0f32);
+                ::cnn::__private::pytorch_default(&mut params, <Self as ::cnn::__private::Network>::PARAMS, seed);
+                Self { params, workspace: ::core::default::Default::default() }
+            }
+
+            /// The logits of one sample.
+            pub fn forward(&self, input: &[f32; #input_len]) -> [f32; #output_len] {
+                let mut output = [0.0f32; #output_len];
+                ::cnn::__private::Network::forward_batch(self, input, &mut output);
+                output
+            }
+
+            /// The class with the largest logit (the first, on a tie).
+            pub fn predict(&self, input: &[f32; #input_len]) -> usize {
+                let logits = self.forward(input);
+                let mut best = 0;
+                for (i, &z) in logits.iter().enumerate() {
+                    if z > logits[best] {
+                        best = i;
+                    }
+                }
+                best
+            }
+
+            /// The softmax of the logits of one sample: class probabilities summing to 1.
+            pub fn probabilities(&self, input: &[f32; #input_len]) -> [f32; #output_len] {
+                let mut p = self.forward(input);
+                ::cnn::__private::softmax_in_place(&mut p, #output_len);
+                p
+            }
+
+            /// A table of the stages: kind, output shape, parameters and multiply-adds.
+            pub fn summary() -> &'static str {
+                #summary
+            }
+
+            #[inline]
+            fn __forward(params: &[f32], batch: usize, input: &[f32], acts: &mut [f32], scratch: &mut [f32]) {
+                let _ = (params, batch, input, &acts, &scratch);
+                #forward_body
+            }
+
+            #[inline]
+            fn __backward(params: &[f32], grad: &mut [f32], batch: usize, input: &[f32], acts: &[f32], ga: &mut [f32], gb: &mut [f32], scratch: &mut [f32]) {
+                let _ = (params, &grad, batch, input, acts, &ga, &gb, &scratch);
+                #backward_body
+            }
+        }
+
+        impl ::cnn::__private::Network for #name {
+            const INPUT_SHAPE: &'static [usize] = &[#(#input_dims),*];
+            const INPUT_LEN: usize = #input_len;
+            const OUTPUT_LEN: usize = #output_len;
+            const PARAM_COUNT: usize = #param_count;
+            const PARAMS: &'static [::cnn::__private::ParamInfo] = &[#(#params),*];
+
+            fn from_params(params: &[f32]) -> Self {
+                assert_eq!(params.len(), #param_count, "{}::from_params: expected {} parameters, got {}", #name_str, #param_count, params.len());
+                Self { params: params.to_vec(), workspace: ::core::default::Default::default() }
+            }
+
+            fn params(&self) -> &[f32] {
+                &self.params
+            }
+
+            fn params_mut(&mut self) -> &mut [f32] {
+                &mut self.params
+            }
+
+            fn forward_batch(&self, input: &[f32], output: &mut [f32]) {
+                assert!(input.len() % #input_len == 0, "{}::forward_batch: input length {} is not a multiple of INPUT_LEN = {}", #name_str, input.len(), #input_len);
+                let batch = input.len() / #input_len;
+                assert_eq!(output.len(), batch * #output_len, "{}::forward_batch: output must hold batch * OUTPUT_LEN = {} * {} values, got {}", #name_str, batch, #output_len, output.len());
+                self.workspace.with(batch * #activations_len + #scratch_len, |ws| {
+                    let (acts, scratch) = ws.split_at_mut(batch * #activations_len);
+                    Self::__forward(&self.params, batch, input, acts, scratch);
+                    output.copy_from_slice(#logits);
+                });
+            }
+
+            fn loss_and_grad(&self, input: &[f32], labels: &[u32], grad: &mut [f32]) -> f32 {
+                let batch = labels.len();
+                assert!(batch > 0, "{}::loss_and_grad: the batch is empty (no labels)", #name_str);
+                assert_eq!(input.len(), batch * #input_len, "{}::loss_and_grad: input must hold labels.len() * INPUT_LEN = {} * {} values, got {}", #name_str, batch, #input_len, input.len());
+                assert_eq!(grad.len(), #param_count, "{}::loss_and_grad: grad must hold PARAM_COUNT = {} values, got {}", #name_str, #param_count, grad.len());
+                self.workspace.with(Self::workspace_len(batch), |ws| {
+                    let (acts, rest) = ws.split_at_mut(batch * #activations_len);
+                    let (ga, rest) = rest.split_at_mut(batch * #max_len);
+                    let (gb, scratch) = rest.split_at_mut(batch * #max_len);
+                    Self::__forward(&self.params, batch, input, acts, scratch);
+                    let loss = ::cnn::__private::softmax_cross_entropy(#logits, labels, #output_len, &mut ga[..batch * #output_len]);
+                    Self::__backward(&self.params, grad, batch, input, acts, ga, gb, scratch);
+                    loss
+                })
+            }
+        }
+    }
+}
+
+/// Splits `acts` into one slice per op output (`a0`, `a1`, ...) and calls each op in order.
+fn forward_body(model: &Model) -> TokenStream {
+    let mut body = TokenStream::new();
+    for (i, op) in model.ops.iter().enumerate() {
+        let a = act_name(i);
+        let len = op.out_len;
+        body.extend(quote!(let (#a, acts) = acts.split_at_mut(batch * #len);));
+    }
+    for (i, op) in model.ops.iter().enumerate() {
+        let x = if i == 0 { quote!(input) } else { let p = act_name(i - 1); quote!(&*#p) };
+        let y = act_name(i);
+        let (start, end) = (op.params.start, op.params.end);
+        let geom = geometry(&op.kind);
+        body.extend(match &op.kind {
+            OpKind::Conv(_) => quote!({ const G: ::cnn::__private::Conv2d = #geom; G.forward(batch, #x, &params[#start..#end], #y, scratch); }),
+            OpKind::Dense(_) => quote!({ const G: ::cnn::__private::Dense = #geom; G.forward(batch, #x, &params[#start..#end], #y); }),
+            OpKind::Pool(_) => quote!({ const G: ::cnn::__private::Pool2d = #geom; G.forward(batch, #x, #y); }),
+            OpKind::Act(_) => quote!(#geom.forward(#x, #y);),
+        });
+    }
+    body
+}
+
+/// Walks the ops in reverse. Gradients ping-pong between `ga` (which holds d loss / d logits on
+/// entry) and `gb`; the first op computes no input gradient.
+fn backward_body(model: &Model) -> TokenStream {
+    let mut body = TokenStream::new();
+    for (i, op) in model.ops.iter().enumerate() {
+        let a = act_name(i);
+        let len = op.out_len;
+        body.extend(quote!(let (#a, acts) = acts.split_at(batch * #len);));
+    }
+    let n = model.ops.len();
+    for (i, op) in model.ops.iter().enumerate().rev() {
+        let (dy, dx) = if (n - 1 - i) % 2 == 0 { (quote!(ga), quote!(gb)) } else { (quote!(gb), quote!(ga)) };
+        let (in_len, out_len) = (op.in_len, op.out_len);
+        let dy = quote!(&#dy[..batch * #out_len]);
+        let dx_slice = quote!(&mut #dx[..batch * #in_len]);
+        let x = if i == 0 { quote!(input) } else { let p = act_name(i - 1); quote!(#p) };
+        let y = act_name(i);
+        let (start, end) = (op.params.start, op.params.end);
+        let geom = geometry(&op.kind);
+        let dx_opt = if i == 0 { quote!(::core::option::Option::None) } else { quote!(::core::option::Option::Some(#dx_slice)) };
+        body.extend(match &op.kind {
+            OpKind::Conv(_) => quote!({ const G: ::cnn::__private::Conv2d = #geom; G.backward(batch, #x, &params[#start..#end], #dy, &mut grad[#start..#end], #dx_opt, scratch); }),
+            OpKind::Dense(_) => quote!({ const G: ::cnn::__private::Dense = #geom; G.backward(batch, #x, &params[#start..#end], #dy, &mut grad[#start..#end], #dx_opt); }),
+            // Ops without parameters only pass the gradient on: nothing to do for the first.
+            _ if i == 0 => quote!(),
+            OpKind::Pool(_) => quote!({ const G: ::cnn::__private::Pool2d = #geom; G.backward(batch, #x, #dy, #dx_slice); }),
+            OpKind::Act(_) => quote!(#geom.backward(#x, #y, #dy, #dx_slice);),
+        });
+    }
+    body
+}
+
+fn act_name(i: usize) -> Ident {
+    format_ident!("a{}", i)
+}
+
+/// The runtime value describing an op, as a constant expression.
+fn geometry(kind: &OpKind) -> TokenStream {
+    match kind {
+        OpKind::Conv(g) => {
+            let (c, h, w, oc, kh, kw, sh, sw, ph, pw, bias) = (g.c, g.h, g.w, g.oc, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.bias);
+            quote!(::cnn::__private::Conv2d::new([#c, #h, #w], #oc, [#kh, #kw], [#sh, #sw], [#ph, #pw], #bias))
+        }
+        OpKind::Pool(g) => {
+            let kind = match g.kind {
+                PoolKind::Max => quote!(::cnn::__private::PoolKind::Max),
+                PoolKind::Avg => quote!(::cnn::__private::PoolKind::Avg),
+            };
+            let (c, h, w, kh, kw, sh, sw) = (g.c, g.h, g.w, g.kh, g.kw, g.sh, g.sw);
+            quote!(::cnn::__private::Pool2d::new(#kind, [#c, #h, #w], [#kh, #kw], [#sh, #sw]))
+        }
+        OpKind::Dense(g) => {
+            let (i, o, b) = (g.inputs, g.outputs, g.bias);
+            quote!(::cnn::__private::Dense::new(#i, #o, #b))
+        }
+        OpKind::Act(a) => match a {
+            Activation::Relu => quote!(::cnn::__private::Activation::Relu),
+            Activation::Sigmoid => quote!(::cnn::__private::Activation::Sigmoid),
+            Activation::Tanh => quote!(::cnn::__private::Activation::Tanh),
+            Activation::LeakyRelu(s) => quote!(::cnn::__private::Activation::LeakyRelu(#s)),
+        },
+    }
+}
+
+/// When the declaration has errors: the struct with its API, every body unreachable, so that
+/// code using the type reports no follow-on errors.
+pub fn stub(decl: &Decl, partial: &Partial) -> TokenStream {
+    let Decl { attrs, vis, name, .. } = decl;
+    let input_dims = partial.input.map(Shape::dims).unwrap_or_default();
+    let rank = input_dims.len();
+    let input_len = partial.input.map_or(0, Shape::len);
+    let output_len = partial.output_len.unwrap_or(0);
+    let input_ty = if partial.input.is_some() { quote!([f32; #input_len]) } else { quote!([f32]) };
+    let output_ty = if partial.output_len.is_some() { quote!([f32; #output_len]) } else { quote!(::cnn::__private::Vec<f32>) };
+    let unreachable = quote!(::core::unreachable!("this network's declaration has errors"));
+    quote! {
+        #(#attrs)*
+        #vis struct #name {
+            params: ::cnn::__private::Vec<f32>,
+            workspace: ::cnn::__private::Workspace,
+        }
+
+        #[allow(dead_code, unused_variables)]
+        impl #name {
+            pub const INPUT_SHAPE: [usize; #rank] = [#(#input_dims),*];
+            pub const INPUT_LEN: usize = #input_len;
+            pub const OUTPUT_LEN: usize = #output_len;
+            pub const PARAM_COUNT: usize = 0;
+            pub const MACS: usize = 0;
+            pub fn new(seed: u64) -> Self { #unreachable }
+            pub fn forward(&self, input: &#input_ty) -> #output_ty { #unreachable }
+            pub fn predict(&self, input: &#input_ty) -> usize { #unreachable }
+            pub fn probabilities(&self, input: &#input_ty) -> #output_ty { #unreachable }
+            pub fn summary() -> &'static str { #unreachable }
+        }
+
+        #[allow(unused_variables)]
+        impl ::cnn::__private::Network for #name {
+            const INPUT_SHAPE: &'static [usize] = &[#(#input_dims),*];
+            const INPUT_LEN: usize = #input_len;
+            const OUTPUT_LEN: usize = #output_len;
+            const PARAM_COUNT: usize = 0;
+            const PARAMS: &'static [::cnn::__private::ParamInfo] = &[];
+            fn from_params(params: &[f32]) -> Self { #unreachable }
+            fn params(&self) -> &[f32] { #unreachable }
+            fn params_mut(&mut self) -> &mut [f32] { #unreachable }
+            fn forward_batch(&self, input: &[f32], output: &mut [f32]) { #unreachable }
+            fn loss_and_grad(&self, input: &[f32], labels: &[u32], grad: &mut [f32]) -> f32 { #unreachable }
+        }
+    }
+}
+
+/// The summary table: one row per stage, then the totals.
+pub fn summary(model: &Model) -> String {
+    let mut rows: Vec<[String; 5]> = vec![["stage".into(), "kind".into(), "output".into(), "params".into(), "MACs".into()]];
+    rows.push(["input".into(), String::new(), model.input.to_string(), String::new(), String::new()]);
+    for r in &model.rows {
+        rows.push([r.stage.clone(), r.kind.clone(), r.shape.to_string(), thousands(r.params), thousands(r.macs)]);
+    }
+    rows.push(["total".into(), String::new(), String::new(), thousands(model.param_count), thousands(model.macs)]);
+    let mut widths = [0; 5];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
+            if i >= 3 {
+                line += &format!("  {cell:>w$}");
+            } else if i == 0 {
+                line += &format!("{cell:<w$}");
+            } else {
+                line += &format!("  {cell:<w$}");
+            }
+        }
+        out += line.trim_end();
+        out.push('\n');
+    }
+    out
+}
+
+/// `61706` as `61,706`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}

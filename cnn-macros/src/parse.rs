@@ -1,0 +1,203 @@
+//! Pass 1: tokens to a declaration. Keeps every span; interprets nothing beyond the grammar.
+//!
+//! ```text
+//! decl   := attr* vis "struct" Ident "{" entry ("," entry)* ","? "}"
+//! entry  := "input" ":" "[" expr ("," expr)* "]"
+//!         | Ident ":" layer ("->" layer)?
+//! layer  := Ident ( "(" arg ("," arg)* ")" )?
+//! arg    := expr | Ident "=" expr
+//! ```
+//! Argument values are kept as [`Value`]s; whether they make sense is for `check` to say.
+
+use proc_macro2::TokenStream;
+use quote::ToTokens;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{bracketed, parenthesized, token, Attribute, Expr, ExprLit, Ident, Lit, Token, UnOp, Visibility};
+
+/// Where a piece of the declaration sits, for error messages: its tokens, so an error can span
+/// all of them.
+#[derive(Clone)]
+pub struct Loc(pub TokenStream);
+
+impl Loc {
+    pub fn of(tokens: &impl ToTokens) -> Self {
+        Loc(tokens.to_token_stream())
+    }
+}
+
+/// A whole `cnn! { ... }` declaration.
+pub struct Decl {
+    pub attrs: Vec<Attribute>,
+    pub vis: Visibility,
+    pub name: Ident,
+    pub entries: Vec<Entry>,
+}
+
+/// One comma-separated entry of the body, in source order.
+pub enum Entry {
+    Input(InputDecl),
+    Stage(Stage),
+}
+
+/// `input: [1, 28, 28]`.
+pub struct InputDecl {
+    pub key: Ident,
+    pub dims: Vec<Value>,
+    pub loc: Loc,
+}
+
+/// `conv1: Conv2d(6, kernel = 5) -> Relu`.
+pub struct Stage {
+    pub name: Ident,
+    pub layer: Layer,
+    pub activation: Option<Layer>,
+}
+
+/// `Conv2d(6, kernel = 5)`: a kind and its arguments.
+pub struct Layer {
+    pub kind: Ident,
+    pub args: Vec<Arg>,
+    /// The whole layer, kind and arguments.
+    pub loc: Loc,
+}
+
+/// A positional (`6`) or named (`kernel = 5`) argument.
+pub struct Arg {
+    pub name: Option<Ident>,
+    pub value: Value,
+}
+
+/// An argument value or input dimension, as written.
+#[derive(Clone)]
+pub enum Value {
+    /// A non-negative integer literal that fits `usize`.
+    Int(usize, Loc),
+    /// A float literal, or a negative number.
+    Float(f64, Loc),
+    /// `true` or `false`.
+    Bool(bool, Loc),
+    /// `(a, b, ...)`.
+    Tuple(Vec<Value>, Loc),
+    /// An integer literal too large for `usize`.
+    TooLarge(Loc),
+    /// Anything else (a path, a call, a string, ...).
+    Other(Loc),
+}
+
+impl Value {
+    pub fn loc(&self) -> &Loc {
+        match self {
+            Value::Int(_, l) | Value::Float(_, l) | Value::Bool(_, l) | Value::Tuple(_, l) | Value::TooLarge(l) | Value::Other(l) => l,
+        }
+    }
+
+    /// The value as the user wrote it, for messages.
+    pub fn text(&self) -> String {
+        self.loc().0.to_string()
+    }
+
+    fn from_expr(expr: &Expr) -> Value {
+        let loc = Loc::of(expr);
+        match expr {
+            Expr::Lit(ExprLit { lit: Lit::Int(lit), .. }) => match lit.base10_parse::<usize>() {
+                Ok(v) => Value::Int(v, loc),
+                Err(_) => Value::TooLarge(loc),
+            },
+            Expr::Lit(ExprLit { lit: Lit::Float(lit), .. }) => match lit.base10_parse::<f64>() {
+                Ok(v) => Value::Float(v, loc),
+                Err(_) => Value::Other(loc),
+            },
+            Expr::Lit(ExprLit { lit: Lit::Bool(b), .. }) => Value::Bool(b.value, loc),
+            Expr::Unary(u) if matches!(u.op, UnOp::Neg(_)) => match Value::from_expr(&u.expr) {
+                Value::Int(v, _) => Value::Float(-(v as f64), loc),
+                Value::Float(v, _) => Value::Float(-v, loc),
+                _ => Value::Other(loc),
+            },
+            Expr::Paren(p) => Value::from_expr(&p.expr),
+            Expr::Group(g) => Value::from_expr(&g.expr),
+            Expr::Tuple(t) => Value::Tuple(t.elems.iter().map(Value::from_expr).collect(), loc),
+            _ => Value::Other(loc),
+        }
+    }
+}
+
+impl Parse for Decl {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis: Visibility = input.parse()?;
+        input.parse::<Token![struct]>()?;
+        let name: Ident = input.parse()?;
+        if input.peek(Token![<]) {
+            return Err(input.error("a network cannot be generic: every size is fixed in the declaration"));
+        }
+        let body;
+        syn::braced!(body in input);
+        let mut entries = Vec::new();
+        while !body.is_empty() {
+            entries.push(body.parse()?);
+            if body.is_empty() {
+                break;
+            }
+            body.parse::<Token![,]>()?;
+        }
+        if !input.is_empty() {
+            return Err(input.error("unexpected tokens after the network's closing brace"));
+        }
+        Ok(Decl { attrs, vis, name, entries })
+    }
+}
+
+impl Parse for Entry {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let name: Ident = input.parse()?;
+        input.parse::<Token![:]>()?;
+        if input.peek(token::Bracket) {
+            if name != "input" {
+                return Err(syn::Error::new(
+                    name.span(),
+                    format!("only `input` takes a shape in brackets; a stage needs a layer, e.g. `{name}: Dense(10)`"),
+                ));
+            }
+            let content;
+            let bracket = bracketed!(content in input);
+            let dims = Punctuated::<Expr, Token![,]>::parse_terminated(&content)?;
+            let mut loc = TokenStream::new();
+            bracket.surround(&mut loc, |t| dims.to_tokens(t));
+            let dims = dims.iter().map(Value::from_expr).collect();
+            return Ok(Entry::Input(InputDecl { key: name, dims, loc: Loc(loc) }));
+        }
+        let layer: Layer = input.parse()?;
+        let activation = if input.peek(Token![->]) {
+            input.parse::<Token![->]>()?;
+            Some(input.parse()?)
+        } else {
+            None
+        };
+        Ok(Entry::Stage(Stage { name, layer, activation }))
+    }
+}
+
+impl Parse for Layer {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let kind: Ident = input.parse()?;
+        let mut loc = kind.to_token_stream();
+        let mut args = Vec::new();
+        if input.peek(token::Paren) {
+            let content;
+            let paren = parenthesized!(content in input);
+            let exprs = Punctuated::<Expr, Token![,]>::parse_terminated(&content)?;
+            paren.surround(&mut loc, |t| exprs.to_tokens(t));
+            for expr in &exprs {
+                args.push(match expr {
+                    Expr::Assign(assign) => match &*assign.left {
+                        Expr::Path(p) if p.path.get_ident().is_some() => Arg { name: p.path.get_ident().cloned(), value: Value::from_expr(&assign.right) },
+                        left => return Err(syn::Error::new_spanned(left, "an argument name must be a plain identifier, e.g. `kernel = 3`")),
+                    },
+                    _ => Arg { name: None, value: Value::from_expr(expr) },
+                });
+            }
+        }
+        Ok(Layer { kind, args, loc: Loc(loc) })
+    }
+}

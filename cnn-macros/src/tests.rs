@@ -1,0 +1,1 @@
+//! Expansion tests without a compiler: declarations in, parsed Rust or errors out.

@@ -1,0 +1,885 @@
+//! Weight files: a network's parameters as [safetensors], one `F32` tensor per parameter.
+//!
+//! Tensors are named as in a PyTorch `state_dict` (`conv1.weight`, `conv1.bias`, ...) and
+//! have PyTorch's shapes, so a file written here loads with `safetensors.torch.load_file`
+//! into the equivalent `nn.Module`, and a file saved from PyTorch loads here.
+//!
+//! Loading is strict, like PyTorch's `load_state_dict(strict = True)`: every parameter must
+//! have a tensor of the declared shape and dtype `F32`, and the file may hold nothing else.
+//! Whatever is wrong is reported as an [`Error`] that names the file and the tensor; no file
+//! content makes a loader panic.
+//!
+//! ```ignore
+//! use cnn::prelude::*;
+//!
+//! let net = LeNet5::new(42);
+//! cnn::io::save_safetensors(&net, "lenet5.safetensors")?;
+//! let back: LeNet5 = cnn::io::load_safetensors("lenet5.safetensors")?;
+//! assert_eq!(net.params(), back.params());
+//! # Ok::<(), cnn::Error>(())
+//! ```
+//!
+//! [safetensors]: https://huggingface.co/docs/safetensors
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use safetensors::tensor::{Dtype, SafeTensorError, TensorView, View};
+use safetensors::SafeTensors;
+
+use crate::{Error, Network, ParamInfo};
+
+/// Writes the parameters of `net` to `path` as a safetensors file.
+///
+/// One `F32` tensor per entry of [`Network::PARAMS`], named `info.name`, with shape
+/// `info.shape`, little-endian. The file holds no `__metadata__`.
+///
+/// The file is written atomically: to a temporary file in the same directory, which is then
+/// renamed over `path`. A reader never sees a half-written file, and a failed save leaves an
+/// existing file at `path` as it was.
+///
+/// ```ignore
+/// use cnn::prelude::*;
+///
+/// let net = LeNet5::new(0);
+/// cnn::io::save_safetensors(&net, "lenet5.safetensors")?;
+/// # Ok::<(), cnn::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// [`Error::Io`] naming `path` if the temporary file cannot be created or written (for
+/// example, the directory does not exist or is read-only) or cannot be renamed to `path`.
+///
+/// # Panics
+///
+/// If `net.params()` is shorter than the layout in [`Network::PARAMS`] says: a bug in the
+/// `Network` implementation, not in any file.
+pub fn save_safetensors<N: Network>(net: &N, path: impl AsRef<Path>) -> Result<(), Error> {
+    let path = path.as_ref();
+    let params = net.params();
+    check_layout::<N>(params.len());
+
+    let tensors = N::PARAMS.iter().map(|info| {
+        let bytes = params[info.range()]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
+        (
+            info.name,
+            F32Tensor {
+                shape: info.shape,
+                bytes,
+            },
+        )
+    });
+    let bytes = safetensors::serialize(tensors, &None).map_err(|e| Error::Safetensors {
+        path: path.to_path_buf(),
+        reason: describe(&e),
+    })?;
+    write_atomically(path, &bytes)
+}
+
+/// Reads a network from the safetensors file at `path`.
+///
+/// The file must hold exactly the tensors of [`Network::PARAMS`]: same names, same shapes,
+/// dtype `F32`, nothing missing and nothing extra.
+///
+/// ```ignore
+/// use cnn::prelude::*;
+///
+/// let net: LeNet5 = cnn::io::load_safetensors("lenet5.safetensors")?;
+/// # Ok::<(), cnn::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// Checked in this order, the first failure returned (parameters in [`Network::PARAMS`]
+/// order, extra tensors in name order):
+///
+/// - [`Error::Io`] if the file cannot be read;
+/// - [`Error::Safetensors`] if it is not a valid safetensors file (truncated, damaged header,
+///   offsets that do not match the shapes, ...);
+/// - [`Error::MissingTensor`] if a parameter has no tensor;
+/// - [`Error::UnexpectedTensor`] if a tensor matches no parameter;
+/// - [`Error::DtypeMismatch`] if a tensor's dtype is not `F32`;
+/// - [`Error::ShapeMismatch`] if a tensor's shape is not the parameter's.
+pub fn load_safetensors<N: Network>(path: impl AsRef<Path>) -> Result<N, Error> {
+    let mut params = vec![0.0; N::PARAM_COUNT];
+    read_params::<N>(path.as_ref(), &mut params)?;
+    Ok(N::from_params(&params))
+}
+
+/// Reads the safetensors file at `path` into the parameters of `net`, in place.
+///
+/// The same checks as [`load_safetensors`], without allocating a new network. The whole
+/// file is checked before any parameter is written, so on error `net` is left unchanged.
+///
+/// ```ignore
+/// use cnn::prelude::*;
+///
+/// let mut net = LeNet5::new(0);
+/// cnn::io::load_safetensors_into(&mut net, "lenet5.safetensors")?;
+/// # Ok::<(), cnn::Error>(())
+/// ```
+///
+/// # Errors
+///
+/// As [`load_safetensors`].
+///
+/// # Panics
+///
+/// If `net.params_mut()` is shorter than the layout in [`Network::PARAMS`] says: a bug in
+/// the `Network` implementation, not in any file.
+pub fn load_safetensors_into<N: Network>(net: &mut N, path: impl AsRef<Path>) -> Result<(), Error> {
+    read_params::<N>(path.as_ref(), net.params_mut())
+}
+
+/// Reads, checks and decodes the file into `params`, which is written only once every check
+/// has passed.
+fn read_params<N: Network>(path: &Path, params: &mut [f32]) -> Result<(), Error> {
+    check_layout::<N>(params.len());
+    let bytes = fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| Error::Safetensors {
+        path: path.to_path_buf(),
+        reason: describe(&e),
+    })?;
+
+    let views = check_tensors(path, &file, N::PARAMS)?;
+    for (info, view) in N::PARAMS.iter().zip(&views) {
+        let data = view.data();
+        // `deserialize` has checked that each tensor's byte range matches its shape and
+        // dtype, and `check_tensors` that shape and dtype are the parameter's; checked again
+        // here so that no file can make the slicing below panic.
+        if data.len() != info.len() * 4 {
+            return Err(Error::Safetensors {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "tensor `{}` holds {} bytes, but its shape {:?} needs {}",
+                    info.name,
+                    data.len(),
+                    info.shape,
+                    info.len() * 4
+                ),
+            });
+        }
+        // The data section is not necessarily 4-byte aligned, so decode chunk by chunk
+        // rather than reinterpreting the bytes.
+        for (dst, chunk) in params[info.range()].iter_mut().zip(data.chunks_exact(4)) {
+            *dst = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        }
+    }
+    Ok(())
+}
+
+/// The strict `load_state_dict` rule: the names in the file are exactly the parameter names,
+/// and each tensor has the parameter's dtype and shape. Returns the tensors in `layout` order.
+///
+/// The order of the checks makes the reported error deterministic: every missing tensor
+/// before any unexpected one (a file from another network is best explained by what it
+/// lacks), unexpected names sorted, then dtype and shape per parameter in layout order.
+fn check_tensors<'data>(
+    path: &Path,
+    file: &SafeTensors<'data>,
+    layout: &[ParamInfo],
+) -> Result<Vec<TensorView<'data>>, Error> {
+    let mut views = Vec::with_capacity(layout.len());
+    for info in layout {
+        match file.tensor(info.name) {
+            Ok(view) => views.push(view),
+            Err(_) => {
+                return Err(Error::MissingTensor {
+                    path: path.to_path_buf(),
+                    tensor: info.name.to_owned(),
+                    expected: info.shape.to_vec(),
+                })
+            }
+        }
+    }
+
+    let known: HashSet<&str> = layout.iter().map(|info| info.name).collect();
+    let mut extra: Vec<&String> = file
+        .names()
+        .into_iter()
+        .filter(|name| !known.contains(name.as_str()))
+        .collect();
+    extra.sort();
+    if let Some(name) = extra.first() {
+        return Err(Error::UnexpectedTensor {
+            path: path.to_path_buf(),
+            tensor: (*name).clone(),
+        });
+    }
+
+    for (info, view) in layout.iter().zip(&views) {
+        if view.dtype() != Dtype::F32 {
+            return Err(Error::DtypeMismatch {
+                path: path.to_path_buf(),
+                tensor: info.name.to_owned(),
+                expected: "F32".to_owned(),
+                got: format!("{:?}", view.dtype()),
+            });
+        }
+        if view.shape() != info.shape {
+            return Err(Error::ShapeMismatch {
+                path: path.to_path_buf(),
+                tensor: info.name.to_owned(),
+                expected: info.shape.to_vec(),
+                got: view.shape().to_vec(),
+            });
+        }
+    }
+    Ok(views)
+}
+
+/// A network whose `PARAMS` reach past its buffer is a bug in its `Network` implementation;
+/// caught here with a clear message instead of an index panic deep in the loop.
+fn check_layout<N: Network>(len: usize) {
+    let needed = N::PARAMS
+        .iter()
+        .map(|info| info.range().end)
+        .max()
+        .unwrap_or(0);
+    assert!(
+        needed <= len,
+        "Network::PARAMS describes {needed} parameters, but the buffer holds {len}"
+    );
+}
+
+/// One parameter tensor ready to serialize: its bytes already little-endian.
+struct F32Tensor {
+    shape: &'static [usize],
+    bytes: Vec<u8>,
+}
+
+impl View for F32Tensor {
+    fn dtype(&self) -> Dtype {
+        Dtype::F32
+    }
+
+    fn shape(&self) -> &[usize] {
+        self.shape
+    }
+
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.bytes)
+    }
+
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// Writes `bytes` to a fresh temporary file next to `path`, flushes it to disk and renames it
+/// over `path`; rename within one directory is atomic on the platforms we support. The
+/// temporary file is removed if anything fails.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let io_err = |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = temporary_path(path).map_err(io_err)?;
+    let written = write_new(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
+    if let Err(source) = written {
+        // Best effort: the error that matters is the one that stopped the save.
+        let _ = fs::remove_file(&tmp);
+        return Err(io_err(source));
+    }
+    Ok(())
+}
+
+/// Creates `path`, which must not exist yet, and writes `bytes` to it durably.
+fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file: File = OpenOptions::new().write(true).create_new(true).open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// `dir/.NAME.PID-N.tmp` beside `dir/NAME`: hidden, and unique per process and call, so
+/// concurrent saves to the same path do not write into each other's temporary file.
+fn temporary_path(path: &Path) -> std::io::Result<PathBuf> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = path.file_name().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the path does not end in a file name",
+        )
+    })?;
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut tmp = std::ffi::OsString::from(".");
+    tmp.push(name);
+    tmp.push(format!(".{}-{n}.tmp", std::process::id()));
+    Ok(path.with_file_name(tmp))
+}
+
+/// A sentence for a safetensors error, whose `Display` is only its variant name.
+fn describe(e: &SafeTensorError) -> String {
+    match e {
+        SafeTensorError::HeaderTooSmall => {
+            "shorter than the 8-byte header length; truncated or empty".to_owned()
+        }
+        SafeTensorError::HeaderTooLarge => {
+            "the header length is implausibly large (over 100 MB); not a safetensors file"
+                .to_owned()
+        }
+        SafeTensorError::InvalidHeaderLength => {
+            "the header length points past the end of the file; truncated or not a safetensors file"
+                .to_owned()
+        }
+        SafeTensorError::InvalidHeader => "the header is not valid UTF-8".to_owned(),
+        SafeTensorError::InvalidHeaderStart | SafeTensorError::InvalidHeaderDeserialization => {
+            "the header is not valid safetensors JSON".to_owned()
+        }
+        SafeTensorError::MetadataIncompleteBuffer => {
+            "the data section does not match the header's offsets; truncated or has trailing bytes"
+                .to_owned()
+        }
+        SafeTensorError::InvalidOffset(name) => {
+            format!("tensor `{name}` has data offsets that overlap or leave a gap")
+        }
+        SafeTensorError::TensorInvalidInfo => {
+            "a tensor's byte range does not match its shape and dtype".to_owned()
+        }
+        SafeTensorError::ValidationOverflow => {
+            "a tensor's shape overflows when multiplied out".to_owned()
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// A hand-written network: one dense layer `fc` from 4 inputs to 3 outputs.
+    #[derive(Debug)]
+    struct Tiny {
+        params: Vec<f32>,
+    }
+
+    impl Network for Tiny {
+        const INPUT_SHAPE: &'static [usize] = &[4];
+        const INPUT_LEN: usize = 4;
+        const OUTPUT_LEN: usize = 3;
+        const PARAM_COUNT: usize = 15;
+        const PARAMS: &'static [ParamInfo] = &[
+            ParamInfo {
+                name: "fc.weight",
+                shape: &[3, 4],
+                offset: 0,
+            },
+            ParamInfo {
+                name: "fc.bias",
+                shape: &[3],
+                offset: 12,
+            },
+        ];
+
+        fn from_params(params: &[f32]) -> Self {
+            assert_eq!(params.len(), Self::PARAM_COUNT);
+            Tiny {
+                params: params.to_vec(),
+            }
+        }
+        fn params(&self) -> &[f32] {
+            &self.params
+        }
+        fn params_mut(&mut self) -> &mut [f32] {
+            &mut self.params
+        }
+        fn forward_batch(&self, _: &[f32], _: &mut [f32]) {
+            unimplemented!()
+        }
+        fn loss_and_grad(&self, _: &[f32], _: &[u32], _: &mut [f32]) -> f32 {
+            unimplemented!()
+        }
+    }
+
+    /// LeNet-5's parameter layout, as `cnn!` generates it for the declaration in DESIGN.md.
+    struct LeNet5 {
+        params: Vec<f32>,
+    }
+
+    impl Network for LeNet5 {
+        const INPUT_SHAPE: &'static [usize] = &[1, 28, 28];
+        const INPUT_LEN: usize = 784;
+        const OUTPUT_LEN: usize = 10;
+        const PARAM_COUNT: usize = 61_706;
+        const PARAMS: &'static [ParamInfo] = &[
+            ParamInfo {
+                name: "conv1.weight",
+                shape: &[6, 1, 5, 5],
+                offset: 0,
+            },
+            ParamInfo {
+                name: "conv1.bias",
+                shape: &[6],
+                offset: 150,
+            },
+            ParamInfo {
+                name: "conv2.weight",
+                shape: &[16, 6, 5, 5],
+                offset: 156,
+            },
+            ParamInfo {
+                name: "conv2.bias",
+                shape: &[16],
+                offset: 2_556,
+            },
+            ParamInfo {
+                name: "fc1.weight",
+                shape: &[120, 400],
+                offset: 2_572,
+            },
+            ParamInfo {
+                name: "fc1.bias",
+                shape: &[120],
+                offset: 50_572,
+            },
+            ParamInfo {
+                name: "fc2.weight",
+                shape: &[84, 120],
+                offset: 50_692,
+            },
+            ParamInfo {
+                name: "fc2.bias",
+                shape: &[84],
+                offset: 60_772,
+            },
+            ParamInfo {
+                name: "fc3.weight",
+                shape: &[10, 84],
+                offset: 60_856,
+            },
+            ParamInfo {
+                name: "fc3.bias",
+                shape: &[10],
+                offset: 61_696,
+            },
+        ];
+
+        fn from_params(params: &[f32]) -> Self {
+            assert_eq!(params.len(), Self::PARAM_COUNT);
+            LeNet5 {
+                params: params.to_vec(),
+            }
+        }
+        fn params(&self) -> &[f32] {
+            &self.params
+        }
+        fn params_mut(&mut self) -> &mut [f32] {
+            &mut self.params
+        }
+        fn forward_batch(&self, _: &[f32], _: &mut [f32]) {
+            unimplemented!()
+        }
+        fn loss_and_grad(&self, _: &[f32], _: &[u32], _: &mut [f32]) -> f32 {
+            unimplemented!()
+        }
+    }
+
+    const GOLDEN_LENET5: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../tests/golden/lenet5/weights.safetensors"
+    );
+
+    /// Values with awkward bit patterns: negative zero, subnormal, extremes, NaN payload.
+    fn tiny() -> Tiny {
+        let mut params: Vec<f32> = (0..15).map(|i| (i as f32 - 7.0) / 3.0).collect();
+        params[0] = -0.0;
+        params[1] = f32::MIN_POSITIVE / 2.0;
+        params[2] = f32::MAX;
+        params[3] = f32::from_bits(0x7fc0_1234);
+        Tiny { params }
+    }
+
+    /// Writes `tensors` (name, dtype, shape, raw little-endian bytes) with safetensors' own
+    /// serializer, so the files in these tests are valid except for what each test breaks.
+    fn write_raw(path: &Path, tensors: &[(&str, Dtype, &[usize], Vec<u8>)]) {
+        let views: Vec<(&str, TensorView<'_>)> = tensors
+            .iter()
+            .map(|(name, dtype, shape, bytes)| {
+                (
+                    *name,
+                    TensorView::new(*dtype, shape.to_vec(), bytes).unwrap(),
+                )
+            })
+            .collect();
+        safetensors::serialize_to_file(views, &None, path).unwrap();
+    }
+
+    fn f32_bytes(n: usize) -> Vec<u8> {
+        (0..n).flat_map(|i| (i as f32).to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn round_trip_is_bit_identical() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.safetensors");
+        let net = tiny();
+        save_safetensors(&net, &path).unwrap();
+
+        let back: Tiny = load_safetensors(&path).unwrap();
+        let bits = |p: &[f32]| p.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&back.params), bits(&net.params));
+
+        let mut into = Tiny {
+            params: vec![9.0; 15],
+        };
+        load_safetensors_into(&mut into, &path).unwrap();
+        assert_eq!(bits(&into.params), bits(&net.params));
+    }
+
+    #[test]
+    fn save_writes_one_f32_tensor_per_param_and_no_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.safetensors");
+        save_safetensors(&tiny(), &path).unwrap();
+
+        let bytes = fs::read(&path).unwrap();
+        let (_, metadata) = SafeTensors::read_metadata(&bytes).unwrap();
+        assert!(metadata.metadata().is_none());
+        let file = SafeTensors::deserialize(&bytes).unwrap();
+        let mut names = file.names();
+        names.sort();
+        assert_eq!(names, ["fc.bias", "fc.weight"]);
+        let weight = file.tensor("fc.weight").unwrap();
+        assert_eq!(weight.dtype(), Dtype::F32);
+        assert_eq!(weight.shape(), [3, 4]);
+        let bias = file.tensor("fc.bias").unwrap();
+        assert_eq!(bias.shape(), [3]);
+        assert_eq!(&bias.data()[..4], &(5.0f32 / 3.0).to_le_bytes());
+
+        // Only the file itself is left: the temporary one was renamed, not copied.
+        let entries: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(entries.len(), 1);
+    }
+
+    #[test]
+    fn save_replaces_an_existing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.safetensors");
+        fs::write(&path, b"old contents").unwrap();
+        save_safetensors(&tiny(), &path).unwrap();
+        let back: Tiny = load_safetensors(&path).unwrap();
+        assert_eq!(back.params[4], tiny().params[4]);
+    }
+
+    #[test]
+    fn save_into_missing_directory_is_io_error_naming_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("no-such-dir").join("tiny.safetensors");
+        let err = save_safetensors(&tiny(), &path).unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "{err:?}");
+        assert!(err.to_string().contains("no-such-dir"), "{err}");
+    }
+
+    #[test]
+    fn missing_tensor_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing.safetensors");
+        write_raw(&path, &[("fc.weight", Dtype::F32, &[3, 4], f32_bytes(12))]);
+
+        let err = load_safetensors::<Tiny>(&path).unwrap_err();
+        match &err {
+            Error::MissingTensor {
+                tensor, expected, ..
+            } => {
+                assert_eq!(tensor, "fc.bias");
+                assert_eq!(expected, &[3]);
+            }
+            other => panic!("expected MissingTensor, got {other:?}"),
+        }
+        let msg = err.to_string();
+        assert!(
+            msg.contains("`fc.bias`") && msg.contains("missing.safetensors"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn missing_is_reported_before_unexpected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("renamed.safetensors");
+        // `fc.weights` is a typo for `fc.weight`: both missing and unexpected.
+        write_raw(
+            &path,
+            &[
+                ("fc.weights", Dtype::F32, &[3, 4], f32_bytes(12)),
+                ("fc.bias", Dtype::F32, &[3], f32_bytes(3)),
+            ],
+        );
+        let err = load_safetensors::<Tiny>(&path).unwrap_err();
+        assert!(
+            matches!(&err, Error::MissingTensor { tensor, .. } if tensor == "fc.weight"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn unexpected_tensor_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("extra.safetensors");
+        write_raw(
+            &path,
+            &[
+                ("fc.weight", Dtype::F32, &[3, 4], f32_bytes(12)),
+                ("fc.bias", Dtype::F32, &[3], f32_bytes(3)),
+                ("fc.running_mean", Dtype::F32, &[3], f32_bytes(3)),
+                ("fc.extra", Dtype::F32, &[1], f32_bytes(1)),
+            ],
+        );
+        let err = load_safetensors::<Tiny>(&path).unwrap_err();
+        // Extra tensors are reported in name order, whatever the file's order.
+        assert!(
+            matches!(&err, Error::UnexpectedTensor { tensor, .. } if tensor == "fc.extra"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("`fc.extra`"), "{err}");
+    }
+
+    #[test]
+    fn wrong_shape_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shape.safetensors");
+        // Same number of elements, transposed: still a mismatch.
+        write_raw(
+            &path,
+            &[
+                ("fc.weight", Dtype::F32, &[4, 3], f32_bytes(12)),
+                ("fc.bias", Dtype::F32, &[3], f32_bytes(3)),
+            ],
+        );
+        let err = load_safetensors::<Tiny>(&path).unwrap_err();
+        match &err {
+            Error::ShapeMismatch {
+                tensor,
+                expected,
+                got,
+                ..
+            } => {
+                assert_eq!(tensor, "fc.weight");
+                assert_eq!(expected, &[3, 4]);
+                assert_eq!(got, &[4, 3]);
+            }
+            other => panic!("expected ShapeMismatch, got {other:?}"),
+        }
+        let msg = err.to_string();
+        assert!(
+            msg.contains("`fc.weight`") && msg.contains("[4, 3]"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn wrong_dtype_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dtype.safetensors");
+        let f64_bias: Vec<u8> = (0..3).flat_map(|i| f64::from(i).to_le_bytes()).collect();
+        write_raw(
+            &path,
+            &[
+                ("fc.weight", Dtype::F32, &[3, 4], f32_bytes(12)),
+                ("fc.bias", Dtype::F64, &[3], f64_bias),
+            ],
+        );
+        let err = load_safetensors::<Tiny>(&path).unwrap_err();
+        match &err {
+            Error::DtypeMismatch {
+                tensor,
+                expected,
+                got,
+                ..
+            } => {
+                assert_eq!(tensor, "fc.bias");
+                assert_eq!(expected, "F32");
+                assert_eq!(got, "F64");
+            }
+            other => panic!("expected DtypeMismatch, got {other:?}"),
+        }
+        assert!(err.to_string().contains("`fc.bias`"), "{err}");
+
+        let i64_weight: Vec<u8> = (0..12i64).flat_map(|i| i.to_le_bytes()).collect();
+        write_raw(
+            &path,
+            &[
+                ("fc.weight", Dtype::I64, &[3, 4], i64_weight),
+                ("fc.bias", Dtype::F32, &[3], f32_bytes(3)),
+            ],
+        );
+        let err = load_safetensors::<Tiny>(&path).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::DtypeMismatch { .. }), "{err:?}");
+        assert!(msg.contains("`fc.weight` has dtype I64"), "{msg}");
+    }
+
+    #[test]
+    fn failed_load_into_leaves_network_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shape.safetensors");
+        // `fc.weight` is fine and comes first; `fc.bias` has the wrong shape.
+        write_raw(
+            &path,
+            &[
+                ("fc.weight", Dtype::F32, &[3, 4], f32_bytes(12)),
+                ("fc.bias", Dtype::F32, &[1, 3], f32_bytes(3)),
+            ],
+        );
+        let mut net = Tiny {
+            params: vec![7.0; 15],
+        };
+        let err = load_safetensors_into(&mut net, &path).unwrap_err();
+        assert!(matches!(err, Error::ShapeMismatch { .. }), "{err:?}");
+        assert_eq!(net.params, vec![7.0; 15]);
+    }
+
+    #[test]
+    fn truncated_file_is_safetensors_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("truncated.safetensors");
+        save_safetensors(&tiny(), &path).unwrap();
+        let bytes = fs::read(&path).unwrap();
+
+        // Cut in the data, in the header, and inside the length prefix.
+        for cut in [bytes.len() - 1, 20, 3, 0] {
+            fs::write(&path, &bytes[..cut]).unwrap();
+            let err = load_safetensors::<Tiny>(&path).unwrap_err();
+            assert!(
+                matches!(err, Error::Safetensors { .. }),
+                "cut at {cut}: {err:?}"
+            );
+            let msg = err.to_string();
+            assert!(msg.contains("truncated.safetensors"), "{msg}");
+            assert!(msg.contains("truncated"), "cut at {cut}: {msg}");
+        }
+    }
+
+    #[test]
+    fn trailing_bytes_are_safetensors_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trailing.safetensors");
+        save_safetensors(&tiny(), &path).unwrap();
+        let mut bytes = fs::read(&path).unwrap();
+        bytes.push(0);
+        fs::write(&path, &bytes).unwrap();
+        let err = load_safetensors::<Tiny>(&path).unwrap_err();
+        assert!(matches!(err, Error::Safetensors { .. }), "{err:?}");
+        assert!(err.to_string().contains("trailing bytes"), "{err}");
+    }
+
+    #[test]
+    fn garbage_file_is_safetensors_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("garbage.safetensors");
+        // An 8-byte little-endian header length, then the header.
+        let with_header = |json: &[u8]| {
+            let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+            bytes.extend_from_slice(json);
+            bytes
+        };
+        let cases = [
+            b"this is not a safetensors file at all".to_vec(),
+            with_header(b"abcd"),
+            with_header(b"\xff\xfe"),
+            // Valid JSON, but data offsets that reach past the end.
+            with_header(br#"{"fc.bias":{"dtype":"F32","shape":[3],"data_offsets":[0,12]}}"#),
+            // Offsets that do not match the shape.
+            [
+                with_header(br#"{"fc.bias":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}"#),
+                vec![0; 8],
+            ]
+            .concat(),
+            // A shape whose element count overflows.
+            with_header(
+                br#"{"fc.bias":{"dtype":"F32","shape":[18446744073709551615,2],
+                    "data_offsets":[0,0]}}"#,
+            ),
+            // A length prefix of 2^64 - 1.
+            vec![0xff; 16],
+        ];
+        for bytes in cases {
+            fs::write(&path, &bytes).unwrap();
+            let err = load_safetensors::<Tiny>(&path).unwrap_err();
+            assert!(
+                matches!(err, Error::Safetensors { .. }),
+                "{bytes:x?}: {err:?}"
+            );
+            assert!(err.to_string().contains("garbage.safetensors"), "{err}");
+        }
+    }
+
+    #[test]
+    fn nonexistent_path_is_io_error_naming_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("does-not-exist.safetensors");
+        let err = load_safetensors::<Tiny>(&path).unwrap_err();
+        match &err {
+            Error::Io { source, .. } => {
+                assert_eq!(source.kind(), std::io::ErrorKind::NotFound)
+            }
+            other => panic!("expected Io, got {other:?}"),
+        }
+        assert!(
+            err.to_string().contains("does-not-exist.safetensors"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn metadata_in_file_is_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.safetensors");
+        let weight = f32_bytes(12);
+        let bias = f32_bytes(3);
+        let views = [
+            (
+                "fc.weight",
+                TensorView::new(Dtype::F32, vec![3, 4], &weight).unwrap(),
+            ),
+            (
+                "fc.bias",
+                TensorView::new(Dtype::F32, vec![3], &bias).unwrap(),
+            ),
+        ];
+        let metadata = HashMap::from([("format".to_owned(), "pt".to_owned())]);
+        safetensors::serialize_to_file(views, &Some(metadata), &path).unwrap();
+        let net: Tiny = load_safetensors(&path).unwrap();
+        assert_eq!(net.params[12..], [0.0, 1.0, 2.0]);
+    }
+
+    /// `tests/golden/lenet5/weights.safetensors` holds LeNet-5 as PyTorch initializes it by
+    /// default (`spec.json` beside it: `"init": "pytorch_default"`, seed 19001): weights and
+    /// biases uniform in +-1/sqrt(fan_in).
+    #[test]
+    fn loads_pytorch_golden_lenet5() {
+        let net: LeNet5 = load_safetensors(GOLDEN_LENET5).unwrap();
+        assert_eq!(net.params.len(), 61_706);
+        for info in LeNet5::PARAMS {
+            // PyTorch's default init is bounded by 1/sqrt(fan_in) for weights and biases
+            // alike, with fan_in = in * kh * kw taken from the layer's weight.
+            let weight_name = info.name.replace(".bias", ".weight");
+            let weight = LeNet5::PARAMS
+                .iter()
+                .find(|p| p.name == weight_name)
+                .unwrap();
+            let fan_in: usize = weight.shape[1..].iter().product();
+            let bound = 1.0 / (fan_in as f32).sqrt();
+            let values = &net.params[info.range()];
+            assert!(
+                values.iter().all(|x| x.is_finite() && x.abs() <= bound),
+                "{}",
+                info.name
+            );
+            // Not all zero: the tensor really was read.
+            assert!(values.iter().any(|&x| x != 0.0), "{}", info.name);
+        }
+    }
+}

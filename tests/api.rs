@@ -1,0 +1,171 @@
+//! The generated API of DESIGN.md: constants, constructors, forward, predict, probabilities,
+//! summary, the `Network` impl and weight files, on LeNet-5.
+
+use cnn::prelude::*;
+use std::path::Path;
+
+cnn! {
+    /// LeNet-5 for 28x28 grayscale digits.
+    #[derive(Clone, Debug)]
+    pub struct LeNet5 {
+        input: [1, 28, 28],
+        conv1: Conv2d(6, kernel = 5, padding = 2) -> Relu,
+        pool1: MaxPool2d(2),
+        conv2: Conv2d(16, kernel = 5) -> Relu,
+        pool2: MaxPool2d(2),
+        flatten: Flatten,
+        fc1: Dense(120) -> Relu,
+        fc2: Dense(84) -> Relu,
+        fc3: Dense(10),
+    }
+}
+
+cnn! {
+    pub(crate) struct Vector {
+        input: [1_0],
+        fc: Dense(3, bias = false),
+    }
+}
+
+fn digit_like(seed: u32) -> [f32; 784] {
+    std::array::from_fn(|i| (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 1000.0)
+}
+
+#[test]
+fn constants_follow_the_declaration() {
+    assert_eq!(LeNet5::INPUT_SHAPE, [1, 28, 28]);
+    assert_eq!(LeNet5::INPUT_LEN, 784);
+    assert_eq!(LeNet5::OUTPUT_LEN, 10);
+    assert_eq!(LeNet5::PARAM_COUNT, 61_706);
+    assert_eq!(LeNet5::MACS, 416_520);
+    assert_eq!(<LeNet5 as Network>::INPUT_SHAPE, &[1, 28, 28]);
+    assert_eq!(Vector::INPUT_SHAPE, [10]);
+    assert_eq!(Vector::PARAM_COUNT, 30);
+    assert_eq!(Vector::PARAMS.len(), 1);
+}
+
+#[test]
+fn params_layout_is_pytorchs_state_dict() {
+    let names: Vec<&str> = LeNet5::PARAMS.iter().map(|p| p.name).collect();
+    assert_eq!(
+        names,
+        ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"]
+    );
+    assert_eq!(LeNet5::PARAMS[2].shape, &[16, 6, 5, 5]);
+    assert_eq!(LeNet5::PARAMS[4].shape, &[120, 400]);
+    // Contiguous, in order, covering the whole buffer.
+    let mut offset = 0;
+    for p in LeNet5::PARAMS {
+        assert_eq!(p.offset, offset, "{}", p.name);
+        offset += p.len();
+    }
+    assert_eq!(offset, LeNet5::PARAM_COUNT);
+}
+
+#[test]
+fn new_is_reproducible_and_follows_pytorch_bounds() {
+    let (a, b, c) = (LeNet5::new(7), LeNet5::new(7), LeNet5::new(8));
+    assert_eq!(a.params(), b.params());
+    assert_ne!(a.params(), c.params());
+    for p in LeNet5::PARAMS {
+        let fan_in: usize = if p.shape.len() > 1 { p.shape[1..].iter().product() } else { 0 };
+        let fan_in = if fan_in == 0 { LeNet5::PARAMS.iter().find(|w| w.name == p.name.replace("bias", "weight")).unwrap().shape[1..].iter().product() } else { fan_in };
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        let values = &a.params()[p.range()];
+        assert!(values.iter().all(|v| v.abs() <= bound), "{}", p.name);
+        assert!(values.iter().any(|v| v.abs() > 0.5 * bound), "{} is not spread over its range", p.name);
+    }
+}
+
+#[test]
+fn forward_predict_and_probabilities_agree_with_forward_batch() {
+    let net = LeNet5::new(3);
+    let x = digit_like(1);
+    let logits = net.forward(&x);
+    let mut batch = vec![0.0; 20];
+    let mut two = x.to_vec();
+    two.extend_from_slice(&digit_like(2));
+    net.forward_batch(&two, &mut batch);
+    assert_eq!(&batch[..10], &logits[..], "a sample's logits do not depend on its batch");
+    let argmax = (0..10).fold(0, |b, i| if logits[i] > logits[b] { i } else { b });
+    assert_eq!(net.predict(&x), argmax);
+    let p = net.probabilities(&x);
+    assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-6);
+    let pmax = (0..10).fold(0, |b, i| if p[i] > p[b] { i } else { b });
+    assert_eq!(pmax, argmax);
+    // Softmax ratios follow logit differences.
+    assert!(((p[0] / p[1]).ln() - (logits[0] - logits[1])).abs() < 1e-4);
+}
+
+#[test]
+fn summary_lists_every_stage_with_shapes() {
+    let s = LeNet5::summary();
+    for needle in ["conv1", "[6, 28, 28]", "pool2", "[16, 5, 5]", "[400]", "fc3", "61,706", "416,520"] {
+        assert!(s.contains(needle), "summary lacks {needle}:\n{s}");
+    }
+}
+
+#[test]
+fn clone_and_from_params_copy_the_parameters() {
+    let a = LeNet5::new(1);
+    let b = a.clone();
+    assert_eq!(a.params(), b.params());
+    let c = LeNet5::from_params(a.params());
+    assert_eq!(c.forward(&digit_like(4)), a.forward(&digit_like(4)));
+}
+
+#[test]
+#[should_panic(expected = "LeNet5::forward_batch: input length 785 is not a multiple of INPUT_LEN = 784")]
+fn forward_batch_rejects_a_ragged_input() {
+    LeNet5::new(0).forward_batch(&[0.0; 785], &mut [0.0; 10]);
+}
+
+#[test]
+#[should_panic(expected = "LeNet5::forward_batch: output must hold batch * OUTPUT_LEN = 2 * 10 values, got 10")]
+fn forward_batch_rejects_a_short_output() {
+    LeNet5::new(0).forward_batch(&[0.0; 1568], &mut [0.0; 10]);
+}
+
+#[test]
+#[should_panic(expected = "LeNet5::loss_and_grad: grad must hold PARAM_COUNT = 61706 values, got 3")]
+fn loss_and_grad_rejects_a_wrong_grad_length() {
+    LeNet5::new(0).loss_and_grad(&[0.0; 784], &[1], &mut [0.0; 3]);
+}
+
+#[test]
+#[should_panic(expected = "LeNet5::loss_and_grad: input must hold labels.len() * INPUT_LEN = 2 * 784 values, got 784")]
+fn loss_and_grad_rejects_a_label_count_mismatch() {
+    LeNet5::new(0).loss_and_grad(&[0.0; 784], &[1, 2], &mut [0.0; 61_706]);
+}
+
+#[test]
+#[should_panic(expected = "label 10 of sample 0 is out of range 0..10")]
+fn loss_and_grad_rejects_a_label_out_of_range() {
+    LeNet5::new(0).loss_and_grad(&[0.0; 784], &[10], &mut [0.0; 61_706]);
+}
+
+#[test]
+#[should_panic(expected = "LeNet5::from_params: expected 61706 parameters, got 5")]
+fn from_params_rejects_a_wrong_length() {
+    LeNet5::from_params(&[0.0; 5]);
+}
+
+#[test]
+fn weights_round_trip_through_safetensors() -> Result<(), cnn::Error> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lenet5.safetensors");
+    let net = LeNet5::new(11);
+    cnn::io::save_safetensors(&net, &path)?;
+    let back: LeNet5 = cnn::io::load_safetensors(&path)?;
+    assert_eq!(back.params(), net.params());
+    assert_eq!(back.forward(&digit_like(9)), net.forward(&digit_like(9)));
+    Ok(())
+}
+
+#[test]
+fn a_file_for_another_architecture_is_refused_naming_the_tensor() {
+    let mlp = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/mlp/weights.safetensors");
+    let err = cnn::io::load_safetensors::<LeNet5>(&mlp).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("conv1.weight") && text.contains("missing"), "{text}");
+}

@@ -9,8 +9,13 @@
 //! Whatever is wrong is reported as an [`Error`] that names the file and the tensor; no file
 //! content makes a loader panic.
 //!
-//! ```ignore
+//! ```
 //! use cnn::prelude::*;
+//! # cnn::cnn! { struct LeNet5 { input: [1, 28, 28], conv1: Conv2d(6, kernel = 5, padding = 2) -> Relu,
+//! #   pool1: MaxPool2d(2), conv2: Conv2d(16, kernel = 5) -> Relu, pool2: MaxPool2d(2), flatten: Flatten,
+//! #   fc1: Dense(120) -> Relu, fc2: Dense(84) -> Relu, fc3: Dense(10) } }
+//! # let dir = tempfile::tempdir().unwrap();
+//! # std::env::set_current_dir(dir.path()).unwrap();
 //!
 //! let net = LeNet5::new(42);
 //! cnn::io::save_safetensors(&net, "lenet5.safetensors")?;
@@ -42,8 +47,13 @@ use crate::{Error, Network, ParamInfo};
 /// renamed over `path`. A reader never sees a half-written file, and a failed save leaves an
 /// existing file at `path` as it was.
 ///
-/// ```ignore
+/// ```
 /// use cnn::prelude::*;
+/// # cnn::cnn! { struct LeNet5 { input: [1, 28, 28], conv1: Conv2d(6, kernel = 5, padding = 2) -> Relu,
+/// #   pool1: MaxPool2d(2), conv2: Conv2d(16, kernel = 5) -> Relu, pool2: MaxPool2d(2), flatten: Flatten,
+/// #   fc1: Dense(120) -> Relu, fc2: Dense(84) -> Relu, fc3: Dense(10) } }
+/// # let dir = tempfile::tempdir().unwrap();
+/// # std::env::set_current_dir(dir.path()).unwrap();
 ///
 /// let net = LeNet5::new(0);
 /// cnn::io::save_safetensors(&net, "lenet5.safetensors")?;
@@ -89,9 +99,15 @@ pub fn save_safetensors<N: Network>(net: &N, path: impl AsRef<Path>) -> Result<(
 /// The file must hold exactly the tensors of [`Network::PARAMS`]: same names, same shapes,
 /// dtype `F32`, nothing missing and nothing extra.
 ///
-/// ```ignore
+/// ```
 /// use cnn::prelude::*;
+/// # cnn::cnn! { struct LeNet5 { input: [1, 28, 28], conv1: Conv2d(6, kernel = 5, padding = 2) -> Relu,
+/// #   pool1: MaxPool2d(2), conv2: Conv2d(16, kernel = 5) -> Relu, pool2: MaxPool2d(2), flatten: Flatten,
+/// #   fc1: Dense(120) -> Relu, fc2: Dense(84) -> Relu, fc3: Dense(10) } }
+/// # let dir = tempfile::tempdir().unwrap();
+/// # std::env::set_current_dir(dir.path()).unwrap();
 ///
+/// # cnn::io::save_safetensors(&LeNet5::new(1), "lenet5.safetensors")?;
 /// let net: LeNet5 = cnn::io::load_safetensors("lenet5.safetensors")?;
 /// # Ok::<(), cnn::Error>(())
 /// ```
@@ -119,9 +135,15 @@ pub fn load_safetensors<N: Network>(path: impl AsRef<Path>) -> Result<N, Error> 
 /// The same checks as [`load_safetensors`], without allocating a new network. The whole
 /// file is checked before any parameter is written, so on error `net` is left unchanged.
 ///
-/// ```ignore
+/// ```
 /// use cnn::prelude::*;
+/// # cnn::cnn! { struct LeNet5 { input: [1, 28, 28], conv1: Conv2d(6, kernel = 5, padding = 2) -> Relu,
+/// #   pool1: MaxPool2d(2), conv2: Conv2d(16, kernel = 5) -> Relu, pool2: MaxPool2d(2), flatten: Flatten,
+/// #   fc1: Dense(120) -> Relu, fc2: Dense(84) -> Relu, fc3: Dense(10) } }
+/// # let dir = tempfile::tempdir().unwrap();
+/// # std::env::set_current_dir(dir.path()).unwrap();
 ///
+/// # cnn::io::save_safetensors(&LeNet5::new(1), "lenet5.safetensors")?;
 /// let mut net = LeNet5::new(0);
 /// cnn::io::load_safetensors_into(&mut net, "lenet5.safetensors")?;
 /// # Ok::<(), cnn::Error>(())

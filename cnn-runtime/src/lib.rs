@@ -14,6 +14,7 @@ pub mod io;
 pub mod loss;
 mod network;
 pub mod optim;
+pub mod parallel;
 pub mod pool;
 pub mod shape;
 #[cfg(test)]

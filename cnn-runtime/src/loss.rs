@@ -87,7 +87,7 @@ mod tests {
         let labels = [2, 0, 3];
         let mut d = vec![0.0; 12];
         softmax_cross_entropy(&z, &labels, 4, &mut d);
-        assert_grad_matches("dlogits", &z, &d, |z| softmax_cross_entropy(z, &labels, 4, &mut vec![0.0; 12]) as f64);
+        assert_grad_matches("dlogits", &z, &d, |z| softmax_cross_entropy(z, &labels, 4, &mut [0.0; 12]) as f64);
     }
 
     #[test]

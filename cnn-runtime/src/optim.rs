@@ -199,6 +199,7 @@ mod tests {
     use super::*;
 
     /// PyTorch's SGD written out in f64: the reference for the options not in the golden data.
+    #[allow(clippy::too_many_arguments)]
     fn sgd_ref(p: &mut [f64], buf: &mut Option<Vec<f64>>, g: &[f64], lr: f64, mu: f64, damp: f64, wd: f64, nesterov: bool) {
         let d: Vec<f64> = g.iter().zip(p.iter()).map(|(g, p)| g + wd * p).collect();
         let b = match buf {

@@ -19,7 +19,7 @@ pub fn check_gradients<N: Network>(net: &N, input: &[f32], labels: &[u32]) {
     let mut probe = N::from_params(net.params());
     let mut scratch = vec![0.0; N::PARAM_COUNT];
     let h = 2e-4f32;
-    for i in 0..N::PARAM_COUNT {
+    for (i, &analytic) in grad.iter().enumerate() {
         let p = net.params()[i];
         probe.params_mut()[i] = p + h;
         let up = probe.loss_and_grad(input, labels, &mut scratch) as f64;
@@ -27,7 +27,7 @@ pub fn check_gradients<N: Network>(net: &N, input: &[f32], labels: &[u32]) {
         let down = probe.loss_and_grad(input, labels, &mut scratch) as f64;
         probe.params_mut()[i] = p;
         let numeric = (up - down) / (2.0 * h as f64);
-        let analytic = grad[i] as f64;
+        let analytic = analytic as f64;
         let name = N::PARAMS.iter().find(|q| q.range().contains(&i)).map_or("?", |q| q.name);
         assert!(
             (analytic - numeric).abs() <= 2e-2 * numeric.abs().max(0.05),

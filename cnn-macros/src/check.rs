@@ -3,8 +3,8 @@
 //! All independent errors are collected. A stage that fails leaves the shape after it unknown,
 //! and later stages then skip the checks that need it, so one mistake reports once.
 
-use crate::messages as msg;
-use crate::parse::{Arg, Decl, Entry, Layer, Loc, Stage, Value};
+use crate::messages::{self as msg, Limit};
+use crate::parse::{Decl, Entry, Layer, Loc, Stage, Value};
 use crate::report::Errors;
 use cnn_runtime::activation::Activation;
 use cnn_runtime::conv::Conv2d;
@@ -13,6 +13,8 @@ use cnn_runtime::pool::{Pool2d, PoolKind};
 use cnn_runtime::shape::{conv_out, pool_out};
 use std::collections::HashSet;
 use std::fmt;
+
+mod args;
 
 /// The shape of one sample between stages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,6 +111,10 @@ pub struct Partial {
 
 pub fn check(decl: &Decl) -> Result<Model, (syn::Error, Partial)> {
     let mut cx = Checker::default();
+    let name_span = decl.header.name.span();
+    if decl.entries.is_empty() {
+        return Err((syn::Error::new(name_span, msg::empty_network()), Partial::default()));
+    }
     let input = cx.input(decl);
     let mut shape = input;
     let mut names = HashSet::new();
@@ -120,14 +126,20 @@ pub fn check(decl: &Decl) -> Result<Model, (syn::Error, Partial)> {
         shape = cx.stage(stage, shape);
     }
     if stages == 0 {
-        cx.errors.error(decl.name.span(), msg::no_stages());
+        cx.errors.error(name_span, msg::no_stages());
     }
-    let partial = Partial { input, output_len: shape.map(Shape::len) };
+    let partial = Partial {
+        input,
+        output_len: shape.map(Shape::len),
+    };
     match (cx.errors.into_result(), input, shape) {
         (Ok(()), Some(input), Some(output)) => Ok(cx.model.finish(input, output)),
         (Err(e), _, _) => Err((e, partial)),
         // Unreachable in practice: an unknown shape always comes with an error.
-        (Ok(()), _, _) => Err((syn::Error::new(decl.name.span(), "cnn!: could not compute the network's shapes"), partial)),
+        (Ok(()), _, _) => Err((
+            syn::Error::new(name_span, "cnn!: could not compute the network's shapes"),
+            partial,
+        )),
     }
 }
 
@@ -135,6 +147,8 @@ pub fn check(decl: &Decl) -> Result<Model, (syn::Error, Partial)> {
 struct Checker {
     errors: Errors,
     model: Builder,
+    /// The stage that flattened the image, for the hint when a later stage needs one.
+    flat_since: Option<String>,
 }
 
 #[derive(Default)]
@@ -144,33 +158,78 @@ struct Builder {
     param_count: usize,
     macs: usize,
     rows: Vec<Row>,
-    overflowed: bool,
+    activations_len: usize,
+    max_len: usize,
+    scratch_len: usize,
+}
+
+/// What one op adds to the network's totals; every field already known to fit.
+struct Cost {
+    in_len: usize,
+    out_len: usize,
+    param_len: usize,
+    macs: usize,
+    scratch_len: usize,
 }
 
 impl Builder {
-    fn op(&mut self, kind: OpKind, in_len: usize, out_len: usize, param_len: usize) {
-        let start = self.param_count;
-        self.param_count += param_len;
-        self.ops.push(Op { kind, in_len, out_len, params: start..self.param_count });
+    /// Records an op and adds its cost to the totals, or names the total that would no longer
+    /// fit (and records nothing).
+    fn op(&mut self, kind: OpKind, cost: Cost) -> Result<(), (&'static str, Limit)> {
+        let param_count = self
+            .param_count
+            .checked_add(cost.param_len)
+            .filter(|&n| n <= MAX_ELEMS)
+            .ok_or(("network's parameter buffer", Limit::Memory))?;
+        let macs = self
+            .macs
+            .checked_add(cost.macs)
+            .ok_or(("network's number of multiply-adds", Limit::Count))?;
+        let activations_len = self
+            .activations_len
+            .checked_add(cost.out_len)
+            .ok_or(("network's activations", Limit::Memory))?;
+        let max_len = self.max_len.max(cost.in_len).max(cost.out_len);
+        let scratch_len = self.scratch_len.max(cost.scratch_len);
+        // A training step holds every activation, two gradient buffers and the scratch at
+        // once (per sample): that one buffer must be possible.
+        let workspace = max_len
+            .checked_mul(2)
+            .and_then(|g| g.checked_add(activations_len))
+            .and_then(|n| n.checked_add(scratch_len));
+        workspace
+            .filter(|&n| n <= MAX_ELEMS)
+            .ok_or(("working memory of a training step", Limit::Memory))?;
+        let params = self.param_count..param_count;
+        self.ops.push(Op {
+            kind,
+            in_len: cost.in_len,
+            out_len: cost.out_len,
+            params,
+        });
+        (
+            self.param_count,
+            self.macs,
+            self.activations_len,
+            self.max_len,
+            self.scratch_len,
+        ) = (param_count, macs, activations_len, max_len, scratch_len);
+        Ok(())
     }
 
     fn param(&mut self, stage: &str, what: &str, shape: Vec<usize>) {
-        let offset = self.params.last().map_or(0, |p: &Param| p.offset + p.shape.iter().product::<usize>());
-        self.params.push(Param { name: format!("{stage}.{what}"), shape, offset });
+        let offset = self
+            .params
+            .last()
+            .map_or(0, |p: &Param| p.offset + p.shape.iter().product::<usize>());
+        self.params.push(Param {
+            name: format!("{stage}.{what}"),
+            shape,
+            offset,
+        });
     }
 
     fn finish(self, input: Shape, output: Shape) -> Model {
-        let activations_len = self.ops.iter().map(|o| o.out_len).sum();
-        let max_len = self.ops.iter().map(|o| o.in_len.max(o.out_len)).max().unwrap_or(0);
-        let scratch_len = self
-            .ops
-            .iter()
-            .map(|o| match o.kind {
-                OpKind::Conv(g) => g.scratch_len(),
-                _ => 0,
-            })
-            .max()
-            .unwrap_or(0);
         Model {
             input,
             output_len: output.len(),
@@ -179,16 +238,24 @@ impl Builder {
             param_count: self.param_count,
             macs: self.macs,
             rows: self.rows,
-            activations_len,
-            max_len,
-            scratch_len,
+            activations_len: self.activations_len,
+            max_len: self.max_len,
+            scratch_len: self.scratch_len,
         }
     }
 }
 
-/// Product of sizes, `None` on overflow.
-fn product(xs: &[usize]) -> Option<usize> {
+/// The most `f32`s one buffer (or array type) can hold: Rust caps both at `isize::MAX` bytes.
+const MAX_ELEMS: usize = isize::MAX as usize / std::mem::size_of::<f32>();
+
+/// Product of sizes, `None` on overflow: for counts, such as multiply-adds.
+fn count(xs: &[usize]) -> Option<usize> {
     xs.iter().try_fold(1usize, |acc, &x| acc.checked_mul(x))
+}
+
+/// Product of sizes, `None` unless a buffer of that many `f32`s can exist.
+fn elems(xs: &[usize]) -> Option<usize> {
+    count(xs).filter(|&n| n <= MAX_ELEMS)
 }
 
 impl Checker {
@@ -200,13 +267,14 @@ impl Checker {
                 self.errors.error(input.key.span(), msg::duplicate_input());
                 continue;
             }
-            if i != 0 {
-                self.errors.error(input.key.span(), msg::input_not_first());
+            if let Some(Entry::Stage(first)) = decl.entries.first().filter(|_| i != 0) {
+                self.errors
+                    .error(input.key.span(), msg::input_not_first(&first.name.to_string()));
             }
             found = Some(input);
         }
         let Some(input) = found else {
-            self.errors.error(decl.name.span(), msg::missing_input());
+            self.errors.error(decl.header.name.span(), msg::missing_input());
             return None;
         };
         let mut dims = Vec::new();
@@ -229,9 +297,9 @@ impl Checker {
             [c, h, w] => Shape::Image([c, h, w]),
             _ => return None,
         };
-        // Every later size is a product of these; refuse what cannot even be counted.
-        if product(&dims).is_none() {
-            self.err(&input.loc, msg::input_too_large());
+        // Every later size is a product of these; refuse what cannot even be held in memory.
+        if elems(&dims).is_none() {
+            self.err(&input.loc, msg::input_too_large(&dims));
             return None;
         }
         Some(shape)
@@ -241,7 +309,10 @@ impl Checker {
         let name = stage.name.to_string();
         if name == "input" {
             self.errors.error(stage.name.span(), msg::reserved_name());
-        } else if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        } else if !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
             self.errors.error(stage.name.span(), msg::not_snake_case(&name));
         }
         if !seen.insert(name.clone()) {
@@ -266,15 +337,28 @@ impl Checker {
                 kind_text = format!("{kind_text} -> {text}");
                 after = out;
             } else {
-                let message = if is_layer(&kind) { msg::not_an_activation(&name, &kind) } else { msg::unknown_layer(&kind) };
+                let message = if is_layer(&kind) {
+                    msg::not_an_activation(&name, &kind)
+                } else {
+                    msg::unknown_layer(&kind)
+                };
                 self.errors.error(act.kind.span(), message);
                 after = None;
             }
         }
+        if let (Some(Shape::Image(_)), Some(Shape::Flat(_))) = (shape, after) {
+            self.flat_since = Some(name.clone());
+        }
         if let Some(shape) = after {
             let params = self.model.param_count - params_before;
             let macs = self.model.macs - macs_before;
-            self.model.rows.push(Row { stage: name, kind: kind_text, shape, params, macs });
+            self.model.rows.push(Row {
+                stage: name,
+                kind: kind_text,
+                shape,
+                params,
+                macs,
+            });
         }
         after
     }
@@ -301,9 +385,25 @@ impl Checker {
             }
             "Relu" | "Sigmoid" | "Tanh" | "LeakyRelu" => {
                 let act = self.activation(stage, layer);
-                let (Some(act), Some(shape)) = (act, shape) else { return (kind, None) };
+                let (Some(act), Some(shape)) = (act, shape) else {
+                    return (kind, None);
+                };
                 let n = shape.len();
-                self.model.op(OpKind::Act(act), n, n, 0);
+                if !self.op(
+                    stage,
+                    layer,
+                    shape,
+                    OpKind::Act(act),
+                    Cost {
+                        in_len: n,
+                        out_len: n,
+                        param_len: 0,
+                        macs: 0,
+                        scratch_len: 0,
+                    },
+                ) {
+                    return (kind, None);
+                }
                 let text = match act {
                     Activation::LeakyRelu(s) => format!("LeakyRelu({s})"),
                     _ => kind,
@@ -342,25 +442,43 @@ impl Checker {
 
     fn conv(&mut self, stage: &str, layer: &Layer, shape: Option<Shape>) -> (String, Option<Shape>) {
         let example = "Conv2d(6, kernel = 3)";
-        let Some(args) = self.args(stage, layer, 1, &["kernel", "stride", "padding", "bias"]) else { return ("Conv2d".into(), None) };
+        let Some(args) = self.args(stage, layer, 1, &["kernel", "stride", "padding", "bias"]) else {
+            return ("Conv2d".into(), None);
+        };
         let out = match args.positional.first() {
-            Some(v) => self.size(stage, "out", v, 1),
+            Some(v) => self.size(stage, "the number of output channels", v, 1),
             None => {
-                self.err(&layer.loc, msg::missing_argument(stage, "the number of output channels", example));
+                self.err(
+                    &layer.loc,
+                    msg::missing_argument(stage, "the number of output channels", example),
+                );
                 None
             }
         };
         let kernel = match args.named("kernel") {
-            Some(v) => self.pair(stage, "kernel", v, 1),
+            Some(v) => self.pair(stage, "`kernel`", v, 1),
             None => {
                 self.err(&layer.loc, msg::missing_argument(stage, "argument `kernel`", example));
                 None
             }
         };
-        let stride = args.named("stride").map_or(Some([1, 1]), |v| self.pair(stage, "stride", v, 1));
-        let padding = args.named("padding").map_or(Some([0, 0]), |v| self.pair(stage, "padding", v, 0));
-        let bias = args.named("bias").map_or(Some(true), |v| self.boolean(stage, "bias", v));
-        let (Some(out), Some(kernel), Some(stride), Some(padding), Some(bias)) = (out, kernel, stride, padding, bias) else {
+        let stride = args
+            .named("stride")
+            .map_or(Some([1, 1]), |v| self.pair(stage, "`stride`", v, 1));
+        let padding = match args.named("padding") {
+            None => Some([0, 0]),
+            // PyTorch spells some paddings as strings; say which number means the same.
+            Some(Value::Other(loc)) if loc.0.to_string().starts_with('"') => {
+                self.err(loc, msg::padding_string(stage, &loc.0.to_string(), kernel));
+                None
+            }
+            Some(v) => self.pair(stage, "`padding`", v, 0),
+        };
+        let bias = args
+            .named("bias")
+            .map_or(Some(true), |v| self.boolean(stage, "bias", v));
+        let (Some(out), Some(kernel), Some(stride), Some(padding), Some(bias)) = (out, kernel, stride, padding, bias)
+        else {
             return ("Conv2d".into(), None);
         };
         let mut text = format!("Conv2d({out}, {}x{}", kernel[0], kernel[1]);
@@ -371,77 +489,172 @@ impl Checker {
             text += &format!(", padding {}", msg::pair(padding));
         }
         text += if bias { ")" } else { ", no bias)" };
-        let Some(shape) = self.image(stage, "Conv2d", layer, shape) else { return (text, None) };
-        let Shape::Image([c, h, w]) = shape else { return (text, None) };
-        let padded = [h.checked_add(padding[0].saturating_mul(2)), w.checked_add(padding[1].saturating_mul(2))];
-        let [Some(padded_h), Some(padded_w)] = padded else {
-            self.err(args.named("padding").map_or(&layer.loc, Value::loc), msg::overflow(stage, "padded input"));
+        let Some(shape) = self.image(stage, "Conv2d", layer, shape) else {
             return (text, None);
         };
-        let (Some(oh), Some(ow)) = (conv_out(h, kernel[0], stride[0], padding[0]), conv_out(w, kernel[1], stride[1], padding[1])) else {
+        let Shape::Image([c, h, w]) = shape else {
+            return (text, None);
+        };
+        let padded = [
+            h.checked_add(padding[0].saturating_mul(2)),
+            w.checked_add(padding[1].saturating_mul(2)),
+        ];
+        let [Some(padded_h), Some(padded_w)] = padded else {
+            self.err(
+                args.named("padding").map_or(&layer.loc, Value::loc),
+                msg::overflow(stage, "padded input", &shape, Limit::Count),
+            );
+            return (text, None);
+        };
+        let (Some(oh), Some(ow)) = (
+            conv_out(h, kernel[0], stride[0], padding[0]),
+            conv_out(w, kernel[1], stride[1], padding[1]),
+        ) else {
             // The padding that would make the kernel fit, per axis: ceil((k - size) / 2).
-            let need = [kernel[0].saturating_sub(h).div_ceil(2).max(padding[0]), kernel[1].saturating_sub(w).div_ceil(2).max(padding[1])];
+            let need = [
+                kernel[0].saturating_sub(h).div_ceil(2).max(padding[0]),
+                kernel[1].saturating_sub(w).div_ceil(2).max(padding[1]),
+            ];
             let loc = args.named("kernel").map_or(&layer.loc, Value::loc);
-            self.err(loc, msg::kernel_too_big(stage, kernel, &shape, [padded_h, padded_w], padding, need));
+            self.err(
+                loc,
+                msg::kernel_too_big(stage, kernel, &shape, [padded_h, padded_w], padding, need),
+            );
             return (text, None);
         };
         let weight = [out, c, kernel[0], kernel[1]];
-        let (Some(weight_len), Some(out_len), Some(macs)) = (product(&weight), product(&[out, oh, ow]), product(&[out, oh, ow, c, kernel[0], kernel[1]])) else {
-            self.err(&layer.loc, msg::overflow(stage, "size of this convolution"));
+        let sizes = (
+            elems(&weight),
+            elems(&[out, oh, ow]),
+            count(&[out, oh, ow, c, kernel[0], kernel[1]]),
+            // Two unfolded samples, `[C*KH*KW, OH*OW]` each.
+            elems(&[2, c, kernel[0], kernel[1], oh, ow]),
+        );
+        let (Some(weight_len), Some(out_len), Some(macs), Some(scratch_len)) = sizes else {
+            let (what, limit) = match sizes {
+                (None, ..) => ("weight", Limit::Memory),
+                (_, None, ..) => ("output", Limit::Memory),
+                (_, _, None, _) => ("number of multiply-adds", Limit::Count),
+                _ => ("scratch for the unfolded input", Limit::Memory),
+            };
+            self.err(&layer.loc, msg::overflow(stage, what, &shape, limit));
             return (text, None);
         };
-        let geom = Conv2d::new([c, h, w], out, kernel, stride, padding, bias);
-        if !self.account(stage, layer, weight_len, bias.then_some(out), macs) {
+        // Cannot overflow: the bias is no longer than the weight, and both are below MAX_ELEMS.
+        let param_len = weight_len + if bias { out } else { 0 };
+        let cost = Cost {
+            in_len: shape.len(),
+            out_len,
+            param_len,
+            macs,
+            scratch_len,
+        };
+        if !self.op(
+            stage,
+            layer,
+            shape,
+            OpKind::Conv(Conv2d::new([c, h, w], out, kernel, stride, padding, bias)),
+            cost,
+        ) {
             return (text, None);
         }
         self.model.param(stage, "weight", weight.to_vec());
         if bias {
             self.model.param(stage, "bias", vec![out]);
         }
-        self.model.op(OpKind::Conv(geom), shape.len(), out_len, geom.param_len());
         (text, Some(Shape::Image([out, oh, ow])))
     }
 
     fn pool(&mut self, stage: &str, layer: &Layer, shape: Option<Shape>, kind: PoolKind) -> (String, Option<Shape>) {
-        let name = if kind == PoolKind::Max { "MaxPool2d" } else { "AvgPool2d" };
-        let Some(args) = self.args(stage, layer, 1, &["stride"]) else { return (name.into(), None) };
+        let name = if kind == PoolKind::Max {
+            "MaxPool2d"
+        } else {
+            "AvgPool2d"
+        };
+        let Some(args) = self.args(stage, layer, 1, &["stride"]) else {
+            return (name.into(), None);
+        };
         let kernel = match args.positional.first() {
-            Some(v) => self.pair(stage, "kernel", v, 1),
+            Some(v) => self.pair(stage, "the window size", v, 1),
             None => {
-                self.err(&layer.loc, msg::missing_argument(stage, "the window size", &format!("{name}(2)")));
+                self.err(
+                    &layer.loc,
+                    msg::missing_argument(stage, "the window size", &format!("{name}(2)")),
+                );
                 None
             }
         };
-        let Some(kernel) = kernel else { return (name.into(), None) };
-        let Some(stride) = args.named("stride").map_or(Some(kernel), |v| self.pair(stage, "stride", v, 1)) else { return (name.into(), None) };
+        let Some(kernel) = kernel else {
+            return (name.into(), None);
+        };
+        let Some(stride) = args
+            .named("stride")
+            .map_or(Some(kernel), |v| self.pair(stage, "`stride`", v, 1))
+        else {
+            return (name.into(), None);
+        };
         let mut text = format!("{name}({}x{}", kernel[0], kernel[1]);
         if stride != kernel {
             text += &format!(", stride {}", msg::pair(stride));
         }
         text += ")";
-        let Some(shape) = self.image(stage, name, layer, shape) else { return (text, None) };
-        let Shape::Image([c, h, w]) = shape else { return (text, None) };
-        let (Some(oh), Some(ow)) = (pool_out(h, kernel[0], stride[0]), pool_out(w, kernel[1], stride[1])) else {
-            self.err(args.positional.first().map_or(&layer.loc, |v| v.loc()), msg::window_too_big(stage, kernel, &shape));
+        let Some(shape) = self.image(stage, name, layer, shape) else {
             return (text, None);
         };
-        let geom = Pool2d::new(kind, [c, h, w], kernel, stride);
-        self.model.op(OpKind::Pool(geom), shape.len(), c * oh * ow, 0);
+        let Shape::Image([c, h, w]) = shape else {
+            return (text, None);
+        };
+        let (Some(oh), Some(ow)) = (pool_out(h, kernel[0], stride[0]), pool_out(w, kernel[1], stride[1])) else {
+            self.err(
+                args.positional.first().map_or(&layer.loc, |v| v.loc()),
+                msg::window_too_big(stage, kernel, [c, h, w]),
+            );
+            return (text, None);
+        };
+        let cost = Cost {
+            in_len: shape.len(),
+            out_len: c * oh * ow,
+            param_len: 0,
+            macs: 0,
+            scratch_len: 0,
+        };
+        if !self.op(
+            stage,
+            layer,
+            shape,
+            OpKind::Pool(Pool2d::new(kind, [c, h, w], kernel, stride)),
+            cost,
+        ) {
+            return (text, None);
+        }
         (text, Some(Shape::Image([c, oh, ow])))
     }
 
     fn dense(&mut self, stage: &str, layer: &Layer, shape: Option<Shape>) -> (String, Option<Shape>) {
-        let Some(args) = self.args(stage, layer, 1, &["bias"]) else { return ("Dense".into(), None) };
+        let Some(args) = self.args(stage, layer, 1, &["bias"]) else {
+            return ("Dense".into(), None);
+        };
         let out = match args.positional.first() {
-            Some(v) => self.size(stage, "out", v, 1),
+            Some(v) => self.size(stage, "the number of outputs", v, 1),
             None => {
-                self.err(&layer.loc, msg::missing_argument(stage, "the number of outputs", "Dense(10)"));
+                self.err(
+                    &layer.loc,
+                    msg::missing_argument(stage, "the number of outputs", "Dense(10)"),
+                );
                 None
             }
         };
-        let bias = args.named("bias").map_or(Some(true), |v| self.boolean(stage, "bias", v));
-        let (Some(out), Some(bias)) = (out, bias) else { return ("Dense".into(), None) };
-        let text = if bias { format!("Dense({out})") } else { format!("Dense({out}, no bias)") };
+        let bias = args
+            .named("bias")
+            .map_or(Some(true), |v| self.boolean(stage, "bias", v));
+        let (Some(out), Some(bias)) = (out, bias) else {
+            return ("Dense".into(), None);
+        };
+        let text = if bias {
+            format!("Dense({out})")
+        } else {
+            format!("Dense({out}, no bias)")
+        };
         let inputs = match shape {
             Some(Shape::Flat(n)) => n,
             Some(image) => {
@@ -450,34 +663,44 @@ impl Checker {
             }
             None => return (text, None),
         };
-        let Some(weight_len) = inputs.checked_mul(out) else {
-            self.err(&layer.loc, msg::overflow(stage, "weight size"));
+        let Some(weight_len) = elems(&[inputs, out]) else {
+            self.err(
+                &layer.loc,
+                msg::overflow(stage, "weight", &Shape::Flat(inputs), Limit::Memory),
+            );
             return (text, None);
         };
-        if !self.account(stage, layer, weight_len, bias.then_some(out), weight_len) {
+        // Cannot overflow: the bias is no longer than the weight, and both are below MAX_ELEMS.
+        let param_len = weight_len + if bias { out } else { 0 };
+        let cost = Cost {
+            in_len: inputs,
+            out_len: out,
+            param_len,
+            macs: weight_len,
+            scratch_len: 0,
+        };
+        if !self.op(
+            stage,
+            layer,
+            Shape::Flat(inputs),
+            OpKind::Dense(Dense::new(inputs, out, bias)),
+            cost,
+        ) {
             return (text, None);
         }
         self.model.param(stage, "weight", vec![out, inputs]);
         if bias {
             self.model.param(stage, "bias", vec![out]);
         }
-        let geom = Dense::new(inputs, out, bias);
-        self.model.op(OpKind::Dense(geom), inputs, out, geom.param_len());
         (text, Some(Shape::Flat(out)))
     }
 
-    /// Adds a layer's parameters and multiply-adds to the running totals, refusing overflow.
-    fn account(&mut self, stage: &str, layer: &Layer, weight_len: usize, bias_len: Option<usize>, macs: usize) -> bool {
-        let total = weight_len.checked_add(bias_len.unwrap_or(0)).and_then(|n| n.checked_add(self.model.param_count));
-        let macs_total = self.model.macs.checked_add(macs);
-        match (total, macs_total) {
-            (Some(_), Some(m)) if !self.model.overflowed => {
-                self.model.macs = m;
-                true
-            }
-            _ => {
-                self.model.overflowed = true;
-                self.err(&layer.loc, msg::overflow(stage, "network's parameter or multiply-add count"));
+    /// Adds an op to the model; reports the total that would no longer fit, if one would not.
+    fn op(&mut self, stage: &str, layer: &Layer, shape: Shape, kind: OpKind, cost: Cost) -> bool {
+        match self.model.op(kind, cost) {
+            Ok(()) => true,
+            Err((what, limit)) => {
+                self.err(&layer.loc, msg::overflow(stage, what, &shape, limit));
                 false
             }
         }
@@ -486,109 +709,12 @@ impl Checker {
     fn image(&mut self, stage: &str, kind: &str, layer: &Layer, shape: Option<Shape>) -> Option<Shape> {
         match shape {
             Some(Shape::Flat(n)) => {
-                self.errors.error(layer.kind.span(), msg::needs_image(stage, kind, &Shape::Flat(n)));
+                let message = msg::needs_image(stage, kind, &Shape::Flat(n), self.flat_since.as_deref());
+                self.errors.error(layer.kind.span(), message);
                 None
             }
             other => other,
         }
-    }
-
-    /// Sorts a layer's arguments into positional and named, checking names and counts.
-    fn args<'a>(&mut self, stage: &str, layer: &'a Layer, max_positional: usize, allowed: &[&str]) -> Option<Args<'a>> {
-        let kind = layer.kind.to_string();
-        let mut args = Args::default();
-        let mut ok = true;
-        for Arg { name, value } in &layer.args {
-            match name {
-                None if args.positional.len() < max_positional => args.positional.push(value),
-                None => {
-                    ok = false;
-                    let message = match (max_positional, kind.as_str()) {
-                        (0, _) => msg::no_arguments(stage, &kind),
-                        (_, "Conv2d") => msg::extra_positional(stage, &kind, "one, the output channels; name the others, e.g. `kernel = 3`"),
-                        (_, "Dense") => msg::extra_positional(stage, &kind, "one, the number of outputs"),
-                        (_, "LeakyRelu") => msg::extra_positional(stage, &kind, "at most one, the negative slope"),
-                        _ => msg::extra_positional(stage, &kind, "one, the window size; name the stride, e.g. `stride = 1`"),
-                    };
-                    self.err(value.loc(), message);
-                }
-                Some(ident) => {
-                    let key = ident.to_string();
-                    if !allowed.contains(&key.as_str()) {
-                        ok = false;
-                        let message = if allowed.is_empty() && max_positional == 0 { msg::no_arguments(stage, &kind) } else { msg::unknown_argument(stage, &key, allowed) };
-                        self.errors.error(ident.span(), message);
-                    } else if args.named.iter().any(|(k, _)| *k == key) {
-                        ok = false;
-                        self.errors.error(ident.span(), msg::duplicate_argument(stage, &key));
-                    } else {
-                        args.named.push((key, value));
-                    }
-                }
-            }
-        }
-        ok.then_some(args)
-    }
-
-    /// A positive (or, with `min` 0, non-negative) integer.
-    fn size(&mut self, stage: &str, arg: &str, value: &Value, min: usize) -> Option<usize> {
-        match value {
-            Value::Int(v, _) if *v >= min => Some(*v),
-            Value::Int(v, loc) => {
-                self.err(loc, msg::too_small(stage, arg, min, *v));
-                None
-            }
-            Value::TooLarge(loc) => {
-                self.err(loc, msg::too_large(stage, arg, &value.text()));
-                None
-            }
-            other => {
-                self.err(other.loc(), msg::not_integer(stage, arg, &other.text(), false));
-                None
-            }
-        }
-    }
-
-    /// An integer (used for both axes) or a pair `(h, w)`.
-    fn pair(&mut self, stage: &str, arg: &str, value: &Value, min: usize) -> Option<[usize; 2]> {
-        match value {
-            Value::Tuple(items, _) if items.len() == 2 => {
-                let h = self.size(stage, arg, &items[0], min);
-                let w = self.size(stage, arg, &items[1], min);
-                Some([h?, w?])
-            }
-            Value::Tuple(items, loc) => {
-                self.err(loc, msg::bad_tuple(stage, arg, items.len()));
-                None
-            }
-            Value::Int(..) | Value::TooLarge(..) => self.size(stage, arg, value, min).map(|v| [v, v]),
-            other => {
-                self.err(other.loc(), msg::not_integer(stage, arg, &other.text(), true));
-                None
-            }
-        }
-    }
-
-    fn boolean(&mut self, stage: &str, arg: &str, value: &Value) -> Option<bool> {
-        match value {
-            Value::Bool(b, _) => Some(*b),
-            other => {
-                self.err(other.loc(), msg::not_bool(stage, arg, &other.text()));
-                None
-            }
-        }
-    }
-}
-
-#[derive(Default)]
-struct Args<'a> {
-    positional: Vec<&'a Value>,
-    named: Vec<(String, &'a Value)>,
-}
-
-impl<'a> Args<'a> {
-    fn named(&self, key: &str) -> Option<&'a Value> {
-        self.named.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
     }
 }
 

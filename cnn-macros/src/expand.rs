@@ -4,7 +4,7 @@
 //! sizes as literals; the kernels live in `cnn-runtime`.
 
 use crate::check::{Model, OpKind, Partial, Shape};
-use crate::parse::Decl;
+use crate::parse::{Decl, Header};
 use cnn_runtime::activation::Activation;
 use cnn_runtime::pool::PoolKind;
 use proc_macro2::{Ident, TokenStream};
@@ -12,7 +12,7 @@ use quote::{format_ident, quote};
 
 /// The network struct, its inherent API and its `Network` impl.
 pub fn network(decl: &Decl, model: &Model) -> TokenStream {
-    let Decl { attrs, vis, name, .. } = decl;
+    let Header { attrs, vis, name } = &decl.header;
     let summary = summary(model);
     let doc = format!("\n\n# Layers\n\n```text\n{summary}```\n");
     let input_dims = model.input.dims();
@@ -182,7 +182,12 @@ fn forward_body(model: &Model) -> TokenStream {
         body.extend(quote!(let (#a, acts) = acts.split_at_mut(batch * #len);));
     }
     for (i, op) in model.ops.iter().enumerate() {
-        let x = if i == 0 { quote!(input) } else { let p = act_name(i - 1); quote!(&*#p) };
+        let x = if i == 0 {
+            quote!(input)
+        } else {
+            let p = act_name(i - 1);
+            quote!(&*#p)
+        };
         let y = act_name(i);
         let (start, end) = (op.params.start, op.params.end);
         let geom = geometry(&op.kind);
@@ -207,15 +212,28 @@ fn backward_body(model: &Model) -> TokenStream {
     }
     let n = model.ops.len();
     for (i, op) in model.ops.iter().enumerate().rev() {
-        let (dy, dx) = if (n - 1 - i) % 2 == 0 { (quote!(ga), quote!(gb)) } else { (quote!(gb), quote!(ga)) };
+        let (dy, dx) = if (n - 1 - i) % 2 == 0 {
+            (quote!(ga), quote!(gb))
+        } else {
+            (quote!(gb), quote!(ga))
+        };
         let (in_len, out_len) = (op.in_len, op.out_len);
         let dy = quote!(&#dy[..batch * #out_len]);
         let dx_slice = quote!(&mut #dx[..batch * #in_len]);
-        let x = if i == 0 { quote!(input) } else { let p = act_name(i - 1); quote!(#p) };
+        let x = if i == 0 {
+            quote!(input)
+        } else {
+            let p = act_name(i - 1);
+            quote!(#p)
+        };
         let y = act_name(i);
         let (start, end) = (op.params.start, op.params.end);
         let geom = geometry(&op.kind);
-        let dx_opt = if i == 0 { quote!(::core::option::Option::None) } else { quote!(::core::option::Option::Some(#dx_slice)) };
+        let dx_opt = if i == 0 {
+            quote!(::core::option::Option::None)
+        } else {
+            quote!(::core::option::Option::Some(#dx_slice))
+        };
         body.extend(match &op.kind {
             OpKind::Conv(_) => quote!({ const G: ::cnn::__private::Conv2d = #geom; G.backward(batch, #x, &params[#start..#end], #dy, &mut grad[#start..#end], #dx_opt, scratch); }),
             OpKind::Dense(_) => quote!({ const G: ::cnn::__private::Dense = #geom; G.backward(batch, #x, &params[#start..#end], #dy, &mut grad[#start..#end], #dx_opt); }),
@@ -236,7 +254,8 @@ fn act_name(i: usize) -> Ident {
 fn geometry(kind: &OpKind) -> TokenStream {
     match kind {
         OpKind::Conv(g) => {
-            let (c, h, w, oc, kh, kw, sh, sw, ph, pw, bias) = (g.c, g.h, g.w, g.oc, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.bias);
+            let (c, h, w, oc, kh, kw, sh, sw, ph, pw, bias) =
+                (g.c, g.h, g.w, g.oc, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.bias);
             quote!(::cnn::__private::Conv2d::new([#c, #h, #w], #oc, [#kh, #kw], [#sh, #sw], [#ph, #pw], #bias))
         }
         OpKind::Pool(g) => {
@@ -262,14 +281,22 @@ fn geometry(kind: &OpKind) -> TokenStream {
 
 /// When the declaration has errors: the struct with its API, every body unreachable, so that
 /// code using the type reports no follow-on errors.
-pub fn stub(decl: &Decl, partial: &Partial) -> TokenStream {
-    let Decl { attrs, vis, name, .. } = decl;
+pub fn stub(header: &Header, partial: &Partial) -> TokenStream {
+    let Header { attrs, vis, name } = header;
     let input_dims = partial.input.map(Shape::dims).unwrap_or_default();
     let rank = input_dims.len();
     let input_len = partial.input.map_or(0, Shape::len);
     let output_len = partial.output_len.unwrap_or(0);
-    let input_ty = if partial.input.is_some() { quote!([f32; #input_len]) } else { quote!([f32]) };
-    let output_ty = if partial.output_len.is_some() { quote!([f32; #output_len]) } else { quote!(::cnn::__private::Vec<f32>) };
+    let input_ty = if partial.input.is_some() {
+        quote!([f32; #input_len])
+    } else {
+        quote!([f32])
+    };
+    let output_ty = if partial.output_len.is_some() {
+        quote!([f32; #output_len])
+    } else {
+        quote!(::cnn::__private::Vec<f32>)
+    };
     let unreachable = quote!(::core::unreachable!("this network's declaration has errors"));
     quote! {
         #(#attrs)*
@@ -310,12 +337,36 @@ pub fn stub(decl: &Decl, partial: &Partial) -> TokenStream {
 
 /// The summary table: one row per stage, then the totals.
 pub fn summary(model: &Model) -> String {
-    let mut rows: Vec<[String; 5]> = vec![["stage".into(), "kind".into(), "output".into(), "params".into(), "MACs".into()]];
-    rows.push(["input".into(), String::new(), model.input.to_string(), String::new(), String::new()]);
+    let mut rows: Vec<[String; 5]> = vec![[
+        "stage".into(),
+        "kind".into(),
+        "output".into(),
+        "params".into(),
+        "MACs".into(),
+    ]];
+    rows.push([
+        "input".into(),
+        String::new(),
+        model.input.to_string(),
+        String::new(),
+        String::new(),
+    ]);
     for r in &model.rows {
-        rows.push([r.stage.clone(), r.kind.clone(), r.shape.to_string(), thousands(r.params), thousands(r.macs)]);
+        rows.push([
+            r.stage.clone(),
+            r.kind.clone(),
+            r.shape.to_string(),
+            thousands(r.params),
+            thousands(r.macs),
+        ]);
     }
-    rows.push(["total".into(), String::new(), String::new(), thousands(model.param_count), thousands(model.macs)]);
+    rows.push([
+        "total".into(),
+        String::new(),
+        String::new(),
+        thousands(model.param_count),
+        thousands(model.macs),
+    ]);
     let mut widths = [0; 5];
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {

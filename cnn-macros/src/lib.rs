@@ -20,22 +20,33 @@ use proc_macro2::TokenStream;
 /// Declares a convolutional network; see the `cnn` crate for the syntax.
 #[proc_macro]
 pub fn cnn(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
-    expand_cnn(input.into()).unwrap_or_else(syn::Error::into_compile_error).into()
+    expand_cnn(input.into())
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
 }
 
 /// The whole macro as a plain function over `proc_macro2` tokens, so tests (and fuzzers) can
 /// drive it without a compiler.
+///
+/// When the declaration has errors, the struct is still emitted with its API stubbed, so code
+/// that uses the type does not add a page of follow-on errors to the real ones.
 fn expand_cnn(input: TokenStream) -> syn::Result<TokenStream> {
-    let decl: parse::Decl = syn::parse2(input)?;
+    let decl: parse::Decl = match syn::parse2(input.clone()) {
+        Ok(decl) => decl,
+        Err(errors) => {
+            // Without a header there is no struct to stub: the error alone is all there is.
+            let header: parse::Header = syn::parse2(input).map_err(|_| errors.clone())?;
+            return Ok(with_stub(errors, &header, &check::Partial::default()));
+        }
+    };
     match check::check(&decl) {
         Ok(model) => Ok(expand::network(&decl, &model)),
-        // The struct is still emitted with its API stubbed, so code that uses the type does
-        // not add a page of follow-on errors to the real ones.
-        Err((errors, partial)) => {
-            let stub = expand::stub(&decl, &partial);
-            let mut tokens = errors.to_compile_error();
-            tokens.extend(stub);
-            Ok(tokens)
-        }
+        Err((errors, partial)) => Ok(with_stub(errors, &decl.header, &partial)),
     }
+}
+
+fn with_stub(errors: syn::Error, header: &parse::Header, partial: &check::Partial) -> TokenStream {
+    let mut tokens = errors.to_compile_error();
+    tokens.extend(expand::stub(header, partial));
+    tokens
 }

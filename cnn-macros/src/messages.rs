@@ -13,12 +13,41 @@ pub fn pair(p: [usize; 2]) -> String {
     }
 }
 
+pub fn generic_network() -> String {
+    "a network cannot be generic: every size is fixed in the declaration".into()
+}
+
+pub fn trailing_tokens() -> String {
+    "unexpected tokens after the network's closing brace".into()
+}
+
+pub fn expected_colon(name: &str) -> String {
+    format!("expected `:` after `{name}`, as in `{name}: Dense(10)`")
+}
+
+pub fn shape_on_stage(name: &str) -> String {
+    format!("only `input` takes a shape in brackets; a stage needs a layer, e.g. `{name}: Dense(10)`")
+}
+
+pub fn argument_name() -> String {
+    "an argument name must be a plain identifier, e.g. `kernel = 3`".into()
+}
+
+/// After a complete entry, something other than the `,` that ends it.
+pub fn expected_comma(entry: &str, is_stage: bool, found: &str) -> String {
+    if is_stage {
+        format!("`{entry}`: expected `,` after this stage, or `-> Relu` to add an activation; found `{found}`")
+    } else {
+        format!("expected `,` after `input`, found `{found}`")
+    }
+}
+
 pub fn missing_input() -> String {
     "missing `input`: the first entry must give the shape of one sample, `input: [C, H, W]` for an image or `input: [N]` for a vector".into()
 }
 
-pub fn input_not_first() -> String {
-    "`input` must be the first entry, before every stage".into()
+pub fn input_not_first(first_stage: &str) -> String {
+    format!("`input` must be the first entry; move it before `{first_stage}`")
 }
 
 pub fn duplicate_input() -> String {
@@ -37,8 +66,16 @@ pub fn input_dim_zero() -> String {
     "`input` dimensions must be at least 1, found 0".into()
 }
 
-pub fn input_too_large() -> String {
-    "`input` is too large: its element count overflows `usize`".into()
+pub fn input_too_large(dims: &[usize]) -> String {
+    let dims: Vec<String> = dims.iter().map(ToString::to_string).collect();
+    format!(
+        "`input` is too large: [{}] has more elements than one buffer can hold; use smaller sizes",
+        dims.join(", ")
+    )
+}
+
+pub fn empty_network() -> String {
+    "the network is empty; declare its input and stages, e.g. `input: [784], fc: Dense(10)`".into()
 }
 
 pub fn no_stages() -> String {
@@ -58,7 +95,27 @@ pub fn not_snake_case(name: &str) -> String {
 }
 
 pub fn unknown_layer(kind: &str) -> String {
-    format!("unknown layer `{kind}`; expected one of {LAYER_KINDS}")
+    let hint = match kind {
+        "Softmax" | "LogSoftmax" => "; a network ends with logits: the softmax belongs to the loss and to `predict`/`probabilities`, so remove it".to_string(),
+        _ => match similar_layer(kind) {
+            Some(known) => format!("; did you mean `{known}`?"),
+            None => String::new(),
+        },
+    };
+    format!("unknown layer `{kind}`; expected one of {LAYER_KINDS}{hint}")
+}
+
+/// The layer a user most likely meant: the same name in another case, or PyTorch's name.
+fn similar_layer(kind: &str) -> Option<&'static str> {
+    let lower = kind.to_ascii_lowercase();
+    let known = LAYER_KINDS.split(", ").find(|k| k.to_ascii_lowercase() == lower);
+    known.or(match lower.as_str() {
+        "linear" | "fc" | "fullyconnected" => Some("Dense"),
+        "conv" | "convolution" => Some("Conv2d"),
+        "maxpool" | "maxpooling2d" => Some("MaxPool2d"),
+        "avgpool" | "averagepooling2d" => Some("AvgPool2d"),
+        _ => None,
+    })
 }
 
 pub fn not_an_activation(stage: &str, kind: &str) -> String {
@@ -70,7 +127,10 @@ pub fn unknown_argument(stage: &str, arg: &str, allowed: &[&str]) -> String {
         return format!("`{stage}`: unknown argument `{arg}`; this layer takes no named arguments");
     }
     let list: Vec<String> = allowed.iter().map(|a| format!("`{a}`")).collect();
-    format!("`{stage}`: unknown argument `{arg}`; expected one of {}", list.join(", "))
+    format!(
+        "`{stage}`: unknown argument `{arg}`; expected one of {}",
+        list.join(", ")
+    )
 }
 
 pub fn duplicate_argument(stage: &str, arg: &str) -> String {
@@ -78,11 +138,16 @@ pub fn duplicate_argument(stage: &str, arg: &str) -> String {
 }
 
 pub fn no_arguments(stage: &str, kind: &str) -> String {
-    format!("`{stage}`: {kind} takes no arguments")
+    let hint = if kind == "Relu" {
+        "; for a slope on negative inputs, use `LeakyRelu(0.01)`"
+    } else {
+        ""
+    };
+    format!("`{stage}`: {kind} takes no arguments{hint}")
 }
 
 pub fn extra_positional(stage: &str, kind: &str, takes: &str) -> String {
-    format!("`{stage}`: too many arguments without a name; {kind} takes {takes}")
+    format!("`{stage}`: too many unnamed arguments; {kind} takes {takes}")
 }
 
 pub fn missing_argument(stage: &str, what: &str, example: &str) -> String {
@@ -90,20 +155,42 @@ pub fn missing_argument(stage: &str, what: &str, example: &str) -> String {
 }
 
 pub fn not_integer(stage: &str, arg: &str, text: &str, pair_ok: bool) -> String {
-    let want = if pair_ok { "an integer or a pair `(h, w)`" } else { "an integer" };
-    format!("`{stage}`: `{arg}` must be {want}, found `{text}`")
+    let want = if pair_ok {
+        "an integer or a pair `(h, w)`"
+    } else {
+        "an integer literal"
+    };
+    format!("`{stage}`: {arg} must be {want}, found `{text}`")
 }
 
 pub fn bad_tuple(stage: &str, arg: &str, len: usize) -> String {
-    format!("`{stage}`: `{arg}` must be an integer or a pair `(h, w)`, found a tuple of {len}")
+    format!("`{stage}`: {arg} must be an integer or a pair `(h, w)`, found a tuple of {len}")
 }
 
-pub fn too_small(stage: &str, arg: &str, min: usize, got: usize) -> String {
-    format!("`{stage}`: `{arg}` must be at least {min}, found {got}")
+pub fn too_small(stage: &str, arg: &str, min: usize, got: &str) -> String {
+    format!("`{stage}`: {arg} must be at least {min}, found {got}")
 }
 
 pub fn too_large(stage: &str, arg: &str, text: &str) -> String {
-    format!("`{stage}`: `{arg}` = {text} does not fit in `usize`")
+    format!("`{stage}`: {arg} is {text}, which does not fit in `usize`; use a smaller number")
+}
+
+pub fn padding_string(stage: &str, text: &str, kernel: Option<[usize; 2]>) -> String {
+    let fix = match kernel {
+        _ if text == "\"valid\"" => "write `padding = 0` (the default)".to_string(),
+        Some(k) if k[0] % 2 == 1 && k[1] % 2 == 1 => {
+            format!(
+                "write it as a number: `padding = {}` keeps the size with this {}x{} kernel",
+                pair([k[0] / 2, k[1] / 2]),
+                k[0],
+                k[1]
+            )
+        }
+        _ => {
+            "write it as an integer or a pair `(h, w)`; `(k - 1) / 2` keeps the size with an odd kernel `k`".to_string()
+        }
+    };
+    format!("`{stage}`: padding {text} is not supported; {fix}")
 }
 
 pub fn not_bool(stage: &str, arg: &str, text: &str) -> String {
@@ -114,8 +201,13 @@ pub fn bad_slope(stage: &str, text: &str) -> String {
     format!("`{stage}`: the negative slope must be a finite number, e.g. `LeakyRelu(0.2)`, found `{text}`")
 }
 
-pub fn needs_image(stage: &str, kind: &str, shape: &Shape) -> String {
-    format!("`{stage}`: {kind} needs an image input [C, H, W] but receives {shape}; move it before `Flatten`, or declare `input: [C, H, W]`")
+/// `flat_since` is the stage whose output is the flat shape, `None` when it is the input.
+pub fn needs_image(stage: &str, kind: &str, shape: &Shape, flat_since: Option<&str>) -> String {
+    let fix = match flat_since {
+        Some(before) => format!("move it before `{before}`"),
+        None => "declare an image input, `input: [C, H, W]`".to_string(),
+    };
+    format!("`{stage}`: {kind} needs an image input [C, H, W] but receives {shape}; {fix}")
 }
 
 pub fn needs_flat(stage: &str, shape: &Shape) -> String {
@@ -126,9 +218,17 @@ pub fn already_flat(stage: &str, shape: &Shape) -> String {
     format!("`{stage}`: the input is already flat ({shape}); remove this `Flatten`")
 }
 
-pub fn kernel_too_big(stage: &str, kernel: [usize; 2], shape: &Shape, padded: [usize; 2], padding: [usize; 2], need: [usize; 2]) -> String {
+pub fn kernel_too_big(
+    stage: &str,
+    kernel: [usize; 2],
+    shape: &Shape,
+    padded: [usize; 2],
+    padding: [usize; 2],
+    need: [usize; 2],
+) -> String {
     format!(
-        "`{stage}`: a {}x{} kernel does not fit its input {shape} ({}x{} after padding {}); use a smaller kernel, or padding >= {}",
+        "`{stage}`: {} {}x{} kernel does not fit its input {shape} ({}x{} after padding {}); use a smaller kernel, or padding >= {}",
+        article(kernel[0]),
         kernel[0],
         kernel[1],
         padded[0],
@@ -138,10 +238,40 @@ pub fn kernel_too_big(stage: &str, kernel: [usize; 2], shape: &Shape, padded: [u
     )
 }
 
-pub fn window_too_big(stage: &str, kernel: [usize; 2], shape: &Shape) -> String {
-    format!("`{stage}`: a {}x{} window does not fit its input {shape}; use a smaller window, or remove this pool", kernel[0], kernel[1])
+pub fn window_too_big(stage: &str, kernel: [usize; 2], input: [usize; 3]) -> String {
+    let [c, h, w] = input;
+    format!(
+        "`{stage}`: {} {}x{} window does not fit its input [{c}, {h}, {w}]; use a window of at most {h}x{w}, or remove this pool",
+        article(kernel[0]),
+        kernel[0],
+        kernel[1],
+    )
 }
 
-pub fn overflow(stage: &str, what: &str) -> String {
-    format!("`{stage}`: the {what} overflows `usize`; these sizes cannot be built")
+/// Which limit a size breaks.
+#[derive(Clone, Copy, Debug)]
+pub enum Limit {
+    /// A count (multiply-adds, padded size) beyond `usize::MAX`.
+    Count,
+    /// A buffer of `f32`s beyond `isize::MAX` bytes, the most Rust can allocate.
+    Memory,
+}
+
+pub fn overflow(stage: &str, what: &str, shape: &Shape, limit: Limit) -> String {
+    let broken = match limit {
+        Limit::Count => "overflows `usize`",
+        Limit::Memory => "is larger than any buffer can be (isize::MAX bytes)",
+    };
+    format!("`{stage}`: on input {shape}, the {what} {broken}; use smaller sizes")
+}
+
+/// "a" or "an" before a number read aloud: an 8x8 window, an 11x11 kernel, a 5x5 kernel.
+fn article(n: usize) -> &'static str {
+    let digits = n.to_string();
+    let eleven_or_eighteen = digits.len() % 3 == 2 && (digits.starts_with("11") || digits.starts_with("18"));
+    if digits.starts_with('8') || eleven_or_eighteen {
+        "an"
+    } else {
+        "a"
+    }
 }

@@ -9,6 +9,8 @@
 //! ```
 //! Argument values are kept as [`Value`]s; whether they make sense is for `check` to say.
 
+use crate::messages as msg;
+use crate::report::Errors;
 use proc_macro2::TokenStream;
 use quote::ToTokens;
 use syn::parse::{Parse, ParseStream};
@@ -28,10 +30,16 @@ impl Loc {
 
 /// A whole `cnn! { ... }` declaration.
 pub struct Decl {
+    pub header: Header,
+    pub entries: Vec<Entry>,
+}
+
+/// What comes before the body: `/// docs #[attrs] pub struct Name`. Enough to emit the struct
+/// even when the body does not parse.
+pub struct Header {
     pub attrs: Vec<Attribute>,
     pub vis: Visibility,
     pub name: Ident,
-    pub entries: Vec<Entry>,
 }
 
 /// One comma-separated entry of the body, in source order.
@@ -88,13 +96,22 @@ pub enum Value {
 impl Value {
     pub fn loc(&self) -> &Loc {
         match self {
-            Value::Int(_, l) | Value::Float(_, l) | Value::Bool(_, l) | Value::Tuple(_, l) | Value::TooLarge(l) | Value::Other(l) => l,
+            Value::Int(_, l)
+            | Value::Float(_, l)
+            | Value::Bool(_, l)
+            | Value::Tuple(_, l)
+            | Value::TooLarge(l)
+            | Value::Other(l) => l,
         }
     }
 
-    /// The value as the user wrote it, for messages.
+    /// The value as the user wrote it, for messages (`-1`, not the token printer's `- 1`).
     pub fn text(&self) -> String {
-        self.loc().0.to_string()
+        let text = self.loc().0.to_string();
+        match text.strip_prefix("- ") {
+            Some(number) => format!("-{number}"),
+            None => text,
+        }
     }
 
     fn from_expr(expr: &Expr) -> Value {
@@ -104,7 +121,9 @@ impl Value {
                 Ok(v) => Value::Int(v, loc),
                 Err(_) => Value::TooLarge(loc),
             },
-            Expr::Lit(ExprLit { lit: Lit::Float(lit), .. }) => match lit.base10_parse::<f64>() {
+            Expr::Lit(ExprLit {
+                lit: Lit::Float(lit), ..
+            }) => match lit.base10_parse::<f64>() {
                 Ok(v) => Value::Float(v, loc),
                 Err(_) => Value::Other(loc),
             },
@@ -122,42 +141,112 @@ impl Value {
     }
 }
 
-impl Parse for Decl {
+impl Parse for Header {
+    /// Parses the header and ignores the rest, for the stub emitted when the body is malformed.
     fn parse(input: ParseStream) -> syn::Result<Self> {
+        let header = Header::parse_head(input)?;
+        input.parse::<TokenStream>()?;
+        Ok(header)
+    }
+}
+
+impl Header {
+    fn parse_head(input: ParseStream) -> syn::Result<Self> {
         let attrs = input.call(Attribute::parse_outer)?;
         let vis: Visibility = input.parse()?;
         input.parse::<Token![struct]>()?;
         let name: Ident = input.parse()?;
+        Ok(Header { attrs, vis, name })
+    }
+}
+
+impl Parse for Decl {
+    /// A malformed entry does not stop the parse: the rest is skipped to the next top-level
+    /// comma and parsing goes on, so every syntax error of the body is reported at once.
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let header = Header::parse_head(input)?;
         if input.peek(Token![<]) {
-            return Err(input.error("a network cannot be generic: every size is fixed in the declaration"));
+            return Err(input.error(msg::generic_network()));
         }
         let body;
         syn::braced!(body in input);
         let mut entries = Vec::new();
+        let mut errors = Errors::default();
         while !body.is_empty() {
-            entries.push(body.parse()?);
-            if body.is_empty() {
+            match parse_entry(&body) {
+                Ok(entry) => entries.push(entry),
+                Err(e) => {
+                    errors.push(e);
+                    skip_to_comma(&body)?;
+                }
+            }
+            if !body.is_empty() {
+                body.parse::<Token![,]>()?;
+            }
+        }
+        errors.into_result()?;
+        if !input.is_empty() {
+            return Err(input.error(msg::trailing_tokens()));
+        }
+        Ok(Decl { header, entries })
+    }
+}
+
+/// One entry and the check that a `,` or the end of the body follows it.
+fn parse_entry(input: ParseStream) -> syn::Result<Entry> {
+    let entry: Entry = input.parse()?;
+    if !input.is_empty() && !input.peek(Token![,]) {
+        let found = next_token_text(input);
+        let message = match &entry {
+            Entry::Stage(stage) => msg::expected_comma(&stage.name.to_string(), true, &found),
+            Entry::Input(_) => msg::expected_comma("input", false, &found),
+        };
+        return Err(input.error(message));
+    }
+    Ok(entry)
+}
+
+/// The next token as written, joint punctuation together (`=>`, not `=`).
+fn next_token_text(input: ParseStream) -> String {
+    let mut text = String::new();
+    let _ = input.step(|cursor| {
+        let mut rest = *cursor;
+        while let Some((tt, next)) = rest.token_tree() {
+            text += &tt.to_string();
+            rest = next;
+            if !matches!(&tt, proc_macro2::TokenTree::Punct(p) if p.spacing() == proc_macro2::Spacing::Joint) {
                 break;
             }
-            body.parse::<Token![,]>()?;
         }
-        if !input.is_empty() {
-            return Err(input.error("unexpected tokens after the network's closing brace"));
+        Ok(((), *cursor))
+    });
+    text
+}
+
+/// Skips the tokens of a malformed entry, up to (not including) the next top-level comma.
+fn skip_to_comma(input: ParseStream) -> syn::Result<()> {
+    input.step(|cursor| {
+        let mut rest = *cursor;
+        while let Some((tt, next)) = rest.token_tree() {
+            if matches!(&tt, proc_macro2::TokenTree::Punct(p) if p.as_char() == ',') {
+                break;
+            }
+            rest = next;
         }
-        Ok(Decl { attrs, vis, name, entries })
-    }
+        Ok(((), rest))
+    })
 }
 
 impl Parse for Entry {
     fn parse(input: ParseStream) -> syn::Result<Self> {
         let name: Ident = input.parse()?;
+        if !input.peek(Token![:]) {
+            return Err(input.error(msg::expected_colon(&name.to_string())));
+        }
         input.parse::<Token![:]>()?;
         if input.peek(token::Bracket) {
             if name != "input" {
-                return Err(syn::Error::new(
-                    name.span(),
-                    format!("only `input` takes a shape in brackets; a stage needs a layer, e.g. `{name}: Dense(10)`"),
-                ));
+                return Err(syn::Error::new(name.span(), msg::shape_on_stage(&name.to_string())));
             }
             let content;
             let bracket = bracketed!(content in input);
@@ -165,7 +254,11 @@ impl Parse for Entry {
             let mut loc = TokenStream::new();
             bracket.surround(&mut loc, |t| dims.to_tokens(t));
             let dims = dims.iter().map(Value::from_expr).collect();
-            return Ok(Entry::Input(InputDecl { key: name, dims, loc: Loc(loc) }));
+            return Ok(Entry::Input(InputDecl {
+                key: name,
+                dims,
+                loc: Loc(loc),
+            }));
         }
         let layer: Layer = input.parse()?;
         let activation = if input.peek(Token![->]) {
@@ -174,7 +267,11 @@ impl Parse for Entry {
         } else {
             None
         };
-        Ok(Entry::Stage(Stage { name, layer, activation }))
+        Ok(Entry::Stage(Stage {
+            name,
+            layer,
+            activation,
+        }))
     }
 }
 
@@ -191,13 +288,23 @@ impl Parse for Layer {
             for expr in &exprs {
                 args.push(match expr {
                     Expr::Assign(assign) => match &*assign.left {
-                        Expr::Path(p) if p.path.get_ident().is_some() => Arg { name: p.path.get_ident().cloned(), value: Value::from_expr(&assign.right) },
-                        left => return Err(syn::Error::new_spanned(left, "an argument name must be a plain identifier, e.g. `kernel = 3`")),
+                        Expr::Path(p) if p.path.get_ident().is_some() => Arg {
+                            name: p.path.get_ident().cloned(),
+                            value: Value::from_expr(&assign.right),
+                        },
+                        left => return Err(syn::Error::new_spanned(left, msg::argument_name())),
                     },
-                    _ => Arg { name: None, value: Value::from_expr(expr) },
+                    _ => Arg {
+                        name: None,
+                        value: Value::from_expr(expr),
+                    },
                 });
             }
         }
-        Ok(Layer { kind, args, loc: Loc(loc) })
+        Ok(Layer {
+            kind,
+            args,
+            loc: Loc(loc),
+        })
     }
 }

@@ -1,0 +1,10 @@
+use cnn::prelude::*;
+
+cnn! {
+    struct Net {
+        input: [1, 28, 28],
+        conv1: Conv2d(6, kernal = 5),
+    }
+}
+
+fn main() {}

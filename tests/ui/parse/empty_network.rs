@@ -1,0 +1,9 @@
+use cnn::prelude::*;
+
+cnn! {
+    struct Net {
+        input: [784],
+    }
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use cnn::prelude::*;
+
+cnn! {
+    struct Net {
+        input: [784.0],
+        fc: Dense(10),
+    }
+}
+
+fn main() {}

@@ -1,0 +1,13 @@
+use cnn::prelude::*;
+
+cnn! {
+    struct Net {
+        input: [1, 28, 28],
+        conv1: Conv2d(6, kernel = 5, stride = 4) -> Relu,
+        pool1: MaxPool2d(8),
+        flatten: Flatten,
+        fc: Dense(10),
+    }
+}
+
+fn main() {}

@@ -4,18 +4,20 @@
 //! ```text
 //! cargo run --release --example mnist [-- --epochs 3 --lr 0.01 --batch-size 64 --seed 1
 //!                                        --data data/mnist --out models/lenet5.safetensors]
+//! cargo run --release --example mnist -- --resume runs/NAME [--epochs 5]
 //! ```
 //! Defaults are PyTorch's usual recipe: SGD, lr 0.01, momentum 0.9, batch 64, 3 epochs, inputs
-//! normalized with MNIST's mean and standard deviation.
+//! normalized with MNIST's mean and standard deviation. Every run gets a folder under
+//! `--runs-dir` (config, metrics, checkpoints, curves, confusion matrix); see `cnn::train`.
 
-use cnn::data::{Dataset, Mnist};
-use cnn::optim::Sgd;
-use cnn::prelude::*;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use std::error::Error;
 use std::path::PathBuf;
 use std::time::Instant;
+
+use clap::{Parser, ValueEnum};
+use cnn::data::Mnist;
+use cnn::prelude::*;
+use cnn::train::{LrSchedule, OptimizerConfig, TrainConfig, Trainer};
 
 cnn! {
     /// LeNet-5 for 28x28 grayscale digits.
@@ -37,118 +39,172 @@ cnn! {
 const MEAN: f32 = 0.1307;
 const STD: f32 = 0.3081;
 
-struct Options {
-    epochs: usize,
-    lr: f32,
-    batch: usize,
-    seed: u64,
-    data: PathBuf,
+/// Train LeNet-5 on MNIST (or any IDX data set of 28x28 images with labels 0-9).
+#[derive(Parser, Debug)]
+#[command(long_about = None)]
+struct Args {
+    /// Epochs to train (in all, when resuming) [default: 3]
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Samples per step [default: 64]
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Learning rate [default: 0.01 for SGD, 0.001 for Adam]
+    #[arg(long)]
+    lr: Option<f32>,
+    /// The optimizer [default: sgd]
+    #[arg(long, value_enum)]
+    optimizer: Option<Optimizer>,
+    /// SGD momentum [default: 0.9]
+    #[arg(long)]
+    momentum: Option<f32>,
+    /// Learning-rate schedule: constant, step (x0.1 every --step-size epochs) or cosine (to 0 over --epochs) [default: constant]
+    #[arg(long, value_enum)]
+    schedule: Option<Schedule>,
+    /// Epochs between two decays of the step schedule [default: 1]
+    #[arg(long)]
+    step_size: Option<usize>,
+    /// Threads per training step; 0 uses every core. 1 makes runs bitwise reproducible [default: 0]
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Seed of the initialization and the shuffling [default: 1]
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Folder with the four IDX files (train-images-idx3-ubyte, ... with or without .gz), e.g. Fashion-MNIST [default: data/mnist, or the resumed run's]
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Folder that holds the run folders [default: runs]
+    #[arg(long)]
+    runs_dir: Option<PathBuf>,
+    /// Name of the run folder [default: the start time]
+    #[arg(long)]
+    run_name: Option<String>,
+    /// Continue the run in this folder from its last checkpoint
+    #[arg(long, value_name = "RUN_DIR")]
+    resume: Option<PathBuf>,
+    /// Where to save the final weights
+    #[arg(long, default_value = "models/lenet5.safetensors")]
     out: PathBuf,
 }
 
-fn options() -> Result<Options, Box<dyn Error>> {
-    let mut o = Options { epochs: 3, lr: 0.01, batch: 64, seed: 1, data: "data/mnist".into(), out: "models/lenet5.safetensors".into() };
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--epochs" => o.epochs = value()?.parse()?,
-            "--lr" => o.lr = value()?.parse()?,
-            "--batch-size" => o.batch = value()?.parse()?,
-            "--seed" => o.seed = value()?.parse()?,
-            "--data" => o.data = value()?.into(),
-            "--out" => o.out = value()?.into(),
-            _ => return Err(format!("unknown flag {flag}; expected --epochs, --lr, --batch-size, --seed, --data or --out").into()),
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Optimizer {
+    Sgd,
+    Adam,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Schedule {
+    Constant,
+    Step,
+    Cosine,
+}
+
+/// A new run's configuration from the flags and the defaults.
+fn new_config(a: &Args) -> TrainConfig {
+    let epochs = a.epochs.unwrap_or(3);
+    let optimizer = match a.optimizer.unwrap_or(Optimizer::Sgd) {
+        Optimizer::Sgd => OptimizerConfig::sgd(a.lr.unwrap_or(0.01)).with_momentum(a.momentum.unwrap_or(0.9)),
+        Optimizer::Adam => OptimizerConfig::adam(a.lr.unwrap_or(1e-3)),
+    };
+    let schedule = match a.schedule.unwrap_or(Schedule::Constant) {
+        Schedule::Constant => LrSchedule::Constant,
+        Schedule::Step => LrSchedule::Step {
+            step_size: a.step_size.unwrap_or(1),
+            gamma: 0.1,
+        },
+        Schedule::Cosine => LrSchedule::Cosine {
+            t_max: epochs.max(1),
+            min_lr: 0.0,
+        },
+    };
+    let mut config = TrainConfig::new()
+        .epochs(epochs)
+        .batch_size(a.batch_size.unwrap_or(64))
+        .optimizer(optimizer)
+        .schedule(schedule)
+        .seed(a.seed.unwrap_or(1))
+        .threads(a.threads.unwrap_or(0))
+        .normalize(MEAN, STD)
+        .runs_dir(a.runs_dir.clone().unwrap_or_else(|| "runs".into()))
+        .data_dir(a.data.clone().unwrap_or_else(|| "data/mnist".into()))
+        .summary(LeNet5::summary());
+    if let Some(name) = &a.run_name {
+        config = config.run_name(name.clone());
+    }
+    config
+}
+
+/// The trainer: a new run, or the resumed one with only what may change on resume.
+fn trainer(a: &Args) -> Result<Trainer, Box<dyn Error>> {
+    let Some(dir) = &a.resume else {
+        return Ok(Trainer::new(new_config(a)));
+    };
+    let fixed = [
+        ("--batch-size", a.batch_size.is_some()),
+        ("--lr", a.lr.is_some()),
+        ("--optimizer", a.optimizer.is_some()),
+        ("--momentum", a.momentum.is_some()),
+        ("--schedule", a.schedule.is_some()),
+        ("--step-size", a.step_size.is_some()),
+        ("--seed", a.seed.is_some()),
+        ("--runs-dir", a.runs_dir.is_some()),
+        ("--run-name", a.run_name.is_some()),
+    ];
+    if let Some((flag, _)) = fixed.iter().find(|(_, given)| *given) {
+        return Err(format!(
+            "{flag} cannot change when resuming: a resumed run keeps the hyperparameters in {}",
+            dir.join("config.json").display()
+        )
+        .into());
+    }
+    let mut trainer = Trainer::resume(dir)?;
+    if let Some(epochs) = a.epochs {
+        trainer = trainer.epochs(epochs);
+    }
+    if let Some(threads) = a.threads {
+        trainer = trainer.threads(threads);
+    }
+    Ok(trainer)
+}
+
+fn main() -> std::process::ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
         }
     }
-    if o.batch == 0 {
-        return Err("--batch-size must be at least 1".into());
-    }
-    Ok(o)
 }
 
-/// Writes samples `indices` of `set`, normalized, into `images` and their labels into `labels`.
-fn batch(set: &Dataset, indices: &[usize], images: &mut Vec<f32>, labels: &mut Vec<u32>) {
-    images.resize(indices.len() * LeNet5::INPUT_LEN, 0.0);
-    labels.resize(indices.len(), 0);
-    set.gather(indices, images, labels);
-    images.iter_mut().for_each(|x| *x = (*x - MEAN) / STD);
-}
-
-/// Test-set accuracy, in batches of 1,000.
-fn accuracy(net: &LeNet5, test: &Dataset) -> f64 {
-    let (mut images, mut labels, mut logits) = (Vec::new(), Vec::new(), Vec::new());
-    let mut correct = 0;
-    let indices: Vec<usize> = (0..test.len()).collect();
-    for chunk in indices.chunks(1000) {
-        batch(test, chunk, &mut images, &mut labels);
-        logits.resize(chunk.len() * LeNet5::OUTPUT_LEN, 0.0);
-        net.forward_batch(&images, &mut logits);
-        for (z, &label) in logits.chunks_exact(LeNet5::OUTPUT_LEN).zip(&labels) {
-            let guess = (0..z.len()).fold(0, |best, i| if z[i] > z[best] { i } else { best });
-            correct += usize::from(guess == label as usize);
-        }
-    }
-    correct as f64 / test.len() as f64
-}
-
-fn main() -> Result<(), Box<dyn Error>> {
-    let o = options()?;
-    let mnist = Mnist::load(&o.data)?;
+fn run(args: Args) -> Result<(), Box<dyn Error>> {
+    let trainer = trainer(&args)?;
+    let data = args
+        .data
+        .clone()
+        .or_else(|| trainer.config().data_dir.clone())
+        .unwrap_or_else(|| "data/mnist".into());
+    let mnist = Mnist::load(&data)?;
     println!("{}", LeNet5::summary());
-    println!(
-        "training on {} images, testing on {}; SGD lr {} momentum 0.9, batch {}, {} epochs, {} cores",
-        mnist.train.len(),
-        mnist.test.len(),
-        o.lr,
-        o.batch,
-        o.epochs,
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    );
-    let mut net = LeNet5::new(o.seed);
-    let mut opt = Sgd::new(o.lr).momentum(0.9);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(o.seed);
-    let mut order: Vec<usize> = (0..mnist.train.len()).collect();
-    let (mut images, mut labels) = (Vec::new(), Vec::new());
-    let mut grad = vec![0.0; LeNet5::PARAM_COUNT];
     let start = Instant::now();
-    let mut acc = 0.0;
-    println!("{:>5}  {:>10}  {:>9}  {:>9}  {:>8}", "epoch", "train loss", "test acc", "images/s", "time (s)");
-    for epoch in 1..=o.epochs {
-        let epoch_start = Instant::now();
-        order.shuffle(&mut rng);
-        let mut loss_sum = 0.0;
-        let mut batches = 0;
-        for chunk in order.chunks(o.batch) {
-            batch(&mnist.train, chunk, &mut images, &mut labels);
-            let loss = net.loss_and_grad(&images, &labels, &mut grad);
-            if !loss.is_finite() {
-                return Err(format!("the loss diverged ({loss}) in epoch {epoch}, batch {batches}; lower --lr").into());
-            }
-            opt.step(net.params_mut(), &grad);
-            loss_sum += loss as f64;
-            batches += 1;
-        }
-        let train_time = epoch_start.elapsed().as_secs_f64();
-        acc = accuracy(&net, &mnist.test);
-        println!(
-            "{epoch:>5}  {:>10.4}  {:>8.2}%  {:>9.0}  {:>8.1}",
-            loss_sum / batches as f64,
-            acc * 100.0,
-            mnist.train.len() as f64 / train_time,
-            epoch_start.elapsed().as_secs_f64()
-        );
-    }
-    if let Some(dir) = o.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+    let outcome = trainer.fit(LeNet5::new(trainer.config().seed), &mnist.train, &mnist.test)?;
+
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    cnn::io::save_safetensors(&net, &o.out)?;
+    cnn::io::save_safetensors(&outcome.net, &args.out)?;
+    let accuracy = outcome
+        .history
+        .last()
+        .map_or(outcome.confusion.accuracy(), |m| m.test_accuracy);
     println!(
-        "test accuracy {:.2}% after {} epochs in {:.1} s; weights saved to {}",
-        acc * 100.0,
-        o.epochs,
+        "test accuracy {:.2}% after {} epochs in {:.1} s; weights saved to {}; run folder {}",
+        accuracy * 100.0,
+        outcome.history.len(),
         start.elapsed().as_secs_f64(),
-        o.out.display()
+        args.out.display(),
+        outcome.run_dir.display()
     );
     Ok(())
 }

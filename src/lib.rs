@@ -29,6 +29,7 @@ extern crate self as cnn;
 
 pub use cnn_macros::cnn;
 pub use cnn_runtime::parallel::{set_threads, threads};
+pub use cnn_runtime::train;
 pub use cnn_runtime::{data, io, optim, Error, Network, ParamInfo};
 
 /// What a declaration needs in scope: the [`cnn!`] macro and the [`Network`] trait.

@@ -49,7 +49,18 @@ fn params_layout_is_pytorchs_state_dict() {
     let names: Vec<&str> = LeNet5::PARAMS.iter().map(|p| p.name).collect();
     assert_eq!(
         names,
-        ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"]
+        [
+            "conv1.weight",
+            "conv1.bias",
+            "conv2.weight",
+            "conv2.bias",
+            "fc1.weight",
+            "fc1.bias",
+            "fc2.weight",
+            "fc2.bias",
+            "fc3.weight",
+            "fc3.bias"
+        ]
     );
     assert_eq!(LeNet5::PARAMS[2].shape, &[16, 6, 5, 5]);
     assert_eq!(LeNet5::PARAMS[4].shape, &[120, 400]);
@@ -68,12 +79,30 @@ fn new_is_reproducible_and_follows_pytorch_bounds() {
     assert_eq!(a.params(), b.params());
     assert_ne!(a.params(), c.params());
     for p in LeNet5::PARAMS {
-        let fan_in: usize = if p.shape.len() > 1 { p.shape[1..].iter().product() } else { 0 };
-        let fan_in = if fan_in == 0 { LeNet5::PARAMS.iter().find(|w| w.name == p.name.replace("bias", "weight")).unwrap().shape[1..].iter().product() } else { fan_in };
+        let fan_in: usize = if p.shape.len() > 1 {
+            p.shape[1..].iter().product()
+        } else {
+            0
+        };
+        let fan_in = if fan_in == 0 {
+            LeNet5::PARAMS
+                .iter()
+                .find(|w| w.name == p.name.replace("bias", "weight"))
+                .unwrap()
+                .shape[1..]
+                .iter()
+                .product()
+        } else {
+            fan_in
+        };
         let bound = 1.0 / (fan_in as f32).sqrt();
         let values = &a.params()[p.range()];
         assert!(values.iter().all(|v| v.abs() <= bound), "{}", p.name);
-        assert!(values.iter().any(|v| v.abs() > 0.5 * bound), "{} is not spread over its range", p.name);
+        assert!(
+            values.iter().any(|v| v.abs() > 0.5 * bound),
+            "{} is not spread over its range",
+            p.name
+        );
     }
 }
 
@@ -86,7 +115,11 @@ fn forward_predict_and_probabilities_agree_with_forward_batch() {
     let mut two = x.to_vec();
     two.extend_from_slice(&digit_like(2));
     net.forward_batch(&two, &mut batch);
-    assert_eq!(&batch[..10], &logits[..], "a sample's logits do not depend on its batch");
+    assert_eq!(
+        &batch[..10],
+        &logits[..],
+        "a sample's logits do not depend on its batch"
+    );
     let argmax = (0..10).fold(0, |b, i| if logits[i] > logits[b] { i } else { b });
     assert_eq!(net.predict(&x), argmax);
     let p = net.probabilities(&x);
@@ -100,7 +133,16 @@ fn forward_predict_and_probabilities_agree_with_forward_batch() {
 #[test]
 fn summary_lists_every_stage_with_shapes() {
     let s = LeNet5::summary();
-    for needle in ["conv1", "[6, 28, 28]", "pool2", "[16, 5, 5]", "[400]", "fc3", "61,706", "416,520"] {
+    for needle in [
+        "conv1",
+        "[6, 28, 28]",
+        "pool2",
+        "[16, 5, 5]",
+        "[400]",
+        "fc3",
+        "61,706",
+        "416,520",
+    ] {
         assert!(s.contains(needle), "summary lacks {needle}:\n{s}");
     }
 }

@@ -57,14 +57,20 @@ impl Tensors {
         let st = SafeTensors::deserialize(&self.0).unwrap();
         let t = st.tensor(name).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(t.dtype(), Dtype::F32, "{name}");
-        t.data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+        t.data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect()
     }
 
     fn labels(&self) -> Vec<u32> {
         let st = SafeTensors::deserialize(&self.0).unwrap();
         let t = st.tensor("labels").unwrap();
         assert_eq!(t.dtype(), Dtype::I64);
-        t.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as u32).collect()
+        t.data()
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as u32)
+            .collect()
     }
 
     /// The network's parameters from this file, in the layout of `N::PARAMS`.
@@ -80,7 +86,10 @@ fn assert_close(what: &str, got: &[f32], want: &[f32]) {
     let scale = want.iter().fold(0.0f32, |m, w| m.max(w.abs()));
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         assert!((g - w).abs() <= 1e-5 + 1e-3 * w.abs(), "{what}[{i}]: got {g}, want {w}");
-        assert!((g - w).abs() <= 1e-5 * scale, "{what}[{i}]: got {g}, want {w} (tensor scale {scale})");
+        assert!(
+            (g - w).abs() <= 1e-5 * scale,
+            "{what}[{i}]: got {g}, want {w} (tensor scale {scale})"
+        );
     }
 }
 

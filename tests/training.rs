@@ -43,7 +43,9 @@ fn loss_falls_on_a_few_hundred_mnist_images() -> Result<(), cnn::Error> {
     // Untrained, the loss is near ln(10) = 2.30; eight epochs over 320 images fit them well.
     assert!((initial - 2.30).abs() < 0.2, "initial loss {initial}");
     assert!(after < 0.5 * initial, "loss went from {initial} to {after}");
-    let correct = (0..n).filter(|&i| net.predict(images[i * 784..][..784].try_into().unwrap()) == labels[i] as usize).count();
+    let correct = (0..n)
+        .filter(|&i| net.predict(images[i * 784..][..784].try_into().unwrap()) == labels[i] as usize)
+        .count();
     assert!(correct > n * 8 / 10, "{correct} of {n} training images right");
     Ok(())
 }

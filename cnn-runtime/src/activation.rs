@@ -33,12 +33,24 @@ impl Activation {
     /// If `x` and `y` differ in length.
     #[inline]
     pub fn forward(self, x: &[f32], y: &mut [f32]) {
-        assert_eq!(x.len(), y.len(), "activation: output must hold {} elements, got {}", x.len(), y.len());
+        assert_eq!(
+            x.len(),
+            y.len(),
+            "activation: output must hold {} elements, got {}",
+            x.len(),
+            y.len()
+        );
         match self {
-            Activation::Relu => y.iter_mut().zip(x).for_each(|(y, &x)| *y = if x > 0.0 { x } else { 0.0 }),
+            Activation::Relu => y
+                .iter_mut()
+                .zip(x)
+                .for_each(|(y, &x)| *y = if x > 0.0 { x } else { 0.0 }),
             Activation::Sigmoid => y.iter_mut().zip(x).for_each(|(y, &x)| *y = sigmoid(x)),
             Activation::Tanh => y.iter_mut().zip(x).for_each(|(y, &x)| *y = x.tanh()),
-            Activation::LeakyRelu(s) => y.iter_mut().zip(x).for_each(|(y, &x)| *y = if x > 0.0 { x } else { s * x }),
+            Activation::LeakyRelu(s) => y
+                .iter_mut()
+                .zip(x)
+                .for_each(|(y, &x)| *y = if x > 0.0 { x } else { s * x }),
         }
     }
 
@@ -50,7 +62,13 @@ impl Activation {
     #[inline]
     pub fn backward(self, x: &[f32], y: &[f32], dy: &[f32], dx: &mut [f32]) {
         let n = x.len();
-        assert!(y.len() == n && dy.len() == n && dx.len() == n, "activation: x, y, dy and dx must all hold {n} elements, got {}, {}, {}", y.len(), dy.len(), dx.len());
+        assert!(
+            y.len() == n && dy.len() == n && dx.len() == n,
+            "activation: x, y, dy and dx must all hold {n} elements, got {}, {}, {}",
+            y.len(),
+            dy.len(),
+            dx.len()
+        );
         let it = dx.iter_mut().zip(dy).zip(x.iter().zip(y));
         match self {
             Activation::Relu => it.for_each(|((dx, &g), (&x, _))| *dx = if x > 0.0 { g } else { 0.0 }),
@@ -77,7 +95,13 @@ mod tests {
     use super::*;
     use crate::testutil::{assert_grad_matches, seq};
 
-    const ALL: [Activation; 5] = [Activation::Relu, Activation::Sigmoid, Activation::Tanh, Activation::LeakyRelu(0.01), Activation::LeakyRelu(0.2)];
+    const ALL: [Activation; 5] = [
+        Activation::Relu,
+        Activation::Sigmoid,
+        Activation::Tanh,
+        Activation::LeakyRelu(0.01),
+        Activation::LeakyRelu(0.2),
+    ];
 
     #[test]
     fn forward_values() {
@@ -90,7 +114,13 @@ mod tests {
                     Activation::Relu => x.max(0.0) as f64,
                     Activation::Sigmoid => 1.0 / (1.0 + (-(x as f64)).exp()),
                     Activation::Tanh => (x as f64).tanh(),
-                    Activation::LeakyRelu(s) => if x > 0.0 { x as f64 } else { (s * x) as f64 },
+                    Activation::LeakyRelu(s) => {
+                        if x > 0.0 {
+                            x as f64
+                        } else {
+                            (s * x) as f64
+                        }
+                    }
                 };
                 assert!((y as f64 - want).abs() < 1e-6, "{a:?}({x}) = {y}, want {want}");
             }
@@ -100,7 +130,10 @@ mod tests {
     #[test]
     fn backward_matches_central_differences() {
         // Keep inputs away from the kink at 0 (|x| >= 0.05) so differences are meaningful.
-        let x: Vec<f32> = seq(37, 0.1).into_iter().map(|v| if v.abs() < 0.05 { v + 0.1 } else { v } * 3.0).collect();
+        let x: Vec<f32> = seq(37, 0.1)
+            .into_iter()
+            .map(|v| if v.abs() < 0.05 { v + 0.1 } else { v } * 3.0)
+            .collect();
         let r = seq(37, 1.1);
         for a in ALL {
             let loss = |x: &[f32]| {

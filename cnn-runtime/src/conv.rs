@@ -8,6 +8,7 @@
 
 use crate::gemm::{sgemm, Op};
 use crate::shape::conv_out;
+use crate::simd::small_gemm;
 
 /// The geometry of one convolution layer, all sizes known when the network is declared.
 ///
@@ -80,7 +81,21 @@ impl Conv2d {
         ) else {
             panic!("Conv2d: the kernel does not fit the padded input");
         };
-        Conv2d { c, h, w, oc, kh: kernel[0], kw: kernel[1], sh: stride[0], sw: stride[1], ph: padding[0], pw: padding[1], oh, ow, bias }
+        Conv2d {
+            c,
+            h,
+            w,
+            oc,
+            kh: kernel[0],
+            kw: kernel[1],
+            sh: stride[0],
+            sw: stride[1],
+            ph: padding[0],
+            pw: padding[1],
+            oh,
+            ow,
+            bias,
+        }
     }
 
     /// Elements of one input sample, `C*H*W`.
@@ -201,7 +216,7 @@ impl Conv2d {
                 0.0
             };
             // y_b [OC, OH*OW] = weight [OC, K] x cols [K, OH*OW] (+ bias already in y_b)
-            sgemm(self.oc, k, ohw, 1.0, weight, Op::N, cols, Op::N, beta, yb);
+            small_gemm(self.oc, k, ohw, weight, cols, yb, beta != 0.0);
         }
     }
 
@@ -225,19 +240,35 @@ impl Conv2d {
         scratch: &mut [f32],
     ) {
         self.check(batch, x.len(), params.len(), dy.len(), scratch.len());
-        assert_eq!(dparams.len(), self.param_len(), "conv2d: dparams must hold {} elements, got {}", self.param_len(), dparams.len());
+        assert_eq!(
+            dparams.len(),
+            self.param_len(),
+            "conv2d: dparams must hold {} elements, got {}",
+            self.param_len(),
+            dparams.len()
+        );
         let (k, ohw) = (self.patch_len(), self.oh * self.ow);
         let weight = &params[..self.weight_len()];
         let (dweight, dbias) = dparams.split_at_mut(self.weight_len());
         dweight.fill(0.0);
         dbias.fill(0.0);
         if let Some(dx) = dx.as_deref_mut() {
-            assert_eq!(dx.len(), x.len(), "conv2d: dx must hold {} elements, got {}", x.len(), dx.len());
+            assert_eq!(
+                dx.len(),
+                x.len(),
+                "conv2d: dx must hold {} elements, got {}",
+                x.len(),
+                dx.len()
+            );
             dx.fill(0.0);
         }
         let (cols, rest) = scratch.split_at_mut(k * ohw);
         let dcols = &mut rest[..k * ohw];
-        for (b, (xb, dyb)) in x.chunks_exact(self.in_len()).zip(dy.chunks_exact(self.out_len())).enumerate() {
+        for (b, (xb, dyb)) in x
+            .chunks_exact(self.in_len())
+            .zip(dy.chunks_exact(self.out_len()))
+            .enumerate()
+        {
             self.im2col(xb, cols);
             // dweight [OC, K] += dy_b [OC, OH*OW] x cols^T [OH*OW, K]
             sgemm(self.oc, ohw, k, 1.0, dyb, Op::N, cols, Op::T, 1.0, dweight);
@@ -253,10 +284,29 @@ impl Conv2d {
     }
 
     fn check(&self, batch: usize, x: usize, params: usize, y: usize, scratch: usize) {
-        assert_eq!(x, batch * self.in_len(), "conv2d: input must hold batch*C*H*W = {batch}*{} elements, got {x}", self.in_len());
-        assert_eq!(params, self.param_len(), "conv2d: params must hold {} elements, got {params}", self.param_len());
-        assert_eq!(y, batch * self.out_len(), "conv2d: output must hold batch*OC*OH*OW = {batch}*{} elements, got {y}", self.out_len());
-        assert!(scratch >= self.scratch_len(), "conv2d: scratch must hold at least {} elements, got {scratch}", self.scratch_len());
+        assert_eq!(
+            x,
+            batch * self.in_len(),
+            "conv2d: input must hold batch*C*H*W = {batch}*{} elements, got {x}",
+            self.in_len()
+        );
+        assert_eq!(
+            params,
+            self.param_len(),
+            "conv2d: params must hold {} elements, got {params}",
+            self.param_len()
+        );
+        assert_eq!(
+            y,
+            batch * self.out_len(),
+            "conv2d: output must hold batch*OC*OH*OW = {batch}*{} elements, got {y}",
+            self.out_len()
+        );
+        assert!(
+            scratch >= self.scratch_len(),
+            "conv2d: scratch must hold at least {} elements, got {scratch}",
+            self.scratch_len()
+        );
     }
 }
 
@@ -278,7 +328,8 @@ mod tests {
                                 let r = (i * g.sh + u) as isize - g.ph as isize;
                                 let q = (j * g.sw + v) as isize - g.pw as isize;
                                 if r >= 0 && q >= 0 && (r as usize) < g.h && (q as usize) < g.w {
-                                    s += p[((o * g.c + c) * g.kh + u) * g.kw + v] * x[(c * g.h + r as usize) * g.w + q as usize];
+                                    s += p[((o * g.c + c) * g.kh + u) * g.kw + v]
+                                        * x[(c * g.h + r as usize) * g.w + q as usize];
                                 }
                             }
                         }
@@ -341,6 +392,12 @@ mod tests {
     #[should_panic(expected = "conv2d: input must hold batch*C*H*W = 2*25 elements, got 49")]
     fn wrong_input_length_panics() {
         let g = CASES[0];
-        g.forward(2, &[0.0; 49], &vec![0.0; g.param_len()], &mut vec![0.0; 2 * g.out_len()], &mut vec![0.0; g.scratch_len()]);
+        g.forward(
+            2,
+            &[0.0; 49],
+            &vec![0.0; g.param_len()],
+            &mut vec![0.0; 2 * g.out_len()],
+            &mut vec![0.0; g.scratch_len()],
+        );
     }
 }

@@ -12,6 +12,23 @@
 //! (`1f 8b`), not from its name. Files are checked strictly: the magic number, a length that
 //! is exactly header plus data, labels in `0..10`, and image and label counts that agree.
 //!
+//! # Untrusted files
+//!
+//! Whatever the bytes, loading never panics and every failure is an [`Error`] naming the
+//! file. In particular:
+//!
+//! - the magic number must be two zero bytes, type code `0x08` (unsigned byte; the other IDX
+//!   types are refused by name) and the dimension count of the file's kind;
+//! - sizes from the header are multiplied with overflow checks; a product this machine cannot
+//!   address is an error, and so is an image of zero rows or columns;
+//! - a plain file's length is compared with its header before its data is read, so a header
+//!   claiming more than the file holds allocates nothing;
+//! - a gzipped file is inflated at most to the size its header declares plus one byte: one
+//!   byte more means trailing data (an error), and a gzip bomb is never inflated past that.
+//!   The buffer starts at 64 KiB and doubles as data really arrives, so memory is bounded by
+//!   both the declared size plus one and twice what the stream actually holds;
+//! - labels are checked to be below 10, reporting the first one that is not and its index.
+//!
 //! ```
 //! use cnn_runtime::data::Mnist;
 //!
@@ -35,6 +52,14 @@ const CLASSES: u8 = 10;
 
 /// The first two bytes of every gzip stream (RFC 1952).
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// The IDX type code of unsigned bytes, the third byte of the magic number; the only one
+/// these data sets use.
+const IDX_UBYTE: u8 = 0x08;
+
+/// First buffer size for the data of a gzipped file, whose inflated size is known only from
+/// its (untrusted) header; the buffer then doubles as data arrives.
+const MIN_READ_CHUNK: usize = 64 << 10;
 
 /// One split of a data set: `len()` grayscale images of `rows x cols` pixels (`u8`), each
 /// with a label in `0..10`.
@@ -182,11 +207,7 @@ impl Dataset {
             indices.len(),
             labels.len()
         );
-        for ((&i, dst), label) in indices
-            .iter()
-            .zip(images.chunks_exact_mut(size))
-            .zip(labels)
-        {
+        for ((&i, dst), label) in indices.iter().zip(images.chunks_exact_mut(size)).zip(labels) {
             for (x, &p) in dst.iter_mut().zip(self.image(i)) {
                 *x = f32::from(p) / 255.0;
             }
@@ -293,19 +314,12 @@ fn locate(dir: &Path, name: &str) -> Result<PathBuf, Error> {
     }
     Err(Error::Io {
         path: gz,
-        source: io::Error::new(
-            io::ErrorKind::NotFound,
-            "no such file, with or without `.gz`",
-        ),
+        source: io::Error::new(io::ErrorKind::NotFound, "no such file, with or without `.gz`"),
     })
 }
 
 /// Reads one split; `side` is the image size every image must have, if any.
-fn load_split(
-    images_path: &Path,
-    labels_path: &Path,
-    side: Option<(usize, usize)>,
-) -> Result<Dataset, Error> {
+fn load_split(images_path: &Path, labels_path: &Path, side: Option<(usize, usize)>) -> Result<Dataset, Error> {
     let images = read_idx(images_path, Kind::Images { side })?;
     let labels = read_idx(labels_path, Kind::Labels)?;
     if images.count != labels.count {
@@ -374,6 +388,13 @@ fn read_idx(path: &Path, kind: Kind) -> Result<Idx, Error> {
         path: path.to_path_buf(),
         source,
     })?;
+    // The length of a regular file, to check a plain file's size against its header before
+    // reading (and allocating for) its data.
+    let file_len = file
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .and_then(|m| usize::try_from(m.len()).ok());
 
     // Sniff the first two bytes, then put them back in front of the rest.
     let mut prefix = Vec::with_capacity(2);
@@ -393,11 +414,7 @@ fn read_idx(path: &Path, kind: Kind) -> Result<Idx, Error> {
     };
     // Sizes below are of what the header describes: the decompressed stream for a gzipped
     // file, the file itself otherwise.
-    let content = if gzipped {
-        "the decompressed file"
-    } else {
-        "the file"
-    };
+    let content = if gzipped { "the decompressed file" } else { "the file" };
     let read_err = |source: io::Error| {
         // A decoder reports a damaged stream as invalid data or input, or as an early end.
         let corrupt = matches!(
@@ -426,26 +443,27 @@ fn read_idx(path: &Path, kind: Kind) -> Result<Idx, Error> {
             header.len()
         )));
     }
-    let field = |i: usize| {
-        u32::from_be_bytes([
-            header[4 * i],
-            header[4 * i + 1],
-            header[4 * i + 2],
-            header[4 * i + 3],
-        ])
-    };
+    let field = |i: usize| u32::from_be_bytes([header[4 * i], header[4 * i + 1], header[4 * i + 2], header[4 * i + 3]]);
 
     // The magic number says what the bytes are; reading a label file as images (or an
     // unrelated file as either) must fail here rather than produce noise.
     let magic = field(0);
     if magic != kind.magic() {
-        let what = match magic {
-            0x0803 => " marks an IDX image file",
-            0x0801 => " marks an IDX label file",
-            _ => "",
-        };
         let noun = kind.noun();
         let want = kind.magic();
+        // The magic is two zero bytes, a type code and a dimension count: say which is wrong.
+        let [zero0, zero1, code, dims] = magic.to_be_bytes();
+        let what = match magic {
+            0x0803 => " marks an IDX image file".to_owned(),
+            0x0801 => " marks an IDX label file".to_owned(),
+            _ if (zero0, zero1) != (0, 0) => ", so this is not an IDX file".to_owned(),
+            _ if code != IDX_UBYTE => format!(
+                ": type code 0x{code:02x} ({}) is not supported, only 0x{IDX_UBYTE:02x} \
+                 (unsigned byte)",
+                type_name(code)
+            ),
+            _ => format!(": {dims} dimensions"),
+        };
         return Err(idx_err(format!(
             "magic number {magic} (0x{magic:08x}){what}; an IDX {noun} file starts with \
              {want} (0x{want:08x})"
@@ -464,9 +482,7 @@ fn read_idx(path: &Path, kind: Kind) -> Result<Idx, Error> {
         Kind::Images { side } => {
             let (rows, cols) = (field(2) as usize, field(3) as usize);
             if rows == 0 || cols == 0 {
-                return Err(idx_err(format!(
-                    "images of {rows}x{cols} pixels hold no pixel"
-                )));
+                return Err(idx_err(format!("images of {rows}x{cols} pixels hold no pixel")));
             }
             if let Some((r, c)) = side {
                 if (rows, cols) != (r, c) {
@@ -484,21 +500,39 @@ fn read_idx(path: &Path, kind: Kind) -> Result<Idx, Error> {
         .checked_mul(rows)
         .and_then(|n| n.checked_mul(cols))
         .and_then(|data_len| Some((data_len, data_len.checked_add(header_len)?)));
+    let noun = kind.noun();
     let Some((data_len, expected)) = sizes else {
         return Err(idx_err(format!(
-            "{count} images of {rows}x{cols} pixels are more bytes than this machine can address"
+            "{count} {noun}s of {rows}x{cols} bytes are more bytes than this machine can address"
         )));
     };
 
+    // A plain file's length is known: check it against the header before reading anything,
+    // so that a header claiming more than the file holds allocates nothing for it.
+    let plain_len = file_len.filter(|_| !gzipped);
+    if let Some(found) = plain_len.filter(|&len| len != expected) {
+        return Err(idx_err(if found < expected {
+            format!(
+                "truncated: the header describes {count} {noun}s, {expected} bytes with the \
+                 header, but {content} is {found} bytes long"
+            )
+        } else {
+            format!(
+                "trailing bytes: the header describes {count} {noun}s, {expected} bytes with \
+                 the header, but {content} is {found} bytes long"
+            )
+        }));
+    }
+
     // Read one byte more than the header promises, never more: a file with trailing bytes is
-    // caught, and a gzip bomb is not inflated past that point. The reservation is capped so
-    // that a lying header cannot make us allocate what the file does not hold.
-    let mut data = Vec::with_capacity(data_len.min(1 << 26));
-    reader
-        .take((data_len as u64).saturating_add(1))
-        .read_to_end(&mut data)
-        .map_err(read_err)?;
-    let noun = kind.noun();
+    // caught, and a gzip bomb is not inflated past that point. The buffer grows with what the
+    // stream really delivers, so a lying header cannot make us allocate what is not there.
+    let hint = if plain_len.is_some() {
+        data_len.saturating_add(1)
+    } else {
+        MIN_READ_CHUNK
+    };
+    let data = read_capped(&mut reader, data_len.saturating_add(1), hint).map_err(read_err)?;
     if data.len() < data_len {
         let found = header_len + data.len();
         return Err(idx_err(format!(
@@ -527,6 +561,39 @@ fn read_idx(path: &Path, kind: Kind) -> Result<Idx, Error> {
         cols,
         data,
     })
+}
+
+/// The IDX name of a type code, for error messages.
+fn type_name(code: u8) -> &'static str {
+    match code {
+        0x08 => "unsigned byte",
+        0x09 => "signed byte",
+        0x0b => "16-bit integer",
+        0x0c => "32-bit integer",
+        0x0d => "32-bit float",
+        0x0e => "64-bit float",
+        _ => "not an IDX type",
+    }
+}
+
+/// Reads from `reader` until it ends or `limit` bytes have been read, whichever comes first.
+///
+/// The buffer starts at `hint` bytes and at most doubles each time it fills, never past
+/// `limit`: it is never larger than `limit`, nor than twice what the reader delivered (or
+/// `hint`). Each read is bounded by the room left, so `read_to_end` never grows the buffer on
+/// its own.
+fn read_capped(reader: &mut dyn Read, limit: usize, hint: usize) -> io::Result<Vec<u8>> {
+    let mut data = Vec::with_capacity(hint.min(limit));
+    loop {
+        let room = data.capacity() - data.len();
+        let before = data.len();
+        reader.take(room as u64).read_to_end(&mut data)?;
+        if data.len() - before < room || data.len() >= limit {
+            return Ok(data);
+        }
+        let grown = data.capacity().saturating_mul(2).max(MIN_READ_CHUNK).min(limit);
+        data.reserve_exact(grown - data.len());
+    }
 }
 
 #[cfg(test)]
@@ -634,9 +701,7 @@ mod tests {
         for name in ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"] {
             let compressed = fs::read(Path::new(MNIST_DIR).join(format!("{name}.gz"))).unwrap();
             let mut plain = Vec::new();
-            MultiGzDecoder::new(&compressed[..])
-                .read_to_end(&mut plain)
-                .unwrap();
+            MultiGzDecoder::new(&compressed[..]).read_to_end(&mut plain).unwrap();
             fs::write(dir.path().join(name), plain).unwrap();
         }
         let plain = Dataset::load(
@@ -665,26 +730,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (images, labels) = synthetic(4, 28, 28);
         let (test_images, test_labels) = synthetic(2, 28, 28);
-        write(
-            &dir.path().join("train-images-idx3-ubyte.gz"),
-            &images,
-            Store::Gzip,
-        );
-        write(
-            &dir.path().join("train-labels-idx1-ubyte"),
-            &labels,
-            Store::Plain,
-        );
-        write(
-            &dir.path().join("t10k-images-idx3-ubyte"),
-            &test_images,
-            Store::Plain,
-        );
-        write(
-            &dir.path().join("t10k-labels-idx1-ubyte.gz"),
-            &test_labels,
-            Store::Gzip,
-        );
+        write(&dir.path().join("train-images-idx3-ubyte.gz"), &images, Store::Gzip);
+        write(&dir.path().join("train-labels-idx1-ubyte"), &labels, Store::Plain);
+        write(&dir.path().join("t10k-images-idx3-ubyte"), &test_images, Store::Plain);
+        write(&dir.path().join("t10k-labels-idx1-ubyte.gz"), &test_labels, Store::Gzip);
         // A broken `.gz` beside a good plain file is never opened.
         fs::write(dir.path().join("t10k-images-idx3-ubyte.gz"), b"broken").unwrap();
 
@@ -712,9 +761,7 @@ mod tests {
         assert!(matches!(err, Error::Idx { .. }), "{err:?}");
         let msg = err.to_string();
         assert!(
-            msg.contains("train-images-idx3-ubyte")
-                && msg.contains("32x32")
-                && msg.contains("28x28"),
+            msg.contains("train-images-idx3-ubyte") && msg.contains("32x32") && msg.contains("28x28"),
             "{msg}"
         );
     }
@@ -786,10 +833,7 @@ mod tests {
             assert!(reason.contains("label file"), "{reason}");
             // Arbitrary text given as the label file.
             let reason = idx_reason(load_pair(dir.path(), &images, b"hello, world", store));
-            assert!(
-                reason.contains("magic number") && reason.contains("2049"),
-                "{reason}"
-            );
+            assert!(reason.contains("magic number") && reason.contains("2049"), "{reason}");
         }
     }
 
@@ -800,10 +844,7 @@ mod tests {
         for store in [Store::Plain, Store::Gzip] {
             // One pixel short: 16 + 12 = 28 bytes expected.
             let reason = idx_reason(load_pair(dir.path(), &images[..27], &labels, store));
-            assert!(
-                reason.contains("truncated") && reason.contains("28 bytes"),
-                "{reason}"
-            );
+            assert!(reason.contains("truncated") && reason.contains("28 bytes"), "{reason}");
             assert!(reason.contains("27 bytes long"), "{reason}");
             // Cut inside the header.
             let reason = idx_reason(load_pair(dir.path(), &images[..10], &labels, store));
@@ -845,10 +886,7 @@ mod tests {
             other => panic!("expected CountMismatch, got {other:?}"),
         }
         let msg = err.to_string();
-        assert!(
-            msg.contains("3 images") && msg.contains("4 labels"),
-            "{msg}"
-        );
+        assert!(msg.contains("3 images") && msg.contains("4 labels"), "{msg}");
     }
 
     #[test]
@@ -857,10 +895,7 @@ mod tests {
         let (images, _) = synthetic(3, 2, 2);
         let labels = idx_bytes(2049, &[3], &[0, 9, 10]);
         let err = load_pair(dir.path(), &images, &labels, Store::Gzip).unwrap_err();
-        assert!(
-            err.to_string().contains("labels"),
-            "the message names the file: {err}"
-        );
+        assert!(err.to_string().contains("labels"), "the message names the file: {err}");
         let reason = idx_reason(Err(err));
         assert!(reason.contains("label 10 at index 2"), "{reason}");
     }
@@ -928,10 +963,7 @@ mod tests {
         let (images, labels) = synthetic(0, 28, 28);
         let data = load_pair(dir.path(), &images, &labels, Store::Gzip).unwrap();
         assert!(data.is_empty());
-        assert_eq!(
-            format!("{data:?}"),
-            "Dataset { len: 0, rows: 28, cols: 28, .. }"
-        );
+        assert_eq!(format!("{data:?}"), "Dataset { len: 0, rows: 28, cols: 28, .. }");
     }
 
     #[test]
@@ -945,11 +977,56 @@ mod tests {
             other => panic!("expected Io, got {other:?}"),
         }
         let msg = err.to_string();
-        assert!(
-            msg.contains("no/such/dir/train-images-idx3-ubyte.gz"),
-            "{msg}"
-        );
+        assert!(msg.contains("no/such/dir/train-images-idx3-ubyte.gz"), "{msg}");
         assert!(msg.contains("with or without `.gz`"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_code_or_dimension_count_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let (images, labels) = synthetic(2, 2, 2);
+        let mut floats = labels.clone();
+        floats[2] = 0x0d;
+        let reason = idx_reason(load_pair(dir.path(), &images, &floats, Store::Gzip));
+        assert!(
+            reason.contains("type code 0x0d (32-bit float) is not supported, only 0x08"),
+            "{reason}"
+        );
+        let mut two_dims = labels.clone();
+        two_dims[3] = 2;
+        let reason = idx_reason(load_pair(dir.path(), &images, &two_dims, Store::Plain));
+        assert!(reason.contains(": 2 dimensions; an IDX label file"), "{reason}");
+        let mut nonzero = images.clone();
+        nonzero[0] = 1;
+        let reason = idx_reason(load_pair(dir.path(), &nonzero, &labels, Store::Plain));
+        assert!(reason.contains("not an IDX file"), "{reason}");
+    }
+
+    #[test]
+    fn plain_file_length_is_checked_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, labels) = synthetic(1, 1, 1);
+        // A header promising 2^32 - 1 images of 2^32 - 1 pixels, and 3 bytes of data.
+        let images = idx_bytes(2051, &[u32::MAX, u32::MAX, 1], &[1, 2, 3]);
+        let reason = idx_reason(load_pair(dir.path(), &images, &labels, Store::Plain));
+        assert!(
+            reason.contains("truncated") && reason.contains("the file is 19 bytes long"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn read_capped_stops_at_the_limit_and_grows_with_the_data() {
+        let bytes = vec![7u8; 300_000];
+        for (limit, hint) in [(0, 0), (1, 0), (10, 1 << 20), (300_001, 0), (200_000, 5)] {
+            let data = read_capped(&mut &bytes[..], limit, hint).unwrap();
+            assert_eq!(data.len(), limit.min(bytes.len()), "limit {limit}");
+            assert!(data.capacity() <= limit, "limit {limit}: {}", data.capacity());
+        }
+        // A short stream under a large limit: the buffer is not sized by the limit.
+        let data = read_capped(&mut &bytes[..100_000], usize::MAX, 0).unwrap();
+        assert_eq!(data.len(), 100_000);
+        assert!(data.capacity() <= 2 * 100_000, "{}", data.capacity());
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! the parameters of one layer are contiguous: weight, then bias.
 
 use crate::gemm::{sgemm, Op};
+use crate::simd::{dot, small_gemm};
+
+/// Below this batch size the forward pass uses matrix-vector products instead of sgemm.
+const SMALL_BATCH: usize = 4;
 
 /// The geometry of one dense layer.
 ///
@@ -49,6 +53,17 @@ impl Dense {
     pub fn forward(&self, batch: usize, x: &[f32], params: &[f32], y: &mut [f32]) {
         self.check(batch, x.len(), params.len(), y.len());
         let (weight, bias) = params.split_at(self.weight_len());
+        if batch < SMALL_BATCH {
+            // A matrix-vector product per sample: one dot product per output, on contiguous
+            // weight rows. sgemm's packing costs more than the work at this size.
+            for (xb, yb) in x.chunks_exact(self.inputs).zip(y.chunks_exact_mut(self.outputs)) {
+                for (o, out) in yb.iter_mut().enumerate() {
+                    let b = if self.bias { bias[o] } else { 0.0 };
+                    *out = b + dot(&weight[o * self.inputs..][..self.inputs], xb);
+                }
+            }
+            return;
+        }
         let beta = if self.bias {
             for row in y.chunks_exact_mut(self.outputs) {
                 row.copy_from_slice(bias);
@@ -66,9 +81,23 @@ impl Dense {
     /// # Panics
     ///
     /// If a slice has the wrong length; the message gives the expected and the actual one.
-    pub fn backward(&self, batch: usize, x: &[f32], params: &[f32], dy: &[f32], dparams: &mut [f32], dx: Option<&mut [f32]>) {
+    pub fn backward(
+        &self,
+        batch: usize,
+        x: &[f32],
+        params: &[f32],
+        dy: &[f32],
+        dparams: &mut [f32],
+        dx: Option<&mut [f32]>,
+    ) {
         self.check(batch, x.len(), params.len(), dy.len());
-        assert_eq!(dparams.len(), self.param_len(), "dense: dparams must hold {} elements, got {}", self.param_len(), dparams.len());
+        assert_eq!(
+            dparams.len(),
+            self.param_len(),
+            "dense: dparams must hold {} elements, got {}",
+            self.param_len(),
+            dparams.len()
+        );
         let (dweight, dbias) = dparams.split_at_mut(self.weight_len());
         // dweight [OUT, IN] = dy^T [OUT, B] x x [B, IN]
         sgemm(self.outputs, batch, self.inputs, 1.0, dy, Op::T, x, Op::N, 0.0, dweight);
@@ -81,16 +110,42 @@ impl Dense {
             }
         }
         if let Some(dx) = dx {
-            assert_eq!(dx.len(), x.len(), "dense: dx must hold {} elements, got {}", x.len(), dx.len());
+            assert_eq!(
+                dx.len(),
+                x.len(),
+                "dense: dx must hold {} elements, got {}",
+                x.len(),
+                dx.len()
+            );
             // dx [B, IN] = dy [B, OUT] x weight [OUT, IN]
-            sgemm(batch, self.outputs, self.inputs, 1.0, dy, Op::N, &params[..self.weight_len()], Op::N, 0.0, dx);
+            let weight = &params[..self.weight_len()];
+            if batch < SMALL_BATCH {
+                small_gemm(batch, self.outputs, self.inputs, dy, weight, dx, false);
+            } else {
+                sgemm(batch, self.outputs, self.inputs, 1.0, dy, Op::N, weight, Op::N, 0.0, dx);
+            }
         }
     }
 
     fn check(&self, batch: usize, x: usize, params: usize, y: usize) {
-        assert_eq!(x, batch * self.inputs, "dense: input must hold batch*IN = {batch}*{} elements, got {x}", self.inputs);
-        assert_eq!(params, self.param_len(), "dense: params must hold {} elements, got {params}", self.param_len());
-        assert_eq!(y, batch * self.outputs, "dense: output must hold batch*OUT = {batch}*{} elements, got {y}", self.outputs);
+        assert_eq!(
+            x,
+            batch * self.inputs,
+            "dense: input must hold batch*IN = {batch}*{} elements, got {x}",
+            self.inputs
+        );
+        assert_eq!(
+            params,
+            self.param_len(),
+            "dense: params must hold {} elements, got {params}",
+            self.param_len()
+        );
+        assert_eq!(
+            y,
+            batch * self.outputs,
+            "dense: output must hold batch*OUT = {batch}*{} elements, got {y}",
+            self.outputs
+        );
     }
 }
 
@@ -101,12 +156,17 @@ mod tests {
 
     #[test]
     fn forward_matches_definition() {
-        for d in [Dense::new(7, 3, true), Dense::new(1, 1, false), Dense::new(13, 5, true)] {
-            let x = seq(3 * d.inputs, 0.2);
+        for (d, batch) in [
+            (Dense::new(7, 3, true), 3),
+            (Dense::new(1, 1, false), 1),
+            (Dense::new(13, 5, true), 9),
+            (Dense::new(40, 17, true), 1),
+        ] {
+            let x = seq(batch * d.inputs, 0.2);
             let p = seq(d.param_len(), 0.9);
-            let mut y = vec![f32::NAN; 3 * d.outputs];
-            d.forward(3, &x, &p, &mut y);
-            for b in 0..3 {
+            let mut y = vec![f32::NAN; batch * d.outputs];
+            d.forward(batch, &x, &p, &mut y);
+            for b in 0..batch {
                 for o in 0..d.outputs {
                     let mut want = if d.bias { p[d.weight_len() + o] } else { 0.0 };
                     for i in 0..d.inputs {

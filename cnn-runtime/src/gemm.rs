@@ -39,9 +39,24 @@ pub fn sgemm(
     beta: f32,
     c: &mut [f32],
 ) {
-    assert_eq!(a.len(), m * k, "sgemm: A must hold m*k = {m}*{k} elements, got {}", a.len());
-    assert_eq!(b.len(), k * n, "sgemm: B must hold k*n = {k}*{n} elements, got {}", b.len());
-    assert_eq!(c.len(), m * n, "sgemm: C must hold m*n = {m}*{n} elements, got {}", c.len());
+    assert_eq!(
+        a.len(),
+        m * k,
+        "sgemm: A must hold m*k = {m}*{k} elements, got {}",
+        a.len()
+    );
+    assert_eq!(
+        b.len(),
+        k * n,
+        "sgemm: B must hold k*n = {k}*{n} elements, got {}",
+        b.len()
+    );
+    assert_eq!(
+        c.len(),
+        m * n,
+        "sgemm: C must hold m*n = {m}*{n} elements, got {}",
+        c.len()
+    );
     if m == 0 || n == 0 {
         return;
     }

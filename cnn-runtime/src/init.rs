@@ -47,9 +47,21 @@ mod tests {
     use super::*;
 
     const LAYOUT: &[ParamInfo] = &[
-        ParamInfo { name: "conv.weight", shape: &[4, 2, 3, 3], offset: 0 },
-        ParamInfo { name: "conv.bias", shape: &[4], offset: 72 },
-        ParamInfo { name: "fc.weight", shape: &[2, 100], offset: 76 },
+        ParamInfo {
+            name: "conv.weight",
+            shape: &[4, 2, 3, 3],
+            offset: 0,
+        },
+        ParamInfo {
+            name: "conv.bias",
+            shape: &[4],
+            offset: 72,
+        },
+        ParamInfo {
+            name: "fc.weight",
+            shape: &[2, 100],
+            offset: 76,
+        },
     ];
 
     #[test]

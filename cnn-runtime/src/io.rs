@@ -9,6 +9,29 @@
 //! Whatever is wrong is reported as an [`Error`] that names the file and the tensor; no file
 //! content makes a loader panic.
 //!
+//! # Untrusted files
+//!
+//! A weight file may come from anyone, so loading promises, whatever the bytes:
+//!
+//! - no panic, no out-of-bounds read, no arithmetic overflow: every failure is an [`Error`];
+//! - no allocation larger than the file itself, and no file read at all past the size any
+//!   file for the network could have: an 8-byte length prefix, a JSON header of at most
+//!   1 MiB, and 8 bytes per parameter (the widest dtype, so that tensors of the right shapes
+//!   in a wrong dtype still get a dtype error). A length prefix beyond 1 MiB (`u64::MAX`
+//!   included) is refused from the first 8 bytes;
+//! - a header whose structure would be costly to parse is refused before it is parsed:
+//!   nesting deeper than 8 levels, an object or array of more than 64 members, or more
+//!   top-level entries than the network's parameters plus 65. Real files are far inside
+//!   these bounds;
+//! - offsets out of range, overlapping, out of order or not covering the data section exactly
+//!   (gaps, trailing bytes) are errors, as are shapes whose element count overflows;
+//! - **non-finite weights are refused**: a NaN or an infinity in any tensor is an
+//!   [`Error::Safetensors`] naming the tensor, the index of the first such value and the value.
+//!   A trained network never holds one, and one NaN would spread to every output it touches;
+//!   refusing it at load time says where the damage is. [`save_safetensors`] still writes
+//!   whatever the network holds, so a diverged network can be saved and inspected elsewhere;
+//! - [`load_safetensors_into`] writes nothing into the network unless the whole file passed.
+//!
 //! ```
 //! use cnn::prelude::*;
 //! # cnn::cnn! { struct LeNet5 { input: [1, 28, 28], conv1: Conv2d(6, kernel = 5, padding = 2) -> Relu,
@@ -29,7 +52,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -38,10 +61,33 @@ use safetensors::SafeTensors;
 
 use crate::{Error, Network, ParamInfo};
 
+/// Longest JSON header accepted, in bytes. A header lists names, dtypes, shapes and offsets:
+/// about 100 bytes per tensor, a few KB for any network `cnn!` declares. (safetensors itself
+/// accepts up to 100 MB.)
+const MAX_HEADER_LEN: usize = 1 << 20;
+
+/// Most bytes per parameter a file is allowed before it is read: the size of the widest
+/// safetensors dtype (`F64`, `I64`, `U64`), so that a file of the right shapes in a wrong
+/// dtype is read and reported as a dtype mismatch.
+const MAX_DTYPE_BYTES: usize = 8;
+
+/// Deepest nesting of objects and arrays in a header; a valid one nests 3 deep.
+const MAX_DEPTH: usize = 8;
+
+/// Most members of any object or array in a header other than the top-level one; a tensor
+/// entry has 3, a shape as many as its dimensions.
+const MAX_MEMBERS: usize = 64;
+
+/// Top-level header entries tolerated beyond the network's parameters and `__metadata__`.
+const EXTRA_ENTRIES: usize = 64;
+
 /// Writes the parameters of `net` to `path` as a safetensors file.
 ///
 /// One `F32` tensor per entry of [`Network::PARAMS`], named `info.name`, with shape
 /// `info.shape`, little-endian. The file holds no `__metadata__`.
+///
+/// Non-finite values are written as they are (to inspect a diverged network elsewhere), but
+/// [`load_safetensors`] refuses such a file.
 ///
 /// The file is written atomically: to a temporary file in the same directory, which is then
 /// renamed over `path`. A reader never sees a half-written file, and a failed save leaves an
@@ -75,10 +121,7 @@ pub fn save_safetensors<N: Network>(net: &N, path: impl AsRef<Path>) -> Result<(
     check_layout::<N>(params.len());
 
     let tensors = N::PARAMS.iter().map(|info| {
-        let bytes = params[info.range()]
-            .iter()
-            .flat_map(|x| x.to_le_bytes())
-            .collect();
+        let bytes = params[info.range()].iter().flat_map(|x| x.to_le_bytes()).collect();
         (
             info.name,
             F32Tensor {
@@ -123,10 +166,14 @@ pub fn save_safetensors<N: Network>(net: &N, path: impl AsRef<Path>) -> Result<(
 /// - [`Error::MissingTensor`] if a parameter has no tensor;
 /// - [`Error::UnexpectedTensor`] if a tensor matches no parameter;
 /// - [`Error::DtypeMismatch`] if a tensor's dtype is not `F32`;
-/// - [`Error::ShapeMismatch`] if a tensor's shape is not the parameter's.
+/// - [`Error::ShapeMismatch`] if a tensor's shape is not the parameter's;
+/// - [`Error::Safetensors`] if a tensor holds a NaN or an infinity, naming the tensor and the
+///   index of the first one.
+///
+/// Before any of these, [`Error::Safetensors`] if the file is larger than any file for `N`
+/// could be, or its header breaks the limits in the [module docs](self#untrusted-files).
 pub fn load_safetensors<N: Network>(path: impl AsRef<Path>) -> Result<N, Error> {
-    let mut params = vec![0.0; N::PARAM_COUNT];
-    read_params::<N>(path.as_ref(), &mut params)?;
+    let params = read_new_params::<N>(path.as_ref())?;
     Ok(N::from_params(&params))
 }
 
@@ -165,37 +212,217 @@ pub fn load_safetensors_into<N: Network>(net: &mut N, path: impl AsRef<Path>) ->
 /// has passed.
 fn read_params<N: Network>(path: &Path, params: &mut [f32]) -> Result<(), Error> {
     check_layout::<N>(params.len());
-    let bytes = fs::read(path).map_err(|source| Error::Io {
+    let bytes = read_bounded::<N>(path)?;
+    let views = parse::<N>(path, &bytes)?;
+    decode(&views, N::PARAMS, params);
+    Ok(())
+}
+
+/// Reads, checks and decodes the file into a fresh parameter buffer. The buffer is allocated
+/// only once the file has passed every check, so a damaged file costs no more memory than
+/// its own size.
+fn read_new_params<N: Network>(path: &Path) -> Result<Vec<f32>, Error> {
+    let bytes = read_bounded::<N>(path)?;
+    let views = parse::<N>(path, &bytes)?;
+    let mut params = vec![0.0; N::PARAM_COUNT];
+    check_layout::<N>(params.len());
+    decode(&views, N::PARAMS, &mut params);
+    Ok(params)
+}
+
+/// Reads the whole file, refusing before reading it whatever is larger than any file for `N`
+/// could be: the 8-byte length prefix, a header of at most [`MAX_HEADER_LEN`], and at most
+/// [`MAX_DTYPE_BYTES`] per parameter (tensors of the right shapes in a wrong dtype still get
+/// their own, more precise, error). The buffer is the file's size, no more.
+fn read_bounded<N: Network>(path: &Path) -> Result<Vec<u8>, Error> {
+    let io_err = |source| Error::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| Error::Safetensors {
+    };
+    let invalid = |reason: String| Error::Safetensors {
         path: path.to_path_buf(),
-        reason: describe(&e),
-    })?;
+        reason,
+    };
+    let mut file = File::open(path).map_err(io_err)?;
+    let file_len = file.metadata().map_err(io_err)?.len();
+
+    let mut prefix = Vec::with_capacity(8);
+    (&mut file).take(8).read_to_end(&mut prefix).map_err(io_err)?;
+    let Ok(prefix) = <[u8; 8]>::try_from(prefix.as_slice()) else {
+        return Err(invalid(describe(&SafeTensorError::HeaderTooSmall)));
+    };
+    let header_len = u64::from_le_bytes(prefix);
+    if header_len > MAX_HEADER_LEN as u64 {
+        return Err(invalid(format!(
+            "the length prefix gives a {header_len}-byte header, more than the {MAX_HEADER_LEN} \
+             bytes accepted; damaged, or not a safetensors file"
+        )));
+    }
+    let data_limit = (MAX_DTYPE_BYTES as u64).saturating_mul(N::PARAM_COUNT as u64);
+    let limit = 8 + header_len + data_limit;
+    let too_large = |len: u64| {
+        invalid(format!(
+            "the file is {len} bytes long, but a file for this network holds a {header_len}-byte \
+             header and at most {data_limit} bytes of data ({MAX_DTYPE_BYTES} per parameter)"
+        ))
+    };
+    if file_len > limit {
+        return Err(too_large(file_len));
+    }
+
+    // `file_len` is a hint: a file that grows while we read is still cut at `limit + 1`.
+    let mut bytes = Vec::with_capacity(usize::try_from(file_len).unwrap_or(0));
+    bytes.extend_from_slice(&prefix);
+    (&mut file)
+        .take(limit + 1 - 8)
+        .read_to_end(&mut bytes)
+        .map_err(io_err)?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+/// Checks the file against the layout of `N` and returns one view per parameter, in
+/// [`Network::PARAMS`] order.
+fn parse<'data, N: Network>(path: &Path, bytes: &'data [u8]) -> Result<Vec<TensorView<'data>>, Error> {
+    let invalid = |reason: String| Error::Safetensors {
+        path: path.to_path_buf(),
+        reason,
+    };
+    // `read_bounded` has checked the prefix; a header reaching past the end of the file is
+    // left for `deserialize` to report.
+    if let Some(header) = header_of(bytes) {
+        check_header_structure(header, N::PARAMS.len()).map_err(invalid)?;
+    }
+    let file = SafeTensors::deserialize(bytes).map_err(|e| invalid(describe(&e)))?;
 
     let views = check_tensors(path, &file, N::PARAMS)?;
     for (info, view) in N::PARAMS.iter().zip(&views) {
         let data = view.data();
         // `deserialize` has checked that each tensor's byte range matches its shape and
         // dtype, and `check_tensors` that shape and dtype are the parameter's; checked again
-        // here so that no file can make the slicing below panic.
+        // here so that no file can make the decoding in `decode` panic.
         if data.len() != info.len() * 4 {
-            return Err(Error::Safetensors {
-                path: path.to_path_buf(),
-                reason: format!(
-                    "tensor `{}` holds {} bytes, but its shape {:?} needs {}",
-                    info.name,
-                    data.len(),
-                    info.shape,
-                    info.len() * 4
-                ),
-            });
+            return Err(invalid(format!(
+                "tensor `{}` holds {} bytes, but its shape {:?} needs {}",
+                info.name,
+                data.len(),
+                info.shape,
+                info.len() * 4
+            )));
         }
+        // A trained network has only finite weights, and one NaN spreads to every output it
+        // touches: refuse it here, naming where it is, rather than predict garbage later.
+        let first_non_finite = data
+            .chunks_exact(4)
+            .map(f32_le)
+            .enumerate()
+            .find(|(_, x)| !x.is_finite());
+        if let Some((index, value)) = first_non_finite {
+            return Err(invalid(format!(
+                "tensor `{}` holds {value} at index {:?} (element {index} of {}); \
+                 weights must be finite",
+                info.name,
+                unravel(index, info.shape),
+                info.len()
+            )));
+        }
+    }
+    Ok(views)
+}
+
+/// Writes the checked views into `params`.
+fn decode(views: &[TensorView<'_>], layout: &[ParamInfo], params: &mut [f32]) {
+    for (info, view) in layout.iter().zip(views) {
         // The data section is not necessarily 4-byte aligned, so decode chunk by chunk
         // rather than reinterpreting the bytes.
-        for (dst, chunk) in params[info.range()].iter_mut().zip(data.chunks_exact(4)) {
-            *dst = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        for (dst, chunk) in params[info.range()].iter_mut().zip(view.data().chunks_exact(4)) {
+            *dst = f32_le(chunk);
+        }
+    }
+}
+
+/// The `f32` in the first four bytes of `chunk`, little-endian (`chunks_exact(4)` gives four).
+fn f32_le(chunk: &[u8]) -> f32 {
+    f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]])
+}
+
+/// The multi-dimensional index of element `flat` of a row-major tensor of `shape`.
+fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
+    let mut index = vec![0; shape.len()];
+    for (i, &dim) in index.iter_mut().zip(shape).rev() {
+        *i = flat % dim.max(1);
+        flat /= dim.max(1);
+    }
+    index
+}
+
+/// The JSON header of a safetensors file: the `n` bytes after the 8-byte length prefix `n`,
+/// if the file holds them.
+fn header_of(bytes: &[u8]) -> Option<&[u8]> {
+    let prefix: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    let len = usize::try_from(u64::from_le_bytes(prefix)).ok()?;
+    bytes.get(8..8usize.checked_add(len)?)
+}
+
+/// Refuses a header shaped so that parsing it would cost far more memory than its size.
+///
+/// safetensors parses the header through serde's `flatten`, which first buffers every JSON
+/// value as a generic tree of 32-byte nodes: an array of a million zeros (2 MB of text) would
+/// become a 32 MB allocation. A valid header for a network is one object holding, per
+/// parameter, an object of three fields with two short arrays (`shape`, `data_offsets`), plus
+/// an optional `__metadata__` object of strings. So, lexically and before any parsing:
+/// nesting at most [`MAX_DEPTH`] deep, the top-level object at most the network's parameters
+/// plus `__metadata__` plus [`EXTRA_ENTRIES`] (so a few unexpected tensors are still reported
+/// by name), and every other object or array at most [`MAX_MEMBERS`] members. Valid files are
+/// far inside these bounds.
+fn check_header_structure(header: &[u8], params: usize) -> Result<(), String> {
+    let top_limit = params + 1 + EXTRA_ENTRIES;
+    // members[d]: members counted so far in the open object or array at depth d (1-based).
+    let mut members = [0usize; MAX_DEPTH + 1];
+    let mut depth = 0;
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in header {
+        if in_string {
+            // Inside a string only an unescaped quote matters; brackets and commas are text.
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                if depth == MAX_DEPTH {
+                    return Err(format!(
+                        "the header nests more than {MAX_DEPTH} levels deep; a safetensors \
+                         header is an object of tensor entries"
+                    ));
+                }
+                depth += 1;
+                members[depth] = 1;
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b',' if depth > 0 => {
+                members[depth] += 1;
+                if depth == 1 && members[1] > top_limit {
+                    return Err(format!(
+                        "the header lists more than {top_limit} entries, but the network has \
+                         {params} parameters"
+                    ));
+                }
+                if depth > 1 && members[depth] > MAX_MEMBERS {
+                    return Err(format!(
+                        "an object or array in the header has more than {MAX_MEMBERS} members; \
+                         a tensor entry has 3 fields and a shape a handful of dimensions"
+                    ));
+                }
+            }
+            _ => {}
         }
     }
     Ok(())
@@ -264,11 +491,7 @@ fn check_tensors<'data>(
 /// A network whose `PARAMS` reach past its buffer is a bug in its `Network` implementation;
 /// caught here with a clear message instead of an index panic deep in the loop.
 fn check_layout<N: Network>(len: usize) {
-    let needed = N::PARAMS
-        .iter()
-        .map(|info| info.range().end)
-        .max()
-        .unwrap_or(0);
+    let needed = N::PARAMS.iter().map(|info| info.range().end).max().unwrap_or(0);
     assert!(
         needed <= len,
         "Network::PARAMS describes {needed} parameters, but the buffer holds {len}"
@@ -328,12 +551,9 @@ fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// concurrent saves to the same path do not write into each other's temporary file.
 fn temporary_path(path: &Path) -> std::io::Result<PathBuf> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path.file_name().ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "the path does not end in a file name",
-        )
-    })?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path does not end in a file name"))?;
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let mut tmp = std::ffi::OsString::from(".");
     tmp.push(name);
@@ -344,34 +564,25 @@ fn temporary_path(path: &Path) -> std::io::Result<PathBuf> {
 /// A sentence for a safetensors error, whose `Display` is only its variant name.
 fn describe(e: &SafeTensorError) -> String {
     match e {
-        SafeTensorError::HeaderTooSmall => {
-            "shorter than the 8-byte header length; truncated or empty".to_owned()
-        }
+        SafeTensorError::HeaderTooSmall => "shorter than the 8-byte header length; truncated or empty".to_owned(),
         SafeTensorError::HeaderTooLarge => {
-            "the header length is implausibly large (over 100 MB); not a safetensors file"
-                .to_owned()
+            "the header length is implausibly large (over 100 MB); not a safetensors file".to_owned()
         }
         SafeTensorError::InvalidHeaderLength => {
-            "the header length points past the end of the file; truncated or not a safetensors file"
-                .to_owned()
+            "the header length points past the end of the file; truncated or not a safetensors file".to_owned()
         }
         SafeTensorError::InvalidHeader => "the header is not valid UTF-8".to_owned(),
         SafeTensorError::InvalidHeaderStart | SafeTensorError::InvalidHeaderDeserialization => {
             "the header is not valid safetensors JSON".to_owned()
         }
         SafeTensorError::MetadataIncompleteBuffer => {
-            "the data section does not match the header's offsets; truncated or has trailing bytes"
-                .to_owned()
+            "the data section does not match the header's offsets; truncated or has trailing bytes".to_owned()
         }
         SafeTensorError::InvalidOffset(name) => {
             format!("tensor `{name}` has data offsets that overlap or leave a gap")
         }
-        SafeTensorError::TensorInvalidInfo => {
-            "a tensor's byte range does not match its shape and dtype".to_owned()
-        }
-        SafeTensorError::ValidationOverflow => {
-            "a tensor's shape overflows when multiplied out".to_owned()
-        }
+        SafeTensorError::TensorInvalidInfo => "a tensor's byte range does not match its shape and dtype".to_owned(),
+        SafeTensorError::ValidationOverflow => "a tensor's shape overflows when multiplied out".to_owned(),
         other => format!("{other:?}"),
     }
 }
@@ -513,13 +724,14 @@ mod tests {
         "/../tests/golden/lenet5/weights.safetensors"
     );
 
-    /// Values with awkward bit patterns: negative zero, subnormal, extremes, NaN payload.
+    /// Values with awkward bit patterns: negative zero, subnormal, both extremes. (No NaN:
+    /// the loader refuses non-finite weights, see `non_finite_weights_are_refused`.)
     fn tiny() -> Tiny {
         let mut params: Vec<f32> = (0..15).map(|i| (i as f32 - 7.0) / 3.0).collect();
         params[0] = -0.0;
         params[1] = f32::MIN_POSITIVE / 2.0;
         params[2] = f32::MAX;
-        params[3] = f32::from_bits(0x7fc0_1234);
+        params[3] = f32::MIN;
         Tiny { params }
     }
 
@@ -528,12 +740,7 @@ mod tests {
     fn write_raw(path: &Path, tensors: &[(&str, Dtype, &[usize], Vec<u8>)]) {
         let views: Vec<(&str, TensorView<'_>)> = tensors
             .iter()
-            .map(|(name, dtype, shape, bytes)| {
-                (
-                    *name,
-                    TensorView::new(*dtype, shape.to_vec(), bytes).unwrap(),
-                )
-            })
+            .map(|(name, dtype, shape, bytes)| (*name, TensorView::new(*dtype, shape.to_vec(), bytes).unwrap()))
             .collect();
         safetensors::serialize_to_file(views, &None, path).unwrap();
     }
@@ -553,9 +760,7 @@ mod tests {
         let bits = |p: &[f32]| p.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&back.params), bits(&net.params));
 
-        let mut into = Tiny {
-            params: vec![9.0; 15],
-        };
+        let mut into = Tiny { params: vec![9.0; 15] };
         load_safetensors_into(&mut into, &path).unwrap();
         assert_eq!(bits(&into.params), bits(&net.params));
     }
@@ -612,9 +817,7 @@ mod tests {
 
         let err = load_safetensors::<Tiny>(&path).unwrap_err();
         match &err {
-            Error::MissingTensor {
-                tensor, expected, ..
-            } => {
+            Error::MissingTensor { tensor, expected, .. } => {
                 assert_eq!(tensor, "fc.bias");
                 assert_eq!(expected, &[3]);
             }
@@ -683,10 +886,7 @@ mod tests {
         let err = load_safetensors::<Tiny>(&path).unwrap_err();
         match &err {
             Error::ShapeMismatch {
-                tensor,
-                expected,
-                got,
-                ..
+                tensor, expected, got, ..
             } => {
                 assert_eq!(tensor, "fc.weight");
                 assert_eq!(expected, &[3, 4]);
@@ -695,10 +895,7 @@ mod tests {
             other => panic!("expected ShapeMismatch, got {other:?}"),
         }
         let msg = err.to_string();
-        assert!(
-            msg.contains("`fc.weight`") && msg.contains("[4, 3]"),
-            "{msg}"
-        );
+        assert!(msg.contains("`fc.weight`") && msg.contains("[4, 3]"), "{msg}");
     }
 
     #[test]
@@ -716,10 +913,7 @@ mod tests {
         let err = load_safetensors::<Tiny>(&path).unwrap_err();
         match &err {
             Error::DtypeMismatch {
-                tensor,
-                expected,
-                got,
-                ..
+                tensor, expected, got, ..
             } => {
                 assert_eq!(tensor, "fc.bias");
                 assert_eq!(expected, "F32");
@@ -755,9 +949,7 @@ mod tests {
                 ("fc.bias", Dtype::F32, &[1, 3], f32_bytes(3)),
             ],
         );
-        let mut net = Tiny {
-            params: vec![7.0; 15],
-        };
+        let mut net = Tiny { params: vec![7.0; 15] };
         let err = load_safetensors_into(&mut net, &path).unwrap_err();
         assert!(matches!(err, Error::ShapeMismatch { .. }), "{err:?}");
         assert_eq!(net.params, vec![7.0; 15]);
@@ -774,10 +966,7 @@ mod tests {
         for cut in [bytes.len() - 1, 20, 3, 0] {
             fs::write(&path, &bytes[..cut]).unwrap();
             let err = load_safetensors::<Tiny>(&path).unwrap_err();
-            assert!(
-                matches!(err, Error::Safetensors { .. }),
-                "cut at {cut}: {err:?}"
-            );
+            assert!(matches!(err, Error::Safetensors { .. }), "cut at {cut}: {err:?}");
             let msg = err.to_string();
             assert!(msg.contains("truncated.safetensors"), "{msg}");
             assert!(msg.contains("truncated"), "cut at {cut}: {msg}");
@@ -830,10 +1019,7 @@ mod tests {
         for bytes in cases {
             fs::write(&path, &bytes).unwrap();
             let err = load_safetensors::<Tiny>(&path).unwrap_err();
-            assert!(
-                matches!(err, Error::Safetensors { .. }),
-                "{bytes:x?}: {err:?}"
-            );
+            assert!(matches!(err, Error::Safetensors { .. }), "{bytes:x?}: {err:?}");
             assert!(err.to_string().contains("garbage.safetensors"), "{err}");
         }
     }
@@ -849,10 +1035,7 @@ mod tests {
             }
             other => panic!("expected Io, got {other:?}"),
         }
-        assert!(
-            err.to_string().contains("does-not-exist.safetensors"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("does-not-exist.safetensors"), "{err}");
     }
 
     #[test]
@@ -862,19 +1045,136 @@ mod tests {
         let weight = f32_bytes(12);
         let bias = f32_bytes(3);
         let views = [
-            (
-                "fc.weight",
-                TensorView::new(Dtype::F32, vec![3, 4], &weight).unwrap(),
-            ),
-            (
-                "fc.bias",
-                TensorView::new(Dtype::F32, vec![3], &bias).unwrap(),
-            ),
+            ("fc.weight", TensorView::new(Dtype::F32, vec![3, 4], &weight).unwrap()),
+            ("fc.bias", TensorView::new(Dtype::F32, vec![3], &bias).unwrap()),
         ];
         let metadata = HashMap::from([("format".to_owned(), "pt".to_owned())]);
         safetensors::serialize_to_file(views, &Some(metadata), &path).unwrap();
         let net: Tiny = load_safetensors(&path).unwrap();
         assert_eq!(net.params[12..], [0.0, 1.0, 2.0]);
+    }
+
+    #[test]
+    fn non_finite_weights_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nan.safetensors");
+        let cases = [
+            // fc.weight is [3, 4]: element 6 is at [1, 2].
+            (
+                6,
+                f32::from_bits(0x7fc0_1234),
+                "`fc.weight` holds NaN at index [1, 2] (element 6 of 12)",
+            ),
+            (
+                0,
+                f32::NEG_INFINITY,
+                "`fc.weight` holds -inf at index [0, 0] (element 0 of 12)",
+            ),
+            (14, f32::INFINITY, "`fc.bias` holds inf at index [2] (element 2 of 3)"),
+        ];
+        for (at, value, want) in cases {
+            let mut net = tiny();
+            net.params[at] = value;
+            // Saving writes the value as it is...
+            save_safetensors(&net, &path).unwrap();
+            // ...but loading refuses it, naming the tensor and the index.
+            let err = load_safetensors::<Tiny>(&path).unwrap_err();
+            assert!(matches!(err, Error::Safetensors { .. }), "{err:?}");
+            let msg = err.to_string();
+            assert!(msg.contains(want) && msg.contains("must be finite"), "{msg}");
+
+            let mut into = Tiny { params: vec![7.0; 15] };
+            load_safetensors_into(&mut into, &path).unwrap_err();
+            assert_eq!(into.params, vec![7.0; 15]);
+        }
+    }
+
+    #[test]
+    fn unravel_is_row_major() {
+        assert_eq!(unravel(0, &[2, 3]), [0, 0]);
+        assert_eq!(unravel(5, &[2, 3]), [1, 2]);
+        assert_eq!(unravel(7, &[2, 1, 2, 2]), [1, 0, 1, 1]);
+        assert_eq!(unravel(0, &[]), [0; 0]);
+    }
+
+    #[test]
+    fn header_length_beyond_the_limit_is_refused_from_the_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prefix.safetensors");
+        for len in [u64::MAX, 1 << 40, MAX_HEADER_LEN as u64 + 1] {
+            let mut bytes = len.to_le_bytes().to_vec();
+            bytes.extend_from_slice(b"{}");
+            fs::write(&path, &bytes).unwrap();
+            let msg = load_safetensors::<Tiny>(&path).unwrap_err().to_string();
+            assert!(msg.contains(&format!("{len}-byte header")), "{msg}");
+        }
+    }
+
+    #[test]
+    fn file_larger_than_any_for_the_network_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("large.safetensors");
+        save_safetensors(&tiny(), &path).unwrap();
+        let mut bytes = fs::read(&path).unwrap();
+        // 15 parameters allow at most 120 data bytes, whatever the header says.
+        bytes.resize(bytes.len() + 200, 0);
+        fs::write(&path, &bytes).unwrap();
+        let msg = load_safetensors::<Tiny>(&path).unwrap_err().to_string();
+        assert!(msg.contains("at most 120 bytes of data"), "{msg}");
+    }
+
+    #[test]
+    fn costly_header_structure_is_refused_before_parsing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("header.safetensors");
+        let with_header = |json: String| {
+            let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+            bytes.extend_from_slice(json.as_bytes());
+            bytes
+        };
+        let zeros = |n: usize| vec!["0"; n].join(",");
+        let entries = |n: usize| {
+            (0..n)
+                .map(|i| format!(r#""t{i}":{{"dtype":"F32","shape":[],"data_offsets":[0,0]}}"#))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let cases = [
+            (
+                format!(
+                    r#"{{"fc.bias":{{"dtype":"F32","shape":[{}],"data_offsets":[0,0]}}}}"#,
+                    zeros(65)
+                ),
+                "more than 64 members",
+            ),
+            (
+                format!("{{\"a\":{}{}}}", "[".repeat(20), "]".repeat(20)),
+                "more than 8 levels",
+            ),
+            (
+                format!("{{{}}}", entries(2 + 1 + 65)),
+                "more than 67 entries, but the network has 2",
+            ),
+        ];
+        for (json, want) in cases {
+            fs::write(&path, with_header(json)).unwrap();
+            let msg = load_safetensors::<Tiny>(&path).unwrap_err().to_string();
+            assert!(msg.contains(want), "{msg}");
+        }
+        // Brackets and commas inside strings are text, not structure.
+        let name = format!("fc.weight{}", ",[".repeat(100));
+        let json = format!(
+            r#"{{"__metadata__":{{"note":"{}"}},"{name}":{{"dtype":"F32","shape":[3],"data_offsets":[0,12]}}}}"#,
+            ",{[\\\"".repeat(100)
+        );
+        let mut bytes = with_header(json);
+        bytes.extend_from_slice(&f32_bytes(3));
+        fs::write(&path, bytes).unwrap();
+        let err = load_safetensors::<Tiny>(&path).unwrap_err();
+        assert!(
+            matches!(&err, Error::MissingTensor { tensor, .. } if tensor == "fc.weight"),
+            "{err:?}"
+        );
     }
 
     /// `tests/golden/lenet5/weights.safetensors` holds LeNet-5 as PyTorch initializes it by
@@ -888,10 +1188,7 @@ mod tests {
             // PyTorch's default init is bounded by 1/sqrt(fan_in) for weights and biases
             // alike, with fan_in = in * kh * kw taken from the layer's weight.
             let weight_name = info.name.replace(".bias", ".weight");
-            let weight = LeNet5::PARAMS
-                .iter()
-                .find(|p| p.name == weight_name)
-                .unwrap();
+            let weight = LeNet5::PARAMS.iter().find(|p| p.name == weight_name).unwrap();
             let fan_in: usize = weight.shape[1..].iter().product();
             let bound = 1.0 / (fan_in as f32).sqrt();
             let values = &net.params[info.range()];

@@ -17,8 +17,10 @@ pub mod optim;
 pub mod parallel;
 pub mod pool;
 pub mod shape;
+pub mod simd;
 #[cfg(test)]
 pub(crate) mod testutil;
+pub mod train;
 pub mod workspace;
 
 pub use error::Error;

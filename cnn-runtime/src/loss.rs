@@ -12,7 +12,11 @@
 /// assert!(p.iter().all(|&x| (x - 0.25).abs() < 1e-7));
 /// ```
 pub fn softmax_in_place(logits: &mut [f32], classes: usize) {
-    assert!(classes > 0 && logits.len() % classes == 0, "softmax: {} logits do not split into rows of {classes}", logits.len());
+    assert!(
+        classes > 0 && logits.len() % classes == 0,
+        "softmax: {} logits do not split into rows of {classes}",
+        logits.len()
+    );
     for row in logits.chunks_exact_mut(classes) {
         let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0.0;
@@ -41,13 +45,32 @@ pub fn softmax_in_place(logits: &mut [f32], classes: usize) {
 /// assert_eq!(d, [0.5, -0.5]);
 /// ```
 pub fn softmax_cross_entropy(logits: &[f32], labels: &[u32], classes: usize, dlogits: &mut [f32]) -> f32 {
-    assert_eq!(logits.len(), labels.len() * classes, "loss: logits must hold labels*classes = {}*{classes} elements, got {}", labels.len(), logits.len());
-    assert_eq!(dlogits.len(), logits.len(), "loss: dlogits must hold {} elements, got {}", logits.len(), dlogits.len());
+    assert_eq!(
+        logits.len(),
+        labels.len() * classes,
+        "loss: logits must hold labels*classes = {}*{classes} elements, got {}",
+        labels.len(),
+        logits.len()
+    );
+    assert_eq!(
+        dlogits.len(),
+        logits.len(),
+        "loss: dlogits must hold {} elements, got {}",
+        logits.len(),
+        dlogits.len()
+    );
     let batch = labels.len();
     let mut total = 0.0f64;
-    for (b, (z, d)) in logits.chunks_exact(classes).zip(dlogits.chunks_exact_mut(classes)).enumerate() {
+    for (b, (z, d)) in logits
+        .chunks_exact(classes)
+        .zip(dlogits.chunks_exact_mut(classes))
+        .enumerate()
+    {
         let label = labels[b] as usize;
-        assert!(label < classes, "loss: label {label} of sample {b} is out of range 0..{classes}");
+        assert!(
+            label < classes,
+            "loss: label {label} of sample {b} is out of range 0..{classes}"
+        );
         let max = z.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0.0f32;
         for (d, &z) in d.iter_mut().zip(z) {
@@ -87,7 +110,9 @@ mod tests {
         let labels = [2, 0, 3];
         let mut d = vec![0.0; 12];
         softmax_cross_entropy(&z, &labels, 4, &mut d);
-        assert_grad_matches("dlogits", &z, &d, |z| softmax_cross_entropy(z, &labels, 4, &mut [0.0; 12]) as f64);
+        assert_grad_matches("dlogits", &z, &d, |z| {
+            softmax_cross_entropy(z, &labels, 4, &mut [0.0; 12]) as f64
+        });
     }
 
     #[test]

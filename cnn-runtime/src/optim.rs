@@ -27,7 +27,14 @@ pub struct Sgd {
 impl Sgd {
     /// Plain SGD with learning rate `lr`: `p -= lr * g`.
     pub fn new(lr: f32) -> Self {
-        Sgd { lr, momentum: 0.0, dampening: 0.0, weight_decay: 0.0, nesterov: false, buf: Vec::new() }
+        Sgd {
+            lr,
+            momentum: 0.0,
+            dampening: 0.0,
+            weight_decay: 0.0,
+            nesterov: false,
+            buf: Vec::new(),
+        }
     }
 
     /// Momentum factor (PyTorch's `momentum`, default 0).
@@ -69,19 +76,50 @@ impl Sgd {
         &self.buf
     }
 
+    /// Restores a momentum buffer saved from [`Sgd::state`], for resuming from a checkpoint.
+    /// An empty buffer means "no step taken yet".
+    ///
+    /// ```
+    /// use cnn_runtime::optim::Sgd;
+    /// let mut a = Sgd::new(0.1).momentum(0.9);
+    /// let mut p = [1.0f32];
+    /// a.step(&mut p, &[1.0]);
+    /// let mut b = Sgd::new(0.1).momentum(0.9);
+    /// b.set_state(a.state().to_vec());
+    /// let mut q = p;
+    /// a.step(&mut p, &[1.0]);
+    /// b.step(&mut q, &[1.0]);
+    /// assert_eq!(p, q);
+    /// ```
+    pub fn set_state(&mut self, buf: Vec<f32>) {
+        self.buf = buf;
+    }
+
     /// One update of `params` with gradient `grad`.
     ///
     /// # Panics
     ///
     /// If `grad.len() != params.len()`, or `params` changes length between steps.
     pub fn step(&mut self, params: &mut [f32], grad: &[f32]) {
-        assert_eq!(grad.len(), params.len(), "Sgd::step: grad must hold {} elements (one per parameter), got {}", params.len(), grad.len());
+        assert_eq!(
+            grad.len(),
+            params.len(),
+            "Sgd::step: grad must hold {} elements (one per parameter), got {}",
+            params.len(),
+            grad.len()
+        );
         let first = self.buf.is_empty() && self.momentum != 0.0;
         if first {
             self.buf = vec![0.0; params.len()];
         }
         if self.momentum != 0.0 {
-            assert_eq!(self.buf.len(), params.len(), "Sgd::step: the optimizer was used with {} parameters, now {}", self.buf.len(), params.len());
+            assert_eq!(
+                self.buf.len(),
+                params.len(),
+                "Sgd::step: the optimizer was used with {} parameters, now {}",
+                self.buf.len(),
+                params.len()
+            );
         }
         let (lr, mu, damp, wd, nesterov) = (self.lr, self.momentum, self.dampening, self.weight_decay, self.nesterov);
         for (i, (p, &g)) in params.iter_mut().zip(grad).enumerate() {
@@ -123,7 +161,16 @@ pub struct Adam {
 impl Adam {
     /// Adam with learning rate `lr`, betas (0.9, 0.999), eps 1e-8, no weight decay.
     pub fn new(lr: f32) -> Self {
-        Adam { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, t: 0, m: Vec::new(), v: Vec::new() }
+        Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            t: 0,
+            m: Vec::new(),
+            v: Vec::new(),
+        }
     }
 
     /// Decay rates of the first and second moment estimates.
@@ -165,25 +212,78 @@ impl Adam {
         (&self.m, &self.v)
     }
 
+    /// Restores the step count and moment estimates saved from [`Adam::steps`] and
+    /// [`Adam::state`], for resuming from a checkpoint. `steps == 0` means "no step taken yet".
+    ///
+    /// ```
+    /// use cnn_runtime::optim::Adam;
+    /// let mut a = Adam::new(1e-3);
+    /// let mut p = [1.0f32];
+    /// a.step(&mut p, &[0.5]);
+    /// let (m, v) = a.state();
+    /// let mut b = Adam::new(1e-3);
+    /// b.set_state(a.steps(), m.to_vec(), v.to_vec());
+    /// let mut q = p;
+    /// a.step(&mut p, &[0.5]);
+    /// b.step(&mut q, &[0.5]);
+    /// assert_eq!(p, q);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// If `m` and `v` differ in length, or `steps > 0` with empty moments.
+    pub fn set_state(&mut self, steps: u64, m: Vec<f32>, v: Vec<f32>) {
+        assert_eq!(
+            m.len(),
+            v.len(),
+            "Adam::set_state: m holds {} elements but v holds {}",
+            m.len(),
+            v.len()
+        );
+        assert!(
+            steps == 0 || !m.is_empty(),
+            "Adam::set_state: {steps} steps taken but no moments given"
+        );
+        self.t = steps;
+        self.m = m;
+        self.v = v;
+    }
+
     /// One update of `params` with gradient `grad`.
     ///
     /// # Panics
     ///
     /// If `grad.len() != params.len()`, or `params` changes length between steps.
     pub fn step(&mut self, params: &mut [f32], grad: &[f32]) {
-        assert_eq!(grad.len(), params.len(), "Adam::step: grad must hold {} elements (one per parameter), got {}", params.len(), grad.len());
+        assert_eq!(
+            grad.len(),
+            params.len(),
+            "Adam::step: grad must hold {} elements (one per parameter), got {}",
+            params.len(),
+            grad.len()
+        );
         if self.t == 0 {
             self.m = vec![0.0; params.len()];
             self.v = vec![0.0; params.len()];
         }
-        assert_eq!(self.m.len(), params.len(), "Adam::step: the optimizer was used with {} parameters, now {}", self.m.len(), params.len());
+        assert_eq!(
+            self.m.len(),
+            params.len(),
+            "Adam::step: the optimizer was used with {} parameters, now {}",
+            self.m.len(),
+            params.len()
+        );
         self.t += 1;
         // PyTorch computes the bias corrections in double precision from the step count.
         let t = self.t as f64;
         let step_size = (self.lr as f64 / (1.0 - (self.beta1 as f64).powf(t))) as f32;
         let bc2_sqrt = (1.0 - (self.beta2 as f64).powf(t)).sqrt() as f32;
         let (b1, b2, eps, wd) = (self.beta1, self.beta2, self.eps, self.weight_decay);
-        for ((p, &g), (m, v)) in params.iter_mut().zip(grad).zip(self.m.iter_mut().zip(self.v.iter_mut())) {
+        for ((p, &g), (m, v)) in params
+            .iter_mut()
+            .zip(grad)
+            .zip(self.m.iter_mut().zip(self.v.iter_mut()))
+        {
             let g = if wd != 0.0 { g + wd * *p } else { g };
             // m.lerp_(g, 1 - b1), v.mul_(b2).addcmul_(g, g, 1 - b2)
             *m += (1.0 - b1) * (g - *m);
@@ -200,7 +300,16 @@ mod tests {
 
     /// PyTorch's SGD written out in f64: the reference for the options not in the golden data.
     #[allow(clippy::too_many_arguments)]
-    fn sgd_ref(p: &mut [f64], buf: &mut Option<Vec<f64>>, g: &[f64], lr: f64, mu: f64, damp: f64, wd: f64, nesterov: bool) {
+    fn sgd_ref(
+        p: &mut [f64],
+        buf: &mut Option<Vec<f64>>,
+        g: &[f64],
+        lr: f64,
+        mu: f64,
+        damp: f64,
+        wd: f64,
+        nesterov: bool,
+    ) {
         let d: Vec<f64> = g.iter().zip(p.iter()).map(|(g, p)| g + wd * p).collect();
         let b = match buf {
             None => d.clone(),
@@ -216,7 +325,11 @@ mod tests {
     #[test]
     fn sgd_options_match_reference() {
         for &(mu, damp, wd, nesterov) in &[(0.9, 0.0, 0.0, false), (0.9, 0.1, 1e-2, false), (0.8, 0.0, 5e-4, true)] {
-            let mut opt = Sgd::new(0.05).momentum(mu).dampening(damp).weight_decay(wd).nesterov(nesterov);
+            let mut opt = Sgd::new(0.05)
+                .momentum(mu)
+                .dampening(damp)
+                .weight_decay(wd)
+                .nesterov(nesterov);
             let mut p = [0.5f32, -1.0, 2.0];
             let mut want = [0.5f64, -1.0, 2.0];
             let mut buf = None;
@@ -224,10 +337,22 @@ mod tests {
                 let g = [0.1 * step as f32 - 0.2, 0.3, -0.7];
                 opt.step(&mut p, &g);
                 let g64: Vec<f64> = g.iter().map(|&x| x as f64).collect();
-                sgd_ref(&mut want, &mut buf, &g64, 0.05, mu as f64, damp as f64, wd as f64, nesterov);
+                sgd_ref(
+                    &mut want,
+                    &mut buf,
+                    &g64,
+                    0.05,
+                    mu as f64,
+                    damp as f64,
+                    wd as f64,
+                    nesterov,
+                );
             }
             for (a, b) in p.iter().zip(&want) {
-                assert!((*a as f64 - b).abs() < 1e-6, "mu={mu} damp={damp} wd={wd} nesterov={nesterov}: {a} vs {b}");
+                assert!(
+                    (*a as f64 - b).abs() < 1e-6,
+                    "mu={mu} damp={damp} wd={wd} nesterov={nesterov}: {a} vs {b}"
+                );
             }
         }
     }

@@ -62,7 +62,18 @@ impl Pool2d {
         let (Some(oh), Some(ow)) = (pool_out(h, kernel[0], stride[0]), pool_out(w, kernel[1], stride[1])) else {
             panic!("Pool2d: the window does not fit the input");
         };
-        Pool2d { kind, c, h, w, kh: kernel[0], kw: kernel[1], sh: stride[0], sw: stride[1], oh, ow }
+        Pool2d {
+            kind,
+            c,
+            h,
+            w,
+            kh: kernel[0],
+            kw: kernel[1],
+            sh: stride[0],
+            sw: stride[1],
+            oh,
+            ow,
+        }
     }
 
     /// Elements of one input sample, `C*H*W`.
@@ -83,18 +94,26 @@ impl Pool2d {
     /// the expected and the actual length.
     pub fn forward(&self, batch: usize, x: &[f32], y: &mut [f32]) {
         self.check(batch, x.len(), y.len());
-        let area = (self.kh * self.kw) as f32;
-        for (xp, yp) in x.chunks_exact(self.h * self.w).zip(y.chunks_exact_mut(self.oh * self.ow)) {
-            for i in 0..self.oh {
-                for j in 0..self.ow {
-                    let mut window = self.window(xp, i, j).map(|(_, v)| v);
-                    yp[i * self.ow + j] = match self.kind {
-                        PoolKind::Max => {
-                            let first = window.next().unwrap_or(f32::NEG_INFINITY);
-                            window.fold(first, |m, v| if v > m { v } else { m })
+        let (h, w, oh, ow) = (self.h, self.w, self.oh, self.ow);
+        let inv_area = 1.0 / (self.kh * self.kw) as f32;
+        for (xp, yp) in x.chunks_exact(h * w).zip(y.chunks_exact_mut(oh * ow)) {
+            for i in 0..oh {
+                let yrow = &mut yp[i * ow..][..ow];
+                // The window's first row initializes the reduction, the others fold into it.
+                for u in 0..self.kh {
+                    let xrow = &xp[(i * self.sh + u) * w..][..w];
+                    for (j, out) in yrow.iter_mut().enumerate() {
+                        let win = &xrow[j * self.sw..][..self.kw];
+                        let (mut acc, rest) = if u == 0 { (win[0], &win[1..]) } else { (*out, win) };
+                        match self.kind {
+                            PoolKind::Max => rest.iter().for_each(|&v| acc = if v > acc { v } else { acc }),
+                            PoolKind::Avg => rest.iter().for_each(|&v| acc += v),
                         }
-                        PoolKind::Avg => window.sum::<f32>() / area,
-                    };
+                        *out = acc;
+                    }
+                }
+                if self.kind == PoolKind::Avg {
+                    yrow.iter_mut().for_each(|v| *v *= inv_area);
                 }
             }
         }
@@ -107,30 +126,41 @@ impl Pool2d {
     /// On a length mismatch, as [`forward`](Self::forward); `dx` must match `x`.
     pub fn backward(&self, batch: usize, x: &[f32], dy: &[f32], dx: &mut [f32]) {
         self.check(batch, x.len(), dy.len());
-        assert_eq!(dx.len(), x.len(), "pool: dx must hold {} elements, got {}", x.len(), dx.len());
+        assert_eq!(
+            dx.len(),
+            x.len(),
+            "pool: dx must hold {} elements, got {}",
+            x.len(),
+            dx.len()
+        );
         dx.fill(0.0);
-        let area = (self.kh * self.kw) as f32;
-        let plane = self.h * self.w;
-        for (p, dyp) in dy.chunks_exact(self.oh * self.ow).enumerate() {
-            let xp = &x[p * plane..][..plane];
-            let dxp = &mut dx[p * plane..][..plane];
-            for i in 0..self.oh {
-                for j in 0..self.ow {
-                    let g = dyp[i * self.ow + j];
+        let (h, w, oh, ow) = (self.h, self.w, self.oh, self.ow);
+        let inv_area = 1.0 / (self.kh * self.kw) as f32;
+        let planes = x
+            .chunks_exact(h * w)
+            .zip(dx.chunks_exact_mut(h * w))
+            .zip(dy.chunks_exact(oh * ow));
+        for ((xp, dxp), dyp) in planes {
+            for i in 0..oh {
+                for j in 0..ow {
+                    let g = dyp[i * ow + j];
+                    let (r0, c0) = (i * self.sh, j * self.sw);
                     match self.kind {
                         PoolKind::Max => {
                             // First maximum in row-major order, as PyTorch picks it.
-                            let mut best = (usize::MAX, f32::NEG_INFINITY);
-                            for (at, v) in self.window(xp, i, j) {
-                                if best.0 == usize::MAX || v > best.1 {
-                                    best = (at, v);
+                            let mut best = r0 * w + c0;
+                            for r in r0..r0 + self.kh {
+                                for at in r * w + c0..r * w + c0 + self.kw {
+                                    if xp[at] > xp[best] {
+                                        best = at;
+                                    }
                                 }
                             }
-                            dxp[best.0] += g;
+                            dxp[best] += g;
                         }
                         PoolKind::Avg => {
-                            for (at, _) in self.window(xp, i, j) {
-                                dxp[at] += g / area;
+                            for r in r0..r0 + self.kh {
+                                dxp[r * w + c0..][..self.kw].iter_mut().for_each(|d| *d += g * inv_area);
                             }
                         }
                     }
@@ -139,16 +169,19 @@ impl Pool2d {
         }
     }
 
-    /// The window of output `(i, j)` in one plane: `(index in plane, value)`, row-major.
-    #[inline]
-    fn window<'a>(&self, plane: &'a [f32], i: usize, j: usize) -> impl Iterator<Item = (usize, f32)> + 'a {
-        let (w, kw, r0, c0) = (self.w, self.kw, i * self.sh, j * self.sw);
-        (r0..r0 + self.kh).flat_map(move |r| (c0..c0 + kw).map(move |c| (r * w + c, plane[r * w + c])))
-    }
-
     fn check(&self, batch: usize, x: usize, y: usize) {
-        assert_eq!(x, batch * self.in_len(), "pool: input must hold batch*C*H*W = {batch}*{} elements, got {x}", self.in_len());
-        assert_eq!(y, batch * self.out_len(), "pool: output must hold batch*C*OH*OW = {batch}*{} elements, got {y}", self.out_len());
+        assert_eq!(
+            x,
+            batch * self.in_len(),
+            "pool: input must hold batch*C*H*W = {batch}*{} elements, got {x}",
+            self.in_len()
+        );
+        assert_eq!(
+            y,
+            batch * self.out_len(),
+            "pool: output must hold batch*C*OH*OW = {batch}*{} elements, got {y}",
+            self.out_len()
+        );
     }
 }
 

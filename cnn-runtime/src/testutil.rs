@@ -2,7 +2,9 @@
 
 /// A deterministic, irregular sequence in [-1, 1]: no two neighbours alike, no ties.
 pub fn seq(n: usize, phase: f32) -> Vec<f32> {
-    (0..n).map(|i| ((i as f32 + phase) * 1.618_034).sin() * 0.9 + 0.05 * ((i % 7) as f32 - 3.0) / 3.0).collect()
+    (0..n)
+        .map(|i| ((i as f32 + phase) * 1.618_034).sin() * 0.9 + 0.05 * ((i % 7) as f32 - 3.0) / 3.0)
+        .collect()
 }
 
 /// Checks `grad` against central differences of `loss` around `at`, in f64 on the loss side.

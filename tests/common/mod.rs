@@ -5,7 +5,9 @@ use cnn::Network;
 
 /// A deterministic, irregular sequence in about [-1, 1].
 pub fn seq(n: usize, phase: f32) -> Vec<f32> {
-    (0..n).map(|i| ((i as f32 + phase) * 1.618_034).sin() * 0.9 + 0.05 * ((i % 7) as f32 - 3.0) / 3.0).collect()
+    (0..n)
+        .map(|i| ((i as f32 + phase) * 1.618_034).sin() * 0.9 + 0.05 * ((i % 7) as f32 - 3.0) / 3.0)
+        .collect()
 }
 
 /// Checks `loss_and_grad` against central differences of the loss, parameter by parameter.
@@ -28,7 +30,10 @@ pub fn check_gradients<N: Network>(net: &N, input: &[f32], labels: &[u32]) {
         probe.params_mut()[i] = p;
         let numeric = (up - down) / (2.0 * h as f64);
         let analytic = analytic as f64;
-        let name = N::PARAMS.iter().find(|q| q.range().contains(&i)).map_or("?", |q| q.name);
+        let name = N::PARAMS
+            .iter()
+            .find(|q| q.range().contains(&i))
+            .map_or("?", |q| q.name);
         assert!(
             (analytic - numeric).abs() <= 2e-2 * numeric.abs().max(0.05),
             "{name} (flat index {i}): analytic {analytic} vs central difference {numeric}"

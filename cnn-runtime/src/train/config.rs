@@ -1,0 +1,345 @@
+//! The hyperparameters and settings of a training run, saved in its `config.json`.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::LrSchedule;
+
+/// The optimizer and its parameters; see [`Sgd`](crate::optim::Sgd) and
+/// [`Adam`](crate::optim::Adam) for the update rules.
+///
+/// ```
+/// use cnn_runtime::train::OptimizerConfig;
+/// let sgd = OptimizerConfig::sgd(0.01).with_momentum(0.9);
+/// assert_eq!(sgd.lr(), 0.01);
+/// let adam = OptimizerConfig::adam(1e-3);
+/// assert_eq!(adam.name(), "adam");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum OptimizerConfig {
+    /// Stochastic gradient descent, as `torch.optim.SGD`.
+    Sgd {
+        /// Base learning rate (the schedule scales it).
+        lr: f32,
+        /// Momentum factor.
+        momentum: f32,
+        /// Dampening of the momentum.
+        dampening: f32,
+        /// L2 penalty.
+        weight_decay: f32,
+        /// Nesterov momentum.
+        nesterov: bool,
+    },
+    /// Adam, as `torch.optim.Adam`.
+    Adam {
+        /// Base learning rate (the schedule scales it).
+        lr: f32,
+        /// Decay of the first moment estimate.
+        beta1: f32,
+        /// Decay of the second moment estimate.
+        beta2: f32,
+        /// Added to the denominator for stability.
+        eps: f32,
+        /// L2 penalty.
+        weight_decay: f32,
+    },
+}
+
+impl OptimizerConfig {
+    /// Plain SGD with learning rate `lr`: no momentum, dampening or weight decay.
+    pub fn sgd(lr: f32) -> Self {
+        OptimizerConfig::Sgd {
+            lr,
+            momentum: 0.0,
+            dampening: 0.0,
+            weight_decay: 0.0,
+            nesterov: false,
+        }
+    }
+
+    /// Adam with learning rate `lr` and PyTorch's defaults: betas (0.9, 0.999), eps 1e-8.
+    pub fn adam(lr: f32) -> Self {
+        OptimizerConfig::Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+
+    /// The same optimizer with momentum `momentum` (SGD; Adam has no momentum factor and is
+    /// returned unchanged).
+    pub fn with_momentum(self, momentum: f32) -> Self {
+        match self {
+            OptimizerConfig::Sgd {
+                lr,
+                dampening,
+                weight_decay,
+                nesterov,
+                ..
+            } => OptimizerConfig::Sgd {
+                lr,
+                momentum,
+                dampening,
+                weight_decay,
+                nesterov,
+            },
+            adam => adam,
+        }
+    }
+
+    /// The same optimizer with L2 penalty `weight_decay`.
+    pub fn with_weight_decay(mut self, decay: f32) -> Self {
+        match &mut self {
+            OptimizerConfig::Sgd { weight_decay, .. } | OptimizerConfig::Adam { weight_decay, .. } => {
+                *weight_decay = decay
+            }
+        }
+        self
+    }
+
+    /// The base learning rate.
+    pub fn lr(&self) -> f32 {
+        match *self {
+            OptimizerConfig::Sgd { lr, .. } | OptimizerConfig::Adam { lr, .. } => lr,
+        }
+    }
+
+    /// `"sgd"` or `"adam"`, as in `config.json`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OptimizerConfig::Sgd { .. } => "sgd",
+            OptimizerConfig::Adam { .. } => "adam",
+        }
+    }
+}
+
+/// Whether the training samples are visited in a new random order each epoch.
+///
+/// The order of epoch `e` is a function of the seed and `e` alone, so a resumed run sees the
+/// same batches as an uninterrupted one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Shuffle {
+    /// A fresh permutation every epoch (the default).
+    #[default]
+    EveryEpoch,
+    /// The data set's order, every epoch.
+    Never,
+}
+
+/// Input normalization, `(pixel / 255 - mean) / std`, as torchvision's `Normalize`.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Normalize {
+    /// Subtracted from every pixel (after scaling to 0..1).
+    pub mean: f32,
+    /// Divides every pixel after the mean is subtracted.
+    pub std: f32,
+}
+
+/// How a run reports its progress on standard output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Progress {
+    /// A progress bar when standard output is a terminal, else plain lines (the default).
+    #[default]
+    Auto,
+    /// One plain line per epoch, for logs.
+    Plain,
+    /// Nothing on standard output; the run folder's `log.txt` still gets every line.
+    Silent,
+}
+
+/// Everything a training run needs to know: hyperparameters, where to write the run folder,
+/// and what to record about the model and the data.
+///
+/// Built with chained setters from [`TrainConfig::new`]'s defaults: 1 epoch, batch 64, SGD lr
+/// 0.01 without momentum, constant rate, seed 0, shuffled every epoch, every core, no
+/// normalization, run folders under `runs/`, named by the start time.
+///
+/// The hyperparameters are saved as the `training` object of `config.json`; the run folder's
+/// place and name, the data folder and the summary are recorded elsewhere in that file.
+///
+/// ```
+/// use cnn_runtime::train::{LrSchedule, OptimizerConfig, TrainConfig};
+/// let config = TrainConfig::new()
+///     .epochs(3)
+///     .batch_size(64)
+///     .optimizer(OptimizerConfig::sgd(0.01).with_momentum(0.9))
+///     .schedule(LrSchedule::Step { step_size: 2, gamma: 0.1 })
+///     .seed(1)
+///     .normalize(0.1307, 0.3081)
+///     .runs_dir("runs")
+///     .run_name("lenet5-sgd");
+/// assert_eq!(config.epochs, 3);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Epochs to train (in all, counting those before a resume).
+    pub epochs: usize,
+    /// Samples per training step; the last batch of an epoch may be smaller.
+    pub batch_size: usize,
+    /// The optimizer and its base learning rate.
+    pub optimizer: OptimizerConfig,
+    /// How the learning rate changes per epoch.
+    pub schedule: LrSchedule,
+    /// Seeds the shuffling (the network's initialization is the caller's).
+    pub seed: u64,
+    /// Whether to shuffle the training set each epoch.
+    pub shuffle: Shuffle,
+    /// Threads per training step; 0 means every core. Runs with one thread are bitwise
+    /// reproducible, also across a resume. The trainer applies it with
+    /// [`parallel::set_threads`](crate::parallel::set_threads), which is process-wide.
+    pub threads: usize,
+    /// Input normalization, if any.
+    pub normalize: Option<Normalize>,
+    /// The folder that holds run folders.
+    #[serde(skip)]
+    pub runs_dir: PathBuf,
+    /// The run folder's name; `None` names it by the start time, `2024-05-01T12-00-00`.
+    #[serde(skip)]
+    pub run_name: Option<String>,
+    /// The folder the data set was read from, recorded with its files' checksums.
+    #[serde(skip)]
+    pub data_dir: Option<PathBuf>,
+    /// The model's summary table (`Model::summary()`), recorded in `config.json`.
+    #[serde(skip)]
+    pub summary: Option<String>,
+    /// How progress is shown; not saved.
+    #[serde(skip)]
+    pub progress: Progress,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 1,
+            batch_size: 64,
+            optimizer: OptimizerConfig::sgd(0.01),
+            schedule: LrSchedule::Constant,
+            seed: 0,
+            shuffle: Shuffle::EveryEpoch,
+            threads: 0,
+            normalize: None,
+            runs_dir: PathBuf::from("runs"),
+            run_name: None,
+            data_dir: None,
+            summary: None,
+            progress: Progress::Auto,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The defaults listed above.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets [`TrainConfig::epochs`].
+    pub fn epochs(mut self, epochs: usize) -> Self {
+        self.epochs = epochs;
+        self
+    }
+
+    /// Sets [`TrainConfig::batch_size`].
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+
+    /// Sets [`TrainConfig::optimizer`].
+    pub fn optimizer(mut self, optimizer: OptimizerConfig) -> Self {
+        self.optimizer = optimizer;
+        self
+    }
+
+    /// Sets [`TrainConfig::schedule`].
+    pub fn schedule(mut self, schedule: LrSchedule) -> Self {
+        self.schedule = schedule;
+        self
+    }
+
+    /// Sets [`TrainConfig::seed`].
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Sets [`TrainConfig::shuffle`].
+    pub fn shuffle(mut self, shuffle: Shuffle) -> Self {
+        self.shuffle = shuffle;
+        self
+    }
+
+    /// Sets [`TrainConfig::threads`].
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = threads;
+        self
+    }
+
+    /// Normalizes inputs as `(pixel / 255 - mean) / std`.
+    pub fn normalize(mut self, mean: f32, std: f32) -> Self {
+        self.normalize = Some(Normalize { mean, std });
+        self
+    }
+
+    /// Sets [`TrainConfig::runs_dir`].
+    pub fn runs_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.runs_dir = dir.into();
+        self
+    }
+
+    /// Sets [`TrainConfig::run_name`].
+    pub fn run_name(mut self, name: impl Into<String>) -> Self {
+        self.run_name = Some(name.into());
+        self
+    }
+
+    /// Sets [`TrainConfig::data_dir`].
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// Sets [`TrainConfig::summary`].
+    pub fn summary(mut self, summary: impl Into<String>) -> Self {
+        self.summary = Some(summary.into());
+        self
+    }
+
+    /// Sets [`TrainConfig::progress`].
+    pub fn progress(mut self, progress: Progress) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// Checks what would fail later, with a message that says what to change.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.batch_size == 0 {
+            return Err("the batch size must be at least 1".into());
+        }
+        if !(self.optimizer.lr().is_finite() && self.optimizer.lr() > 0.0) {
+            return Err(format!(
+                "the learning rate must be a positive number, got {}",
+                self.optimizer.lr()
+            ));
+        }
+        if let Some(n) = self.normalize {
+            if !(n.std.is_finite() && n.std != 0.0 && n.mean.is_finite()) {
+                return Err(format!(
+                    "normalization needs a finite mean and a non-zero std, got mean {} std {}",
+                    n.mean, n.std
+                ));
+            }
+        }
+        if let Some(name) = &self.run_name {
+            if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {
+                return Err(format!("the run name `{name}` must be a plain folder name"));
+            }
+        }
+        self.schedule.validate()
+    }
+}

@@ -1,0 +1,408 @@
+//! The training loop: epochs of shuffled batches, evaluation, checkpoints, metrics, plots.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::checkpoint::{self, Checkpoint, CheckpointInfo};
+use super::evaluate::load_batch;
+use super::optimizer::Optimizer;
+use super::progress::Reporter;
+use super::run_dir::{self, ConfigFile, DataInfo, ModelInfo};
+use super::{
+    epoch_order, evaluate, metrics, plot, read_metrics, ConfusionMatrix, EpochMetrics, Evaluation, Progress, Samples,
+    TrainConfig, TrainError,
+};
+use crate::Network;
+
+/// Trains a network as its [`TrainConfig`] says, in a run folder of its own, or resumes a run.
+///
+/// ```
+/// # use cnn::prelude::*;
+/// # cnn::cnn! { struct Tiny { input: [1, 28, 28], flatten: Flatten, fc: Dense(10) } }
+/// # let runs = tempfile::tempdir().unwrap();
+/// use cnn::train::{Progress, Subset, TrainConfig, Trainer};
+///
+/// let mnist = cnn::data::Mnist::load("../data/mnist")?;
+/// let (train, test) = (Subset::new(&mnist.train, 0..256), Subset::new(&mnist.test, 0..128));
+/// let config = TrainConfig::new().epochs(1).runs_dir(runs.path()).run_name("tiny").progress(Progress::Silent);
+/// let first = Trainer::new(config).fit(Tiny::new(1), &train, &test)?;
+/// assert_eq!(first.history.len(), 1);
+///
+/// // Later: one more epoch, from the last checkpoint.
+/// let more = Trainer::resume(runs.path().join("tiny"))?.epochs(2).fit(Tiny::new(1), &train, &test)?;
+/// assert_eq!(more.history.len(), 2);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Trainer {
+    config: TrainConfig,
+    resume: Option<PathBuf>,
+}
+
+/// What a finished run leaves besides its folder.
+pub struct TrainOutcome<N> {
+    /// The trained network (the last epoch's, not necessarily the best).
+    pub net: N,
+    /// The run folder.
+    pub run_dir: PathBuf,
+    /// Every epoch of the run, resumed sessions included.
+    pub history: Vec<EpochMetrics>,
+    /// The best test accuracy, in 0..=1, and its epoch (`None` if no epoch ran).
+    pub best: Option<(f64, usize)>,
+    /// The final network's confusion matrix on the test set.
+    pub confusion: ConfusionMatrix,
+}
+
+impl Trainer {
+    /// A trainer for a new run.
+    pub fn new(config: TrainConfig) -> Self {
+        Trainer { config, resume: None }
+    }
+
+    /// A trainer that continues the run in folder `run_dir` from its last checkpoint, with the
+    /// hyperparameters of its `config.json`. [`Trainer::epochs`], [`Trainer::threads`] and
+    /// [`Trainer::progress`] may change before [`Trainer::fit`]; with one thread throughout,
+    /// the result is bitwise that of an uninterrupted run.
+    ///
+    /// # Errors
+    ///
+    /// [`TrainError::Io`] if the folder has no readable `config.json`,
+    /// [`TrainError::BadRunFile`] if it is not a run configuration.
+    pub fn resume(run_dir: impl AsRef<Path>) -> Result<Self, TrainError> {
+        let dir = run_dir.as_ref();
+        let file = ConfigFile::read(dir)?;
+        let mut config = file.training;
+        config.runs_dir = dir.parent().map(Path::to_path_buf).unwrap_or_default();
+        config.run_name = Some(file.name);
+        config.data_dir = file.data.dir;
+        config.summary = file.model.summary;
+        Ok(Trainer {
+            config,
+            resume: Some(dir.to_path_buf()),
+        })
+    }
+
+    /// The configuration (for a resumed run, the one read from its `config.json`).
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// The run folder being resumed, if any.
+    pub fn resuming(&self) -> Option<&Path> {
+        self.resume.as_deref()
+    }
+
+    /// Trains until `epochs` epochs are complete in all (to extend a resumed run).
+    pub fn epochs(mut self, epochs: usize) -> Self {
+        self.config.epochs = epochs;
+        self
+    }
+
+    /// Threads per step (0: every core).
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.config.threads = threads;
+        self
+    }
+
+    /// How progress is shown.
+    pub fn progress(mut self, progress: Progress) -> Self {
+        self.config.progress = progress;
+        self
+    }
+
+    /// Trains `net` on `train`, evaluating on `test` after every epoch, and writes the run
+    /// folder: `config.json`, `metrics.jsonl`, `metrics.csv`, `checkpoints/last.safetensors`
+    /// and `checkpoints/best.safetensors`, `curves.svg`/`.png`, `confusion.svg`/`.png` and
+    /// `log.txt`. When resuming, `net` is replaced by the last checkpoint's network.
+    ///
+    /// The last checkpoint is written before the first step (epoch 0) and after every epoch;
+    /// the best whenever the test accuracy improves.
+    ///
+    /// # Errors
+    ///
+    /// - [`TrainError::Config`] if the configuration cannot work, the samples do not match
+    ///   the network's input, or a set is empty;
+    /// - [`TrainError::RunExists`] if a new run's named folder exists;
+    /// - [`TrainError::Diverged`] if the loss or a parameter becomes NaN or infinite: the
+    ///   message names the epoch and the step, and the last good checkpoint stays on disk;
+    /// - [`TrainError::Io`], [`TrainError::BadRunFile`] or [`TrainError::Plot`] if a run file
+    ///   cannot be written or read back.
+    pub fn fit<N, T, U>(&self, net: N, train: &T, test: &U) -> Result<TrainOutcome<N>, TrainError>
+    where
+        N: Network,
+        T: Samples + ?Sized,
+        U: Samples + ?Sized,
+    {
+        let config = &self.config;
+        config.validate().map_err(TrainError::Config)?;
+        for (what, set) in [("training", train.input_len()), ("test", test.input_len())] {
+            if set != N::INPUT_LEN {
+                return Err(TrainError::Config(format!(
+                    "the {what} samples hold {set} inputs each, but the network takes {} (shape {:?})",
+                    N::INPUT_LEN,
+                    N::INPUT_SHAPE
+                )));
+            }
+        }
+        if train.is_empty() || test.is_empty() {
+            return Err(TrainError::Config(format!(
+                "the training set ({} samples) and the test set ({}) must not be empty",
+                train.len(),
+                test.len()
+            )));
+        }
+        crate::parallel::set_threads(config.threads);
+
+        let mut run = self.open_run(net, train, test)?;
+        let dir = run.dir.clone();
+        let last_path = dir.join("checkpoints").join("last.safetensors");
+        let best_path = dir.join("checkpoints").join("best.safetensors");
+        let mut reporter = Reporter::new(config.progress, &dir.join("log.txt"))?;
+        let steps = train.len().div_ceil(config.batch_size);
+        reporter.line(&format!(
+            "{} run {}: {} training and {} test samples, {} parameters, {} lr {} ({} schedule), batch {}, {} epochs, {} threads",
+            if self.resume.is_some() { format!("resuming at epoch {}:", run.info.epoch + 1) } else { "starting".to_owned() },
+            dir.display(),
+            train.len(),
+            test.len(),
+            N::PARAM_COUNT,
+            config.optimizer.name(),
+            config.optimizer.lr(),
+            config.schedule.name(),
+            config.batch_size,
+            config.epochs,
+            crate::parallel::threads()
+        ));
+        reporter.header();
+
+        let session = Instant::now();
+        let wall_before = run.history.last().map_or(0.0, |m| m.wall_time_s);
+        let (mut inputs, mut labels) = (Vec::new(), Vec::new());
+        let mut grad = vec![0.0f32; N::PARAM_COUNT];
+        let mut last_eval: Option<Evaluation> = None;
+        let diverged = |what: String, epoch: usize, step: usize| TrainError::Diverged {
+            what,
+            epoch,
+            step,
+            steps,
+            checkpoint: Some(last_path.clone()),
+        };
+
+        for epoch in run.info.epoch..config.epochs {
+            let epoch_start = Instant::now();
+            let lr = config.schedule.lr(config.optimizer.lr(), epoch);
+            run.optimizer.set_lr(lr);
+            let order = epoch_order(config.shuffle, config.seed, epoch, train.len());
+            reporter.start_epoch(epoch + 1, config.epochs, train.len());
+            let mut loss_sum = 0.0f64;
+            let mut seen = 0usize;
+            for (step, batch) in order.chunks(config.batch_size).enumerate() {
+                load_batch(train, batch, config.normalize, &mut inputs, &mut labels);
+                let loss = run.net.loss_and_grad(&inputs, &labels, &mut grad);
+                if !loss.is_finite() {
+                    reporter.abandon();
+                    return Err(diverged(format!("the loss is {loss}"), epoch + 1, step + 1));
+                }
+                run.optimizer.step(run.net.params_mut(), &grad);
+                run.info.global_step += 1;
+                loss_sum += f64::from(loss) * batch.len() as f64;
+                seen += batch.len();
+                reporter.step(step + 1, seen, loss_sum / seen as f64);
+            }
+            let train_time = epoch_start.elapsed().as_secs_f64();
+            if let Some(i) = run.net.params().iter().position(|p| !p.is_finite()) {
+                reporter.abandon();
+                let name = N::PARAMS
+                    .iter()
+                    .find(|p| p.range().contains(&i))
+                    .map_or("?", |p| p.name);
+                return Err(diverged(
+                    format!("parameter {i} (in `{name}`) is not finite after the update"),
+                    epoch + 1,
+                    steps,
+                ));
+            }
+            let eval = evaluate(&run.net, test, config.normalize);
+            if !eval.loss.is_finite() {
+                reporter.abandon();
+                return Err(diverged(format!("the test loss is {}", eval.loss), epoch + 1, steps));
+            }
+
+            let m = EpochMetrics {
+                epoch: epoch + 1,
+                train_loss: loss_sum / seen as f64,
+                test_loss: eval.loss,
+                test_accuracy: eval.accuracy,
+                lr,
+                images_per_sec: seen as f64 / train_time.max(1e-9),
+                epoch_time_s: epoch_start.elapsed().as_secs_f64(),
+                wall_time_s: wall_before + session.elapsed().as_secs_f64(),
+            };
+            run.history.push(m.clone());
+            run.info.epoch = epoch + 1;
+            let state = run.optimizer.state();
+            if run.info.best_epoch == 0 || eval.accuracy > run.info.best_accuracy {
+                run.info.best_accuracy = eval.accuracy;
+                run.info.best_epoch = epoch + 1;
+                checkpoint::save(&best_path, &run.net, &state, &run.info)?;
+            }
+            checkpoint::save(&last_path, &run.net, &state, &run.info)?;
+            metrics::write(&dir, &run.history)?;
+            plot::write_curves(&dir, &format!("{}: training curves", run.name), &run.history)?;
+            reporter.finish_epoch(&m);
+            last_eval = Some(eval);
+        }
+
+        let eval = match last_eval {
+            Some(eval) => eval,
+            None => evaluate(&run.net, test, config.normalize),
+        };
+        if run.history.is_empty() {
+            // No epoch at all (epochs = 0): still leave every file, empty.
+            metrics::write(&dir, &run.history)?;
+            plot::write_curves(&dir, &format!("{}: training curves", run.name), &run.history)?;
+        }
+        plot::write_confusion(&dir, &format!("{}: test set", run.name), &eval.confusion)?;
+        reporter.line(&format!(
+            "confusion matrix on the test set (rows: true class, columns: predicted):\n{}",
+            eval.confusion.to_table().trim_end()
+        ));
+        let best = (run.info.best_epoch > 0).then_some((run.info.best_accuracy, run.info.best_epoch));
+        if let Some((acc, epoch)) = best {
+            reporter.line(&format!(
+                "best test accuracy {:.2}% at epoch {epoch}; run folder {}",
+                100.0 * acc,
+                dir.display()
+            ));
+        }
+        Ok(TrainOutcome {
+            net: run.net,
+            run_dir: dir,
+            history: run.history,
+            best,
+            confusion: eval.confusion,
+        })
+    }
+
+    /// Creates a new run folder, or opens the one being resumed, and returns the state to
+    /// train from.
+    fn open_run<N, T, U>(&self, net: N, train: &T, test: &U) -> Result<Run<N>, TrainError>
+    where
+        N: Network,
+        T: Samples + ?Sized,
+        U: Samples + ?Sized,
+    {
+        let config = &self.config;
+        let mut optimizer = Optimizer::new(&config.optimizer);
+        if let Some(dir) = &self.resume {
+            let mut file = ConfigFile::read(dir)?;
+            if file.model.param_count != N::PARAM_COUNT {
+                return Err(TrainError::bad_file(
+                    dir.join("config.json"),
+                    format!(
+                        "the run trained a network of {} parameters, this one has {}",
+                        file.model.param_count,
+                        N::PARAM_COUNT
+                    ),
+                ));
+            }
+            let last = dir.join("checkpoints").join("last.safetensors");
+            let Checkpoint {
+                net,
+                info,
+                optimizer: state,
+            } = Checkpoint::<N>::load(&last)?;
+            optimizer
+                .restore(state)
+                .map_err(|reason| TrainError::bad_file(&last, reason))?;
+            // Epochs after the checkpoint (a crash between writing metrics and the checkpoint)
+            // are trained again.
+            let history: Vec<EpochMetrics> = read_metrics(dir)?
+                .into_iter()
+                .filter(|m| m.epoch <= info.epoch)
+                .collect();
+            file.training = config.clone();
+            file.threads_used = crate::parallel::threads();
+            file.write(dir)?;
+            return Ok(Run {
+                dir: dir.clone(),
+                name: file.name,
+                net,
+                optimizer,
+                info,
+                history,
+            });
+        }
+
+        let (dir, name) = run_dir::create(config)?;
+        let (git_commit, git_dirty) = run_dir::git_state();
+        let files = match &config.data_dir {
+            Some(data) => run_dir::checksums(data)?,
+            None => Vec::new(),
+        };
+        let file = ConfigFile {
+            name: name.clone(),
+            created: run_dir::timestamp(std::time::SystemTime::now()),
+            crate_version: env!("CARGO_PKG_VERSION").to_owned(),
+            git_commit,
+            git_dirty,
+            model: ModelInfo {
+                param_count: N::PARAM_COUNT,
+                input_shape: N::INPUT_SHAPE.to_vec(),
+                output_len: N::OUTPUT_LEN,
+                summary: config.summary.clone(),
+            },
+            data: DataInfo {
+                dir: config.data_dir.clone(),
+                train_samples: train.len(),
+                test_samples: test.len(),
+                files,
+            },
+            training: config.clone(),
+            threads_used: crate::parallel::threads(),
+        };
+        file.write(&dir)?;
+        let info = CheckpointInfo {
+            epoch: 0,
+            global_step: 0,
+            best_accuracy: 0.0,
+            best_epoch: 0,
+            optimizer: config.optimizer.name().to_owned(),
+        };
+        checkpoint::save(
+            &dir.join("checkpoints").join("last.safetensors"),
+            &net,
+            &optimizer.state(),
+            &info,
+        )?;
+        Ok(Run {
+            dir,
+            name,
+            net,
+            optimizer,
+            info,
+            history: Vec::new(),
+        })
+    }
+}
+
+/// Without the network, which need not be `Debug` (and would print every parameter).
+impl<N> std::fmt::Debug for TrainOutcome<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrainOutcome")
+            .field("run_dir", &self.run_dir)
+            .field("history", &self.history)
+            .field("best", &self.best)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a run stands.
+struct Run<N> {
+    dir: PathBuf,
+    name: String,
+    net: N,
+    optimizer: Optimizer,
+    info: CheckpointInfo,
+    history: Vec<EpochMetrics>,
+}

@@ -1,0 +1,292 @@
+//! Benchmarks: LeNet-5 (and a CIFAR-sized network) inference and training, on the protocol of
+//! `../shared/bench` (medians after warm-up, batch-1 latency, batch-64 throughput, a batch-64
+//! training step of forward, mean cross-entropy, backward and a plain SGD update, lr 0.01).
+//!
+//! ```text
+//! cargo run --release --example bench                    # readable table, 1 and 2 threads
+//! cargo run --release --example bench -- --json          # one JSON object per line
+//! cargo run --release --example bench -- --layers        # per-layer GFLOP/s of LeNet-5
+//! cargo run --release --example bench -- --threads 1 --secs 2 --net lenet5
+//! ```
+
+use cnn::optim::Sgd;
+use cnn::prelude::*;
+use std::hint::black_box;
+use std::time::Instant;
+
+cnn! {
+    /// LeNet-5 for 28x28 grayscale digits.
+    pub struct LeNet5 {
+        input: [1, 28, 28],
+        conv1: Conv2d(6, kernel = 5, padding = 2) -> Relu,
+        pool1: MaxPool2d(2),
+        conv2: Conv2d(16, kernel = 5) -> Relu,
+        pool2: MaxPool2d(2),
+        flatten: Flatten,
+        fc1: Dense(120) -> Relu,
+        fc2: Dense(84) -> Relu,
+        fc3: Dense(10),
+    }
+}
+
+cnn! {
+    /// A CIFAR-sized network: two 3x3 conv blocks of 32 and 64 channels, two dense layers.
+    pub struct Cifar {
+        input: [3, 32, 32],
+        conv1: Conv2d(32, kernel = 3, padding = 1) -> Relu,
+        pool1: MaxPool2d(2),
+        conv2: Conv2d(64, kernel = 3, padding = 1) -> Relu,
+        pool2: MaxPool2d(2),
+        flatten: Flatten,
+        fc1: Dense(256) -> Relu,
+        fc2: Dense(10),
+    }
+}
+
+struct Options {
+    json: bool,
+    layers: bool,
+    threads: Vec<usize>,
+    secs: f64,
+    nets: Vec<String>,
+}
+
+fn options() -> Result<Options, String> {
+    let mut o = Options {
+        json: false,
+        layers: false,
+        threads: vec![1, 2],
+        secs: 1.0,
+        nets: vec!["lenet5".into(), "cifar".into()],
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--json" => o.json = true,
+            "--layers" => o.layers = true,
+            "--threads" => {
+                o.threads = value()?
+                    .split([' ', ','])
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.parse().map_err(|e| format!("--threads: {e}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--secs" => o.secs = value()?.parse().map_err(|e| format!("--secs: {e}"))?,
+            "--net" => o.nets = value()?.split(',').map(String::from).collect(),
+            "--bench" => {} // passed by `cargo bench`-style runners; ignored
+            _ => {
+                return Err(format!(
+                    "unknown flag {flag}; expected --json, --layers, --threads, --secs, --net"
+                ))
+            }
+        }
+    }
+    Ok(o)
+}
+
+/// Median wall time of `f` in seconds: `warmup` calls, then at least `min_iters` calls and at
+/// least `secs` seconds (the protocol of ../shared/bench/py/benchlib.py).
+fn median_secs(warmup: usize, min_iters: usize, secs: f64, mut f: impl FnMut()) -> f64 {
+    for _ in 0..warmup {
+        f();
+    }
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while times.len() < min_iters || start.elapsed().as_secs_f64() < secs {
+        let t = Instant::now();
+        f();
+        times.push(t.elapsed().as_secs_f64());
+    }
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// Deterministic pseudo-random floats in [-1, 1).
+fn noise(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+struct Record {
+    infer_b1_us: f64,
+    infer_b64_img_s: f64,
+    train_b64_ms: f64,
+}
+
+fn measure<N: Network>(new: impl Fn(u64) -> N, secs: f64) -> Record {
+    let mut net = new(0);
+    let x1 = noise(N::INPUT_LEN, 1);
+    let x64 = noise(64 * N::INPUT_LEN, 2);
+    let labels: Vec<u32> = (0..64).map(|i| (i * 7 % N::OUTPUT_LEN) as u32).collect();
+    let mut out1 = vec![0.0; N::OUTPUT_LEN];
+    let mut out64 = vec![0.0; 64 * N::OUTPUT_LEN];
+    let b1 = median_secs(200, 200, secs, || {
+        net.forward_batch(black_box(&x1), black_box(&mut out1))
+    });
+    let b64 = median_secs(20, 30, secs, || {
+        net.forward_batch(black_box(&x64), black_box(&mut out64))
+    });
+    let mut grad = vec![0.0; N::PARAM_COUNT];
+    let mut opt = Sgd::new(0.01);
+    let train = median_secs(10, 20, secs, || {
+        black_box(net.loss_and_grad(&x64, &labels, &mut grad));
+        opt.step(net.params_mut(), &grad);
+    });
+    Record {
+        infer_b1_us: b1 * 1e6,
+        infer_b64_img_s: 64.0 / b64,
+        train_b64_ms: train * 1e3,
+    }
+}
+
+fn main() -> Result<(), String> {
+    let o = options()?;
+    if o.layers {
+        layers::print(o.secs);
+        return Ok(());
+    }
+    if !o.json {
+        println!(
+            "{:<8} {:>7} {:>14} {:>16} {:>14} {:>16}",
+            "network", "threads", "infer b1 (us)", "infer b64 img/s", "train b64 (ms)", "train b64 img/s"
+        );
+    }
+    for &threads in &o.threads {
+        cnn::set_threads(threads);
+        for net in &o.nets {
+            let (system, r) = match net.as_str() {
+                "lenet5" => ("cnn", measure(LeNet5::new, o.secs)),
+                "cifar" => ("cnn-cifar", measure(Cifar::new, o.secs)),
+                other => return Err(format!("unknown network {other}; expected lenet5 or cifar")),
+            };
+            if o.json {
+                println!(
+                    "{{\"system\":\"{system}\",\"threads\":{threads},\"infer_b1_us\":{:.2},\"infer_b64_img_s\":{:.0},\"train_b64_ms\":{:.3},\"train_b64_img_s\":{:.0}}}",
+                    r.infer_b1_us,
+                    r.infer_b64_img_s,
+                    r.train_b64_ms,
+                    64e3 / r.train_b64_ms
+                );
+            } else {
+                println!(
+                    "{net:<8} {threads:>7} {:>14.1} {:>16.0} {:>14.2} {:>16.0}",
+                    r.infer_b1_us,
+                    r.infer_b64_img_s,
+                    r.train_b64_ms,
+                    64e3 / r.train_b64_ms
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Per-layer timing of LeNet-5's kernels, called directly with the geometry the macro generates.
+mod layers {
+    use super::{median_secs, noise};
+    use cnn_runtime::activation::Activation;
+    use cnn_runtime::conv::Conv2d;
+    use cnn_runtime::dense::Dense;
+    use cnn_runtime::pool::{Pool2d, PoolKind};
+    use std::hint::black_box;
+
+    pub fn print(secs: f64) {
+        println!(
+            "{:<24} {:>6} {:>12} {:>10} {:>12} {:>10}",
+            "layer", "batch", "fwd (us)", "GFLOP/s", "bwd (us)", "GFLOP/s"
+        );
+        for batch in [1, 64] {
+            conv(
+                "conv1 1->6 5x5 p2",
+                Conv2d::new([1, 28, 28], 6, [5, 5], [1, 1], [2, 2], true),
+                batch,
+                secs,
+            );
+            pool(
+                "pool1",
+                Pool2d::new(PoolKind::Max, [6, 28, 28], [2, 2], [2, 2]),
+                batch,
+                secs,
+            );
+            conv(
+                "conv2 6->16 5x5",
+                Conv2d::new([6, 14, 14], 16, [5, 5], [1, 1], [0, 0], true),
+                batch,
+                secs,
+            );
+            pool(
+                "pool2",
+                Pool2d::new(PoolKind::Max, [16, 10, 10], [2, 2], [2, 2]),
+                batch,
+                secs,
+            );
+            dense("fc1 400->120", Dense::new(400, 120, true), batch, secs);
+            dense("fc2 120->84", Dense::new(120, 84, true), batch, secs);
+            dense("fc3 84->10", Dense::new(84, 10, true), batch, secs);
+            let x = noise(batch * 4704, 3);
+            let mut y = vec![0.0; x.len()];
+            let f = median_secs(10, 50, secs / 10.0, || Activation::Relu.forward(black_box(&x), &mut y));
+            println!("{:<24} {batch:>6} {:>12.2}", "relu [6, 28, 28]", f * 1e6);
+        }
+    }
+
+    fn report(name: &str, batch: usize, flops: f64, fwd: f64, bwd: Option<f64>) {
+        let g = |t: f64, mult: f64| flops * mult * batch as f64 / t / 1e9;
+        match bwd {
+            Some(b) => println!(
+                "{name:<24} {batch:>6} {:>12.2} {:>10.1} {:>12.2} {:>10.1}",
+                fwd * 1e6,
+                g(fwd, 1.0),
+                b * 1e6,
+                g(b, 2.0)
+            ),
+            None => println!("{name:<24} {batch:>6} {:>12.2} {:>10} {:>12}", fwd * 1e6, "-", "-"),
+        }
+    }
+
+    fn conv(name: &str, g: Conv2d, batch: usize, secs: f64) {
+        let x = noise(batch * g.in_len(), 1);
+        let p = noise(g.param_len(), 2);
+        let mut y = vec![0.0; batch * g.out_len()];
+        let mut s = vec![0.0; g.scratch_len()];
+        let fwd = median_secs(10, 50, secs / 10.0, || {
+            g.forward(batch, black_box(&x), &p, &mut y, &mut s)
+        });
+        let dy = noise(y.len(), 3);
+        let mut dp = vec![0.0; p.len()];
+        let mut dx = vec![0.0; x.len()];
+        let bwd = median_secs(10, 50, secs / 10.0, || {
+            g.backward(batch, &x, &p, &dy, &mut dp, Some(&mut dx), &mut s)
+        });
+        report(name, batch, 2.0 * g.macs() as f64, fwd, Some(bwd));
+    }
+
+    fn pool(name: &str, g: Pool2d, batch: usize, secs: f64) {
+        let x = noise(batch * g.in_len(), 1);
+        let mut y = vec![0.0; batch * g.out_len()];
+        let fwd = median_secs(10, 50, secs / 10.0, || g.forward(batch, black_box(&x), &mut y));
+        report(name, batch, 0.0, fwd, None);
+    }
+
+    fn dense(name: &str, g: Dense, batch: usize, secs: f64) {
+        let x = noise(batch * g.inputs, 1);
+        let p = noise(g.param_len(), 2);
+        let mut y = vec![0.0; batch * g.outputs];
+        let fwd = median_secs(10, 50, secs / 10.0, || g.forward(batch, black_box(&x), &p, &mut y));
+        let dy = noise(y.len(), 3);
+        let mut dp = vec![0.0; p.len()];
+        let mut dx = vec![0.0; x.len()];
+        let bwd = median_secs(10, 50, secs / 10.0, || {
+            g.backward(batch, &x, &p, &dy, &mut dp, Some(&mut dx))
+        });
+        report(name, batch, 2.0 * g.weight_len() as f64, fwd, Some(bwd));
+    }
+}

@@ -87,9 +87,30 @@ fn options() -> Result<Options, String> {
 
 /// Median wall time of `f` in seconds: `warmup` calls, then at least `min_iters` calls and at
 /// least `secs` seconds (the protocol of ../shared/bench/py/benchlib.py).
+///
+/// With `CNN_BENCH_CPU_TIME=1`, the mean on-CPU time of this thread per call instead (from
+/// /proc/thread-self/schedstat), which a busy machine disturbs much less than wall time; for
+/// comparing kernels while other work runs, not for the published figures.
 fn median_secs(warmup: usize, min_iters: usize, secs: f64, mut f: impl FnMut()) -> f64 {
     for _ in 0..warmup {
         f();
+    }
+    if std::env::var_os("CNN_BENCH_CPU_TIME").is_some() {
+        let on_cpu = || -> f64 {
+            let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
+            s.split_whitespace()
+                .next()
+                .and_then(|t| t.parse::<f64>().ok())
+                .unwrap_or(0.0)
+                * 1e-9
+        };
+        let (start, t0) = (Instant::now(), on_cpu());
+        let mut n = 0;
+        while n < min_iters || start.elapsed().as_secs_f64() < secs {
+            f();
+            n += 1;
+        }
+        return (on_cpu() - t0) / n as f64;
     }
     let mut times = Vec::new();
     let start = Instant::now();
@@ -195,6 +216,7 @@ mod layers {
     use cnn_runtime::activation::Activation;
     use cnn_runtime::conv::Conv2d;
     use cnn_runtime::dense::Dense;
+    use cnn_runtime::layout::Layout;
     use cnn_runtime::pool::{Pool2d, PoolKind};
     use std::hint::black_box;
 
@@ -256,15 +278,24 @@ mod layers {
         let x = noise(batch * g.in_len(), 1);
         let p = noise(g.param_len(), 2);
         let mut y = vec![0.0; batch * g.out_len()];
-        let mut s = vec![0.0; g.scratch_len()];
+        let mut scratch = vec![0.0; g.scratch_len()];
         let fwd = median_secs(10, 50, secs / 10.0, || {
-            g.forward(batch, black_box(&x), &p, &mut y, &mut s)
+            g.forward(batch, black_box(&x), Layout::ChannelMajor, &p, &mut y, &mut scratch)
         });
         let dy = noise(y.len(), 3);
         let mut dp = vec![0.0; p.len()];
         let mut dx = vec![0.0; x.len()];
         let bwd = median_secs(10, 50, secs / 10.0, || {
-            g.backward(batch, &x, &p, &dy, &mut dp, Some(&mut dx), &mut s)
+            g.backward(
+                batch,
+                &x,
+                Layout::ChannelMajor,
+                &p,
+                &dy,
+                &mut dp,
+                Some(&mut dx),
+                &mut scratch,
+            )
         });
         report(name, batch, 2.0 * g.macs() as f64, fwd, Some(bwd));
     }

@@ -50,9 +50,13 @@ pub mod __private {
     pub use cnn_runtime::conv::Conv2d;
     pub use cnn_runtime::dense::Dense;
     pub use cnn_runtime::init::pytorch_default;
-    pub use cnn_runtime::loss::{softmax_cross_entropy, softmax_in_place};
+    pub use cnn_runtime::layout::{to_channel_major, to_sample_major, Layout};
+    pub use cnn_runtime::loss::{softmax_cross_entropy_part, softmax_in_place};
     pub use cnn_runtime::pool::{Pool2d, PoolKind};
-    pub use cnn_runtime::workspace::Workspace;
+    pub use cnn_runtime::workspace::{chunk_range, chunks_for, Workspace};
+
+    /// Fewer samples than this per thread and a batch is not split.
+    pub const MIN_ROWS_PER_THREAD: usize = 4;
     pub use cnn_runtime::{Network, ParamInfo};
     pub use std::vec::Vec;
 }

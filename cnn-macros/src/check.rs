@@ -37,6 +37,13 @@ impl Shape {
             Shape::Flat(n) => vec![n],
         }
     }
+
+    pub fn image(self) -> Option<[usize; 3]> {
+        match self {
+            Shape::Image(d) => Some(d),
+            Shape::Flat(_) => None,
+        }
+    }
 }
 
 impl fmt::Display for Shape {
@@ -94,12 +101,6 @@ pub struct Model {
     pub param_count: usize,
     pub macs: usize,
     pub rows: Vec<Row>,
-    /// Elements of all op outputs of one sample.
-    pub activations_len: usize,
-    /// Largest op input or output of one sample: the size of each gradient buffer.
-    pub max_len: usize,
-    /// Scratch the convolutions need, independent of the batch.
-    pub scratch_len: usize,
 }
 
 /// What is known of a declaration that has errors, for the stubbed struct.
@@ -190,7 +191,12 @@ impl Builder {
             .checked_add(cost.out_len)
             .ok_or(("network's activations", Limit::Memory))?;
         let max_len = self.max_len.max(cost.in_len).max(cost.out_len);
-        let scratch_len = self.scratch_len.max(cost.scratch_len);
+        // Each convolution keeps its unfolded input for the backward pass, and one more
+        // unfolded input serves as scratch: the sum of twice each is an upper bound of both.
+        let scratch_len = self
+            .scratch_len
+            .checked_add(cost.scratch_len)
+            .ok_or(("scratch for the unfolded inputs", Limit::Memory))?;
         // A training step holds every activation, two gradient buffers and the scratch at
         // once (per sample): that one buffer must be possible.
         let workspace = max_len
@@ -238,9 +244,6 @@ impl Builder {
             param_count: self.param_count,
             macs: self.macs,
             rows: self.rows,
-            activations_len: self.activations_len,
-            max_len: self.max_len,
-            scratch_len: self.scratch_len,
         }
     }
 }

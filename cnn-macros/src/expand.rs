@@ -3,16 +3,21 @@
 //! The forward and backward passes are straight-line code, one kernel call per op with its
 //! sizes as literals; the kernels live in `cnn-runtime`.
 
-use crate::check::{Model, OpKind, Partial, Shape};
+use crate::check::{Model, Partial, Shape};
 use crate::parse::{Decl, Header};
+use crate::plan::{self, Plan, Step};
 use cnn_runtime::activation::Activation;
-use cnn_runtime::pool::PoolKind;
+use cnn_runtime::conv::Conv2d;
+use cnn_runtime::dense::Dense;
+use cnn_runtime::layout::Layout;
+use cnn_runtime::pool::{Pool2d, PoolKind};
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 
 /// The network struct, its inherent API and its `Network` impl.
 pub fn network(decl: &Decl, model: &Model) -> TokenStream {
     let Header { attrs, vis, name } = &decl.header;
+    let plan = plan::plan(model);
     let summary = summary(model);
     let doc = format!("\n\n# Layers\n\n```text\n{summary}```\n");
     let input_dims = model.input.dims();
@@ -21,17 +26,20 @@ pub fn network(decl: &Decl, model: &Model) -> TokenStream {
     let output_len = model.output_len;
     let param_count = model.param_count;
     let macs = model.macs;
-    let activations_len = model.activations_len;
-    let max_len = model.max_len;
-    let scratch_len = model.scratch_len;
+    let Plan {
+        activations_len,
+        gradient_len,
+        scratch_len,
+        ..
+    } = plan;
     let params = model.params.iter().map(|p| {
         let (pname, shape, offset) = (&p.name, &p.shape, p.offset);
         quote!(::cnn::__private::ParamInfo { name: #pname, shape: &[#(#shape),*], offset: #offset })
     });
-    let forward_body = forward_body(model);
-    let backward_body = backward_body(model);
+    let forward_body = forward_body(&plan);
+    let backward_body = backward_body(&plan);
     let name_str = name.to_string();
-    let logits = if model.ops.is_empty() {
+    let logits = if plan.ops.is_empty() {
         quote!(input)
     } else {
         quote!(&acts[batch * (#activations_len - #output_len)..])
@@ -45,7 +53,7 @@ pub fn network(decl: &Decl, model: &Model) -> TokenStream {
             workspace: ::cnn::__private::Workspace,
         }
 
-        #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, clippy::unnecessary_cast)]
+        #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, clippy::unnecessary_cast, clippy::let_unit_value)]
         impl #name {
             /// Shape of one input sample.
             pub const INPUT_SHAPE: [usize; #rank] = [#(#input_dims),*];
@@ -57,15 +65,21 @@ pub fn network(decl: &Decl, model: &Model) -> TokenStream {
             pub const PARAM_COUNT: usize = #param_count;
             /// Multiply-adds of one sample's forward pass (convolutions and dense layers).
             pub const MACS: usize = #macs;
-            /// Memory plan: `f32`s of every stage's output for one sample.
+            /// Memory plan, per sample: `f32`s of every stage's output.
             pub const ACTIVATIONS_LEN: usize = #activations_len;
-            /// Memory plan: `f32`s of each of the two gradient buffers of a training step, per sample.
-            pub const GRADIENT_BUFFER_LEN: usize = #max_len;
-            /// Memory plan: `f32`s of convolution scratch, independent of the batch size.
+            /// Memory plan, per sample: `f32`s of each of the two buffers the backward pass passes
+            /// gradients in.
+            pub const GRADIENT_BUFFER_LEN: usize = #gradient_len;
+            /// Memory plan: `f32`s of convolution scratch (unfolded samples), whatever the batch size.
             pub const SCRATCH_LEN: usize = #scratch_len;
 
-            /// `f32`s of working memory that a training step on `batch` samples uses (inference
-            /// uses less); reserved once, on the first call, and reused after.
+            /// `f32`s of working memory that inference on `batch` samples uses.
+            pub const fn inference_len(batch: usize) -> usize {
+                batch * Self::ACTIVATIONS_LEN + Self::SCRATCH_LEN
+            }
+
+            /// `f32`s of working memory that a training step on `batch` samples uses; reserved
+            /// once, on the first call, and reused after.
             pub const fn workspace_len(batch: usize) -> usize {
                 batch * (Self::ACTIVATIONS_LEN + 2 * Self::GRADIENT_BUFFER_LEN) + Self::SCRATCH_LEN
             }
@@ -110,6 +124,27 @@ pub fn network(decl: &Decl, model: &Model) -> TokenStream {
                 #summary
             }
 
+            /// Logits of `batch` samples into `logits`, in `ws` (`inference_len(batch)` long).
+            #[inline]
+            fn __infer(params: &[f32], batch: usize, input: &[f32], logits: &mut [f32], ws: &mut [f32]) {
+                let (acts, scratch) = ws.split_at_mut(batch * Self::ACTIVATIONS_LEN);
+                Self::__forward(params, batch, input, acts, scratch);
+                logits.copy_from_slice(#logits);
+            }
+
+            /// Loss and gradient of `batch` samples as their share of a batch of `total`, in `ws`
+            /// (`workspace_len(batch)` long).
+            #[inline]
+            fn __train(params: &[f32], batch: usize, input: &[f32], labels: &[u32], total: usize, grad: &mut [f32], ws: &mut [f32]) -> f32 {
+                let (acts, rest) = ws.split_at_mut(batch * Self::ACTIVATIONS_LEN);
+                let (ga, rest) = rest.split_at_mut(batch * Self::GRADIENT_BUFFER_LEN);
+                let (gb, scratch) = rest.split_at_mut(batch * Self::GRADIENT_BUFFER_LEN);
+                Self::__forward(params, batch, input, acts, scratch);
+                let loss = ::cnn::__private::softmax_cross_entropy_part(#logits, labels, #output_len, &mut ga[..batch * #output_len], total);
+                Self::__backward(params, grad, batch, input, acts, ga, gb, scratch);
+                loss
+            }
+
             #[inline]
             fn __forward(params: &[f32], batch: usize, input: &[f32], acts: &mut [f32], scratch: &mut [f32]) {
                 let _ = (params, batch, input, &acts, &scratch);
@@ -147,11 +182,27 @@ pub fn network(decl: &Decl, model: &Model) -> TokenStream {
                 assert!(input.len() % #input_len == 0, "{}::forward_batch: input length {} is not a multiple of INPUT_LEN = {}", #name_str, input.len(), #input_len);
                 let batch = input.len() / #input_len;
                 assert_eq!(output.len(), batch * #output_len, "{}::forward_batch: output must hold batch * OUTPUT_LEN = {} * {} values, got {}", #name_str, batch, #output_len, output.len());
-                self.workspace.with(batch * #activations_len + #scratch_len, |ws| {
-                    let (acts, scratch) = ws.split_at_mut(batch * #activations_len);
-                    Self::__forward(&self.params, batch, input, acts, scratch);
-                    output.copy_from_slice(#logits);
-                });
+                let chunks = ::cnn::__private::chunks_for(batch, ::cnn::__private::MIN_ROWS_PER_THREAD);
+                if chunks == 1 {
+                    return self.workspace.with(Self::inference_len(batch), |ws| Self::__infer(&self.params, batch, input, output, ws));
+                }
+                self.workspace.run(
+                    batch,
+                    chunks,
+                    |n| n * #output_len + Self::inference_len(n),
+                    |_, rows, slot| {
+                        let n = rows.len();
+                        let (logits, ws) = slot.split_at_mut(n * #output_len);
+                        Self::__infer(&self.params, n, &input[rows.start * #input_len..rows.end * #input_len], logits, ws);
+                        0.0
+                    },
+                    |slots, _| {
+                        for (i, slot) in slots.iter().enumerate() {
+                            let rows = ::cnn::__private::chunk_range(batch, chunks, i);
+                            output[rows.start * #output_len..rows.end * #output_len].copy_from_slice(&slot[..rows.len() * #output_len]);
+                        }
+                    },
+                )
             }
 
             fn loss_and_grad(&self, input: &[f32], labels: &[u32], grad: &mut [f32]) -> f32 {
@@ -159,29 +210,45 @@ pub fn network(decl: &Decl, model: &Model) -> TokenStream {
                 assert!(batch > 0, "{}::loss_and_grad: the batch is empty (no labels)", #name_str);
                 assert_eq!(input.len(), batch * #input_len, "{}::loss_and_grad: input must hold labels.len() * INPUT_LEN = {} * {} values, got {}", #name_str, batch, #input_len, input.len());
                 assert_eq!(grad.len(), #param_count, "{}::loss_and_grad: grad must hold PARAM_COUNT = {} values, got {}", #name_str, #param_count, grad.len());
-                self.workspace.with(Self::workspace_len(batch), |ws| {
-                    let (acts, rest) = ws.split_at_mut(batch * #activations_len);
-                    let (ga, rest) = rest.split_at_mut(batch * #max_len);
-                    let (gb, scratch) = rest.split_at_mut(batch * #max_len);
-                    Self::__forward(&self.params, batch, input, acts, scratch);
-                    let loss = ::cnn::__private::softmax_cross_entropy(#logits, labels, #output_len, &mut ga[..batch * #output_len]);
-                    Self::__backward(&self.params, grad, batch, input, acts, ga, gb, scratch);
-                    loss
-                })
+                let chunks = ::cnn::__private::chunks_for(batch, ::cnn::__private::MIN_ROWS_PER_THREAD);
+                if chunks == 1 {
+                    return self.workspace.with(Self::workspace_len(batch), |ws| Self::__train(&self.params, batch, input, labels, batch, grad, ws));
+                }
+                // Each thread writes its share of the gradient into its own slot; the shares are
+                // then added in chunk order, so a thread count always gives the same bits.
+                self.workspace.run(
+                    batch,
+                    chunks,
+                    |n| #param_count + Self::workspace_len(n),
+                    |_, rows, slot| {
+                        let (g, ws) = slot.split_at_mut(#param_count);
+                        let x = &input[rows.start * #input_len..rows.end * #input_len];
+                        Self::__train(&self.params, rows.len(), x, &labels[rows], batch, g, ws)
+                    },
+                    |slots, losses| {
+                        grad.copy_from_slice(&slots[0][..#param_count]);
+                        for slot in &slots[1..] {
+                            for (g, s) in grad.iter_mut().zip(&slot[..#param_count]) {
+                                *g += s;
+                            }
+                        }
+                        losses.iter().sum::<f32>()
+                    },
+                )
             }
         }
     }
 }
 
-/// Splits `acts` into one slice per op output (`a0`, `a1`, ...) and calls each op in order.
-fn forward_body(model: &Model) -> TokenStream {
+/// Splits `acts` into one slice per op output (`a0`, `a1`, ...), then calls each op in order.
+fn forward_body(plan: &Plan) -> TokenStream {
     let mut body = TokenStream::new();
-    for (i, op) in model.ops.iter().enumerate() {
+    for (i, op) in plan.ops.iter().enumerate() {
         let a = act_name(i);
         let len = op.out_len;
         body.extend(quote!(let (#a, acts) = acts.split_at_mut(batch * #len);));
     }
-    for (i, op) in model.ops.iter().enumerate() {
+    for (i, op) in plan.ops.iter().enumerate() {
         let x = if i == 0 {
             quote!(input)
         } else {
@@ -189,13 +256,24 @@ fn forward_body(model: &Model) -> TokenStream {
             quote!(&*#p)
         };
         let y = act_name(i);
-        let (start, end) = (op.params.start, op.params.end);
-        let geom = geometry(&op.kind);
-        body.extend(match &op.kind {
-            OpKind::Conv(_) => quote!({ const G: ::cnn::__private::Conv2d = #geom; G.forward(batch, #x, &params[#start..#end], #y, scratch); }),
-            OpKind::Dense(_) => quote!({ const G: ::cnn::__private::Dense = #geom; G.forward(batch, #x, &params[#start..#end], #y); }),
-            OpKind::Pool(_) => quote!({ const G: ::cnn::__private::Pool2d = #geom; G.forward(batch, #x, #y); }),
-            OpKind::Act(_) => quote!(#geom.forward(#x, #y);),
+        body.extend(match &op.step {
+            Step::Conv { geom, layout, params } => {
+                let (geom, layout, ps, pe) = (conv(geom), layout_tokens(*layout), params.start, params.end);
+                quote!({ const G: ::cnn::__private::Conv2d = #geom; G.forward(batch, #x, #layout, &params[#ps..#pe], #y, scratch); })
+            }
+            Step::Dense { geom, params } => {
+                let (geom, ps, pe) = (dense(geom), params.start, params.end);
+                quote!({ const G: ::cnn::__private::Dense = #geom; G.forward(batch, #x, &params[#ps..#pe], #y); })
+            }
+            Step::Pool(g) => {
+                let geom = pool(g);
+                quote!({ const G: ::cnn::__private::Pool2d = #geom; G.forward(batch, #x, #y); })
+            }
+            Step::Act(a) => {
+                let a = activation(a);
+                quote!(#a.forward(#x, #y);)
+            }
+            Step::ToSampleMajor { channels, plane } => quote!(::cnn::__private::to_sample_major(#channels, batch, #plane, #x, #y);),
         });
     }
     body
@@ -203,15 +281,15 @@ fn forward_body(model: &Model) -> TokenStream {
 
 /// Walks the ops in reverse. Gradients ping-pong between `ga` (which holds d loss / d logits on
 /// entry) and `gb`; the first op computes no input gradient.
-fn backward_body(model: &Model) -> TokenStream {
+fn backward_body(plan: &Plan) -> TokenStream {
     let mut body = TokenStream::new();
-    for (i, op) in model.ops.iter().enumerate() {
+    for (i, op) in plan.ops.iter().enumerate() {
         let a = act_name(i);
         let len = op.out_len;
         body.extend(quote!(let (#a, acts) = acts.split_at(batch * #len);));
     }
-    let n = model.ops.len();
-    for (i, op) in model.ops.iter().enumerate().rev() {
+    let n = plan.ops.len();
+    for (i, op) in plan.ops.iter().enumerate().rev() {
         let (dy, dx) = if (n - 1 - i) % 2 == 0 {
             (quote!(ga), quote!(gb))
         } else {
@@ -227,20 +305,31 @@ fn backward_body(model: &Model) -> TokenStream {
             quote!(#p)
         };
         let y = act_name(i);
-        let (start, end) = (op.params.start, op.params.end);
-        let geom = geometry(&op.kind);
         let dx_opt = if i == 0 {
             quote!(::core::option::Option::None)
         } else {
             quote!(::core::option::Option::Some(#dx_slice))
         };
-        body.extend(match &op.kind {
-            OpKind::Conv(_) => quote!({ const G: ::cnn::__private::Conv2d = #geom; G.backward(batch, #x, &params[#start..#end], #dy, &mut grad[#start..#end], #dx_opt, scratch); }),
-            OpKind::Dense(_) => quote!({ const G: ::cnn::__private::Dense = #geom; G.backward(batch, #x, &params[#start..#end], #dy, &mut grad[#start..#end], #dx_opt); }),
+        body.extend(match &op.step {
+            Step::Conv { geom, layout, params } => {
+                let (geom, layout, ps, pe) = (conv(geom), layout_tokens(*layout), params.start, params.end);
+                quote!({ const G: ::cnn::__private::Conv2d = #geom; G.backward(batch, #x, #layout, &params[#ps..#pe], #dy, &mut grad[#ps..#pe], #dx_opt, scratch); })
+            }
+            Step::Dense { geom, params } => {
+                let (geom, ps, pe) = (dense(geom), params.start, params.end);
+                quote!({ const G: ::cnn::__private::Dense = #geom; G.backward(batch, #x, &params[#ps..#pe], #dy, &mut grad[#ps..#pe], #dx_opt); })
+            }
             // Ops without parameters only pass the gradient on: nothing to do for the first.
             _ if i == 0 => quote!(),
-            OpKind::Pool(_) => quote!({ const G: ::cnn::__private::Pool2d = #geom; G.backward(batch, #x, #dy, #dx_slice); }),
-            OpKind::Act(_) => quote!(#geom.backward(#x, #y, #dy, #dx_slice);),
+            Step::Pool(g) => {
+                let geom = pool(g);
+                quote!({ const G: ::cnn::__private::Pool2d = #geom; G.backward(batch, #x, #dy, #dx_slice); })
+            }
+            Step::Act(a) => {
+                let a = activation(a);
+                quote!(#a.backward(#x, #y, #dy, #dx_slice);)
+            }
+            Step::ToSampleMajor { channels, plane } => quote!(::cnn::__private::to_channel_major(#channels, batch, #plane, #dy, #dx_slice);),
         });
     }
     body
@@ -250,32 +339,39 @@ fn act_name(i: usize) -> Ident {
     format_ident!("a{}", i)
 }
 
-/// The runtime value describing an op, as a constant expression.
-fn geometry(kind: &OpKind) -> TokenStream {
-    match kind {
-        OpKind::Conv(g) => {
-            let (c, h, w, oc, kh, kw, sh, sw, ph, pw, bias) =
-                (g.c, g.h, g.w, g.oc, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.bias);
-            quote!(::cnn::__private::Conv2d::new([#c, #h, #w], #oc, [#kh, #kw], [#sh, #sw], [#ph, #pw], #bias))
-        }
-        OpKind::Pool(g) => {
-            let kind = match g.kind {
-                PoolKind::Max => quote!(::cnn::__private::PoolKind::Max),
-                PoolKind::Avg => quote!(::cnn::__private::PoolKind::Avg),
-            };
-            let (c, h, w, kh, kw, sh, sw) = (g.c, g.h, g.w, g.kh, g.kw, g.sh, g.sw);
-            quote!(::cnn::__private::Pool2d::new(#kind, [#c, #h, #w], [#kh, #kw], [#sh, #sw]))
-        }
-        OpKind::Dense(g) => {
-            let (i, o, b) = (g.inputs, g.outputs, g.bias);
-            quote!(::cnn::__private::Dense::new(#i, #o, #b))
-        }
-        OpKind::Act(a) => match a {
-            Activation::Relu => quote!(::cnn::__private::Activation::Relu),
-            Activation::Sigmoid => quote!(::cnn::__private::Activation::Sigmoid),
-            Activation::Tanh => quote!(::cnn::__private::Activation::Tanh),
-            Activation::LeakyRelu(s) => quote!(::cnn::__private::Activation::LeakyRelu(#s)),
-        },
+fn layout_tokens(layout: Layout) -> TokenStream {
+    match layout {
+        Layout::SampleMajor => quote!(::cnn::__private::Layout::SampleMajor),
+        Layout::ChannelMajor => quote!(::cnn::__private::Layout::ChannelMajor),
+    }
+}
+
+/// The runtime values describing ops, as constant expressions.
+fn conv(g: &Conv2d) -> TokenStream {
+    let (c, h, w, oc, kh, kw, sh, sw, ph, pw, bias) = (g.c, g.h, g.w, g.oc, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.bias);
+    quote!(::cnn::__private::Conv2d::new([#c, #h, #w], #oc, [#kh, #kw], [#sh, #sw], [#ph, #pw], #bias))
+}
+
+fn pool(g: &Pool2d) -> TokenStream {
+    let kind = match g.kind {
+        PoolKind::Max => quote!(::cnn::__private::PoolKind::Max),
+        PoolKind::Avg => quote!(::cnn::__private::PoolKind::Avg),
+    };
+    let (c, h, w, kh, kw, sh, sw) = (g.c, g.h, g.w, g.kh, g.kw, g.sh, g.sw);
+    quote!(::cnn::__private::Pool2d::new(#kind, [#c, #h, #w], [#kh, #kw], [#sh, #sw]))
+}
+
+fn dense(g: &Dense) -> TokenStream {
+    let (i, o, b) = (g.inputs, g.outputs, g.bias);
+    quote!(::cnn::__private::Dense::new(#i, #o, #b))
+}
+
+fn activation(a: &Activation) -> TokenStream {
+    match a {
+        Activation::Relu => quote!(::cnn::__private::Activation::Relu),
+        Activation::Sigmoid => quote!(::cnn::__private::Activation::Sigmoid),
+        Activation::Tanh => quote!(::cnn::__private::Activation::Tanh),
+        Activation::LeakyRelu(s) => quote!(::cnn::__private::Activation::LeakyRelu(#s)),
     }
 }
 

@@ -11,6 +11,7 @@ mod check;
 mod expand;
 mod messages;
 mod parse;
+mod plan;
 mod report;
 #[cfg(test)]
 mod tests;

@@ -205,11 +205,17 @@ fn memory_plan() {
             fc: Dense(3),
         }
     });
-    // Ops: conv [2,4,4] = 32, relu 32, dense 3.
-    assert_eq!(m.activations_len, 32 + 32 + 3);
-    assert_eq!(m.max_len, 36);
-    // Two unfolded samples of [1*3*3, 4*4].
-    assert_eq!(m.scratch_len, 2 * 9 * 16);
+    let p = crate::plan::plan(&m);
+    // Ops: conv [2,4,4] = 32, relu 32, the transpose back to sample-major 32, dense 3.
+    assert_eq!(p.ops.len(), 4);
+    assert!(matches!(
+        p.ops[2].step,
+        crate::plan::Step::ToSampleMajor { channels: 2, plane: 16 }
+    ));
+    assert_eq!(p.activations_len, 32 + 32 + 32 + 3);
+    assert_eq!(p.gradient_len, 36);
+    // Two unfolded samples, [1*3*3, 4*4] each, one output gradient [2, 4, 4], one weight [2, 1, 3, 3].
+    assert_eq!(p.scratch_len, 2 * 9 * 16 + 32 + 18);
 }
 
 #[test]

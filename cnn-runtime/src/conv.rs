@@ -3,17 +3,21 @@
 //! Layouts, per sample: input `[C, H, W]`, output `[OC, OH, OW]`, weight `[OC, C, KH, KW]`,
 //! bias `[OC]`. The parameters of one layer are contiguous: weight, then bias.
 //!
-//! Each sample is unfolded into columns (im2col, `cols: [C*KH*KW, OH*OW]`) and multiplied by the
-//! weight matrix `[OC, C*KH*KW]` with sgemm.
+//! Each sample is unfolded into columns (im2col, `cols: [C*KH*KW, OH*OW]`, small enough to stay
+//! in cache) and multiplied by the weight matrix `[OC, C*KH*KW]` with a register-blocked kernel
+//! that writes straight into the channel-major output, `[OC, batch, OH, OW]`
+//! ([`Layout::ChannelMajor`]): the layout every image after the first convolution keeps, so no
+//! transposes are needed between layers. The backward pass unfolds each sample again rather than
+//! keep a batch of columns in memory.
 
-use crate::gemm::{sgemm, Op};
+use crate::layout::Layout;
 use crate::shape::conv_out;
-use crate::simd::small_gemm;
+use crate::simd::{small_gemm, Mat};
 
 /// The geometry of one convolution layer, all sizes known when the network is declared.
 ///
 /// ```
-/// use cnn_runtime::conv::Conv2d;
+/// use cnn_runtime::{conv::Conv2d, layout::Layout};
 /// // LeNet-5's conv1: 1 -> 6 channels, 5x5 kernel, padding 2, on 28x28.
 /// const G: Conv2d = Conv2d::new([1, 28, 28], 6, [5, 5], [1, 1], [2, 2], true);
 /// assert_eq!((G.oh, G.ow), (28, 28));
@@ -23,8 +27,8 @@ use crate::simd::small_gemm;
 /// let mut p = vec![0.0; G.param_len()];
 /// p[..25].fill(1.0); // first output channel sums its window
 /// let mut y = vec![0.0; G.out_len()];
-/// let mut scratch = vec![0.0; G.scratch_len()];
-/// G.forward(1, &x, &p, &mut y, &mut scratch);
+/// let mut scratch = vec![0.0; G.cols_len()];
+/// G.forward(1, &x, Layout::SampleMajor, &p, &mut y, &mut scratch);
 /// assert_eq!(y[14 * 28 + 14], 25.0); // a window fully inside the image
 /// assert_eq!(y[0], 9.0);             // the corner sees 3x3 of the image
 /// ```
@@ -128,22 +132,61 @@ impl Conv2d {
         self.out_len() * self.patch_len()
     }
 
-    /// Scratch that [`forward`](Self::forward) and [`backward`](Self::backward) need:
-    /// two unfolded samples.
-    pub const fn scratch_len(&self) -> usize {
-        2 * self.patch_len() * self.oh * self.ow
+    /// Elements of one unfolded sample, `C*KH*KW*OH*OW`: the scratch
+    /// [`forward`](Self::forward) needs.
+    pub const fn cols_len(&self) -> usize {
+        self.patch_len() * self.oh * self.ow
     }
 
-    /// Unfolds one sample `x: [C, H, W]` into `cols: [C*KH*KW, OH*OW]`; padding reads as zero.
-    pub fn im2col(&self, x: &[f32], cols: &mut [f32]) {
-        let (ohw, ow) = (self.oh * self.ow, self.ow);
-        debug_assert_eq!(x.len(), self.in_len());
-        debug_assert_eq!(cols.len(), self.patch_len() * ohw);
+    /// Scratch [`backward`](Self::backward) needs: two unfolded samples, one sample's output
+    /// gradient and a weight gradient.
+    pub const fn scratch_len(&self) -> usize {
+        2 * self.cols_len() + self.out_len() + self.weight_len()
+    }
+
+    /// The output columns `j` whose input column `j*sw + v - pw` lies inside the image, for
+    /// kernel column `v`: `lo..hi` (empty when none does).
+    #[inline]
+    fn valid_cols(&self, v: usize) -> (usize, usize) {
+        // j*sw + v >= pw  <=>  j >= ceil((pw - v) / sw)
+        let lo = self.pw.saturating_sub(v).div_ceil(self.sw);
+        // j*sw + v - pw <= w - 1  <=>  j <= (w - 1 + pw - v) / sw
+        let hi = match (self.w + self.pw).checked_sub(v + 1) {
+            Some(top) => (top / self.sw + 1).min(self.ow),
+            None => 0,
+        };
+        (lo.min(hi), hi)
+    }
+
+    /// Unfolds sample `b` of a batch `x` (in `layout`) into `cols: [C*KH*KW, OH*OW]`; padding
+    /// reads as zero.
+    ///
+    /// # Panics
+    ///
+    /// If `x` does not hold the batch, `b >= batch`, or `cols` is not `cols_len()` long.
+    pub fn im2col(&self, x: &[f32], layout: Layout, batch: usize, b: usize, cols: &mut [f32]) {
+        assert_eq!(
+            x.len(),
+            batch * self.in_len(),
+            "conv2d: input must hold batch*C*H*W = {batch}*{} elements, got {}",
+            self.in_len(),
+            x.len()
+        );
+        assert!(b < batch, "conv2d: sample {b} of a batch of {batch}");
+        assert_eq!(
+            cols.len(),
+            self.cols_len(),
+            "conv2d: cols must hold C*KH*KW*OH*OW = {} elements, got {}",
+            self.cols_len(),
+            cols.len()
+        );
+        let (ohw, ow, hw) = (self.oh * self.ow, self.ow, self.h * self.w);
         for ch in 0..self.c {
-            let plane = &x[ch * self.h * self.w..][..self.h * self.w];
+            let plane = &x[layout.plane(ch, b, self.c, batch) * hw..][..hw];
             for u in 0..self.kh {
                 for v in 0..self.kw {
                     let row = &mut cols[((ch * self.kh + u) * self.kw + v) * ohw..][..ohw];
+                    let (lo, hi) = self.valid_cols(v);
                     for i in 0..self.oh {
                         let out = &mut row[i * ow..][..ow];
                         // Input row i*sh + u - ph; outside the image it is padding.
@@ -152,10 +195,16 @@ impl Conv2d {
                             out.fill(0.0);
                             continue;
                         }
+                        out[..lo].fill(0.0);
+                        out[hi..].fill(0.0);
                         let src = &plane[r * self.w..][..self.w];
-                        for (j, o) in out.iter_mut().enumerate() {
-                            let col = (j * self.sw + v).wrapping_sub(self.pw);
-                            *o = if col < self.w { src[col] } else { 0.0 };
+                        let first = lo * self.sw + v - self.pw;
+                        if self.sw == 1 {
+                            out[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
+                        } else {
+                            for (o, &x) in out[lo..hi].iter_mut().zip(src[first..].iter().step_by(self.sw)) {
+                                *o = x;
+                            }
                         }
                     }
                 }
@@ -163,28 +212,57 @@ impl Conv2d {
         }
     }
 
-    /// Folds `cols: [C*KH*KW, OH*OW]` back onto one sample, adding into `dx: [C, H, W]`
-    /// (the adjoint of [`im2col`](Self::im2col)); entries that fell on padding are dropped.
-    pub fn col2im_add(&self, cols: &[f32], dx: &mut [f32]) {
-        let (ohw, ow) = (self.oh * self.ow, self.ow);
-        debug_assert_eq!(dx.len(), self.in_len());
-        debug_assert_eq!(cols.len(), self.patch_len() * ohw);
+    /// Folds `cols: [C*KH*KW, OH*OW]` back onto sample `b` of `dx` (in `layout`), adding: the
+    /// adjoint of [`im2col`](Self::im2col). Entries that fell on padding are dropped.
+    ///
+    /// # Panics
+    ///
+    /// As [`im2col`](Self::im2col).
+    pub fn col2im_add(&self, cols: &[f32], layout: Layout, batch: usize, b: usize, dx: &mut [f32]) {
+        assert_eq!(
+            dx.len(),
+            batch * self.in_len(),
+            "conv2d: dx must hold batch*C*H*W = {batch}*{} elements, got {}",
+            self.in_len(),
+            dx.len()
+        );
+        assert!(b < batch, "conv2d: sample {b} of a batch of {batch}");
+        assert_eq!(
+            cols.len(),
+            self.cols_len(),
+            "conv2d: cols must hold C*KH*KW*OH*OW = {} elements, got {}",
+            self.cols_len(),
+            cols.len()
+        );
+        let (ohw, ow, hw) = (self.oh * self.ow, self.ow, self.h * self.w);
         for ch in 0..self.c {
-            let plane = &mut dx[ch * self.h * self.w..][..self.h * self.w];
+            let plane = &mut dx[layout.plane(ch, b, self.c, batch) * hw..][..hw];
             for u in 0..self.kh {
                 for v in 0..self.kw {
                     let row = &cols[((ch * self.kh + u) * self.kw + v) * ohw..][..ohw];
+                    let (lo, hi) = self.valid_cols(v);
+                    if lo == hi {
+                        continue;
+                    }
                     for i in 0..self.oh {
                         let r = (i * self.sh + u).wrapping_sub(self.ph);
                         if r >= self.h {
                             continue;
                         }
                         let dst = &mut plane[r * self.w..][..self.w];
-                        for (j, &g) in row[i * ow..][..ow].iter().enumerate() {
-                            let col = (j * self.sw + v).wrapping_sub(self.pw);
-                            if col < self.w {
-                                dst[col] += g;
-                            }
+                        let first = lo * self.sw + v - self.pw;
+                        let src = &row[i * ow + lo..i * ow + hi];
+                        if self.sw == 1 {
+                            dst[first..first + (hi - lo)]
+                                .iter_mut()
+                                .zip(src)
+                                .for_each(|(d, g)| *d += g);
+                        } else {
+                            dst[first..]
+                                .iter_mut()
+                                .step_by(self.sw)
+                                .zip(src)
+                                .for_each(|(d, g)| *d += g);
                         }
                     }
                 }
@@ -194,36 +272,64 @@ impl Conv2d {
 
     /// `y = conv(x, weight) + bias` for a batch.
     ///
-    /// `x: [batch, C, H, W]`, `params`: weight then bias, `y: [batch, OC, OH, OW]`,
-    /// `scratch` at least [`scratch_len`](Self::scratch_len) long.
+    /// `x`: the batch, `[batch, C, H, W]` or `[C, batch, H, W]` as `layout` says; `params`:
+    /// weight then bias; `y`: the output, channel-major `[OC, batch, OH, OW]`; `scratch`: at
+    /// least `cols_len()` elements.
     ///
     /// # Panics
     ///
     /// If a slice has the wrong length; the message gives the expected and the actual one.
-    pub fn forward(&self, batch: usize, x: &[f32], params: &[f32], y: &mut [f32], scratch: &mut [f32]) {
-        self.check(batch, x.len(), params.len(), y.len(), scratch.len());
+    pub fn forward(&self, batch: usize, x: &[f32], layout: Layout, params: &[f32], y: &mut [f32], scratch: &mut [f32]) {
+        assert_eq!(
+            params.len(),
+            self.param_len(),
+            "conv2d: params must hold {} elements, got {}",
+            self.param_len(),
+            params.len()
+        );
+        assert_eq!(
+            y.len(),
+            batch * self.out_len(),
+            "conv2d: output must hold batch*OC*OH*OW = {batch}*{} elements, got {}",
+            self.out_len(),
+            y.len()
+        );
+        assert!(
+            scratch.len() >= self.cols_len(),
+            "conv2d: scratch must hold at least {} elements, got {}",
+            self.cols_len(),
+            scratch.len()
+        );
         let (k, ohw) = (self.patch_len(), self.oh * self.ow);
         let (weight, bias) = params.split_at(self.weight_len());
-        let cols = &mut scratch[..k * ohw];
-        for (xb, yb) in x.chunks_exact(self.in_len()).zip(y.chunks_exact_mut(self.out_len())) {
-            self.im2col(xb, cols);
-            let beta = if self.bias {
-                for (row, &b) in yb.chunks_exact_mut(ohw).zip(bias) {
-                    row.fill(b);
-                }
-                1.0
-            } else {
-                0.0
-            };
-            // y_b [OC, OH*OW] = weight [OC, K] x cols [K, OH*OW] (+ bias already in y_b)
-            small_gemm(self.oc, k, ohw, weight, cols, yb, beta != 0.0);
+        if self.bias {
+            for (row, &b) in y.chunks_exact_mut(batch * ohw).zip(bias) {
+                row.fill(b);
+            }
+        }
+        let cols = &mut scratch[..self.cols_len()];
+        for b in 0..batch {
+            self.im2col(x, layout, batch, b, cols);
+            // y[:, b] [OC, OH*OW] (+)= weight [OC, K] x cols [K, OH*OW]; rows batch*OH*OW apart.
+            small_gemm(
+                self.oc,
+                k,
+                ohw,
+                Mat::rows(weight, k),
+                Mat::rows(cols, ohw),
+                &mut y[b * ohw..],
+                batch * ohw,
+                self.bias,
+            );
         }
     }
 
     /// Gradients of a batch: overwrites `dparams` (weight then bias, as `params`) with
-    /// d loss / d params and, when `dx` is given, overwrites it with d loss / d x.
+    /// d loss / d params and, when `dx` is given, overwrites it with d loss / d x (in `layout`,
+    /// the layout of `x`).
     ///
-    /// `dy` is d loss / d y, `[batch, OC, OH, OW]`.
+    /// `dy` is d loss / d y, channel-major `[OC, batch, OH, OW]`; `scratch` at least
+    /// [`scratch_len`](Self::scratch_len) elements.
     ///
     /// # Panics
     ///
@@ -233,13 +339,28 @@ impl Conv2d {
         &self,
         batch: usize,
         x: &[f32],
+        layout: Layout,
         params: &[f32],
         dy: &[f32],
         dparams: &mut [f32],
         mut dx: Option<&mut [f32]>,
         scratch: &mut [f32],
     ) {
-        self.check(batch, x.len(), params.len(), dy.len(), scratch.len());
+        let (k, ohw) = (self.patch_len(), self.oh * self.ow);
+        assert_eq!(
+            params.len(),
+            self.param_len(),
+            "conv2d: params must hold {} elements, got {}",
+            self.param_len(),
+            params.len()
+        );
+        assert_eq!(
+            dy.len(),
+            batch * self.out_len(),
+            "conv2d: dy must hold batch*OC*OH*OW = {batch}*{} elements, got {}",
+            self.out_len(),
+            dy.len()
+        );
         assert_eq!(
             dparams.len(),
             self.param_len(),
@@ -247,11 +368,18 @@ impl Conv2d {
             self.param_len(),
             dparams.len()
         );
-        let (k, ohw) = (self.patch_len(), self.oh * self.ow);
+        assert!(
+            scratch.len() >= self.scratch_len(),
+            "conv2d: scratch must hold at least {} elements, got {}",
+            self.scratch_len(),
+            scratch.len()
+        );
         let weight = &params[..self.weight_len()];
         let (dweight, dbias) = dparams.split_at_mut(self.weight_len());
         dweight.fill(0.0);
-        dbias.fill(0.0);
+        for (db, row) in dbias.iter_mut().zip(dy.chunks_exact(batch * ohw)) {
+            *db = row.iter().sum::<f32>();
+        }
         if let Some(dx) = dx.as_deref_mut() {
             assert_eq!(
                 dx.len(),
@@ -262,51 +390,43 @@ impl Conv2d {
             );
             dx.fill(0.0);
         }
-        let (cols, rest) = scratch.split_at_mut(k * ohw);
-        let dcols = &mut rest[..k * ohw];
-        for (b, (xb, dyb)) in x
-            .chunks_exact(self.in_len())
-            .zip(dy.chunks_exact(self.out_len()))
-            .enumerate()
-        {
-            self.im2col(xb, cols);
-            // dweight [OC, K] += dy_b [OC, OH*OW] x cols^T [OH*OW, K]
-            sgemm(self.oc, ohw, k, 1.0, dyb, Op::N, cols, Op::T, 1.0, dweight);
-            for (db, row) in dbias.iter_mut().zip(dyb.chunks_exact(ohw)) {
-                *db += row.iter().sum::<f32>();
+        let (cols, rest) = scratch.split_at_mut(self.cols_len());
+        let (dcols, rest) = rest.split_at_mut(self.cols_len());
+        let (dyt, rest) = rest.split_at_mut(self.out_len());
+        let dwt = &mut rest[..self.weight_len()];
+        dwt.fill(0.0);
+        for b in 0..batch {
+            // This sample's output gradient: OC rows of OH*OW, batch*OH*OW apart.
+            let dyb = Mat::rows(&dy[b * ohw..], batch * ohw);
+            self.im2col(x, layout, batch, b, cols);
+            // dweight^T [K, OC] += cols [K, OH*OW] x dy_b^T [OH*OW, OC]: the register-blocked
+            // kernel runs along the long axis, K, with the output channels as its columns.
+            for o in 0..self.oc {
+                for (q, &g) in dy[(o * batch + b) * ohw..][..ohw].iter().enumerate() {
+                    dyt[q * self.oc + o] = g;
+                }
             }
+            small_gemm(
+                k,
+                ohw,
+                self.oc,
+                Mat::rows(cols, ohw),
+                Mat::rows(dyt, self.oc),
+                dwt,
+                self.oc,
+                true,
+            );
             if let Some(dx) = dx.as_deref_mut() {
                 // dcols [K, OH*OW] = weight^T [K, OC] x dy_b [OC, OH*OW]
-                sgemm(k, self.oc, ohw, 1.0, weight, Op::T, dyb, Op::N, 0.0, dcols);
-                self.col2im_add(dcols, &mut dx[b * self.in_len()..][..self.in_len()]);
+                small_gemm(k, self.oc, ohw, Mat::transposed(weight, k), dyb, dcols, ohw, false);
+                self.col2im_add(dcols, layout, batch, b, dx);
             }
         }
-    }
-
-    fn check(&self, batch: usize, x: usize, params: usize, y: usize, scratch: usize) {
-        assert_eq!(
-            x,
-            batch * self.in_len(),
-            "conv2d: input must hold batch*C*H*W = {batch}*{} elements, got {x}",
-            self.in_len()
-        );
-        assert_eq!(
-            params,
-            self.param_len(),
-            "conv2d: params must hold {} elements, got {params}",
-            self.param_len()
-        );
-        assert_eq!(
-            y,
-            batch * self.out_len(),
-            "conv2d: output must hold batch*OC*OH*OW = {batch}*{} elements, got {y}",
-            self.out_len()
-        );
-        assert!(
-            scratch >= self.scratch_len(),
-            "conv2d: scratch must hold at least {} elements, got {scratch}",
-            self.scratch_len()
-        );
+        for (kk, row) in dwt.chunks_exact(self.oc).enumerate() {
+            for (o, &g) in row.iter().enumerate() {
+                dweight[o * k + kk] = g;
+            }
+        }
     }
 }
 
@@ -355,14 +475,25 @@ mod tests {
             let x = seq(batch * g.in_len(), 0.3);
             let p = seq(g.param_len(), 0.7);
             let mut y = vec![f32::NAN; batch * g.out_len()];
-            let mut s = vec![0.0; g.scratch_len()];
-            g.forward(batch, &x, &p, &mut y, &mut s);
+            let mut cols = vec![0.0; g.cols_len()];
+            g.forward(batch, &x, Layout::SampleMajor, &p, &mut y, &mut cols);
+            // The output is channel-major: [OC, batch, OH*OW].
+            let ohw = g.oh * g.ow;
             for b in 0..batch {
                 let want = naive(&g, &x[b * g.in_len()..][..g.in_len()], &p);
-                for (a, w) in y[b * g.out_len()..][..g.out_len()].iter().zip(&want) {
-                    assert!((a - w).abs() < 1e-5, "{g:?}: {a} vs {w}");
+                for o in 0..g.oc {
+                    for q in 0..ohw {
+                        let (a, w) = (y[(o * batch + b) * ohw + q], want[o * ohw + q]);
+                        assert!((a - w).abs() < 1e-5, "{g:?}: {a} vs {w}");
+                    }
                 }
             }
+            // The same batch given channel-major gives the same output.
+            let mut xc = vec![0.0; x.len()];
+            crate::layout::to_channel_major(g.c, batch, g.h * g.w, &x, &mut xc);
+            let mut yc = vec![f32::NAN; y.len()];
+            g.forward(batch, &xc, Layout::ChannelMajor, &p, &mut yc, &mut cols);
+            assert_eq!(y, yc);
         }
     }
 
@@ -372,17 +503,26 @@ mod tests {
             let batch = 2;
             let x = seq(batch * g.in_len(), 0.3);
             let p = seq(g.param_len(), 0.7);
-            let mut s = vec![0.0; g.scratch_len()];
             // Loss = sum(y * r) for a fixed r, so dy = r.
             let r = seq(batch * g.out_len(), 1.3);
             let loss = |x: &[f32], p: &[f32]| {
                 let mut y = vec![0.0; batch * g.out_len()];
-                g.forward(batch, x, p, &mut y, &mut vec![0.0; g.scratch_len()]);
+                g.forward(batch, x, Layout::SampleMajor, p, &mut y, &mut vec![0.0; g.cols_len()]);
                 y.iter().zip(&r).map(|(a, b)| (a * b) as f64).sum::<f64>()
             };
             let mut dp = vec![f32::NAN; g.param_len()];
             let mut dx = vec![f32::NAN; x.len()];
-            g.backward(batch, &x, &p, &r, &mut dp, Some(&mut dx), &mut s);
+            let mut scratch = vec![0.0; g.scratch_len()];
+            g.backward(
+                batch,
+                &x,
+                Layout::SampleMajor,
+                &p,
+                &r,
+                &mut dp,
+                Some(&mut dx),
+                &mut scratch,
+            );
             assert_grad_matches("conv dparams", &p, &dp, |p| loss(&x, p));
             assert_grad_matches("conv dx", &x, &dx, |x| loss(x, &p));
         }
@@ -395,9 +535,10 @@ mod tests {
         g.forward(
             2,
             &[0.0; 49],
+            Layout::SampleMajor,
             &vec![0.0; g.param_len()],
             &mut vec![0.0; 2 * g.out_len()],
-            &mut vec![0.0; g.scratch_len()],
+            &mut vec![0.0; g.cols_len()],
         );
     }
 }

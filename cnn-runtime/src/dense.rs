@@ -4,7 +4,7 @@
 //! the parameters of one layer are contiguous: weight, then bias.
 
 use crate::gemm::{sgemm, Op};
-use crate::simd::{dot, small_gemm};
+use crate::simd::{dot, small_gemm, Mat};
 
 /// Below this batch size the forward pass uses matrix-vector products instead of sgemm.
 const SMALL_BATCH: usize = 4;
@@ -120,7 +120,16 @@ impl Dense {
             // dx [B, IN] = dy [B, OUT] x weight [OUT, IN]
             let weight = &params[..self.weight_len()];
             if batch < SMALL_BATCH {
-                small_gemm(batch, self.outputs, self.inputs, dy, weight, dx, false);
+                small_gemm(
+                    batch,
+                    self.outputs,
+                    self.inputs,
+                    Mat::rows(dy, self.outputs),
+                    Mat::rows(weight, self.inputs),
+                    dx,
+                    self.inputs,
+                    false,
+                );
             } else {
                 sgemm(batch, self.outputs, self.inputs, 1.0, dy, Op::N, weight, Op::N, 0.0, dx);
             }

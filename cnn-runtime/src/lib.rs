@@ -11,6 +11,7 @@ mod error;
 pub mod gemm;
 pub mod init;
 pub mod io;
+pub mod layout;
 pub mod loss;
 mod network;
 pub mod optim;

@@ -45,6 +45,37 @@ pub fn softmax_in_place(logits: &mut [f32], classes: usize) {
 /// assert_eq!(d, [0.5, -0.5]);
 /// ```
 pub fn softmax_cross_entropy(logits: &[f32], labels: &[u32], classes: usize, dlogits: &mut [f32]) -> f32 {
+    softmax_cross_entropy_part(logits, labels, classes, dlogits, labels.len())
+}
+
+/// The share of one part of a batch in [`softmax_cross_entropy`]: for a part of a batch of
+/// `total` samples, returns `(1/total) sum_b [logsumexp(z_b) - z_b[y_b]]` over the part and
+/// writes `(softmax(z_b) - onehot(y_b)) / total`. Summing the parts gives the whole batch's
+/// loss and gradient; this is how a batch is split across threads.
+///
+/// # Panics
+///
+/// As [`softmax_cross_entropy`], and if `total` is smaller than the part.
+///
+/// ```
+/// use cnn_runtime::loss::{softmax_cross_entropy, softmax_cross_entropy_part};
+/// let z = [0.5, -1.0, 2.0, 0.0];
+/// let mut d = [0.0; 4];
+/// let whole = softmax_cross_entropy(&z, &[0, 1], 2, &mut d);
+/// let mut d0 = [0.0; 2];
+/// let mut d1 = [0.0; 2];
+/// let parts = softmax_cross_entropy_part(&z[..2], &[0], 2, &mut d0, 2)
+///     + softmax_cross_entropy_part(&z[2..], &[1], 2, &mut d1, 2);
+/// assert!((whole - parts).abs() < 1e-6);
+/// assert_eq!(d[..2], d0);
+/// ```
+pub fn softmax_cross_entropy_part(
+    logits: &[f32],
+    labels: &[u32],
+    classes: usize,
+    dlogits: &mut [f32],
+    total: usize,
+) -> f32 {
     assert_eq!(
         logits.len(),
         labels.len() * classes,
@@ -59,8 +90,12 @@ pub fn softmax_cross_entropy(logits: &[f32], labels: &[u32], classes: usize, dlo
         logits.len(),
         dlogits.len()
     );
-    let batch = labels.len();
-    let mut total = 0.0f64;
+    assert!(
+        total >= labels.len() && total > 0,
+        "loss: the batch of {total} cannot hold a part of {}",
+        labels.len()
+    );
+    let mut sum = 0.0f64;
     for (b, (z, d)) in logits
         .chunks_exact(classes)
         .zip(dlogits.chunks_exact_mut(classes))
@@ -72,17 +107,17 @@ pub fn softmax_cross_entropy(logits: &[f32], labels: &[u32], classes: usize, dlo
             "loss: label {label} of sample {b} is out of range 0..{classes}"
         );
         let max = z.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0f32;
+        let mut exp_sum = 0.0f32;
         for (d, &z) in d.iter_mut().zip(z) {
             *d = (z - max).exp();
-            sum += *d;
+            exp_sum += *d;
         }
-        total += ((sum.ln() + max) - z[label]) as f64;
-        let scale = 1.0 / (sum * batch as f32);
+        sum += ((exp_sum.ln() + max) - z[label]) as f64;
+        let scale = 1.0 / (exp_sum * total as f32);
         d.iter_mut().for_each(|d| *d *= scale);
-        d[label] -= 1.0 / batch as f32;
+        d[label] -= 1.0 / total as f32;
     }
-    (total / batch as f64) as f32
+    (sum / total as f64) as f32
 }
 
 #[cfg(test)]

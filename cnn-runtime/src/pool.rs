@@ -96,6 +96,21 @@ impl Pool2d {
         self.check(batch, x.len(), y.len());
         let (h, w, oh, ow) = (self.h, self.w, self.oh, self.ow);
         let inv_area = 1.0 / (self.kh * self.kw) as f32;
+        if self.is_2x2() {
+            // The common case, 2x2 windows at stride 2: two input rows per output row.
+            for (xp, yp) in x.chunks_exact(h * w).zip(y.chunks_exact_mut(oh * ow)) {
+                for (i, yrow) in yp.chunks_exact_mut(ow).enumerate() {
+                    let (r0, r1) = (&xp[2 * i * w..][..2 * ow], &xp[(2 * i + 1) * w..][..2 * ow]);
+                    for ((out, a), b) in yrow.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
+                        *out = match self.kind {
+                            PoolKind::Max => max(max(a[0], a[1]), max(b[0], b[1])),
+                            PoolKind::Avg => ((a[0] + a[1]) + (b[0] + b[1])) * inv_area,
+                        };
+                    }
+                }
+            }
+            return;
+        }
         for (xp, yp) in x.chunks_exact(h * w).zip(y.chunks_exact_mut(oh * ow)) {
             for i in 0..oh {
                 let yrow = &mut yp[i * ow..][..ow];
@@ -140,6 +155,29 @@ impl Pool2d {
             .chunks_exact(h * w)
             .zip(dx.chunks_exact_mut(h * w))
             .zip(dy.chunks_exact(oh * ow));
+        if self.is_2x2() && self.kind == PoolKind::Max {
+            for ((xp, dxp), dyp) in planes {
+                for (i, grow) in dyp.chunks_exact(ow).enumerate() {
+                    for (j, &g) in grow.iter().enumerate() {
+                        let at = [
+                            2 * i * w + 2 * j,
+                            2 * i * w + 2 * j + 1,
+                            (2 * i + 1) * w + 2 * j,
+                            (2 * i + 1) * w + 2 * j + 1,
+                        ];
+                        // First maximum in row-major order, as PyTorch picks it.
+                        let mut best = at[0];
+                        for &a in &at[1..] {
+                            if xp[a] > xp[best] {
+                                best = a;
+                            }
+                        }
+                        dxp[best] += g;
+                    }
+                }
+            }
+            return;
+        }
         for ((xp, dxp), dyp) in planes {
             for i in 0..oh {
                 for j in 0..ow {
@@ -169,6 +207,10 @@ impl Pool2d {
         }
     }
 
+    fn is_2x2(&self) -> bool {
+        (self.kh, self.kw, self.sh, self.sw) == (2, 2, 2, 2)
+    }
+
     fn check(&self, batch: usize, x: usize, y: usize) {
         assert_eq!(
             x,
@@ -185,14 +227,25 @@ impl Pool2d {
     }
 }
 
+/// The larger of two values; the first when they tie (and when `b` is NaN).
+#[inline(always)]
+fn max(a: f32, b: f32) -> f32 {
+    if b > a {
+        b
+    } else {
+        a
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testutil::{assert_grad_matches, seq};
 
-    fn cases(kind: PoolKind) -> [Pool2d; 4] {
+    fn cases(kind: PoolKind) -> [Pool2d; 5] {
         [
             Pool2d::new(kind, [2, 4, 4], [2, 2], [2, 2]),
+            Pool2d::new(kind, [3, 7, 5], [2, 2], [2, 2]),
             Pool2d::new(kind, [3, 9, 6], [2, 2], [1, 1]),
             Pool2d::new(kind, [1, 7, 5], [3, 2], [2, 3]),
             Pool2d::new(kind, [1, 1, 1], [1, 1], [1, 1]),

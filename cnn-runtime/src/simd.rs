@@ -31,47 +31,123 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     dot_body::<false>(a, b)
 }
 
-/// `c[m, n] (+)= a[m, k] x b[k, n]`, all row-major; with `accumulate` false `c` is overwritten.
+/// A matrix operand: `data[i * rs + j * cs]` is element `(i, j)`.
+#[derive(Clone, Copy, Debug)]
+pub struct Mat<'a> {
+    /// The elements.
+    pub data: &'a [f32],
+    /// Distance between rows.
+    pub rs: usize,
+    /// Distance between columns.
+    pub cs: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// A row-major matrix with `cols` columns (or any row stride `cols`).
+    pub const fn rows(data: &'a [f32], cols: usize) -> Self {
+        Mat { data, rs: cols, cs: 1 }
+    }
+
+    /// The transpose of a row-major matrix with `cols` columns.
+    pub const fn transposed(data: &'a [f32], cols: usize) -> Self {
+        Mat { data, rs: 1, cs: cols }
+    }
+
+    /// Whether elements `(0..m, 0..n)` lie inside `data`.
+    fn holds(&self, m: usize, n: usize) -> bool {
+        m == 0 || n == 0 || (m - 1) * self.rs + (n - 1) * self.cs < self.data.len()
+    }
+}
+
+/// `C (+)= A x B` for `A: m x k` (any strides), `B: k x n` with unit column stride and row
+/// stride `b.rs`, and `C: m x n` row-major with row stride `ldc`; with `accumulate` false `C` is
+/// overwritten.
 ///
 /// Tuned for the small matrices of one sample's convolution (few output channels, hundreds of
-/// pixels), where a general sgemm spends its time packing.
+/// pixels), where a general sgemm spends its time packing; the strides let one sample's slice
+/// of a channel-major batch be read and written in place.
 ///
 /// # Panics
 ///
-/// If `a.len() != m * k`, `b.len() != k * n` or `c.len() != m * n`.
+/// If an operand does not hold the elements its sizes and strides reach, or `b.cs != 1`.
 ///
 /// ```
-/// use cnn_runtime::simd::small_gemm;
+/// use cnn_runtime::simd::{small_gemm, Mat};
 /// let mut c = [0.0; 2];
-/// small_gemm(1, 2, 2, &[1.0, 2.0], &[1.0, 2.0, 3.0, 4.0], &mut c, false);
+/// small_gemm(1, 2, 2, Mat::rows(&[1.0, 2.0], 2), Mat::rows(&[1.0, 2.0, 3.0, 4.0], 2), &mut c, 2, false);
 /// assert_eq!(c, [7.0, 10.0]);
 /// ```
+#[allow(clippy::too_many_arguments)]
 #[inline]
-pub fn small_gemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32], accumulate: bool) {
-    assert_eq!(
-        a.len(),
-        m * k,
-        "small_gemm: A must hold m*k = {m}*{k} elements, got {}",
-        a.len()
+pub fn small_gemm(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [f32], ldc: usize, accumulate: bool) {
+    assert!(
+        a.holds(m, k),
+        "small_gemm: A ({m}x{k}, strides {}, {}) does not fit its {} elements",
+        a.rs,
+        a.cs,
+        a.data.len()
     );
-    assert_eq!(
-        b.len(),
-        k * n,
-        "small_gemm: B must hold k*n = {k}*{n} elements, got {}",
-        b.len()
+    assert!(
+        b.cs == 1 && b.holds(k, n),
+        "small_gemm: B ({k}x{n}, row stride {}) does not fit its {} elements",
+        b.rs,
+        b.data.len()
     );
-    assert_eq!(
-        c.len(),
-        m * n,
-        "small_gemm: C must hold m*n = {m}*{n} elements, got {}",
+    assert!(
+        ldc >= n && Mat::rows(c, ldc).holds(m, n),
+        "small_gemm: C ({m}x{n}, row stride {ldc}) does not fit its {} elements",
         c.len()
     );
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-        return unsafe { small_gemm_avx2(m, k, n, a, b, c, accumulate) };
+        // SAFETY: the CPU supports AVX2 and FMA (checked just above); the operands were checked.
+        return unsafe { small_gemm_avx2(m, k, n, a, b, c, ldc, accumulate) };
     }
-    small_gemm_body::<false>(m, k, n, a, b, c, accumulate)
+    small_gemm_body::<false>(m, k, n, a, b, c, ldc, accumulate)
+}
+
+/// `C (+)= A x B^T` where `A: m x k` and `B: n x k` are row-major with row strides `a.rs` and
+/// `b.rs` (unit column strides), and `C: m x n` has row stride `ldc`: every entry a dot product
+/// of a row of `A` with a row of `B`. The weight gradient of a convolution, `dy x cols^T`.
+///
+/// # Panics
+///
+/// If an operand does not hold the elements its sizes and strides reach, or a column stride
+/// is not 1.
+///
+/// ```
+/// use cnn_runtime::simd::{small_gemm_nt, Mat};
+/// let mut c = [0.0; 1];
+/// small_gemm_nt(1, 1, 3, Mat::rows(&[1.0, 2.0, 3.0], 3), Mat::rows(&[1.0, 1.0, 1.0], 3), &mut c, 1, false);
+/// assert_eq!(c, [6.0]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn small_gemm_nt(m: usize, n: usize, k: usize, a: Mat, b: Mat, c: &mut [f32], ldc: usize, accumulate: bool) {
+    assert!(
+        a.cs == 1 && a.holds(m, k),
+        "small_gemm_nt: A ({m}x{k}, row stride {}) does not fit its {} elements",
+        a.rs,
+        a.data.len()
+    );
+    assert!(
+        b.cs == 1 && b.holds(n, k),
+        "small_gemm_nt: B ({n}x{k}, row stride {}) does not fit its {} elements",
+        b.rs,
+        b.data.len()
+    );
+    assert!(
+        ldc >= n && Mat::rows(c, ldc).holds(m, n),
+        "small_gemm_nt: C ({m}x{n}, row stride {ldc}) does not fit its {} elements",
+        c.len()
+    );
+    for i in 0..m {
+        let arow = &a.data[i * a.rs..][..k];
+        for j in 0..n {
+            let d = dot(arow, &b.data[j * b.rs..][..k]);
+            let out = &mut c[i * ldc + j];
+            *out = if accumulate { *out + d } else { d };
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -83,13 +159,140 @@ fn has_avx2_fma() -> bool {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    dot_body::<true>(a, b)
+    use std::arch::x86_64::*;
+    debug_assert_eq!(a.len(), b.len());
+    let n = a.len();
+    let (pa, pb) = (a.as_ptr(), b.as_ptr());
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let mut i = 0;
+    while i + 32 <= n {
+        for (r, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: i + 32 <= n and both slices hold n elements, so lanes i+8r..i+8r+8 exist.
+            let (x, y) = unsafe { (_mm256_loadu_ps(pa.add(i + 8 * r)), _mm256_loadu_ps(pb.add(i + 8 * r))) };
+            *acc = _mm256_fmadd_ps(x, y, *acc);
+        }
+        i += 32;
+    }
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n and both slices hold n elements.
+        let (x, y) = unsafe { (_mm256_loadu_ps(pa.add(i)), _mm256_loadu_ps(pb.add(i))) };
+        acc[0] = _mm256_fmadd_ps(x, y, acc[0]);
+        i += 8;
+    }
+    let v = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+    let mut lanes = [0.0f32; 8];
+    // SAFETY: `lanes` holds 8 floats.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+    let mut sum = lanes.iter().sum::<f32>();
+    for j in i..n {
+        sum = a[j].mul_add(b[j], sum);
+    }
+    sum
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn small_gemm_avx2(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], c: &mut [f32], accumulate: bool) {
-    small_gemm_body::<true>(m, k, n, a, b, c, accumulate)
+#[allow(clippy::too_many_arguments)]
+unsafe fn small_gemm_avx2(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [f32], ldc: usize, accumulate: bool) {
+    if k == 0 {
+        return small_gemm_body::<true>(m, k, n, a, b, c, ldc, accumulate);
+    }
+    let mut i = 0;
+    while i < m {
+        let rows = MR.min(m - i);
+        let a = Mat {
+            data: &a.data[i * a.rs..],
+            ..a
+        };
+        let c = &mut c[i * ldc..];
+        // SAFETY: A holds `rows` rows of k from here, C `rows` rows of n at stride ldc, B is
+        // k x n at stride b.rs (checked by the caller); the CPU has AVX2 and FMA (this
+        // function's contract).
+        unsafe {
+            match rows {
+                4 => gemm_rows_avx2::<4>(k, n, a, b, c, ldc, accumulate),
+                3 => gemm_rows_avx2::<3>(k, n, a, b, c, ldc, accumulate),
+                2 => gemm_rows_avx2::<2>(k, n, a, b, c, ldc, accumulate),
+                _ => gemm_rows_avx2::<1>(k, n, a, b, c, ldc, accumulate),
+            }
+        }
+        i += rows;
+    }
+}
+
+/// `R` rows of C, in blocks of 16 columns; the last block is masked.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_rows_avx2<const R: usize>(
+    k: usize,
+    n: usize,
+    a: Mat,
+    b: Mat,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    use std::arch::x86_64::*;
+    debug_assert!(a.holds(R, k) && b.holds(k, n) && Mat::rows(c, ldc).holds(R, n));
+    let mut j = 0;
+    while j < n {
+        let cols = NR.min(n - j);
+        // Lane l of mask v is on when column j + 8v + l exists.
+        let lane = |v: usize| {
+            let on = |l: usize| if 8 * v + l < cols { -1i32 } else { 0 };
+            _mm256_setr_epi32(on(0), on(1), on(2), on(3), on(4), on(5), on(6), on(7))
+        };
+        let (m0, m1) = (lane(0), lane(1));
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        for p in 0..k {
+            // SAFETY: the masks keep the loads inside row p of B, columns j..j+cols.
+            let (b0, b1) = unsafe {
+                let row = b.data.as_ptr().add(p * b.rs + j);
+                if cols == NR {
+                    (_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8)))
+                } else {
+                    (
+                        _mm256_maskload_ps(row, m0),
+                        if cols > 8 {
+                            _mm256_maskload_ps(row.add(8), m1)
+                        } else {
+                            _mm256_setzero_ps()
+                        },
+                    )
+                }
+            };
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let av = _mm256_set1_ps(a.data[r * a.rs + p * a.cs]);
+                acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
+                acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            // SAFETY: row r of C has n columns at stride ldc; the masks keep the accesses to
+            // j..j+cols.
+            unsafe {
+                let out = c.as_mut_ptr().add(r * ldc + j);
+                let (mut v0, mut v1) = (acc[0], acc[1]);
+                if cols == NR {
+                    if accumulate {
+                        v0 = _mm256_add_ps(v0, _mm256_loadu_ps(out));
+                        v1 = _mm256_add_ps(v1, _mm256_loadu_ps(out.add(8)));
+                    }
+                    _mm256_storeu_ps(out, v0);
+                    _mm256_storeu_ps(out.add(8), v1);
+                } else {
+                    if accumulate {
+                        v0 = _mm256_add_ps(v0, _mm256_maskload_ps(out, m0));
+                        v1 = _mm256_add_ps(v1, _mm256_maskload_ps(out.add(8), m1));
+                    }
+                    _mm256_maskstore_ps(out, m0, v0);
+                    _mm256_maskstore_ps(out.add(8), m1, v1);
+                }
+            }
+        }
+        j += cols;
+    }
 }
 
 /// `a * b + c`, fused where the CPU has FMA (without it, `mul_add` is a slow library call).
@@ -135,96 +338,44 @@ const MR: usize = 4;
 /// Columns of C per register block: two 8-lane vectors.
 const NR: usize = 16;
 
+/// The portable path of [`small_gemm`]: the same blocking, in plain Rust.
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn small_gemm_body<const FMA: bool>(
     m: usize,
     k: usize,
     n: usize,
-    a: &[f32],
-    b: &[f32],
+    a: Mat,
+    b: Mat,
     c: &mut [f32],
+    ldc: usize,
     accumulate: bool,
 ) {
-    if k == 0 {
-        // The empty product: C is zero, or unchanged when accumulating.
-        if !accumulate {
-            c.fill(0.0);
-        }
-        return;
-    }
-    // C is walked in MR x NR register blocks; each block reads a strip of A (MR rows) and a
-    // panel of B (NR columns) once per k. Ragged edges take the same path with a narrower block.
     let mut i = 0;
     while i < m {
         let rows = MR.min(m - i);
         let mut j = 0;
         while j < n {
             let cols = NR.min(n - j);
-            if rows == MR && cols == NR {
-                block::<FMA, MR, NR>(k, n, &a[i * k..], &b[j..], &mut c[i * n + j..], accumulate);
-            } else {
-                block_edge::<FMA>(rows, cols, k, n, &a[i * k..], &b[j..], &mut c[i * n + j..], accumulate);
+            let mut acc = [[0.0f32; NR]; MR];
+            for p in 0..k {
+                let brow = &b.data[p * b.rs + j..][..cols];
+                for (r, acc) in acc.iter_mut().enumerate().take(rows) {
+                    let av = a.data[(i + r) * a.rs + p * a.cs];
+                    for (l, &bv) in brow.iter().enumerate() {
+                        acc[l] = madd::<FMA>(av, bv, acc[l]);
+                    }
+                }
+            }
+            for (r, acc) in acc.iter().enumerate().take(rows) {
+                let crow = &mut c[(i + r) * ldc + j..][..cols];
+                for (l, cv) in crow.iter_mut().enumerate() {
+                    *cv = if accumulate { *cv + acc[l] } else { acc[l] };
+                }
             }
             j += cols;
         }
         i += rows;
-    }
-}
-
-#[inline(always)]
-fn block<const FMA: bool, const R: usize, const C: usize>(
-    k: usize,
-    n: usize,
-    a: &[f32],
-    b: &[f32],
-    c: &mut [f32],
-    accumulate: bool,
-) {
-    let mut acc = [[0.0f32; C]; R];
-    for p in 0..k {
-        let brow: &[f32; C] = b[p * n..][..C].try_into().expect("C columns");
-        for r in 0..R {
-            let av = a[r * k + p];
-            for l in 0..C {
-                acc[r][l] = madd::<FMA>(av, brow[l], acc[r][l]);
-            }
-        }
-    }
-    for r in 0..R {
-        let crow = &mut c[r * n..][..C];
-        for l in 0..C {
-            crow[l] = if accumulate { crow[l] + acc[r][l] } else { acc[r][l] };
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn block_edge<const FMA: bool>(
-    rows: usize,
-    cols: usize,
-    k: usize,
-    n: usize,
-    a: &[f32],
-    b: &[f32],
-    c: &mut [f32],
-    accumulate: bool,
-) {
-    let mut acc = [[0.0f32; NR]; MR];
-    for p in 0..k {
-        let brow = &b[p * n..][..cols];
-        for r in 0..rows {
-            let av = a[r * k + p];
-            for (l, &bv) in brow.iter().enumerate() {
-                acc[r][l] = madd::<FMA>(av, bv, acc[r][l]);
-            }
-        }
-    }
-    for r in 0..rows {
-        let crow = &mut c[r * n..][..cols];
-        for (l, cv) in crow.iter_mut().enumerate() {
-            *cv = if accumulate { *cv + acc[r][l] } else { acc[r][l] };
-        }
     }
 }
 
@@ -262,9 +413,18 @@ mod tests {
                             }
                         }
                         let mut fast = init.clone();
-                        small_gemm(m, k, n, &a, &b, &mut fast, accumulate);
+                        small_gemm(m, k, n, Mat::rows(&a, k), Mat::rows(&b, n), &mut fast, n, accumulate);
                         let mut portable = init.clone();
-                        small_gemm_body::<false>(m, k, n, &a, &b, &mut portable, accumulate);
+                        small_gemm_body::<false>(
+                            m,
+                            k,
+                            n,
+                            Mat::rows(&a, k),
+                            Mat::rows(&b, n),
+                            &mut portable,
+                            n,
+                            accumulate,
+                        );
                         for idx in 0..m * n {
                             for got in [fast[idx], portable[idx]] {
                                 assert!((got - want[idx]).abs() < 1e-4, "{m}x{k}x{n}: {got} vs {}", want[idx]);
@@ -274,6 +434,65 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn strided_operands_read_and_write_in_place() {
+        // A transposed (strides 1, m), B and C with padded rows: the same numbers as packed.
+        let (m, k, n) = (5, 7, 19);
+        let a = seq(m * k, 0.3); // row-major m x k
+        let at: Vec<f32> = (0..k * m).map(|i| a[(i % m) * k + i / m]).collect(); // k x m
+        let b = seq(k * n, 0.6);
+        let ldb = n + 3;
+        let mut bpad = vec![f32::NAN; k * ldb];
+        for p in 0..k {
+            bpad[p * ldb..][..n].copy_from_slice(&b[p * n..][..n]);
+        }
+        let mut packed = vec![0.0; m * n];
+        small_gemm(m, k, n, Mat::rows(&a, k), Mat::rows(&b, n), &mut packed, n, false);
+        let ldc = n + 5;
+        let mut strided = vec![-7.0; (m - 1) * ldc + n];
+        small_gemm(
+            m,
+            k,
+            n,
+            Mat::transposed(&at, m),
+            Mat::rows(&bpad, ldb),
+            &mut strided,
+            ldc,
+            false,
+        );
+        for i in 0..m {
+            assert_eq!(&strided[i * ldc..][..n], &packed[i * n..][..n]);
+            if i + 1 < m {
+                assert!(
+                    strided[i * ldc + n..(i + 1) * ldc].iter().all(|&v| v == -7.0),
+                    "padding untouched"
+                );
+            }
+        }
+        // And A x B^T: C = A x (B^T)^T with B^T given row-major as n x k.
+        let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+        let mut nt = vec![0.0; m * n];
+        small_gemm_nt(m, n, k, Mat::rows(&a, k), Mat::rows(&bt, k), &mut nt, n, false);
+        for (x, y) in nt.iter().zip(&packed) {
+            assert!((x - y).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "small_gemm: C (2x3, row stride 3) does not fit its 5 elements")]
+    fn small_gemm_rejects_a_short_output() {
+        small_gemm(
+            2,
+            1,
+            3,
+            Mat::rows(&[0.0; 2], 1),
+            Mat::rows(&[0.0; 3], 3),
+            &mut [0.0; 5],
+            3,
+            false,
+        );
     }
 
     #[test]

@@ -1,37 +1,160 @@
-//! Scratch memory that a network reuses from call to call.
+//! Scratch memory that a network reuses from call to call, and the split of a batch across
+//! threads.
 
+use core::ops::Range;
 use std::sync::{Mutex, TryLockError};
 
-/// A growable `f32` buffer owned by a network, so that `forward` and training steps allocate
-/// nothing after their first call with a given batch size.
+/// At most this many chunks (threads) share one batch.
+pub const MAX_CHUNKS: usize = 64;
+
+/// Growable `f32` buffers owned by a network, one per thread of a batch, so that `forward` and
+/// training steps allocate nothing after their first call with a given batch size.
 ///
-/// It is behind a lock so networks stay `Sync`: a call that finds the buffer busy (another
-/// thread is using the same network) works in a fresh buffer instead of waiting. Cloning gives
-/// an empty workspace.
+/// They are behind a lock so networks stay `Sync`: a call that finds them busy (another thread
+/// is using the same network) works in fresh buffers instead of waiting. Cloning gives an empty
+/// workspace.
 ///
 /// ```
 /// use cnn_runtime::workspace::Workspace;
 /// let ws = Workspace::default();
-/// let sum = ws.with(3, |buf| { buf.fill(1.0); buf.iter().sum::<f32>() });
-/// assert_eq!(sum, 3.0);
+/// // Sum 0..10 in two chunks, each in its own slot, then add the parts in order.
+/// let total = ws.run(10, 2, |n| n, |_, range, slot| {
+///     for (s, i) in slot.iter_mut().zip(range) { *s = i as f32; }
+///     slot.iter().sum::<f32>()
+/// }, |_, parts| parts.iter().sum::<f32>());
+/// assert_eq!(total, 45.0);
 /// ```
 #[derive(Default)]
 pub struct Workspace {
-    buf: Mutex<Vec<f32>>,
+    slots: Mutex<Vec<Vec<f32>>>,
+}
+
+/// The rows of chunk `i` when `0..batch` is split into `chunks` contiguous parts whose sizes
+/// differ by at most one (the first `batch % chunks` are the longer ones).
+///
+/// ```
+/// use cnn_runtime::workspace::chunk_range;
+/// assert_eq!(chunk_range(10, 3, 0), 0..4);
+/// assert_eq!(chunk_range(10, 3, 1), 4..7);
+/// assert_eq!(chunk_range(10, 3, 2), 7..10);
+/// ```
+pub fn chunk_range(batch: usize, chunks: usize, i: usize) -> Range<usize> {
+    let (base, extra) = (batch / chunks, batch % chunks);
+    let start = i * base + i.min(extra);
+    start..start + base + usize::from(i < extra)
+}
+
+/// How many chunks to split a batch into: one per thread of [`crate::parallel::threads`], but
+/// no chunk smaller than `min_rows` (where a thread would cost more than it saves).
+///
+/// ```
+/// use cnn_runtime::{parallel::set_threads, workspace::chunks_for};
+/// set_threads(2);
+/// assert_eq!(chunks_for(64, 4), 2);
+/// assert_eq!(chunks_for(1, 4), 1);
+/// set_threads(0);
+/// ```
+pub fn chunks_for(batch: usize, min_rows: usize) -> usize {
+    crate::parallel::threads()
+        .min(batch / min_rows.max(1))
+        .clamp(1, MAX_CHUNKS)
 }
 
 impl Workspace {
-    /// Runs `f` on a buffer of exactly `len` elements (contents unspecified).
+    /// Runs `f` on one buffer of exactly `len` elements (contents unspecified), on the calling
+    /// thread: the path of a batch too small to split.
+    ///
+    /// ```
+    /// use cnn_runtime::workspace::Workspace;
+    /// let ws = Workspace::default();
+    /// let sum = ws.with(3, |buf| { buf.fill(1.0); buf.iter().sum::<f32>() });
+    /// assert_eq!(sum, 3.0);
+    /// ```
     pub fn with<R>(&self, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-        let mut guard = match self.buf.try_lock() {
-            Ok(guard) => guard,
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => return f(&mut vec![0.0; len]),
+        let mut fresh = Vec::new();
+        let mut guard = match self.slots.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
         };
-        if guard.len() < len {
-            guard.resize(len, 0.0);
+        let slots = guard.as_deref_mut().unwrap_or(&mut fresh);
+        if slots.is_empty() {
+            slots.push(Vec::new());
         }
-        f(&mut guard[..len])
+        let slot = &mut slots[0];
+        if slot.len() < len {
+            slot.resize(len, 0.0);
+        }
+        f(&mut slot[..len])
+    }
+
+    /// Splits `0..batch` into `chunks` parts ([`chunk_range`]) and runs `work(i, rows, slot)` for
+    /// each on its own thread (rayon's pool), where `slot` holds `slot_len(rows.len())` `f32`s
+    /// (contents unspecified) that belong to part `i` alone. Then, on the calling thread,
+    /// `finish(slots, results)` sees every part's slot and result, in order, to combine them in
+    /// a fixed order: the same thread count always gives bitwise the same answer.
+    ///
+    /// # Panics
+    ///
+    /// If `chunks` is 0 or more than [`MAX_CHUNKS`], or more than `batch` when `batch > 0`.
+    pub fn run<R>(
+        &self,
+        batch: usize,
+        chunks: usize,
+        slot_len: impl Fn(usize) -> usize + Sync,
+        work: impl Fn(usize, Range<usize>, &mut [f32]) -> f32 + Sync,
+        finish: impl FnOnce(&[Vec<f32>], &[f32]) -> R,
+    ) -> R {
+        assert!(
+            (1..=MAX_CHUNKS).contains(&chunks),
+            "workspace: {chunks} chunks; expected 1 to {MAX_CHUNKS}"
+        );
+        assert!(
+            batch == 0 || chunks <= batch,
+            "workspace: {chunks} chunks for a batch of {batch}"
+        );
+        let mut fresh = Vec::new();
+        let mut guard = match self.slots.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        let slots = guard.as_deref_mut().unwrap_or(&mut fresh);
+        if slots.len() < chunks {
+            slots.resize_with(chunks, Vec::new);
+        }
+        let len = slot_len(chunk_range(batch, chunks, 0).len());
+        for slot in &mut slots[..chunks] {
+            if slot.len() < len {
+                slot.resize(len, 0.0);
+            }
+        }
+        let mut results = [0.0f32; MAX_CHUNKS];
+        let run_one = |i: usize, slot: &mut Vec<f32>| {
+            let rows = chunk_range(batch, chunks, i);
+            let len = slot_len(rows.len());
+            work(i, rows, &mut slot[..len])
+        };
+        fan_out(&mut slots[..chunks], 0, &mut results[..chunks], &run_one);
+        finish(&slots[..chunks], &results[..chunks])
+    }
+}
+
+/// Runs `f` on every slot, halving the slots between `rayon::join`s (which needs no heap).
+fn fan_out<F: Fn(usize, &mut Vec<f32>) -> f32 + Sync>(
+    slots: &mut [Vec<f32>],
+    first: usize,
+    results: &mut [f32],
+    f: &F,
+) {
+    match slots.len() {
+        0 => {}
+        1 => results[0] = f(first, &mut slots[0]),
+        n => {
+            let (sa, sb) = slots.split_at_mut(n / 2);
+            let (ra, rb) = results.split_at_mut(n / 2);
+            rayon::join(|| fan_out(sa, first, ra, f), || fan_out(sb, first + n / 2, rb, f));
+        }
     }
 }
 
@@ -44,5 +167,50 @@ impl Clone for Workspace {
 impl core::fmt::Debug for Workspace {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Workspace").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_the_batch_in_order() {
+        for batch in 1..40 {
+            for chunks in 1..=batch.min(9) {
+                let mut next = 0;
+                for i in 0..chunks {
+                    let r = chunk_range(batch, chunks, i);
+                    assert_eq!(r.start, next);
+                    assert!(r.len() == batch / chunks || r.len() == batch / chunks + 1);
+                    next = r.end;
+                }
+                assert_eq!(next, batch);
+            }
+        }
+    }
+
+    #[test]
+    fn every_chunk_runs_once_with_its_own_slot() {
+        let ws = Workspace::default();
+        for chunks in [1, 2, 3, 7] {
+            let got = ws.run(
+                20,
+                chunks,
+                |n| n + 1,
+                |i, rows, slot| {
+                    assert_eq!(slot.len(), rows.len() + 1);
+                    slot[0] = i as f32;
+                    rows.len() as f32
+                },
+                |slots, parts| {
+                    for (i, s) in slots.iter().enumerate() {
+                        assert_eq!(s[0], i as f32);
+                    }
+                    parts.iter().sum::<f32>()
+                },
+            );
+            assert_eq!(got, 20.0);
+        }
     }
 }

@@ -3,11 +3,7 @@
 //! Layouts: input `[batch, IN]`, output `[batch, OUT]`, weight `[OUT, IN]`, bias `[OUT]`;
 //! the parameters of one layer are contiguous: weight, then bias.
 
-use crate::gemm::{sgemm, Op};
-use crate::simd::{dot, small_gemm, Mat};
-
-/// Below this batch size the forward pass uses matrix-vector products instead of sgemm.
-const SMALL_BATCH: usize = 4;
+use crate::simd::{small_gemm, small_gemm_nt, Mat};
 
 /// The geometry of one dense layer.
 ///
@@ -53,27 +49,23 @@ impl Dense {
     pub fn forward(&self, batch: usize, x: &[f32], params: &[f32], y: &mut [f32]) {
         self.check(batch, x.len(), params.len(), y.len());
         let (weight, bias) = params.split_at(self.weight_len());
-        if batch < SMALL_BATCH {
-            // A matrix-vector product per sample: one dot product per output, on contiguous
-            // weight rows. sgemm's packing costs more than the work at this size.
-            for (xb, yb) in x.chunks_exact(self.inputs).zip(y.chunks_exact_mut(self.outputs)) {
-                for (o, out) in yb.iter_mut().enumerate() {
-                    let b = if self.bias { bias[o] } else { 0.0 };
-                    *out = b + dot(&weight[o * self.inputs..][..self.inputs], xb);
-                }
-            }
-            return;
-        }
-        let beta = if self.bias {
+        if self.bias {
             for row in y.chunks_exact_mut(self.outputs) {
                 row.copy_from_slice(bias);
             }
-            1.0
-        } else {
-            0.0
-        };
-        // y [B, OUT] = x [B, IN] x weight^T [IN, OUT] (+ bias already in y)
-        sgemm(batch, self.inputs, self.outputs, 1.0, x, Op::N, weight, Op::T, beta, y);
+        }
+        // y [B, OUT] (+)= x [B, IN] x weight^T [IN, OUT]: every entry a dot product of a
+        // sample with a contiguous weight row.
+        small_gemm_nt(
+            batch,
+            self.outputs,
+            self.inputs,
+            Mat::rows(x, self.inputs),
+            Mat::rows(weight, self.inputs),
+            y,
+            self.outputs,
+            self.bias,
+        );
     }
 
     /// Gradients of a batch: overwrites `dparams` (weight then bias) and, when given, `dx`.
@@ -100,7 +92,16 @@ impl Dense {
         );
         let (dweight, dbias) = dparams.split_at_mut(self.weight_len());
         // dweight [OUT, IN] = dy^T [OUT, B] x x [B, IN]
-        sgemm(self.outputs, batch, self.inputs, 1.0, dy, Op::T, x, Op::N, 0.0, dweight);
+        small_gemm(
+            self.outputs,
+            batch,
+            self.inputs,
+            Mat::transposed(dy, self.outputs),
+            Mat::rows(x, self.inputs),
+            dweight,
+            self.inputs,
+            false,
+        );
         dbias.fill(0.0);
         if self.bias {
             for row in dy.chunks_exact(self.outputs) {
@@ -119,20 +120,16 @@ impl Dense {
             );
             // dx [B, IN] = dy [B, OUT] x weight [OUT, IN]
             let weight = &params[..self.weight_len()];
-            if batch < SMALL_BATCH {
-                small_gemm(
-                    batch,
-                    self.outputs,
-                    self.inputs,
-                    Mat::rows(dy, self.outputs),
-                    Mat::rows(weight, self.inputs),
-                    dx,
-                    self.inputs,
-                    false,
-                );
-            } else {
-                sgemm(batch, self.outputs, self.inputs, 1.0, dy, Op::N, weight, Op::N, 0.0, dx);
-            }
+            small_gemm(
+                batch,
+                self.outputs,
+                self.inputs,
+                Mat::rows(dy, self.outputs),
+                Mat::rows(weight, self.inputs),
+                dx,
+                self.inputs,
+                false,
+            );
         }
     }
 

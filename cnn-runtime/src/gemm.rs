@@ -39,21 +39,21 @@ pub fn sgemm(
     beta: f32,
     c: &mut [f32],
 ) {
-    assert_eq!(
-        a.len(),
-        m * k,
+    // Checked: a product that wrapped around could match a short slice.
+    assert!(
+        m.checked_mul(k) == Some(a.len()),
         "sgemm: A must hold m*k = {m}*{k} elements, got {}",
         a.len()
     );
-    assert_eq!(
-        b.len(),
-        k * n,
+    // Checked: a product that wrapped around could match a short slice.
+    assert!(
+        k.checked_mul(n) == Some(b.len()),
         "sgemm: B must hold k*n = {k}*{n} elements, got {}",
         b.len()
     );
-    assert_eq!(
-        c.len(),
-        m * n,
+    // Checked: a product that wrapped around could match a short slice.
+    assert!(
+        m.checked_mul(n) == Some(c.len()),
         "sgemm: C must hold m*n = {m}*{n} elements, got {}",
         c.len()
     );

@@ -259,7 +259,7 @@ fn read_bounded<N: Network>(path: &Path) -> Result<Vec<u8>, Error> {
         )));
     }
     let data_limit = (MAX_DTYPE_BYTES as u64).saturating_mul(N::PARAM_COUNT as u64);
-    let limit = 8 + header_len + data_limit;
+    let limit = (8 + header_len).saturating_add(data_limit);
     let too_large = |len: u64| {
         invalid(format!(
             "the file is {len} bytes long, but a file for this network holds a {header_len}-byte \
@@ -274,7 +274,7 @@ fn read_bounded<N: Network>(path: &Path) -> Result<Vec<u8>, Error> {
     let mut bytes = Vec::with_capacity(usize::try_from(file_len).unwrap_or(0));
     bytes.extend_from_slice(&prefix);
     (&mut file)
-        .take(limit + 1 - 8)
+        .take(limit.saturating_add(1) - 8)
         .read_to_end(&mut bytes)
         .map_err(io_err)?;
     if bytes.len() as u64 > limit {

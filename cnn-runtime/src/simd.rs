@@ -5,6 +5,8 @@
 //! The bodies are plain Rust over fixed-size arrays; inlined into a
 //! `#[target_feature(enable = "avx2,fma")]` shim, LLVM turns them into 8-wide FMA code.
 
+use core::ops::Range;
+
 /// `a . b`.
 ///
 /// # Panics
@@ -140,14 +142,105 @@ pub fn small_gemm_nt(m: usize, n: usize, k: usize, a: Mat, b: Mat, c: &mut [f32]
         "small_gemm_nt: C ({m}x{n}, row stride {ldc}) does not fit its {} elements",
         c.len()
     );
-    for i in 0..m {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked just above); the operands were checked.
+        return unsafe { small_gemm_nt_avx2(m, n, k, a, b, c, ldc, accumulate) };
+    }
+    small_gemm_nt_body(0..m, 0..n, k, a, b, c, ldc, accumulate)
+}
+
+/// The portable path of [`small_gemm_nt`] over rows `rows` and columns `cols` of C: one dot
+/// product per entry.
+#[allow(clippy::too_many_arguments)]
+fn small_gemm_nt_body(
+    rows: Range<usize>,
+    cols: Range<usize>,
+    k: usize,
+    a: Mat,
+    b: Mat,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    for i in rows {
         let arow = &a.data[i * a.rs..][..k];
-        for j in 0..n {
+        for j in cols.clone() {
             let d = dot(arow, &b.data[j * b.rs..][..k]);
             let out = &mut c[i * ldc + j];
             *out = if accumulate { *out + d } else { d };
         }
     }
+}
+
+/// [`small_gemm_nt`] in 4 x 4 blocks of C: each step loads 4 rows of A and 4 of B (8 lanes
+/// each) for 16 FMAs; the 16 accumulators are summed across lanes at the end. Ragged edges take
+/// the dot-product path.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn small_gemm_nt_avx2(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat,
+    b: Mat,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    use core::arch::x86_64::*;
+    const B4: usize = 4;
+    let (full_m, full_n, full_k) = (m - m % B4, n - n % B4, k - k % 8);
+    let tail = k - full_k;
+    let mask = {
+        let on = |l: usize| if l < tail { -1i32 } else { 0 };
+        _mm256_setr_epi32(on(0), on(1), on(2), on(3), on(4), on(5), on(6), on(7))
+    };
+    for i in (0..full_m).step_by(B4) {
+        for j in (0..full_n).step_by(B4) {
+            let mut acc = [[_mm256_setzero_ps(); B4]; B4];
+            let mut p = 0;
+            while p <= full_k {
+                if p == full_k && tail == 0 {
+                    break;
+                }
+                // SAFETY: rows i..i+4 of A and j..j+4 of B hold k elements from p (full steps),
+                // and the mask keeps the last step inside them.
+                let (av, bv) = unsafe {
+                    let load = |ptr: *const f32| {
+                        if p < full_k {
+                            _mm256_loadu_ps(ptr)
+                        } else {
+                            _mm256_maskload_ps(ptr, mask)
+                        }
+                    };
+                    (
+                        [0, 1, 2, 3].map(|r| load(a.data.as_ptr().add((i + r) * a.rs + p))),
+                        [0, 1, 2, 3].map(|s| load(b.data.as_ptr().add((j + s) * b.rs + p))),
+                    )
+                };
+                for r in 0..B4 {
+                    for s in 0..B4 {
+                        acc[r][s] = _mm256_fmadd_ps(av[r], bv[s], acc[r][s]);
+                    }
+                }
+                p += 8;
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                for (s, v) in acc.iter().enumerate() {
+                    // Lanes summed pairwise: (0+4, 1+5, 2+6, 3+7), then within the quad.
+                    let quad = _mm_add_ps(_mm256_castps256_ps128(*v), _mm256_extractf128_ps(*v, 1));
+                    let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+                    let sum = _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1)));
+                    let out = &mut c[(i + r) * ldc + j + s];
+                    *out = if accumulate { *out + sum } else { sum };
+                }
+            }
+        }
+    }
+    small_gemm_nt_body(0..full_m, full_n..n, k, a, b, c, ldc, accumulate);
+    small_gemm_nt_body(full_m..m, 0..n, k, a, b, c, ldc, accumulate);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -159,7 +252,7 @@ fn has_avx2_fma() -> bool {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    use std::arch::x86_64::*;
+    use core::arch::x86_64::*;
     debug_assert_eq!(a.len(), b.len());
     let n = a.len();
     let (pa, pb) = (a.as_ptr(), b.as_ptr());
@@ -233,7 +326,7 @@ unsafe fn gemm_rows_avx2<const R: usize>(
     ldc: usize,
     accumulate: bool,
 ) {
-    use std::arch::x86_64::*;
+    use core::arch::x86_64::*;
     debug_assert!(a.holds(R, k) && b.holds(k, n) && Mat::rows(c, ldc).holds(R, n));
     let mut j = 0;
     while j < n {
@@ -477,6 +570,28 @@ mod tests {
         small_gemm_nt(m, n, k, Mat::rows(&a, k), Mat::rows(&bt, k), &mut nt, n, false);
         for (x, y) in nt.iter().zip(&packed) {
             assert!((x - y).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn small_gemm_nt_agrees_with_the_definition() {
+        for m in [1, 3, 4, 5, 9] {
+            for n in [1, 4, 6, 13] {
+                for k in [0, 1, 7, 8, 9, 31, 100] {
+                    let (a, b) = (seq(m * k, 0.4), seq(n * k, 1.1));
+                    let mut got = seq(m * n, 2.0);
+                    let mut want = got.clone();
+                    small_gemm_nt(m, n, k, Mat::rows(&a, k), Mat::rows(&b, k), &mut got, n, true);
+                    for i in 0..m {
+                        for j in 0..n {
+                            want[i * n + j] += (0..k).map(|p| a[i * k + p] * b[j * k + p]).sum::<f32>();
+                        }
+                    }
+                    for (g, w) in got.iter().zip(&want) {
+                        assert!((g - w).abs() < 1e-4, "{m}x{n}x{k}: {g} vs {w}");
+                    }
+                }
+            }
         }
     }
 

@@ -1,0 +1,95 @@
+//! A steady-state training step and inference allocate nothing: proved with a counting global
+//! allocator (this test binary only).
+
+use cnn::optim::{Adam, Sgd};
+use cnn::prelude::*;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: defers to the system allocator and only counts calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+cnn! {
+    struct LeNet5 {
+        input: [1, 28, 28],
+        conv1: Conv2d(6, kernel = 5, padding = 2) -> Relu,
+        pool1: MaxPool2d(2),
+        conv2: Conv2d(16, kernel = 5) -> Relu,
+        pool2: MaxPool2d(2),
+        flatten: Flatten,
+        fc1: Dense(120) -> Relu,
+        fc2: Dense(84) -> Relu,
+        fc3: Dense(10),
+    }
+}
+
+/// Allocations made by `f`.
+fn allocations(mut f: impl FnMut()) -> usize {
+    let before = ALLOCATIONS.load(Ordering::SeqCst);
+    f();
+    ALLOCATIONS.load(Ordering::SeqCst) - before
+}
+
+// One test: the thread count is process-wide, and other tests would allocate meanwhile.
+#[test]
+fn steady_state_training_and_inference_allocate_nothing() {
+    let mut net = LeNet5::new(1);
+    let x: Vec<f32> = (0..64 * 784).map(|i| (i % 255) as f32 / 255.0).collect();
+    let labels: Vec<u32> = (0..64).map(|i| i % 10).collect();
+    let mut grad = vec![0.0; LeNet5::PARAM_COUNT];
+    let mut logits = vec![0.0; 64 * 10];
+    let one: &[f32; 784] = x[..784].try_into().unwrap();
+    for threads in [1, 2] {
+        cnn::set_threads(threads);
+        let mut sgd = Sgd::new(0.01).momentum(0.9);
+        let mut adam = Adam::new(1e-3);
+        // The first calls size the workspace and the optimizer state.
+        for _ in 0..2 {
+            net.loss_and_grad(&x, &labels, &mut grad);
+            sgd.step(net.params_mut(), &grad);
+            adam.step(net.params_mut(), &grad);
+            net.forward_batch(&x, &mut logits);
+            net.forward(one);
+        }
+        let n = allocations(|| {
+            for _ in 0..3 {
+                net.loss_and_grad(&x, &labels, &mut grad);
+                sgd.step(net.params_mut(), &grad);
+                adam.step(net.params_mut(), &grad);
+            }
+        });
+        assert_eq!(n, 0, "{threads} threads: a training step allocated {n} times");
+        let n = allocations(|| {
+            net.forward_batch(&x, &mut logits);
+            net.forward_batch(&x[..784 * 3], &mut logits[..30]);
+            std::hint::black_box(net.forward(one));
+            std::hint::black_box(net.predict(one));
+        });
+        assert_eq!(n, 0, "{threads} threads: inference allocated {n} times");
+    }
+    cnn::set_threads(0);
+}

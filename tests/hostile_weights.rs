@@ -109,7 +109,7 @@ fn split(bytes: &[u8]) -> (Value, Vec<u8>) {
 /// multiple of 8 as safetensors writes it.
 fn join(header: &Value, data: &[u8]) -> Vec<u8> {
     let mut text = serde_json::to_vec(header).unwrap();
-    while text.len() % 8 != 0 {
+    while !text.len().is_multiple_of(8) {
         text.push(b' ');
     }
     let mut bytes = (text.len() as u64).to_le_bytes().to_vec();

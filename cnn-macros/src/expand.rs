@@ -6,6 +6,7 @@
 use crate::check::{Model, Partial, Shape};
 use crate::parse::{Decl, Header};
 use crate::plan::{self, Plan, Step};
+use crate::weights::Embedded;
 use cnn_runtime::activation::Activation;
 use cnn_runtime::conv::Conv2d;
 use cnn_runtime::dense::Dense;
@@ -15,8 +16,13 @@ use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 
 /// The network struct, its inherent API and its `Network` impl.
-pub fn network(decl: &Decl, model: &Model) -> TokenStream {
-    let Header { attrs, vis, name } = &decl.header;
+///
+/// What needs a heap (the struct that owns its parameters and workspace, `new`, the `Network`
+/// impl) is wrapped in `::cnn::__private::with_std!`; without std the struct borrows embedded
+/// weights instead (`without_std!`). The constants and the allocation-free associated functions
+/// over caller buffers are generated in both.
+pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> TokenStream {
+    let Header { attrs, vis, name, .. } = &decl.header;
     let plan = plan::plan(model);
     let summary = summary(model);
     let doc = format!("\n\n# Layers\n\n```text\n{summary}```\n");
@@ -32,6 +38,7 @@ pub fn network(decl: &Decl, model: &Model) -> TokenStream {
         scratch_len,
         ..
     } = plan;
+    let infer_one = activations_len + scratch_len;
     let params = model.params.iter().map(|p| {
         let (pname, shape, offset) = (&p.name, &p.shape, p.offset);
         quote!(::cnn::__private::ParamInfo { name: #pname, shape: &[#(#shape),*], offset: #offset })
@@ -44,13 +51,179 @@ pub fn network(decl: &Decl, model: &Model) -> TokenStream {
     } else {
         quote!(&acts[batch * (#activations_len - #output_len)..])
     };
+    let pretrained = embedded.map(|e| pretrained(e, param_count));
+    let pretrained_std = embedded.map(|_| {
+        quote! {
+            /// The network with the weights embedded at compile time (a copy of
+            /// [`Self::pretrained_params`]).
+            pub fn pretrained() -> Self {
+                <Self as ::cnn::__private::Network>::from_params(Self::pretrained_params())
+            }
+        }
+    });
+    let pretrained_no_std = embedded.map(|_| {
+        quote! {
+            /// The network with the weights embedded at compile time, read in place.
+            pub fn pretrained() -> Self {
+                Self { params: Self::pretrained_params() }
+            }
+        }
+    });
 
     quote! {
-        #(#attrs)*
-        #[doc = #doc]
-        #vis struct #name {
-            params: ::cnn::__private::Vec<f32>,
-            workspace: ::cnn::__private::Workspace,
+        ::cnn::__private::with_std! {
+            #(#attrs)*
+            #[doc = #doc]
+            #vis struct #name {
+                params: ::cnn::__private::Vec<f32>,
+                workspace: ::cnn::__private::Workspace,
+            }
+
+            impl #name {
+                /// A network initialized as PyTorch does by default (every weight and bias uniform
+                /// in ±1/sqrt(fan_in)), reproducibly from `seed`.
+                pub fn new(seed: u64) -> Self {
+                    let mut params = ::cnn::__private::Vec::new();
+                    params.resize(Self::PARAM_COUNT, 0.0f32);
+                    Self::init_into(&mut params, seed);
+                    Self { params, workspace: ::core::default::Default::default() }
+                }
+
+                #pretrained_std
+
+                /// The logits of one sample.
+                pub fn forward(&self, input: &[f32; #input_len]) -> [f32; #output_len] {
+                    let mut output = [0.0f32; #output_len];
+                    ::cnn::__private::Network::forward_batch(self, input, &mut output);
+                    output
+                }
+
+                /// The class with the largest logit (the first, on a tie).
+                pub fn predict(&self, input: &[f32; #input_len]) -> usize {
+                    Self::__argmax(&self.forward(input))
+                }
+
+                /// The softmax of the logits of one sample: class probabilities summing to 1.
+                pub fn probabilities(&self, input: &[f32; #input_len]) -> [f32; #output_len] {
+                    let mut p = self.forward(input);
+                    ::cnn::__private::softmax_in_place(&mut p, #output_len);
+                    p
+                }
+            }
+
+            impl ::cnn::__private::Network for #name {
+                const INPUT_SHAPE: &'static [usize] = &[#(#input_dims),*];
+                const INPUT_LEN: usize = #input_len;
+                const OUTPUT_LEN: usize = #output_len;
+                const PARAM_COUNT: usize = #param_count;
+                const PARAMS: &'static [::cnn::__private::ParamInfo] = #name::PARAMS;
+
+                fn from_params(params: &[f32]) -> Self {
+                    assert_eq!(params.len(), #param_count, "{}::from_params: expected {} parameters, got {}", #name_str, #param_count, params.len());
+                    Self { params: params.to_vec(), workspace: ::core::default::Default::default() }
+                }
+
+                fn params(&self) -> &[f32] {
+                    &self.params
+                }
+
+                fn params_mut(&mut self) -> &mut [f32] {
+                    &mut self.params
+                }
+
+                fn forward_batch(&self, input: &[f32], output: &mut [f32]) {
+                    assert!(input.len().is_multiple_of(#input_len), "{}::forward_batch: input length {} is not a multiple of INPUT_LEN = {}", #name_str, input.len(), #input_len);
+                    let batch = input.len() / #input_len;
+                    assert_eq!(output.len(), batch * #output_len, "{}::forward_batch: output must hold batch * OUTPUT_LEN = {} * {} values, got {}", #name_str, batch, #output_len, output.len());
+                    let chunks = ::cnn::__private::chunks_for(batch, ::cnn::__private::MIN_ROWS_PER_THREAD);
+                    if chunks == 1 {
+                        return self.workspace.with(Self::inference_len(batch), |ws| Self::__infer(&self.params, batch, input, output, ws));
+                    }
+                    self.workspace.run(
+                        batch,
+                        chunks,
+                        |n| n * #output_len + Self::inference_len(n),
+                        |_, rows, slot| {
+                            let n = rows.len();
+                            let (logits, ws) = slot.split_at_mut(n * #output_len);
+                            Self::__infer(&self.params, n, &input[rows.start * #input_len..rows.end * #input_len], logits, ws);
+                            0.0
+                        },
+                        |slots, _| {
+                            for (i, slot) in slots.iter().enumerate() {
+                                let rows = ::cnn::__private::chunk_range(batch, chunks, i);
+                                output[rows.start * #output_len..rows.end * #output_len].copy_from_slice(&slot[..rows.len() * #output_len]);
+                            }
+                        },
+                    )
+                }
+
+                fn loss_and_grad(&self, input: &[f32], labels: &[u32], grad: &mut [f32]) -> f32 {
+                    let batch = labels.len();
+                    assert!(batch > 0, "{}::loss_and_grad: the batch is empty (no labels)", #name_str);
+                    assert_eq!(input.len(), batch * #input_len, "{}::loss_and_grad: input must hold labels.len() * INPUT_LEN = {} * {} values, got {}", #name_str, batch, #input_len, input.len());
+                    assert_eq!(grad.len(), #param_count, "{}::loss_and_grad: grad must hold PARAM_COUNT = {} values, got {}", #name_str, #param_count, grad.len());
+                    let chunks = ::cnn::__private::chunks_for(batch, ::cnn::__private::MIN_ROWS_PER_THREAD);
+                    if chunks == 1 {
+                        return self.workspace.with(Self::workspace_len(batch), |ws| Self::__train(&self.params, batch, input, labels, batch, grad, ws));
+                    }
+                    // Each thread writes its share of the gradient into its own slot; the shares are
+                    // then added in chunk order, so a thread count always gives the same bits.
+                    self.workspace.run(
+                        batch,
+                        chunks,
+                        |n| #param_count + Self::workspace_len(n),
+                        |_, rows, slot| {
+                            let (g, ws) = slot.split_at_mut(#param_count);
+                            let x = &input[rows.start * #input_len..rows.end * #input_len];
+                            Self::__train(&self.params, rows.len(), x, &labels[rows], batch, g, ws)
+                        },
+                        |slots, losses| {
+                            grad.copy_from_slice(&slots[0][..#param_count]);
+                            for slot in &slots[1..] {
+                                for (g, s) in grad.iter_mut().zip(&slot[..#param_count]) {
+                                    *g += s;
+                                }
+                            }
+                            losses.iter().sum::<f32>()
+                        },
+                    )
+                }
+            }
+        }
+
+        ::cnn::__private::without_std! {
+            #(#attrs)*
+            #[doc = #doc]
+            #vis struct #name {
+                params: &'static [f32],
+            }
+
+            impl #name {
+                #pretrained_no_std
+
+                /// The logits of one sample. Allocates nothing: its working memory,
+                /// `inference_len(1)` `f32`s, is on the stack (use [`Self::forward_into`] to
+                /// keep it elsewhere).
+                pub fn forward(&self, input: &[f32; #input_len]) -> [f32; #output_len] {
+                    let mut output = [0.0f32; #output_len];
+                    let mut ws = [0.0f32; #infer_one];
+                    Self::__infer(self.params, 1, input, &mut output, &mut ws);
+                    output
+                }
+
+                /// The class with the largest logit (the first, on a tie).
+                pub fn predict(&self, input: &[f32; #input_len]) -> usize {
+                    Self::__argmax(&self.forward(input))
+                }
+
+                /// The softmax of the logits of one sample: class probabilities summing to 1.
+                pub fn probabilities(&self, input: &[f32; #input_len]) -> [f32; #output_len] {
+                    let mut p = self.forward(input);
+                    ::cnn::__private::softmax_in_place(&mut p, #output_len);
+                    p
+                }
+            }
         }
 
         #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, clippy::unnecessary_cast, clippy::let_unit_value)]
@@ -61,8 +234,12 @@ pub fn network(decl: &Decl, model: &Model) -> TokenStream {
             pub const INPUT_LEN: usize = #input_len;
             /// Number of logits per sample.
             pub const OUTPUT_LEN: usize = #output_len;
-            /// Number of parameters.
+            /// Number of parameters: the length of a parameter buffer, of a gradient, and of an
+            /// SGD momentum buffer.
             pub const PARAM_COUNT: usize = #param_count;
+            /// Where each parameter tensor lies in the flat parameter buffer, in declaration
+            /// order, weight before bias.
+            pub const PARAMS: &'static [::cnn::__private::ParamInfo] = &[#(#params),*];
             /// Multiply-adds of one sample's forward pass (convolutions and dense layers).
             pub const MACS: usize = #macs;
             /// Memory plan, per sample: `f32`s of every stage's output.
@@ -73,36 +250,77 @@ pub fn network(decl: &Decl, model: &Model) -> TokenStream {
             /// Memory plan: `f32`s of convolution scratch (unfolded samples), whatever the batch size.
             pub const SCRATCH_LEN: usize = #scratch_len;
 
-            /// `f32`s of working memory that inference on `batch` samples uses.
+            /// `f32`s of working memory that inference on `batch` samples uses
+            /// ([`Self::forward_into`]).
             pub const fn inference_len(batch: usize) -> usize {
                 batch * Self::ACTIVATIONS_LEN + Self::SCRATCH_LEN
             }
 
-            /// `f32`s of working memory that a training step on `batch` samples uses; reserved
-            /// once, on the first call, and reused after.
+            /// `f32`s of working memory that a training step on `batch` samples uses
+            /// ([`Self::loss_and_grad_into`]).
             pub const fn workspace_len(batch: usize) -> usize {
                 batch * (Self::ACTIVATIONS_LEN + 2 * Self::GRADIENT_BUFFER_LEN) + Self::SCRATCH_LEN
             }
 
-            /// A network initialized as PyTorch does by default (every weight and bias uniform
-            /// in ±1/sqrt(fan_in)), reproducibly from `seed`.
-            pub fn new(seed: u64) -> Self {
-                let mut params = ::cnn::__private::Vec::new();
-                params.resize(Self::PARAM_COUNT, 0.0f32);
-                ::cnn::__private::pytorch_default(&mut params, <Self as ::cnn::__private::Network>::PARAMS, seed);
-                Self { params, workspace: ::core::default::Default::default() }
+            /// A table of the stages: kind, output shape, parameters and multiply-adds.
+            pub fn summary() -> &'static str {
+                #summary
             }
 
-            /// The logits of one sample.
-            pub fn forward(&self, input: &[f32; #input_len]) -> [f32; #output_len] {
-                let mut output = [0.0f32; #output_len];
-                ::cnn::__private::Network::forward_batch(self, input, &mut output);
-                output
+            #pretrained
+
+            /// Fills `params` (`PARAM_COUNT` long) as [`new`](Self::new) does: PyTorch's default
+            /// initialization, reproducibly from `seed`. Allocates nothing.
+            ///
+            /// # Panics
+            ///
+            /// If `params.len() != PARAM_COUNT`.
+            pub fn init_into(params: &mut [f32], seed: u64) {
+                assert_eq!(params.len(), #param_count, "{}::init_into: params must hold PARAM_COUNT = {} values, got {}", #name_str, #param_count, params.len());
+                ::cnn::__private::pytorch_default(params, Self::PARAMS, seed);
             }
 
-            /// The class with the largest logit (the first, on a tie).
-            pub fn predict(&self, input: &[f32; #input_len]) -> usize {
-                let logits = self.forward(input);
+            /// Logits of a batch into `output` with parameters `params`, in the caller's working
+            /// memory `ws`: allocates nothing, uses no thread, and gives the bits of `forward`.
+            /// `input.len() == batch * INPUT_LEN`, `output.len() == batch * OUTPUT_LEN`,
+            /// `ws.len() >= inference_len(batch)`.
+            ///
+            /// # Panics
+            ///
+            /// If a length does not fit, as above; the message gives expected and actual lengths.
+            pub fn forward_into(params: &[f32], input: &[f32], output: &mut [f32], ws: &mut [f32]) {
+                assert_eq!(params.len(), #param_count, "{}::forward_into: params must hold PARAM_COUNT = {} values, got {}", #name_str, #param_count, params.len());
+                assert!(input.len().is_multiple_of(#input_len), "{}::forward_into: input length {} is not a multiple of INPUT_LEN = {}", #name_str, input.len(), #input_len);
+                let batch = input.len() / #input_len;
+                assert_eq!(output.len(), batch * #output_len, "{}::forward_into: output must hold batch * OUTPUT_LEN = {} * {} values, got {}", #name_str, batch, #output_len, output.len());
+                let need = Self::inference_len(batch);
+                assert!(ws.len() >= need, "{}::forward_into: ws must hold inference_len({}) = {} values, got {}", #name_str, batch, need, ws.len());
+                Self::__infer(params, batch, input, output, &mut ws[..need]);
+            }
+
+            /// Mean softmax cross-entropy of a batch, and its gradient written over `grad`
+            /// (`PARAM_COUNT` long, the layout of `PARAMS`), in the caller's working memory
+            /// `ws`: allocates nothing and uses no thread. With
+            /// `cnn::optim::sgd_step(params, grad, momentum_buf, lr, momentum)` it makes a
+            /// training step without an allocator. `input.len() == labels.len() * INPUT_LEN`,
+            /// `ws.len() >= workspace_len(labels.len())`.
+            ///
+            /// # Panics
+            ///
+            /// If a length does not fit, as above, the batch is empty, or a label is not below
+            /// `OUTPUT_LEN`.
+            pub fn loss_and_grad_into(params: &[f32], input: &[f32], labels: &[u32], grad: &mut [f32], ws: &mut [f32]) -> f32 {
+                let batch = labels.len();
+                assert!(batch > 0, "{}::loss_and_grad_into: the batch is empty (no labels)", #name_str);
+                assert_eq!(params.len(), #param_count, "{}::loss_and_grad_into: params must hold PARAM_COUNT = {} values, got {}", #name_str, #param_count, params.len());
+                assert_eq!(input.len(), batch * #input_len, "{}::loss_and_grad_into: input must hold labels.len() * INPUT_LEN = {} * {} values, got {}", #name_str, batch, #input_len, input.len());
+                assert_eq!(grad.len(), #param_count, "{}::loss_and_grad_into: grad must hold PARAM_COUNT = {} values, got {}", #name_str, #param_count, grad.len());
+                let need = Self::workspace_len(batch);
+                assert!(ws.len() >= need, "{}::loss_and_grad_into: ws must hold workspace_len({}) = {} values, got {}", #name_str, batch, need, ws.len());
+                Self::__train(params, batch, input, labels, batch, grad, &mut ws[..need])
+            }
+
+            fn __argmax(logits: &[f32; #output_len]) -> usize {
                 let mut best = 0;
                 for (i, &z) in logits.iter().enumerate() {
                     if z > logits[best] {
@@ -110,18 +328,6 @@ pub fn network(decl: &Decl, model: &Model) -> TokenStream {
                     }
                 }
                 best
-            }
-
-            /// The softmax of the logits of one sample: class probabilities summing to 1.
-            pub fn probabilities(&self, input: &[f32; #input_len]) -> [f32; #output_len] {
-                let mut p = self.forward(input);
-                ::cnn::__private::softmax_in_place(&mut p, #output_len);
-                p
-            }
-
-            /// A table of the stages: kind, output shape, parameters and multiply-adds.
-            pub fn summary() -> &'static str {
-                #summary
             }
 
             /// Logits of `batch` samples into `logits`, in `ws` (`inference_len(batch)` long).
@@ -157,85 +363,29 @@ pub fn network(decl: &Decl, model: &Model) -> TokenStream {
                 #backward_body
             }
         }
+    }
+}
 
-        impl ::cnn::__private::Network for #name {
-            const INPUT_SHAPE: &'static [usize] = &[#(#input_dims),*];
-            const INPUT_LEN: usize = #input_len;
-            const OUTPUT_LEN: usize = #output_len;
-            const PARAM_COUNT: usize = #param_count;
-            const PARAMS: &'static [::cnn::__private::ParamInfo] = &[#(#params),*];
-
-            fn from_params(params: &[f32]) -> Self {
-                assert_eq!(params.len(), #param_count, "{}::from_params: expected {} parameters, got {}", #name_str, #param_count, params.len());
-                Self { params: params.to_vec(), workspace: ::core::default::Default::default() }
-            }
-
-            fn params(&self) -> &[f32] {
-                &self.params
-            }
-
-            fn params_mut(&mut self) -> &mut [f32] {
-                &mut self.params
-            }
-
-            fn forward_batch(&self, input: &[f32], output: &mut [f32]) {
-                assert!(input.len() % #input_len == 0, "{}::forward_batch: input length {} is not a multiple of INPUT_LEN = {}", #name_str, input.len(), #input_len);
-                let batch = input.len() / #input_len;
-                assert_eq!(output.len(), batch * #output_len, "{}::forward_batch: output must hold batch * OUTPUT_LEN = {} * {} values, got {}", #name_str, batch, #output_len, output.len());
-                let chunks = ::cnn::__private::chunks_for(batch, ::cnn::__private::MIN_ROWS_PER_THREAD);
-                if chunks == 1 {
-                    return self.workspace.with(Self::inference_len(batch), |ws| Self::__infer(&self.params, batch, input, output, ws));
-                }
-                self.workspace.run(
-                    batch,
-                    chunks,
-                    |n| n * #output_len + Self::inference_len(n),
-                    |_, rows, slot| {
-                        let n = rows.len();
-                        let (logits, ws) = slot.split_at_mut(n * #output_len);
-                        Self::__infer(&self.params, n, &input[rows.start * #input_len..rows.end * #input_len], logits, ws);
-                        0.0
-                    },
-                    |slots, _| {
-                        for (i, slot) in slots.iter().enumerate() {
-                            let rows = ::cnn::__private::chunk_range(batch, chunks, i);
-                            output[rows.start * #output_len..rows.end * #output_len].copy_from_slice(&slot[..rows.len() * #output_len]);
-                        }
-                    },
-                )
-            }
-
-            fn loss_and_grad(&self, input: &[f32], labels: &[u32], grad: &mut [f32]) -> f32 {
-                let batch = labels.len();
-                assert!(batch > 0, "{}::loss_and_grad: the batch is empty (no labels)", #name_str);
-                assert_eq!(input.len(), batch * #input_len, "{}::loss_and_grad: input must hold labels.len() * INPUT_LEN = {} * {} values, got {}", #name_str, batch, #input_len, input.len());
-                assert_eq!(grad.len(), #param_count, "{}::loss_and_grad: grad must hold PARAM_COUNT = {} values, got {}", #name_str, #param_count, grad.len());
-                let chunks = ::cnn::__private::chunks_for(batch, ::cnn::__private::MIN_ROWS_PER_THREAD);
-                if chunks == 1 {
-                    return self.workspace.with(Self::workspace_len(batch), |ws| Self::__train(&self.params, batch, input, labels, batch, grad, ws));
-                }
-                // Each thread writes its share of the gradient into its own slot; the shares are
-                // then added in chunk order, so a thread count always gives the same bits.
-                self.workspace.run(
-                    batch,
-                    chunks,
-                    |n| #param_count + Self::workspace_len(n),
-                    |_, rows, slot| {
-                        let (g, ws) = slot.split_at_mut(#param_count);
-                        let x = &input[rows.start * #input_len..rows.end * #input_len];
-                        Self::__train(&self.params, rows.len(), x, &labels[rows], batch, g, ws)
-                    },
-                    |slots, losses| {
-                        grad.copy_from_slice(&slots[0][..#param_count]);
-                        for slot in &slots[1..] {
-                            for (g, s) in grad.iter_mut().zip(&slot[..#param_count]) {
-                                *g += s;
-                            }
-                        }
-                        losses.iter().sum::<f32>()
-                    },
-                )
-            }
+/// `pretrained_params()`: the file embedded with `include_bytes!` (so cargo rebuilds when it
+/// changes), its tensors gathered at compile time (const evaluation, one copy per tensor) into
+/// declaration order in an `f32`-aligned static, read in place.
+fn pretrained(embedded: &Embedded, param_count: usize) -> TokenStream {
+    let path = &embedded.path;
+    let bytes = 4 * param_count;
+    let moves = embedded.moves.iter().map(|(from, len)| quote!((#from, #len)));
+    let doc = format!(
+        "The weights of `{}`, checked against the declaration and embedded at compile time, in \
+         the layout of `PARAMS`. Read in place: allocates nothing.",
+        std::path::Path::new(path)
+            .file_name()
+            .map_or(String::new(), |f| f.to_string_lossy().into_owned())
+    );
+    quote! {
+        #[doc = #doc]
+        pub fn pretrained_params() -> &'static [f32] {
+            static BYTES: ::cnn::__private::Aligned<[u8; #bytes]> =
+                ::cnn::__private::Aligned(::cnn::__private::gather::<#bytes>(::core::include_bytes!(#path), &[#(#moves),*]));
+            ::cnn::__private::f32s(&BYTES.0)
         }
     }
 }
@@ -290,7 +440,7 @@ fn backward_body(plan: &Plan) -> TokenStream {
     }
     let n = plan.ops.len();
     for (i, op) in plan.ops.iter().enumerate().rev() {
-        let (dy, dx) = if (n - 1 - i) % 2 == 0 {
+        let (dy, dx) = if (n - 1 - i).is_multiple_of(2) {
             (quote!(ga), quote!(gb))
         } else {
             (quote!(gb), quote!(ga))
@@ -378,7 +528,13 @@ fn activation(a: &Activation) -> TokenStream {
 /// When the declaration has errors: the struct with its API, every body unreachable, so that
 /// code using the type reports no follow-on errors.
 pub fn stub(header: &Header, partial: &Partial) -> TokenStream {
-    let Header { attrs, vis, name } = header;
+    let Header {
+        attrs,
+        vis,
+        name,
+        weights,
+        ..
+    } = header;
     let input_dims = partial.input.map(Shape::dims).unwrap_or_default();
     let rank = input_dims.len();
     let input_len = partial.input.map_or(0, Shape::len);
@@ -391,15 +547,18 @@ pub fn stub(header: &Header, partial: &Partial) -> TokenStream {
     let output_ty = if partial.output_len.is_some() {
         quote!([f32; #output_len])
     } else {
-        quote!(::cnn::__private::Vec<f32>)
+        quote!(&'static [f32])
     };
     let unreachable = quote!(::core::unreachable!("this network's declaration has errors"));
+    let pretrained = (!weights.is_empty()).then(|| {
+        quote! {
+            pub fn pretrained() -> Self { #unreachable }
+            pub fn pretrained_params() -> &'static [f32] { #unreachable }
+        }
+    });
     quote! {
         #(#attrs)*
-        #vis struct #name {
-            params: ::cnn::__private::Vec<f32>,
-            workspace: ::cnn::__private::Workspace,
-        }
+        #vis struct #name {}
 
         #[allow(dead_code, unused_variables)]
         impl #name {
@@ -413,6 +572,7 @@ pub fn stub(header: &Header, partial: &Partial) -> TokenStream {
             pub fn predict(&self, input: &#input_ty) -> usize { #unreachable }
             pub fn probabilities(&self, input: &#input_ty) -> #output_ty { #unreachable }
             pub fn summary() -> &'static str { #unreachable }
+            #pretrained
         }
 
         #[allow(unused_variables)]
@@ -492,7 +652,7 @@ fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

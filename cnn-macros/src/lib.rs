@@ -15,6 +15,7 @@ mod plan;
 mod report;
 #[cfg(test)]
 mod tests;
+mod weights;
 
 use proc_macro2::TokenStream;
 
@@ -40,9 +41,19 @@ fn expand_cnn(input: TokenStream) -> syn::Result<TokenStream> {
             return Ok(with_stub(errors, &header, &check::Partial::default()));
         }
     };
-    match check::check(&decl) {
-        Ok(model) => Ok(expand::network(&decl, &model)),
-        Err((errors, partial)) => Ok(with_stub(errors, &decl.header, &partial)),
+    let model = match check::check(&decl) {
+        Ok(model) => model,
+        Err((errors, partial)) => return Ok(with_stub(errors, &decl.header, &partial)),
+    };
+    match weights::check(&decl, &model) {
+        Ok(embedded) => Ok(expand::network(&decl, &model, embedded.as_ref())),
+        Err(errors) => {
+            let partial = check::Partial {
+                input: Some(model.input),
+                output_len: Some(model.output_len),
+            };
+            Ok(with_stub(errors, &decl.header, &partial))
+        }
     }
 }
 

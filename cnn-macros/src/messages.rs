@@ -275,3 +275,51 @@ fn article(n: usize) -> &'static str {
         "a"
     }
 }
+
+// `#[weights = "..."]`: the file's name is the path as written, relative to CARGO_MANIFEST_DIR.
+
+pub fn weights_form() -> String {
+    "expected `#[weights = \"path/to/file.safetensors\"]`, a path relative to the crate's Cargo.toml".into()
+}
+
+pub fn weights_twice() -> String {
+    "`#[weights]` is given twice; keep one".into()
+}
+
+pub fn weights_unreadable(file: &str, error: &str) -> String {
+    format!("cannot read weight file `{file}` (relative to CARGO_MANIFEST_DIR): {error}")
+}
+
+/// A file that is not a well-formed safetensors file.
+pub fn weights_damaged(file: &str, what: &str) -> String {
+    format!("weight file `{file}` is damaged: {what}")
+}
+
+pub fn tensor_missing(tensor: &str, file: &str, shape: &[usize]) -> String {
+    format!("`{tensor}` {} is missing from weight file `{file}`", dims(shape))
+}
+
+pub fn tensor_unexpected(tensor: &str, file: &str, shape: &[usize], declared: &[&str]) -> String {
+    format!(
+        "weight file `{file}` has tensor `{tensor}` {}, which the network does not declare; its parameters are {}",
+        dims(shape),
+        declared.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    )
+}
+
+pub fn tensor_dtype(tensor: &str, file: &str, dtype: &str) -> String {
+    format!("`{tensor}` is {dtype} in weight file `{file}`; parameters are F32 (convert before saving, e.g. `tensor.float()` in PyTorch)")
+}
+
+pub fn tensor_shape(tensor: &str, declared: &[usize], file: &str, found: &[usize]) -> String {
+    format!(
+        "`{tensor}` is declared {} but weight file `{file}` has {}",
+        dims(declared),
+        dims(found)
+    )
+}
+
+fn dims(shape: &[usize]) -> String {
+    let dims: Vec<String> = shape.iter().map(ToString::to_string).collect();
+    format!("[{}]", dims.join(", "))
+}

@@ -37,7 +37,10 @@ pub struct Decl {
 /// What comes before the body: `/// docs #[attrs] pub struct Name`. Enough to emit the struct
 /// even when the body does not parse.
 pub struct Header {
+    /// The attributes that carry over to the struct.
     pub attrs: Vec<Attribute>,
+    /// Every `#[weights ...]` attribute, as written; `weights` checks its form and the file.
+    pub weights: Vec<Attribute>,
     pub vis: Visibility,
     pub name: Ident,
 }
@@ -152,11 +155,19 @@ impl Parse for Header {
 
 impl Header {
     fn parse_head(input: ParseStream) -> syn::Result<Self> {
-        let attrs = input.call(Attribute::parse_outer)?;
+        let (weights, attrs) = input
+            .call(Attribute::parse_outer)?
+            .into_iter()
+            .partition(|attr| attr.path().is_ident("weights"));
         let vis: Visibility = input.parse()?;
         input.parse::<Token![struct]>()?;
         let name: Ident = input.parse()?;
-        Ok(Header { attrs, vis, name })
+        Ok(Header {
+            attrs,
+            weights,
+            vis,
+            name,
+        })
     }
 }
 

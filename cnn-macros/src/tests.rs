@@ -53,10 +53,58 @@ fn error(input: TokenStream) -> String {
     all.into_iter().next().unwrap_or_default()
 }
 
-/// The macro's whole output, which must always be a valid Rust file.
+/// The macro's whole output, which must always be a valid Rust file, as the compiler sees it
+/// with the `cnn` crate's std feature on.
 fn expand(input: TokenStream) -> File {
+    expand_for(input, Std::On)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Std {
+    On,
+    Off,
+}
+
+/// The output with the contents of `with_std! { .. }` (std on) or `without_std! { .. }` (off)
+/// in place of the invocations, and the inherent impls merged into one.
+fn expand_for(input: TokenStream, std: Std) -> File {
     let tokens = expand_cnn(input).unwrap_or_else(|e| panic!("expand_cnn: {e}"));
-    syn::parse2(tokens.clone()).unwrap_or_else(|e| panic!("the expansion does not parse: {e}\n{tokens}"))
+    let file: File =
+        syn::parse2(tokens.clone()).unwrap_or_else(|e| panic!("the expansion does not parse: {e}\n{tokens}"));
+    let mut items = Vec::new();
+    for item in file.items {
+        let Item::Macro(m) = &item else {
+            items.push(item);
+            continue;
+        };
+        let name = m.mac.path.segments.last().map(|s| s.ident.to_string());
+        let keep = match name.as_deref() {
+            Some("with_std") => std == Std::On,
+            Some("without_std") => std == Std::Off,
+            _ => {
+                items.push(item);
+                continue;
+            }
+        };
+        if keep {
+            let inner: File =
+                syn::parse2(m.mac.tokens.clone()).unwrap_or_else(|e| panic!("{name:?} does not parse: {e}"));
+            items.extend(inner.items);
+        }
+    }
+    let mut merged: Option<ItemImpl> = None;
+    let mut rest = Vec::new();
+    for item in items {
+        match item {
+            Item::Impl(imp) if imp.trait_.is_none() => match &mut merged {
+                Some(m) => m.items.extend(imp.items),
+                None => merged = Some(imp),
+            },
+            other => rest.push(other),
+        }
+    }
+    rest.extend(merged.map(Item::Impl));
+    File { items: rest, ..file }
 }
 
 fn the_struct(file: &File) -> &ItemStruct {
@@ -316,6 +364,8 @@ fn network_impl_and_param_table() {
     let imp = the_impl(&file, Some("Network"));
     assert_eq!(int(const_expr(imp, "PARAM_COUNT")), 61_706);
     assert_eq!(ints(const_expr(imp, "INPUT_SHAPE")), [1, 28, 28]);
+    // The table is the inherent `PARAMS`.
+    let imp = the_impl(&file, None);
     let Expr::Reference(table) = const_expr(imp, "PARAMS") else {
         panic!("PARAMS is not a reference")
     };
@@ -346,6 +396,7 @@ fn network_impl_and_param_table() {
     assert_eq!(got[0], ("conv1.weight".to_string(), vec![6, 1, 5, 5], 0));
     assert_eq!(got[3], ("conv2.bias".to_string(), vec![16], 2_556));
     assert_eq!(got[9], ("fc3.bias".to_string(), vec![10], 61_696));
+    let imp = the_impl(&file, Some("Network"));
     for name in ["params", "params_mut", "forward_batch", "loss_and_grad"] {
         assert!(has_fn(imp, name), "no fn {name}");
     }
@@ -618,4 +669,44 @@ fn never_panics() {
             syn::parse2::<File>(out).unwrap_or_else(|e| panic!("{text}: the expansion does not parse: {e}"));
         }
     }
+}
+
+#[test]
+fn without_std_the_struct_borrows_and_nothing_names_std() {
+    let file = expand_for(lenet5(), Std::Off);
+    let s = the_struct(&file);
+    let fields: Vec<String> = s.fields.iter().map(|f| quote!(#f).to_string()).collect();
+    assert_eq!(fields, [quote!(params: &'static [f32]).to_string()]);
+    assert!(file
+        .items
+        .iter()
+        .all(|i| !matches!(i, Item::Impl(imp) if imp.trait_.is_some())));
+    let text = quote!(#file).to_string();
+    for std_only in ["Vec", "Workspace", "chunks_for", "fn new"] {
+        assert!(!text.contains(std_only), "`{std_only}` without std");
+    }
+    let imp = the_impl(&file, None);
+    for name in ["forward", "predict", "forward_into", "loss_and_grad_into", "init_into"] {
+        assert!(has_fn(imp, name), "no fn {name}");
+    }
+    // No `#[weights]`: nothing to construct the struct from, and no embedded data.
+    assert!(!has_fn(imp, "pretrained"));
+    assert!(!text.contains("include_bytes"));
+}
+
+#[test]
+fn weights_are_gathered_from_the_checked_file() {
+    // CARGO_MANIFEST_DIR is this crate's folder when its tests run.
+    let body = lenet5();
+    let file = expand_for(quote!(#[weights = "../models/lenet5.safetensors"] #body), Std::Off);
+    let imp = the_impl(&file, None);
+    assert!(has_fn(imp, "pretrained") && has_fn(imp, "pretrained_params"));
+    // The attribute does not carry over to the struct.
+    assert!(the_struct(&file).attrs.iter().all(|a| !a.path().is_ident("weights")));
+    let text = quote!(#file).to_string().replace(' ', "");
+    assert!(text.contains("include_bytes!"), "{text}");
+    // conv1.weight (600 bytes) comes first in the parameter layout; in the file it follows
+    // conv1.bias (24 bytes), after the 8-byte length and the header.
+    assert!(text.contains("gather::<246824usize>"), "{text}");
+    assert!(text.contains("(760usize,600usize),(736usize,24usize)"), "{text}");
 }

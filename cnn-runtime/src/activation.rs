@@ -46,7 +46,7 @@ impl Activation {
                 .zip(x)
                 .for_each(|(y, &x)| *y = if x > 0.0 { x } else { 0.0 }),
             Activation::Sigmoid => y.iter_mut().zip(x).for_each(|(y, &x)| *y = sigmoid(x)),
-            Activation::Tanh => y.iter_mut().zip(x).for_each(|(y, &x)| *y = x.tanh()),
+            Activation::Tanh => y.iter_mut().zip(x).for_each(|(y, &x)| *y = crate::math::tanh(x)),
             Activation::LeakyRelu(s) => y
                 .iter_mut()
                 .zip(x)
@@ -83,9 +83,9 @@ impl Activation {
 fn sigmoid(x: f32) -> f32 {
     // Written so that neither branch overflows: e^-|x| <= 1.
     if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
+        1.0 / (1.0 + crate::math::exp(-x))
     } else {
-        let e = x.exp();
+        let e = crate::math::exp(x);
         e / (1.0 + e)
     }
 }

@@ -75,26 +75,60 @@ pub fn sgemm(
         Op::N => (n as isize, 1),
         Op::T => (1, k as isize),
     };
-    // SAFETY: the asserts above guarantee that A, B and C hold exactly m*k, k*n and m*n
-    // elements, and the strides describe those extents (row-major or its transpose), so every
-    // access of sgemm stays inside the slices. C is a unique borrow, so it aliases neither A nor B.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            alpha,
-            a.as_ptr(),
-            rsa,
-            csa,
-            b.as_ptr(),
-            rsb,
-            csb,
-            beta,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        );
+    #[cfg(feature = "std")]
+    {
+        // SAFETY: the asserts above guarantee that A, B and C hold exactly m*k, k*n and m*n
+        // elements, and the strides describe those extents (row-major or its transpose), so every
+        // access of sgemm stays inside the slices. C is a unique borrow, so it aliases neither A nor B.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                alpha,
+                a.as_ptr(),
+                rsa,
+                csa,
+                b.as_ptr(),
+                rsb,
+                csb,
+                beta,
+                c.as_mut_ptr(),
+                n as isize,
+                1,
+            );
+        }
+    }
+    #[cfg(not(feature = "std"))]
+    portable(m, k, n, alpha, (a, rsa, csa), (b, rsb, csb), beta, c);
+}
+
+/// Without std (and so without matrixmultiply, whose packing buffers need a heap): a plain
+/// triple loop, the i-k-j order so the innermost loop runs along rows of `B` and `C`.
+#[cfg(not(feature = "std"))]
+#[allow(clippy::too_many_arguments)]
+fn portable(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: f32,
+    (a, rsa, csa): (&[f32], isize, isize),
+    (b, rsb, csb): (&[f32], isize, isize),
+    beta: f32,
+    c: &mut [f32],
+) {
+    let (rsa, csa, rsb, csb) = (rsa as usize, csa as usize, rsb as usize, csb as usize);
+    for i in 0..m {
+        let row = &mut c[i * n..][..n];
+        for x in row.iter_mut() {
+            *x = if beta == 0.0 { 0.0 } else { beta * *x };
+        }
+        for p in 0..k {
+            let aip = alpha * a[i * rsa + p * csa];
+            for (j, x) in row.iter_mut().enumerate() {
+                *x += aip * b[p * rsb + j * csb];
+            }
+        }
     }
 }
 

@@ -33,7 +33,7 @@ pub fn pytorch_default(params: &mut [f32], layout: &[ParamInfo], seed: u64) {
         if info.shape.len() > 1 {
             fan_in = info.shape[1..].iter().product::<usize>().max(1);
         }
-        let bound = 1.0 / (fan_in as f32).sqrt();
+        let bound = 1.0 / crate::math::sqrt(fan_in as f32);
         for p in &mut params[info.range()] {
             // 24 random bits give every float in [0, 1) on an even grid.
             let unit = (rng.next_u32() >> 8) as f32 * (1.0 / (1u32 << 24) as f32);

@@ -2,27 +2,45 @@
 //! activations, the loss, optimizers, the [`Network`] trait, weight I/O and data sets.
 //!
 //! Users normally depend on the `cnn` facade crate, which re-exports this one.
+//!
+//! # Features
+//!
+//! `std` (on by default) brings weight files ([`io`]), data sets, training runs, the thread pool,
+//! the Vec-based optimizers and run-time CPU feature detection. Without it the crate is
+//! `#![no_std]` and needs no allocator: the kernels, the loss, [`optim::sgd_step`] and
+//! [`embedded`] remain, and the SIMD paths are those enabled at compile time
+//! (`-C target-feature=+avx2,+fma`).
+#![cfg_attr(not(feature = "std"), no_std)]
 
 pub mod activation;
 pub mod conv;
+#[cfg(feature = "std")]
 pub mod data;
 pub mod dense;
+pub mod embedded;
+#[cfg(feature = "std")]
 mod error;
 pub mod gemm;
 pub mod init;
+#[cfg(feature = "std")]
 pub mod io;
 pub mod layout;
 pub mod loss;
+mod math;
 mod network;
 pub mod optim;
+#[cfg(feature = "std")]
 pub mod parallel;
 pub mod pool;
 pub mod shape;
 pub mod simd;
 #[cfg(test)]
 pub(crate) mod testutil;
+#[cfg(feature = "std")]
 pub mod train;
+#[cfg(feature = "std")]
 pub mod workspace;
 
+#[cfg(feature = "std")]
 pub use error::Error;
 pub use network::{Network, ParamInfo};

@@ -13,7 +13,7 @@
 /// ```
 pub fn softmax_in_place(logits: &mut [f32], classes: usize) {
     assert!(
-        classes > 0 && logits.len() % classes == 0,
+        classes > 0 && logits.len().is_multiple_of(classes),
         "softmax: {} logits do not split into rows of {classes}",
         logits.len()
     );
@@ -21,7 +21,7 @@ pub fn softmax_in_place(logits: &mut [f32], classes: usize) {
         let max = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0.0;
         for z in row.iter_mut() {
-            *z = (*z - max).exp();
+            *z = crate::math::exp(*z - max);
             sum += *z;
         }
         row.iter_mut().for_each(|z| *z /= sum);
@@ -109,10 +109,10 @@ pub fn softmax_cross_entropy_part(
         let max = z.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
         let mut exp_sum = 0.0f32;
         for (d, &z) in d.iter_mut().zip(z) {
-            *d = (z - max).exp();
+            *d = crate::math::exp(z - max);
             exp_sum += *d;
         }
-        sum += ((exp_sum.ln() + max) - z[label]) as f64;
+        sum += ((crate::math::ln(exp_sum) + max) - z[label]) as f64;
         let scale = 1.0 / (exp_sum * total as f32);
         d.iter_mut().for_each(|d| *d *= scale);
         d[label] -= 1.0 / total as f32;

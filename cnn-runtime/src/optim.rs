@@ -2,7 +2,55 @@
 //!
 //! State (momentum buffers, moment estimates) is allocated on the first [`Sgd::step`] or
 //! [`Adam::step`] and reused after, so a training loop allocates nothing in steady state.
+//! Without the `std` feature, [`sgd_step`] does the same update on caller-provided state.
 
+/// One step of SGD with momentum on flat slices, allocating nothing: the update of
+/// `Sgd::new(lr).momentum(momentum)` (PyTorch's `torch.optim.SGD`, no dampening, no weight
+/// decay), with its state in `momentum_buf`, which the caller keeps between steps.
+///
+/// Start `momentum_buf` at zeros: `momentum * 0 + g` is PyTorch's first step (buffer = first
+/// gradient), so the steps give the same bits as `Sgd`'s. With `momentum == 0` the buffer is not
+/// touched and may be empty.
+///
+/// # Panics
+///
+/// If `grad` does not have the length of `params`, or (with momentum) `momentum_buf` neither.
+///
+/// ```
+/// let (mut p, mut buf) = ([1.0f32], [0.0f32]);
+/// cnn_runtime::optim::sgd_step(&mut p, &[1.0], &mut buf, 0.1, 0.9); // buf = 1,   p = 0.9
+/// cnn_runtime::optim::sgd_step(&mut p, &[1.0], &mut buf, 0.1, 0.9); // buf = 1.9, p = 0.71
+/// assert!((p[0] - 0.71).abs() < 1e-6);
+/// ```
+pub fn sgd_step(params: &mut [f32], grad: &[f32], momentum_buf: &mut [f32], lr: f32, momentum: f32) {
+    assert_eq!(
+        grad.len(),
+        params.len(),
+        "sgd_step: grad must hold {} elements (one per parameter), got {}",
+        params.len(),
+        grad.len()
+    );
+    if momentum == 0.0 {
+        for (p, &g) in params.iter_mut().zip(grad) {
+            *p -= lr * g;
+        }
+        return;
+    }
+    assert_eq!(
+        momentum_buf.len(),
+        params.len(),
+        "sgd_step: momentum_buf must hold {} elements (one per parameter), got {}",
+        params.len(),
+        momentum_buf.len()
+    );
+    for ((p, &g), b) in params.iter_mut().zip(grad).zip(momentum_buf.iter_mut()) {
+        // The expression of `Sgd::step` with dampening 0, so the bits agree.
+        *b = momentum * *b + (1.0 - 0.0) * g;
+        *p -= lr * *b;
+    }
+}
+
+#[cfg(feature = "std")]
 /// Stochastic gradient descent, as `torch.optim.SGD`: momentum (dampening applied from the
 /// second step on), L2 weight decay, and Nesterov momentum.
 ///
@@ -24,6 +72,7 @@ pub struct Sgd {
     buf: Vec<f32>,
 }
 
+#[cfg(feature = "std")]
 impl Sgd {
     /// Plain SGD with learning rate `lr`: `p -= lr * g`.
     pub fn new(lr: f32) -> Self {
@@ -135,6 +184,7 @@ impl Sgd {
     }
 }
 
+#[cfg(feature = "std")]
 /// Adam, as `torch.optim.Adam` (not AdamW): bias-corrected moments, `eps` added after the
 /// bias correction of `sqrt(v)`, optional L2 weight decay added to the gradient.
 ///
@@ -158,6 +208,7 @@ pub struct Adam {
     v: Vec<f32>,
 }
 
+#[cfg(feature = "std")]
 impl Adam {
     /// Adam with learning rate `lr`, betas (0.9, 0.999), eps 1e-8, no weight decay.
     pub fn new(lr: f32) -> Self {

@@ -243,10 +243,17 @@ unsafe fn small_gemm_nt_avx2(
     small_gemm_nt_body(full_m..m, 0..n, k, a, b, c, ldc, accumulate);
 }
 
-#[cfg(target_arch = "x86_64")]
+#[cfg(all(target_arch = "x86_64", feature = "std"))]
 #[inline]
 fn has_avx2_fma() -> bool {
     std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+}
+
+/// Without std there is no run-time detection: the AVX2 path runs when the build enables it.
+#[cfg(all(target_arch = "x86_64", not(feature = "std")))]
+#[inline]
+fn has_avx2_fma() -> bool {
+    cfg!(all(target_feature = "avx2", target_feature = "fma"))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -278,7 +285,7 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
     unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
     let mut sum = lanes.iter().sum::<f32>();
     for j in i..n {
-        sum = a[j].mul_add(b[j], sum);
+        sum = crate::math::mul_add(a[j], b[j], sum);
     }
     sum
 }
@@ -392,7 +399,7 @@ unsafe fn gemm_rows_avx2<const R: usize>(
 #[inline(always)]
 fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
     if FMA {
-        a.mul_add(b, c)
+        crate::math::mul_add(a, b, c)
     } else {
         a * b + c
     }

@@ -1,0 +1,17 @@
+// The file lacks conv.bias.
+// (trybuild builds this in target/tests/trybuild/cnn/, its CARGO_MANIFEST_DIR: hence the ../)
+use cnn::prelude::*;
+
+cnn! {
+    #[weights = "../../../../tests/ui/weights/fixtures/missing.safetensors"]
+    struct Net {
+        input: [1, 4, 4],
+        conv: Conv2d(2, kernel = 3) -> Relu,
+        flatten: Flatten,
+        fc: Dense(3),
+    }
+}
+
+fn main() {
+    let _ = Net::pretrained().predict(&[0.0; 16]);
+}

@@ -90,7 +90,8 @@ fn options() -> Result<Options, String> {
 ///
 /// With `CNN_BENCH_CPU_TIME=1`, the mean on-CPU time of this thread per call instead (from
 /// /proc/thread-self/schedstat), which a busy machine disturbs much less than wall time; for
-/// comparing kernels while other work runs, not for the published figures.
+/// comparing kernels while other work runs, with one thread (other threads' time is not
+/// counted), not for the published figures.
 fn median_secs(warmup: usize, min_iters: usize, secs: f64, mut f: impl FnMut()) -> f64 {
     for _ in 0..warmup {
         f();

@@ -12,7 +12,7 @@
 
 use crate::layout::Layout;
 use crate::shape::conv_out;
-use crate::simd::{small_gemm, Mat};
+use crate::simd::{small_gemm, small_gemm_nt, Mat};
 
 /// The geometry of one convolution layer, all sizes known when the network is declared.
 ///
@@ -399,36 +399,48 @@ impl Conv2d {
             // This sample's output gradient: OC rows of OH*OW, batch*OH*OW apart.
             let dyb = Mat::rows(&dy[b * ohw..], batch * ohw);
             self.im2col(x, layout, batch, b, cols);
-            // dweight^T [K, OC] += cols [K, OH*OW] x dy_b^T [OH*OW, OC]: the register-blocked
-            // kernel runs along the long axis, K, with the output channels as its columns.
-            for o in 0..self.oc {
-                for (q, &g) in dy[(o * batch + b) * ohw..][..ohw].iter().enumerate() {
-                    dyt[q * self.oc + o] = g;
+            if self.oc < WIDE_OC {
+                // dweight [OC, K] += dy_b [OC, OH*OW] x cols^T [OH*OW, K]: with few output
+                // channels, dot products along the long axis, OH*OW, fill the kernel best.
+                small_gemm_nt(self.oc, k, ohw, dyb, Mat::rows(cols, ohw), dweight, k, true);
+            } else {
+                // dweight^T [K, OC] += cols [K, OH*OW] x dy_b^T [OH*OW, OC]: the register-blocked
+                // kernel runs along K, with the output channels as its columns.
+                for o in 0..self.oc {
+                    for (q, &g) in dy[(o * batch + b) * ohw..][..ohw].iter().enumerate() {
+                        dyt[q * self.oc + o] = g;
+                    }
                 }
+                small_gemm(
+                    k,
+                    ohw,
+                    self.oc,
+                    Mat::rows(cols, ohw),
+                    Mat::rows(dyt, self.oc),
+                    dwt,
+                    self.oc,
+                    true,
+                );
             }
-            small_gemm(
-                k,
-                ohw,
-                self.oc,
-                Mat::rows(cols, ohw),
-                Mat::rows(dyt, self.oc),
-                dwt,
-                self.oc,
-                true,
-            );
             if let Some(dx) = dx.as_deref_mut() {
                 // dcols [K, OH*OW] = weight^T [K, OC] x dy_b [OC, OH*OW]
                 small_gemm(k, self.oc, ohw, Mat::transposed(weight, k), dyb, dcols, ohw, false);
                 self.col2im_add(dcols, layout, batch, b, dx);
             }
         }
-        for (kk, row) in dwt.chunks_exact(self.oc).enumerate() {
-            for (o, &g) in row.iter().enumerate() {
-                dweight[o * k + kk] = g;
+        if self.oc >= WIDE_OC {
+            for (kk, row) in dwt.chunks_exact(self.oc).enumerate() {
+                for (o, &g) in row.iter().enumerate() {
+                    dweight[o * k + kk] = g;
+                }
             }
         }
     }
 }
+
+/// From this many output channels on, the weight gradient is computed transposed, with the
+/// channels as the columns of the register-blocked kernel (16 wide).
+const WIDE_OC: usize = 16;
 
 #[cfg(test)]
 mod tests {
@@ -461,7 +473,9 @@ mod tests {
         y
     }
 
-    const CASES: [Conv2d; 4] = [
+    // Narrow (few output channels) and wide (>= WIDE_OC) weight-gradient paths both appear.
+    const CASES: [Conv2d; 5] = [
+        Conv2d::new([2, 6, 5], 17, [3, 2], [1, 1], [1, 0], true),
         Conv2d::new([1, 5, 5], 2, [3, 3], [1, 1], [0, 0], true),
         Conv2d::new([3, 7, 6], 4, [3, 5], [2, 2], [1, 1], true),
         Conv2d::new([2, 4, 5], 3, [2, 3], [1, 2], [2, 0], false),
@@ -531,7 +545,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "conv2d: input must hold batch*C*H*W = 2*25 elements, got 49")]
     fn wrong_input_length_panics() {
-        let g = CASES[0];
+        let g = CASES[1];
         g.forward(
             2,
             &[0.0; 49],

@@ -239,7 +239,7 @@ fn pool_forward_rejects_a_wrong_output() {
 }
 
 #[test]
-#[should_panic(expected = "pool: output must hold batch*C*OH*OW = 1*8 elements, got 16")]
+#[should_panic(expected = "pool: dy must hold batch*C*OH*OW = 1*8 elements, got 16")]
 fn pool_backward_rejects_a_wrong_dy() {
     POOL.backward(1, &[0.0; 32], &[0.0; 16], &mut [0.0; 32]);
 }
@@ -280,7 +280,7 @@ fn dense_forward_rejects_wrong_params() {
 }
 
 #[test]
-#[should_panic(expected = "dense: output must hold batch*OUT = 2*3 elements, got 5")]
+#[should_panic(expected = "dense: dy must hold batch*OUT = 2*3 elements, got 5")]
 fn dense_backward_rejects_a_wrong_dy() {
     DENSE.backward(2, &[0.0; 8], &[0.0; 15], &[0.0; 5], &mut [0.0; 15], None);
 }

@@ -47,7 +47,7 @@ impl Dense {
     ///
     /// If a slice has the wrong length; the message gives the expected and the actual one.
     pub fn forward(&self, batch: usize, x: &[f32], params: &[f32], y: &mut [f32]) {
-        self.check(batch, x.len(), params.len(), y.len());
+        self.check(batch, x.len(), params.len(), y.len(), "output");
         let (weight, bias) = params.split_at(self.weight_len());
         if self.bias {
             for row in y.chunks_exact_mut(self.outputs) {
@@ -82,7 +82,7 @@ impl Dense {
         dparams: &mut [f32],
         dx: Option<&mut [f32]>,
     ) {
-        self.check(batch, x.len(), params.len(), dy.len());
+        self.check(batch, x.len(), params.len(), dy.len(), "dy");
         assert_eq!(
             dparams.len(),
             self.param_len(),
@@ -133,7 +133,7 @@ impl Dense {
         }
     }
 
-    fn check(&self, batch: usize, x: usize, params: usize, y: usize) {
+    fn check(&self, batch: usize, x: usize, params: usize, y: usize, what: &str) {
         assert_eq!(
             x,
             batch * self.inputs,
@@ -149,7 +149,7 @@ impl Dense {
         assert_eq!(
             y,
             batch * self.outputs,
-            "dense: output must hold batch*OUT = {batch}*{} elements, got {y}",
+            "dense: {what} must hold batch*OUT = {batch}*{} elements, got {y}",
             self.outputs
         );
     }

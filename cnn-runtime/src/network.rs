@@ -89,7 +89,7 @@ pub trait Network: Sized {
     ///
     /// # Panics
     ///
-    /// If `input.len()` is not `labels.len() * INPUT_LEN`, `grad.len()` is not `PARAM_COUNT`,
-    /// or a label is not below `OUTPUT_LEN`.
+    /// If the batch is empty, `input.len()` is not `labels.len() * INPUT_LEN`, `grad.len()` is
+    /// not `PARAM_COUNT`, or a label is not below `OUTPUT_LEN`.
     fn loss_and_grad(&self, input: &[f32], labels: &[u32], grad: &mut [f32]) -> f32;
 }

@@ -93,7 +93,7 @@ impl Pool2d {
     /// If `x.len()` is not a multiple of `C*H*W` or `y` does not match it; the message gives
     /// the expected and the actual length.
     pub fn forward(&self, batch: usize, x: &[f32], y: &mut [f32]) {
-        self.check(batch, x.len(), y.len());
+        self.check(batch, x.len(), y.len(), "output");
         let (h, w, oh, ow) = (self.h, self.w, self.oh, self.ow);
         let inv_area = 1.0 / (self.kh * self.kw) as f32;
         if self.is_2x2() {
@@ -140,7 +140,7 @@ impl Pool2d {
     ///
     /// On a length mismatch, as [`forward`](Self::forward); `dx` must match `x`.
     pub fn backward(&self, batch: usize, x: &[f32], dy: &[f32], dx: &mut [f32]) {
-        self.check(batch, x.len(), dy.len());
+        self.check(batch, x.len(), dy.len(), "dy");
         assert_eq!(
             dx.len(),
             x.len(),
@@ -211,7 +211,7 @@ impl Pool2d {
         (self.kh, self.kw, self.sh, self.sw) == (2, 2, 2, 2)
     }
 
-    fn check(&self, batch: usize, x: usize, y: usize) {
+    fn check(&self, batch: usize, x: usize, y: usize, what: &str) {
         assert_eq!(
             x,
             batch * self.in_len(),
@@ -221,7 +221,7 @@ impl Pool2d {
         assert_eq!(
             y,
             batch * self.out_len(),
-            "pool: output must hold batch*C*OH*OW = {batch}*{} elements, got {y}",
+            "pool: {what} must hold batch*C*OH*OW = {batch}*{} elements, got {y}",
             self.out_len()
         );
     }

@@ -248,8 +248,20 @@ impl Builder {
     }
 }
 
-/// The most `f32`s one buffer (or array type) can hold: Rust caps both at `isize::MAX` bytes.
-const MAX_ELEMS: usize = isize::MAX as usize / std::mem::size_of::<f32>();
+/// The most `f32`s a declaration may need in one buffer: 2^32, 16 GiB.
+///
+/// It bounds the input sample, every parameter tensor and the whole parameter buffer, each
+/// stage's output, and the working memory of a training step per sample (every activation, the
+/// two gradient buffers and the convolution scratch, summed). A network past it is a compile
+/// error naming the stage.
+///
+/// Why this number: it is far above any network this crate can train on a CPU (VGG-16 has
+/// 138 million parameters), and far below the limits where the generated code itself would
+/// break. rustc refuses an array type of 2^61 bytes or more (`[f32; OUTPUT_LEN]` in `forward`)
+/// with an error that names no stage, and `isize::MAX` bytes is the most one allocation can
+/// hold. Under this bound every size the generated code computes from these lengths fits
+/// `usize` on a 64-bit host.
+pub const MAX_ELEMS: usize = 1 << 32;
 
 /// Product of sizes, `None` on overflow: for counts, such as multiply-adds.
 fn count(xs: &[usize]) -> Option<usize> {

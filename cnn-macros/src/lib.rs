@@ -9,6 +9,8 @@
 
 mod check;
 mod expand;
+#[cfg(test)]
+mod fuzz;
 mod messages;
 mod parse;
 mod plan;

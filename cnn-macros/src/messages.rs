@@ -1,6 +1,6 @@
 //! The wording of every diagnostic, in one place, so messages stay consistent.
 
-use crate::check::Shape;
+use crate::check::{Shape, MAX_ELEMS};
 
 pub const LAYER_KINDS: &str = "Conv2d, MaxPool2d, AvgPool2d, Flatten, Dense, Relu, Sigmoid, Tanh, LeakyRelu";
 
@@ -69,7 +69,7 @@ pub fn input_dim_zero() -> String {
 pub fn input_too_large(dims: &[usize]) -> String {
     let dims: Vec<String> = dims.iter().map(ToString::to_string).collect();
     format!(
-        "`input` is too large: [{}] has more elements than one buffer can hold; use smaller sizes",
+        "`input` is too large: [{}] has more than {MAX_ELEMS} elements, the limit for one buffer (16 GiB of `f32`); use smaller sizes",
         dims.join(", ")
     )
 }
@@ -253,14 +253,14 @@ pub fn window_too_big(stage: &str, kernel: [usize; 2], input: [usize; 3]) -> Str
 pub enum Limit {
     /// A count (multiply-adds, padded size) beyond `usize::MAX`.
     Count,
-    /// A buffer of `f32`s beyond `isize::MAX` bytes, the most Rust can allocate.
+    /// A buffer of more than [`MAX_ELEMS`] `f32`s.
     Memory,
 }
 
 pub fn overflow(stage: &str, what: &str, shape: &Shape, limit: Limit) -> String {
     let broken = match limit {
         Limit::Count => "overflows `usize`",
-        Limit::Memory => "is larger than any buffer can be (isize::MAX bytes)",
+        Limit::Memory => &format!("is more than {MAX_ELEMS} `f32`s, the limit for one buffer (16 GiB)"),
     };
     format!("`{stage}`: on input {shape}, the {what} {broken}; use smaller sizes")
 }

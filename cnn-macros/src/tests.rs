@@ -584,7 +584,7 @@ fn overflow_is_an_error_not_a_panic() {
         quote! { struct N { input: [1, 1, 1], pool: MaxPool2d(#max, stride = #max) } },
         quote! { struct N { input: [1, 1, 1], conv: Conv2d(1, kernel = #max, stride = #max, padding = #max) } },
         // Each activation's output is kept for the backward pass: the third no longer fits.
-        quote! { struct N { input: [500_000_000_000_000_000], a: Relu, b: Relu, c: Relu, d: Relu } },
+        quote! { struct N { input: [1_000_000_000], a: Relu, b: Relu, c: Relu, d: Relu } },
         quote! { struct N { input: [1], fc: Dense(18446744073709551616) } },
     ] {
         let all = errors(decl.clone());

@@ -2,7 +2,7 @@ use cnn::prelude::*;
 
 cnn! {
     struct Net {
-        input: [100000, 100000, 100000],
+        input: [1, 65536, 65536],
         conv1: Conv2d(100000, kernel = 1),
     }
 }

@@ -158,6 +158,47 @@ impl Conv2d {
         (lo.min(hi), hi)
     }
 
+    /// Walks the unfolding of one sample: for each channel `ch` and kernel tap `(u, v)`, each
+    /// output row `i`, calls `f(ch, at, src)`, where `at` is where the `OW` columns of that row
+    /// start in `cols: [C*KH*KW, OH*OW]` and `src`, when the input row `i*sh + u - ph` lies in
+    /// the image, is `(r, lo, hi, first)`: input row `r`, the output columns `lo..hi` that fall
+    /// inside the image, and the input column of output column `lo`. The one definition of the
+    /// layout that [`im2col`](Self::im2col) and its adjoint share.
+    #[inline(always)]
+    fn walk(&self, mut f: impl FnMut(usize, usize, Option<(usize, usize, usize, usize)>)) {
+        let ohw = self.oh * self.ow;
+        for ch in 0..self.c {
+            for u in 0..self.kh {
+                for v in 0..self.kw {
+                    let row = ((ch * self.kh + u) * self.kw + v) * ohw;
+                    let (lo, hi) = self.valid_cols(v);
+                    for i in 0..self.oh {
+                        // Input row i*sh + u - ph; outside the image it is padding.
+                        let r = (i * self.sh + u).wrapping_sub(self.ph);
+                        let src = (r < self.h).then(|| (r, lo, hi, lo * self.sw + v - self.pw));
+                        f(ch, row + i * self.ow, src);
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_unfold(&self, what: &str, x: usize, batch: usize, b: usize, cols: usize) {
+        assert_eq!(
+            x,
+            batch * self.in_len(),
+            "conv2d: {what} must hold batch*C*H*W = {batch}*{} elements, got {x}",
+            self.in_len()
+        );
+        assert!(b < batch, "conv2d: sample {b} of a batch of {batch}");
+        assert_eq!(
+            cols,
+            self.cols_len(),
+            "conv2d: cols must hold C*KH*KW*OH*OW = {} elements, got {cols}",
+            self.cols_len()
+        );
+    }
+
     /// Unfolds sample `b` of a batch `x` (in `layout`) into `cols: [C*KH*KW, OH*OW]`; padding
     /// reads as zero.
     ///
@@ -165,51 +206,26 @@ impl Conv2d {
     ///
     /// If `x` does not hold the batch, `b >= batch`, or `cols` is not `cols_len()` long.
     pub fn im2col(&self, x: &[f32], layout: Layout, batch: usize, b: usize, cols: &mut [f32]) {
-        assert_eq!(
-            x.len(),
-            batch * self.in_len(),
-            "conv2d: input must hold batch*C*H*W = {batch}*{} elements, got {}",
-            self.in_len(),
-            x.len()
-        );
-        assert!(b < batch, "conv2d: sample {b} of a batch of {batch}");
-        assert_eq!(
-            cols.len(),
-            self.cols_len(),
-            "conv2d: cols must hold C*KH*KW*OH*OW = {} elements, got {}",
-            self.cols_len(),
-            cols.len()
-        );
-        let (ohw, ow, hw) = (self.oh * self.ow, self.ow, self.h * self.w);
-        for ch in 0..self.c {
-            let plane = &x[layout.plane(ch, b, self.c, batch) * hw..][..hw];
-            for u in 0..self.kh {
-                for v in 0..self.kw {
-                    let row = &mut cols[((ch * self.kh + u) * self.kw + v) * ohw..][..ohw];
-                    let (lo, hi) = self.valid_cols(v);
-                    for i in 0..self.oh {
-                        let out = &mut row[i * ow..][..ow];
-                        // Input row i*sh + u - ph; outside the image it is padding.
-                        let r = (i * self.sh + u).wrapping_sub(self.ph);
-                        if r >= self.h {
-                            out.fill(0.0);
-                            continue;
-                        }
-                        out[..lo].fill(0.0);
-                        out[hi..].fill(0.0);
-                        let src = &plane[r * self.w..][..self.w];
-                        let first = lo * self.sw + v - self.pw;
-                        if self.sw == 1 {
-                            out[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
-                        } else {
-                            for (o, &x) in out[lo..hi].iter_mut().zip(src[first..].iter().step_by(self.sw)) {
-                                *o = x;
-                            }
-                        }
-                    }
-                }
+        self.check_unfold("input", x.len(), batch, b, cols.len());
+        let (hw, w, sw) = (self.h * self.w, self.w, self.sw);
+        self.walk(|ch, at, src| {
+            let out = &mut cols[at..][..self.ow];
+            let Some((r, lo, hi, first)) = src else {
+                out.fill(0.0);
+                return;
+            };
+            out[..lo].fill(0.0);
+            out[hi..].fill(0.0);
+            let src = &x[layout.plane(ch, b, self.c, batch) * hw + r * w..][..w];
+            if sw == 1 {
+                out[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
+            } else {
+                out[lo..hi]
+                    .iter_mut()
+                    .zip(src[first..].iter().step_by(sw))
+                    .for_each(|(o, &x)| *o = x);
             }
-        }
+        });
     }
 
     /// Folds `cols: [C*KH*KW, OH*OW]` back onto sample `b` of `dx` (in `layout`), adding: the
@@ -219,55 +235,21 @@ impl Conv2d {
     ///
     /// As [`im2col`](Self::im2col).
     pub fn col2im_add(&self, cols: &[f32], layout: Layout, batch: usize, b: usize, dx: &mut [f32]) {
-        assert_eq!(
-            dx.len(),
-            batch * self.in_len(),
-            "conv2d: dx must hold batch*C*H*W = {batch}*{} elements, got {}",
-            self.in_len(),
-            dx.len()
-        );
-        assert!(b < batch, "conv2d: sample {b} of a batch of {batch}");
-        assert_eq!(
-            cols.len(),
-            self.cols_len(),
-            "conv2d: cols must hold C*KH*KW*OH*OW = {} elements, got {}",
-            self.cols_len(),
-            cols.len()
-        );
-        let (ohw, ow, hw) = (self.oh * self.ow, self.ow, self.h * self.w);
-        for ch in 0..self.c {
-            let plane = &mut dx[layout.plane(ch, b, self.c, batch) * hw..][..hw];
-            for u in 0..self.kh {
-                for v in 0..self.kw {
-                    let row = &cols[((ch * self.kh + u) * self.kw + v) * ohw..][..ohw];
-                    let (lo, hi) = self.valid_cols(v);
-                    if lo == hi {
-                        continue;
-                    }
-                    for i in 0..self.oh {
-                        let r = (i * self.sh + u).wrapping_sub(self.ph);
-                        if r >= self.h {
-                            continue;
-                        }
-                        let dst = &mut plane[r * self.w..][..self.w];
-                        let first = lo * self.sw + v - self.pw;
-                        let src = &row[i * ow + lo..i * ow + hi];
-                        if self.sw == 1 {
-                            dst[first..first + (hi - lo)]
-                                .iter_mut()
-                                .zip(src)
-                                .for_each(|(d, g)| *d += g);
-                        } else {
-                            dst[first..]
-                                .iter_mut()
-                                .step_by(self.sw)
-                                .zip(src)
-                                .for_each(|(d, g)| *d += g);
-                        }
-                    }
-                }
+        self.check_unfold("dx", dx.len(), batch, b, cols.len());
+        let (hw, w, sw) = (self.h * self.w, self.w, self.sw);
+        self.walk(|ch, at, src| {
+            let Some((r, lo, hi, first)) = src else { return };
+            let src = &cols[at + lo..at + hi];
+            let dst = &mut dx[layout.plane(ch, b, self.c, batch) * hw + r * w..][..w];
+            if sw == 1 {
+                dst[first..first + (hi - lo)]
+                    .iter_mut()
+                    .zip(src)
+                    .for_each(|(d, g)| *d += g);
+            } else {
+                dst[first..].iter_mut().step_by(sw).zip(src).for_each(|(d, g)| *d += g);
             }
-        }
+        });
     }
 
     /// `y = conv(x, weight) + bias` for a batch.

@@ -31,10 +31,6 @@ cnn! {
     }
 }
 
-/// MNIST's mean and standard deviation, as the mnist example normalizes its inputs.
-const MEAN: f32 = 0.1307;
-const STD: f32 = 0.3081;
-
 fn main() -> Result<(), Box<dyn Error>> {
     let dir = std::env::args().nth(1).unwrap_or_else(|| "data/mnist".into());
     let test = Mnist::load(&dir)?.test;
@@ -45,7 +41,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let mut latencies = Vec::with_capacity(test.len());
     for i in 0..test.len() {
         test.gather(&[i], &mut image, &mut label);
-        image.iter_mut().for_each(|x| *x = (*x - MEAN) / STD);
+        image.iter_mut().for_each(|x| *x = (*x - Mnist::MEAN) / Mnist::STD);
         let start = Instant::now();
         let predicted = net.predict(&image);
         latencies.push(start.elapsed());

@@ -36,10 +36,6 @@ cnn! {
     }
 }
 
-/// MNIST's pixel mean and standard deviation (of pixel / 255), as torchvision's examples use.
-const MEAN: f32 = 0.1307;
-const STD: f32 = 0.3081;
-
 /// Train LeNet-5 on MNIST (or any IDX data set of 28x28 images with labels 0-9).
 #[derive(Parser, Debug)]
 #[command(long_about = None)]
@@ -126,7 +122,7 @@ fn new_config(a: &Args) -> TrainConfig {
         .schedule(schedule)
         .seed(a.seed.unwrap_or(1))
         .threads(a.threads.unwrap_or(0))
-        .normalize(MEAN, STD)
+        .normalize(Mnist::MEAN, Mnist::STD)
         .runs_dir(a.runs_dir.clone().unwrap_or_else(|| "runs".into()))
         .data_dir(a.data.clone().unwrap_or_else(|| "data/mnist".into()))
         .summary(LeNet5::summary());

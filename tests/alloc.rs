@@ -1,6 +1,10 @@
 //! A steady-state training step and inference allocate nothing: proved with a counting global
 //! allocator (this test binary only).
 
+mod common;
+
+use common::LeNet5;
+
 use cnn::optim::{Adam, Sgd};
 use cnn::prelude::*;
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -32,20 +36,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-cnn! {
-    struct LeNet5 {
-        input: [1, 28, 28],
-        conv1: Conv2d(6, kernel = 5, padding = 2) -> Relu,
-        pool1: MaxPool2d(2),
-        conv2: Conv2d(16, kernel = 5) -> Relu,
-        pool2: MaxPool2d(2),
-        flatten: Flatten,
-        fc1: Dense(120) -> Relu,
-        fc2: Dense(84) -> Relu,
-        fc3: Dense(10),
-    }
-}
 
 /// Allocations made by `f`.
 fn allocations(mut f: impl FnMut()) -> usize {

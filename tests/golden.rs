@@ -2,24 +2,14 @@
 //! for every case in `tests/golden/` (made with torch 2.15; see its README for how, and for
 //! the tolerances used here).
 
+mod common;
+
+use common::LeNet5;
+
 use cnn::optim::{Adam, Sgd};
 use cnn::prelude::*;
 use safetensors::{Dtype, SafeTensors};
 use std::path::{Path, PathBuf};
-
-cnn! {
-    struct LeNet5 {
-        input: [1, 28, 28],
-        conv1: Conv2d(6, kernel = 5, padding = 2) -> Relu,
-        pool1: MaxPool2d(2),
-        conv2: Conv2d(16, kernel = 5) -> Relu,
-        pool2: MaxPool2d(2),
-        flatten: Flatten,
-        fc1: Dense(120) -> Relu,
-        fc2: Dense(84) -> Relu,
-        fc3: Dense(10),
-    }
-}
 
 cnn! {
     struct Mlp {

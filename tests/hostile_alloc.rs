@@ -11,6 +11,10 @@
 //!   (plus the gzip decoder's fixed buffers), nor than twice what the file really holds, so a
 //!   header that lies costs nothing and a gzip bomb is never inflated.
 
+mod common;
+
+use common::LeNet5;
+
 use cnn::prelude::*;
 use flate2::write::GzEncoder;
 use flate2::Compression;
@@ -107,20 +111,6 @@ fn measure<R>(f: impl FnOnce() -> R) -> (R, Usage) {
         peak_live: PEAK_LIVE.with(Cell::get).max(0) as usize,
     };
     (result, usage)
-}
-
-cnn! {
-    struct LeNet5 {
-        input: [1, 28, 28],
-        conv1: Conv2d(6, kernel = 5, padding = 2) -> Relu,
-        pool1: MaxPool2d(2),
-        conv2: Conv2d(16, kernel = 5) -> Relu,
-        pool2: MaxPool2d(2),
-        flatten: Flatten,
-        fc1: Dense(120) -> Relu,
-        fc2: Dense(84) -> Relu,
-        fc3: Dense(10),
-    }
 }
 
 cnn! {

@@ -12,7 +12,6 @@ use cnn::prelude::*;
 use cnn_runtime::activation::Activation;
 use cnn_runtime::conv::Conv2d;
 use cnn_runtime::dense::Dense;
-use cnn_runtime::gemm::{sgemm, Op};
 use cnn_runtime::layout::Layout;
 use cnn_runtime::loss::{softmax_cross_entropy, softmax_in_place};
 use cnn_runtime::pool::{Pool2d, PoolKind};
@@ -341,20 +340,6 @@ fn loss_rejects_logits_that_do_not_match_the_labels() {
 #[should_panic(expected = "loss: dlogits must hold 6 elements, got 5")]
 fn loss_rejects_a_wrong_dlogits() {
     softmax_cross_entropy(&[0.0; 6], &[0, 1], 3, &mut [0.0; 5]);
-}
-
-// ---- gemm ---------------------------------------------------------------------------------
-
-#[test]
-#[should_panic(expected = "sgemm: A must hold m*k = 2*3 elements, got 5")]
-fn sgemm_rejects_a_wrong_a() {
-    sgemm(2, 3, 4, 1.0, &[0.0; 5], Op::N, &[0.0; 12], Op::N, 0.0, &mut [0.0; 8]);
-}
-
-#[test]
-#[should_panic(expected = "sgemm: B must hold k*n = 3*4 elements, got 13")]
-fn sgemm_rejects_a_wrong_b() {
-    sgemm(2, 3, 4, 1.0, &[0.0; 6], Op::T, &[0.0; 13], Op::T, 0.0, &mut [0.0; 8]);
 }
 
 // ---- init ---------------------------------------------------------------------------------

@@ -3,26 +3,16 @@
 //! that names the problem, or in `Ok` with a network whose every parameter is finite, and
 //! never in a panic. The allocation bound is checked separately, in `hostile_alloc.rs`.
 
+mod common;
+
+use common::LeNet5;
+
 use cnn::prelude::*;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
-
-cnn! {
-    struct LeNet5 {
-        input: [1, 28, 28],
-        conv1: Conv2d(6, kernel = 5, padding = 2) -> Relu,
-        pool1: MaxPool2d(2),
-        conv2: Conv2d(16, kernel = 5) -> Relu,
-        pool2: MaxPool2d(2),
-        flatten: Flatten,
-        fc1: Dense(120) -> Relu,
-        fc2: Dense(84) -> Relu,
-        fc3: Dense(10),
-    }
-}
 
 cnn! {
     struct Mlp {

@@ -1,21 +1,11 @@
 //! Splitting a batch across threads: the same thread count always gives bitwise the same result,
 //! and different counts agree to float32 rounding.
 
-use cnn::prelude::*;
+mod common;
 
-cnn! {
-    struct LeNet5 {
-        input: [1, 28, 28],
-        conv1: Conv2d(6, kernel = 5, padding = 2) -> Relu,
-        pool1: MaxPool2d(2),
-        conv2: Conv2d(16, kernel = 5) -> Relu,
-        pool2: MaxPool2d(2),
-        flatten: Flatten,
-        fc1: Dense(120) -> Relu,
-        fc2: Dense(84) -> Relu,
-        fc3: Dense(10),
-    }
-}
+use common::LeNet5;
+
+use cnn::prelude::*;
 
 fn batch(n: usize) -> (Vec<f32>, Vec<u32>) {
     let x = (0..n * 784)

@@ -1,22 +1,12 @@
 //! A training smoke test on real data: the loss falls on a few hundred MNIST images.
 
+mod common;
+
+use common::LeNet5;
+
 use cnn::data::Mnist;
 use cnn::optim::Sgd;
 use cnn::prelude::*;
-
-cnn! {
-    struct LeNet5 {
-        input: [1, 28, 28],
-        conv1: Conv2d(6, kernel = 5, padding = 2) -> Relu,
-        pool1: MaxPool2d(2),
-        conv2: Conv2d(16, kernel = 5) -> Relu,
-        pool2: MaxPool2d(2),
-        flatten: Flatten,
-        fc1: Dense(120) -> Relu,
-        fc2: Dense(84) -> Relu,
-        fc3: Dense(10),
-    }
-}
 
 #[test]
 fn loss_falls_on_a_few_hundred_mnist_images() -> Result<(), cnn::Error> {
@@ -26,8 +16,7 @@ fn loss_falls_on_a_few_hundred_mnist_images() -> Result<(), cnn::Error> {
     let mut images = vec![0.0; n * LeNet5::INPUT_LEN];
     let mut labels = vec![0; n];
     mnist.train.gather(&indices, &mut images, &mut labels);
-    // MNIST's mean and standard deviation, as the mnist example normalizes.
-    images.iter_mut().for_each(|x| *x = (*x - 0.1307) / 0.3081);
+    images.iter_mut().for_each(|x| *x = (*x - Mnist::MEAN) / Mnist::STD);
 
     let mut net = LeNet5::new(1);
     let mut opt = Sgd::new(0.05).momentum(0.9);

@@ -258,6 +258,17 @@ pub struct Mnist {
 }
 
 impl Mnist {
+    /// MNIST's training-set pixel mean, of pixel / 255 as [`Dataset::gather`] gives it; the
+    /// usual normalization is `(x - MEAN) / STD`, as torchvision's examples do.
+    ///
+    /// ```
+    /// use cnn_runtime::data::Mnist;
+    /// assert_eq!((0.0 - Mnist::MEAN) / Mnist::STD, -0.1307 / 0.3081);
+    /// ```
+    pub const MEAN: f32 = 0.1307;
+    /// MNIST's training-set pixel standard deviation, of pixel / 255; see [`Mnist::MEAN`].
+    pub const STD: f32 = 0.3081;
+
     /// Side of every image: 28 pixels.
     const SIDE: usize = 28;
 

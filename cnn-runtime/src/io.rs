@@ -592,130 +592,120 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    /// A hand-written network: one dense layer `fc` from 4 inputs to 3 outputs.
-    #[derive(Debug)]
-    struct Tiny {
-        params: Vec<f32>,
-    }
-
-    impl Network for Tiny {
-        const INPUT_SHAPE: &'static [usize] = &[4];
-        const INPUT_LEN: usize = 4;
-        const OUTPUT_LEN: usize = 3;
-        const PARAM_COUNT: usize = 15;
-        const PARAMS: &'static [ParamInfo] = &[
-            ParamInfo {
-                name: "fc.weight",
-                shape: &[3, 4],
-                offset: 0,
-            },
-            ParamInfo {
-                name: "fc.bias",
-                shape: &[3],
-                offset: 12,
-            },
-        ];
-
-        fn from_params(params: &[f32]) -> Self {
-            assert_eq!(params.len(), Self::PARAM_COUNT);
-            Tiny {
-                params: params.to_vec(),
+    /// A network that is only a parameter layout (its passes are never called): all that weight
+    /// I/O needs, written out by hand so these tests do not depend on the macro.
+    macro_rules! layout_only {
+        ($(#[$meta:meta])* $name:ident { $($layout:tt)* }) => {
+            $(#[$meta])*
+            struct $name {
+                params: Vec<f32>,
             }
-        }
-        fn params(&self) -> &[f32] {
-            &self.params
-        }
-        fn params_mut(&mut self) -> &mut [f32] {
-            &mut self.params
-        }
-        fn forward_batch(&self, _: &[f32], _: &mut [f32]) {
-            unimplemented!()
-        }
-        fn loss_and_grad(&self, _: &[f32], _: &[u32], _: &mut [f32]) -> f32 {
-            unimplemented!()
-        }
-    }
 
-    /// LeNet-5's parameter layout, as `cnn!` generates it for the declaration in DESIGN.md.
-    struct LeNet5 {
-        params: Vec<f32>,
-    }
+            impl Network for $name {
+                $($layout)*
 
-    impl Network for LeNet5 {
-        const INPUT_SHAPE: &'static [usize] = &[1, 28, 28];
-        const INPUT_LEN: usize = 784;
-        const OUTPUT_LEN: usize = 10;
-        const PARAM_COUNT: usize = 61_706;
-        const PARAMS: &'static [ParamInfo] = &[
-            ParamInfo {
-                name: "conv1.weight",
-                shape: &[6, 1, 5, 5],
-                offset: 0,
-            },
-            ParamInfo {
-                name: "conv1.bias",
-                shape: &[6],
-                offset: 150,
-            },
-            ParamInfo {
-                name: "conv2.weight",
-                shape: &[16, 6, 5, 5],
-                offset: 156,
-            },
-            ParamInfo {
-                name: "conv2.bias",
-                shape: &[16],
-                offset: 2_556,
-            },
-            ParamInfo {
-                name: "fc1.weight",
-                shape: &[120, 400],
-                offset: 2_572,
-            },
-            ParamInfo {
-                name: "fc1.bias",
-                shape: &[120],
-                offset: 50_572,
-            },
-            ParamInfo {
-                name: "fc2.weight",
-                shape: &[84, 120],
-                offset: 50_692,
-            },
-            ParamInfo {
-                name: "fc2.bias",
-                shape: &[84],
-                offset: 60_772,
-            },
-            ParamInfo {
-                name: "fc3.weight",
-                shape: &[10, 84],
-                offset: 60_856,
-            },
-            ParamInfo {
-                name: "fc3.bias",
-                shape: &[10],
-                offset: 61_696,
-            },
-        ];
-
-        fn from_params(params: &[f32]) -> Self {
-            assert_eq!(params.len(), Self::PARAM_COUNT);
-            LeNet5 {
-                params: params.to_vec(),
+                fn from_params(params: &[f32]) -> Self {
+                    assert_eq!(params.len(), Self::PARAM_COUNT);
+                    $name { params: params.to_vec() }
+                }
+                fn params(&self) -> &[f32] {
+                    &self.params
+                }
+                fn params_mut(&mut self) -> &mut [f32] {
+                    &mut self.params
+                }
+                fn forward_batch(&self, _: &[f32], _: &mut [f32]) {
+                    unimplemented!()
+                }
+                fn loss_and_grad(&self, _: &[f32], _: &[u32], _: &mut [f32]) -> f32 {
+                    unimplemented!()
+                }
             }
+        };
+    }
+
+    layout_only! {
+        /// One dense layer `fc` from 4 inputs to 3 outputs.
+        #[derive(Debug)]
+        Tiny {
+            const INPUT_SHAPE: &'static [usize] = &[4];
+            const INPUT_LEN: usize = 4;
+            const OUTPUT_LEN: usize = 3;
+            const PARAM_COUNT: usize = 15;
+            const PARAMS: &'static [ParamInfo] = &[
+                ParamInfo {
+                    name: "fc.weight",
+                    shape: &[3, 4],
+                    offset: 0,
+                },
+                ParamInfo {
+                    name: "fc.bias",
+                    shape: &[3],
+                    offset: 12,
+                },
+            ];
         }
-        fn params(&self) -> &[f32] {
-            &self.params
-        }
-        fn params_mut(&mut self) -> &mut [f32] {
-            &mut self.params
-        }
-        fn forward_batch(&self, _: &[f32], _: &mut [f32]) {
-            unimplemented!()
-        }
-        fn loss_and_grad(&self, _: &[f32], _: &[u32], _: &mut [f32]) -> f32 {
-            unimplemented!()
+    }
+
+    layout_only! {
+        /// LeNet-5's parameter layout, as `cnn!` generates it for the declaration in DESIGN.md.
+        LeNet5 {
+            const INPUT_SHAPE: &'static [usize] = &[1, 28, 28];
+            const INPUT_LEN: usize = 784;
+            const OUTPUT_LEN: usize = 10;
+            const PARAM_COUNT: usize = 61_706;
+            const PARAMS: &'static [ParamInfo] = &[
+                ParamInfo {
+                    name: "conv1.weight",
+                    shape: &[6, 1, 5, 5],
+                    offset: 0,
+                },
+                ParamInfo {
+                    name: "conv1.bias",
+                    shape: &[6],
+                    offset: 150,
+                },
+                ParamInfo {
+                    name: "conv2.weight",
+                    shape: &[16, 6, 5, 5],
+                    offset: 156,
+                },
+                ParamInfo {
+                    name: "conv2.bias",
+                    shape: &[16],
+                    offset: 2_556,
+                },
+                ParamInfo {
+                    name: "fc1.weight",
+                    shape: &[120, 400],
+                    offset: 2_572,
+                },
+                ParamInfo {
+                    name: "fc1.bias",
+                    shape: &[120],
+                    offset: 50_572,
+                },
+                ParamInfo {
+                    name: "fc2.weight",
+                    shape: &[84, 120],
+                    offset: 50_692,
+                },
+                ParamInfo {
+                    name: "fc2.bias",
+                    shape: &[84],
+                    offset: 60_772,
+                },
+                ParamInfo {
+                    name: "fc3.weight",
+                    shape: &[10, 84],
+                    offset: 60_856,
+                },
+                ParamInfo {
+                    name: "fc3.bias",
+                    shape: &[10],
+                    offset: 61_696,
+                },
+            ];
         }
     }
 

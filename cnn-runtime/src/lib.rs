@@ -20,7 +20,6 @@ pub mod dense;
 pub mod embedded;
 #[cfg(feature = "std")]
 mod error;
-pub mod gemm;
 pub mod init;
 #[cfg(feature = "std")]
 pub mod io;

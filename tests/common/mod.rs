@@ -1,7 +1,22 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use cnn::Network;
+use cnn::prelude::*;
+
+cnn! {
+    /// LeNet-5 of DESIGN.md, as most test binaries use it.
+    pub struct LeNet5 {
+        input: [1, 28, 28],
+        conv1: Conv2d(6, kernel = 5, padding = 2) -> Relu,
+        pool1: MaxPool2d(2),
+        conv2: Conv2d(16, kernel = 5) -> Relu,
+        pool2: MaxPool2d(2),
+        flatten: Flatten,
+        fc1: Dense(120) -> Relu,
+        fc2: Dense(84) -> Relu,
+        fc3: Dense(10),
+    }
+}
 
 /// A deterministic, irregular sequence in about [-1, 1].
 pub fn seq(n: usize, phase: f32) -> Vec<f32> {

@@ -11,9 +11,6 @@ use cnn::optim::Sgd;
 use cnn::Network;
 use no_std_check::{LeNet5, BATCH};
 
-const MEAN: f32 = 0.1307;
-const STD: f32 = 0.3081;
-
 /// The first `n` MNIST test images, normalized as the mnist example trains them.
 fn test_images(n: usize) -> (Vec<f32>, Vec<u32>) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/mnist");
@@ -22,7 +19,7 @@ fn test_images(n: usize) -> (Vec<f32>, Vec<u32>) {
     let mut images = vec![0.0; n * 784];
     let mut labels = vec![0; n];
     mnist.test.gather(&indices, &mut images, &mut labels);
-    images.iter_mut().for_each(|x| *x = (*x - MEAN) / STD);
+    images.iter_mut().for_each(|x| *x = (*x - Mnist::MEAN) / Mnist::STD);
     (images, labels)
 }
 

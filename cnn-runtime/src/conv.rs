@@ -1,18 +1,24 @@
 //! 2-D convolution (PyTorch's `Conv2d`: cross-correlation, zero padding), forward and backward.
 //!
 //! Layouts, per sample: input `[C, H, W]`, output `[OC, OH, OW]`, weight `[OC, C, KH, KW]`,
-//! bias `[OC]`. The parameters of one layer are contiguous: weight, then bias.
+//! bias `[OC]`. The parameters of one layer are contiguous: weight, then bias. The output of a
+//! batch is channel-major, `[OC, batch, OH, OW]` ([`Layout::ChannelMajor`]): the layout every
+//! image after the first convolution keeps, so no transposes are needed between layers.
 //!
-//! Each sample is unfolded into columns (im2col, `cols: [C*KH*KW, OH*OW]`, small enough to stay
-//! in cache) and multiplied by the weight matrix `[OC, C*KH*KW]` with a register-blocked kernel
-//! that writes straight into the channel-major output, `[OC, batch, OH, OW]`
-//! ([`Layout::ChannelMajor`]): the layout every image after the first convolution keeps, so no
-//! transposes are needed between layers. The backward pass unfolds each sample again rather than
-//! keep a batch of columns in memory.
+//! Stride-1 convolutions (the common case) read their input in place: each sample is copied
+//! into a zero-padded image `[C, H+2PH, W+2PW]`, and every kernel tap `(c, u, v)` is then a
+//! contiguous, shifted view of it, so the product `weight [OC, C*KH*KW] x taps` runs on
+//! gathered rows ([`gather_gemm`]) with no unfolded copy. Its output is "wide": one row of the
+//! padded width per output row, whose extra columns are dropped when the result is written
+//! out. The backward pass is the same product twice: the weight gradient as output gradient
+//! times the taps ([`gather_gemm_nt`]), the input gradient as a stride-1 convolution of the
+//! padded output gradient with the flipped kernel.
+//!
+//! Other strides unfold each sample into columns (im2col, `[C*KH*KW, OH*OW]`) and multiply.
 
 use crate::layout::Layout;
 use crate::shape::conv_out;
-use crate::simd::{small_gemm, small_gemm_nt, Mat};
+use crate::simd::{gather_gemm, gather_gemm_nt, small_gemm, small_gemm_nt, Gathered, Mat};
 
 /// The geometry of one convolution layer, all sizes known when the network is declared.
 ///
@@ -27,7 +33,7 @@ use crate::simd::{small_gemm, small_gemm_nt, Mat};
 /// let mut p = vec![0.0; G.param_len()];
 /// p[..25].fill(1.0); // first output channel sums its window
 /// let mut y = vec![0.0; G.out_len()];
-/// let mut scratch = vec![0.0; G.cols_len()];
+/// let mut scratch = vec![0.0; G.forward_scratch_len()];
 /// G.forward(1, &x, Layout::SampleMajor, &p, &mut y, &mut scratch);
 /// assert_eq!(y[14 * 28 + 14], 25.0); // a window fully inside the image
 /// assert_eq!(y[0], 9.0);             // the corner sees 3x3 of the image
@@ -138,10 +144,230 @@ impl Conv2d {
         self.patch_len() * self.oh * self.ow
     }
 
-    /// Scratch [`backward`](Self::backward) needs: two unfolded samples, one sample's output
-    /// gradient and a weight gradient.
+    /// Scratch [`forward`](Self::forward) needs: a padded sample and a wide output for a
+    /// stride-1 convolution, an unfolded sample otherwise.
+    pub const fn forward_scratch_len(&self) -> usize {
+        if self.direct() {
+            self.padded_len() + self.oc * self.wide_len()
+        } else {
+            self.cols_len()
+        }
+    }
+
+    /// Scratch [`backward`](Self::backward) needs, which is also enough for
+    /// [`forward`](Self::forward): for a stride-1 convolution a padded sample, a wide and a padded
+    /// output gradient, a flipped weight and a wide input gradient; otherwise two unfolded
+    /// samples, one sample's output gradient and a weight gradient.
     pub const fn scratch_len(&self) -> usize {
-        2 * self.cols_len() + self.out_len() + self.weight_len()
+        if self.direct() {
+            let [hq, wq] = self.grad_padded();
+            self.padded_len()
+                + self.oc * self.wide_len()
+                + self.oc * hq * wq
+                + self.weight_len()
+                + self.c * ((self.h - 1) * wq + self.w)
+        } else {
+            2 * self.cols_len() + self.out_len() + self.weight_len()
+        }
+    }
+
+    /// Whether the stride-1 path, which reads the input in place, computes this layer: stride
+    /// 1, padding smaller than the kernel (so the input gradient is a convolution of the padded
+    /// output gradient) and a kernel of at most [`TAPS`] taps.
+    pub const fn direct(&self) -> bool {
+        self.sh == 1 && self.sw == 1 && self.ph < self.kh && self.pw < self.kw && self.kh * self.kw <= TAPS
+    }
+
+    /// Height and width of the zero-padded input.
+    const fn padded(&self) -> [usize; 2] {
+        [self.h + 2 * self.ph, self.w + 2 * self.pw]
+    }
+
+    /// Elements of one zero-padded input sample.
+    const fn padded_len(&self) -> usize {
+        let [hp, wp] = self.padded();
+        self.c * hp * wp
+    }
+
+    /// Columns of a wide output row block: `OH` rows of the padded width, the last one cut to
+    /// `OW`.
+    const fn wide_len(&self) -> usize {
+        (self.oh - 1) * self.padded()[1] + self.ow
+    }
+
+    /// Height and width of the output gradient padded for the input-gradient convolution:
+    /// `KH-1-PH` rows and `KW-1-PW` columns of zeros on each side.
+    const fn grad_padded(&self) -> [usize; 2] {
+        [self.h + self.kh - 1, self.w + self.kw - 1]
+    }
+
+    /// The offsets of the kernel taps `(c, u, v)`, in weight order, in a padded image with
+    /// planes of `plane` elements and rows of `row`; the table covers as many whole channels as
+    /// fit in [`TAPS`] entries, which it returns too: further channels use the same table from
+    /// their own plane on.
+    fn tap_table(&self, plane: usize, row: usize, channels: usize) -> ([usize; TAPS], usize) {
+        let taps = self.kh * self.kw;
+        let chunk = (TAPS / taps).min(channels);
+        let mut table = [0; TAPS];
+        for (t, at) in table[..chunk * taps].iter_mut().enumerate() {
+            let (ch, tap) = (t / taps, t % taps);
+            *at = ch * plane + tap / self.kw * row + tap % self.kw;
+        }
+        (table, chunk)
+    }
+
+    /// Copies sample `b` of `x` into the interior of `pad` (`[C, HP, WP]`, borders already
+    /// zero).
+    fn pad_sample(&self, x: &[f32], layout: Layout, batch: usize, b: usize, pad: &mut [f32]) {
+        let [hp, wp] = self.padded();
+        let hw = self.h * self.w;
+        for ch in 0..self.c {
+            let src = &x[layout.plane(ch, b, self.c, batch) * hw..][..hw];
+            let dst = &mut pad[ch * hp * wp..][..hp * wp];
+            for (r, row) in src.chunks_exact(self.w).enumerate() {
+                dst[(r + self.ph) * wp + self.pw..][..self.w].copy_from_slice(row);
+            }
+        }
+    }
+
+    /// The stride-1 forward pass; `y` holds the bias (or zeros when there is none).
+    fn forward_direct(
+        &self,
+        batch: usize,
+        x: &[f32],
+        layout: Layout,
+        weight: &[f32],
+        y: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        let ([hp, wp], k, ohw, n) = (self.padded(), self.patch_len(), self.oh * self.ow, self.wide_len());
+        let taps = self.kh * self.kw;
+        let (pad, rest) = scratch.split_at_mut(self.padded_len());
+        let wide = &mut rest[..self.oc * n];
+        pad.fill(0.0);
+        let (table, chunk) = self.tap_table(hp * wp, wp, self.c);
+        for b in 0..batch {
+            self.pad_sample(x, layout, batch, b, pad);
+            // wide [OC, N] = weight [OC, C*KH*KW] x taps [C*KH*KW, N], a chunk of channels at a
+            // time.
+            for c0 in (0..self.c).step_by(chunk) {
+                let cc = chunk.min(self.c - c0);
+                gather_gemm(
+                    self.oc,
+                    cc * taps,
+                    n,
+                    Mat::rows(&weight[c0 * taps..], k),
+                    Gathered {
+                        data: &pad[c0 * hp * wp..],
+                        offsets: &table[..cc * taps],
+                    },
+                    wide,
+                    n,
+                    c0 > 0,
+                );
+            }
+            for (o, wide) in wide.chunks_exact(n).enumerate() {
+                let out = &mut y[(o * batch + b) * ohw..][..ohw];
+                for (i, out) in out.chunks_exact_mut(self.ow).enumerate() {
+                    out.iter_mut().zip(&wide[i * wp..]).for_each(|(y, w)| *y += w);
+                }
+            }
+        }
+    }
+
+    /// The stride-1 backward pass: accumulates into `dweight` and, when given, overwrites `dx`.
+    #[allow(clippy::too_many_arguments)]
+    fn backward_direct(
+        &self,
+        batch: usize,
+        x: &[f32],
+        layout: Layout,
+        weight: &[f32],
+        dy: &[f32],
+        dweight: &mut [f32],
+        mut dx: Option<&mut [f32]>,
+        scratch: &mut [f32],
+    ) {
+        let ([hp, wp], [hq, wq]) = (self.padded(), self.grad_padded());
+        let (k, taps, ohw, n) = (self.patch_len(), self.kh * self.kw, self.oh * self.ow, self.wide_len());
+        let nx = (self.h - 1) * wq + self.w;
+        let (pad, rest) = scratch.split_at_mut(self.padded_len());
+        let (dyw, rest) = rest.split_at_mut(self.oc * n);
+        let (dypad, rest) = rest.split_at_mut(self.oc * hq * wq);
+        let (flipped, rest) = rest.split_at_mut(self.weight_len());
+        let dxw = &mut rest[..self.c * nx];
+        pad.fill(0.0);
+        dyw.fill(0.0);
+        dypad.fill(0.0);
+        let (table, chunk) = self.tap_table(hp * wp, wp, self.c);
+        // The input gradient is the convolution of dy, padded by KH-1-PH and KW-1-PW, with the
+        // kernel flipped and its channels swapped: flipped [C, OC, KH, KW].
+        let (gtable, gchunk) = self.tap_table(hq * wq, wq, self.oc);
+        let (top, left) = (self.kh - 1 - self.ph, self.kw - 1 - self.pw);
+        if dx.is_some() {
+            for o in 0..self.oc {
+                for ch in 0..self.c {
+                    let src = &weight[(o * self.c + ch) * taps..][..taps];
+                    let dst = &mut flipped[(ch * self.oc + o) * taps..][..taps];
+                    dst.iter_mut().zip(src.iter().rev()).for_each(|(d, s)| *d = *s);
+                }
+            }
+        }
+        for b in 0..batch {
+            self.pad_sample(x, layout, batch, b, pad);
+            for o in 0..self.oc {
+                let g = &dy[(o * batch + b) * ohw..][..ohw];
+                for (i, g) in g.chunks_exact(self.ow).enumerate() {
+                    dyw[o * n + i * wp..][..self.ow].copy_from_slice(g);
+                    if dx.is_some() {
+                        dypad[(o * hq + i + top) * wq + left..][..self.ow].copy_from_slice(g);
+                    }
+                }
+            }
+            // dweight [OC, C*KH*KW] += dy_wide [OC, N] x taps^T; the wide columns past OW are
+            // zero in dy_wide, so they add nothing.
+            for c0 in (0..self.c).step_by(chunk) {
+                let cc = chunk.min(self.c - c0);
+                gather_gemm_nt(
+                    self.oc,
+                    cc * taps,
+                    n,
+                    Mat::rows(dyw, n),
+                    Gathered {
+                        data: &pad[c0 * hp * wp..],
+                        offsets: &table[..cc * taps],
+                    },
+                    &mut dweight[c0 * taps..],
+                    k,
+                    true,
+                );
+            }
+            let Some(dx) = dx.as_deref_mut() else { continue };
+            // dx_wide [C, NX] = flipped [C, OC*KH*KW] x taps of the padded dy.
+            for o0 in (0..self.oc).step_by(gchunk) {
+                let cc = gchunk.min(self.oc - o0);
+                gather_gemm(
+                    self.c,
+                    cc * taps,
+                    nx,
+                    Mat::rows(&flipped[o0 * taps..], self.oc * taps),
+                    Gathered {
+                        data: &dypad[o0 * hq * wq..],
+                        offsets: &gtable[..cc * taps],
+                    },
+                    dxw,
+                    nx,
+                    o0 > 0,
+                );
+            }
+            let hw = self.h * self.w;
+            for ch in 0..self.c {
+                let out = &mut dx[layout.plane(ch, b, self.c, batch) * hw..][..hw];
+                for (r, out) in out.chunks_exact_mut(self.w).enumerate() {
+                    out.copy_from_slice(&dxw[ch * nx + r * wq..][..self.w]);
+                }
+            }
+        }
     }
 
     /// The output columns `j` whose input column `j*sw + v - pw` lies inside the image, for
@@ -262,6 +488,26 @@ impl Conv2d {
     ///
     /// If a slice has the wrong length; the message gives the expected and the actual one.
     pub fn forward(&self, batch: usize, x: &[f32], layout: Layout, params: &[f32], y: &mut [f32], scratch: &mut [f32]) {
+        self.forward_by(self.direct(), batch, x, layout, params, y, scratch)
+    }
+
+    /// [`forward`](Self::forward) by the stride-1 path when `direct`, by unfolding otherwise.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_by(
+        &self,
+        direct: bool,
+        batch: usize,
+        x: &[f32],
+        layout: Layout,
+        params: &[f32],
+        y: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        let need = if direct {
+            self.forward_scratch_len()
+        } else {
+            self.cols_len()
+        };
         assert_eq!(
             params.len(),
             self.param_len(),
@@ -277,10 +523,16 @@ impl Conv2d {
             y.len()
         );
         assert!(
-            scratch.len() >= self.cols_len(),
-            "conv2d: scratch must hold at least {} elements, got {}",
-            self.cols_len(),
+            scratch.len() >= need,
+            "conv2d: scratch must hold at least {need} elements, got {}",
             scratch.len()
+        );
+        assert_eq!(
+            x.len(),
+            batch * self.in_len(),
+            "conv2d: input must hold batch*C*H*W = {batch}*{} elements, got {}",
+            self.in_len(),
+            x.len()
         );
         let (k, ohw) = (self.patch_len(), self.oh * self.ow);
         let (weight, bias) = params.split_at(self.weight_len());
@@ -288,6 +540,11 @@ impl Conv2d {
             for (row, &b) in y.chunks_exact_mut(batch * ohw).zip(bias) {
                 row.fill(b);
             }
+        } else if direct {
+            y.fill(0.0);
+        }
+        if direct {
+            return self.forward_direct(batch, x, layout, weight, y, scratch);
         }
         let cols = &mut scratch[..self.cols_len()];
         for b in 0..batch {
@@ -325,10 +582,34 @@ impl Conv2d {
         params: &[f32],
         dy: &[f32],
         dparams: &mut [f32],
+        dx: Option<&mut [f32]>,
+        scratch: &mut [f32],
+    ) {
+        self.backward_by(self.direct(), batch, x, layout, params, dy, dparams, dx, scratch)
+    }
+
+    /// [`backward`](Self::backward) by the stride-1 path when `direct`, by unfolding otherwise.
+    #[allow(clippy::too_many_arguments)]
+    fn backward_by(
+        &self,
+        direct: bool,
+        batch: usize,
+        x: &[f32],
+        layout: Layout,
+        params: &[f32],
+        dy: &[f32],
+        dparams: &mut [f32],
         mut dx: Option<&mut [f32]>,
         scratch: &mut [f32],
     ) {
         let (k, ohw) = (self.patch_len(), self.oh * self.ow);
+        assert_eq!(
+            x.len(),
+            batch * self.in_len(),
+            "conv2d: input must hold batch*C*H*W = {batch}*{} elements, got {}",
+            self.in_len(),
+            x.len()
+        );
         assert_eq!(
             params.len(),
             self.param_len(),
@@ -350,10 +631,14 @@ impl Conv2d {
             self.param_len(),
             dparams.len()
         );
+        let need = if direct {
+            self.scratch_len()
+        } else {
+            2 * self.cols_len() + self.out_len() + self.weight_len()
+        };
         assert!(
-            scratch.len() >= self.scratch_len(),
-            "conv2d: scratch must hold at least {} elements, got {}",
-            self.scratch_len(),
+            scratch.len() >= need,
+            "conv2d: scratch must hold at least {need} elements, got {}",
             scratch.len()
         );
         let weight = &params[..self.weight_len()];
@@ -371,6 +656,9 @@ impl Conv2d {
                 dx.len()
             );
             dx.fill(0.0);
+        }
+        if direct {
+            return self.backward_direct(batch, x, layout, weight, dy, dweight, dx, scratch);
         }
         let (cols, rest) = scratch.split_at_mut(self.cols_len());
         let (dcols, rest) = rest.split_at_mut(self.cols_len());
@@ -419,6 +707,10 @@ impl Conv2d {
         }
     }
 }
+
+/// Most kernel taps a table of the stride-1 path holds (a 22x22 kernel); larger kernels take the
+/// unfolding path.
+pub const TAPS: usize = 512;
 
 /// From this many output channels on, the weight gradient is computed transposed, with the
 /// channels as the columns of the register-blocked kernel (16 wide).
@@ -471,7 +763,7 @@ mod tests {
             let x = seq(batch * g.in_len(), 0.3);
             let p = seq(g.param_len(), 0.7);
             let mut y = vec![f32::NAN; batch * g.out_len()];
-            let mut cols = vec![0.0; g.cols_len()];
+            let mut cols = vec![0.0; g.forward_scratch_len()];
             g.forward(batch, &x, Layout::SampleMajor, &p, &mut y, &mut cols);
             // The output is channel-major: [OC, batch, OH*OW].
             let ohw = g.oh * g.ow;
@@ -503,7 +795,14 @@ mod tests {
             let r = seq(batch * g.out_len(), 1.3);
             let loss = |x: &[f32], p: &[f32]| {
                 let mut y = vec![0.0; batch * g.out_len()];
-                g.forward(batch, x, Layout::SampleMajor, p, &mut y, &mut vec![0.0; g.cols_len()]);
+                g.forward(
+                    batch,
+                    x,
+                    Layout::SampleMajor,
+                    p,
+                    &mut y,
+                    &mut vec![0.0; g.forward_scratch_len()],
+                );
                 y.iter().zip(&r).map(|(a, b)| (a * b) as f64).sum::<f64>()
             };
             let mut dp = vec![f32::NAN; g.param_len()];
@@ -524,6 +823,66 @@ mod tests {
         }
     }
 
+    /// Stride-1 geometries: padding on one side or both, 1x1 and wide kernels, and channel
+    /// counts past one tap table (25 taps: 20 channels a table), forward and backward.
+    const DIRECT: [Conv2d; 6] = [
+        Conv2d::new([1, 28, 28], 6, [5, 5], [1, 1], [2, 2], true),
+        Conv2d::new([6, 14, 14], 16, [5, 5], [1, 1], [0, 0], true),
+        Conv2d::new([3, 7, 9], 5, [3, 3], [1, 1], [1, 1], false),
+        Conv2d::new([2, 3, 8], 4, [1, 6], [1, 1], [0, 5], true),
+        Conv2d::new([21, 5, 6], 22, [5, 5], [1, 1], [2, 1], true),
+        Conv2d::new([4, 6, 6], 3, [1, 1], [1, 1], [0, 0], true),
+    ];
+
+    #[test]
+    fn stride_one_path_agrees_with_unfolding() {
+        for g in DIRECT {
+            assert!(g.direct(), "{g:?}");
+            let batch = 3;
+            let scratch_len = g.scratch_len().max(2 * g.cols_len() + g.out_len() + g.weight_len());
+            let mut scratch = vec![f32::NAN; scratch_len];
+            for layout in [Layout::SampleMajor, Layout::ChannelMajor] {
+                let x = seq(batch * g.in_len(), 0.3);
+                let p = seq(g.param_len(), 0.7);
+                let dy = seq(batch * g.out_len(), 1.9);
+                let run = |direct: bool, scratch: &mut [f32]| {
+                    let mut y = vec![f32::NAN; batch * g.out_len()];
+                    g.forward_by(direct, batch, &x, layout, &p, &mut y, scratch);
+                    let mut dp = vec![f32::NAN; g.param_len()];
+                    let mut dx = vec![f32::NAN; x.len()];
+                    g.backward_by(direct, batch, &x, layout, &p, &dy, &mut dp, Some(&mut dx), scratch);
+                    // Without dx, the parameter gradient is the same.
+                    let mut dp_only = vec![f32::NAN; g.param_len()];
+                    g.backward_by(direct, batch, &x, layout, &p, &dy, &mut dp_only, None, scratch);
+                    assert_eq!(dp, dp_only, "{g:?}");
+                    (y, dp, dx)
+                };
+                let direct = run(true, &mut scratch);
+                let unfolded = run(false, &mut scratch);
+                for (what, a, b) in [
+                    ("y", &direct.0, &unfolded.0),
+                    ("dparams", &direct.1, &unfolded.1),
+                    ("dx", &direct.2, &unfolded.2),
+                ] {
+                    for (i, (a, b)) in a.iter().zip(b.iter()).enumerate() {
+                        assert!(
+                            (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                            "{g:?} {layout:?} {what}[{i}]: {a} vs {b}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strides_and_large_padding_unfold() {
+        assert!(!CASES[2].direct() && !CASES[3].direct());
+        // Padding as large as the kernel: the input gradient is not a plain convolution.
+        assert!(!Conv2d::new([1, 3, 3], 1, [1, 1], [1, 1], [1, 1], true).direct());
+        assert!(!Conv2d::new([1, 30, 30], 1, [23, 23], [1, 1], [0, 0], true).direct());
+    }
+
     #[test]
     #[should_panic(expected = "conv2d: input must hold batch*C*H*W = 2*25 elements, got 49")]
     fn wrong_input_length_panics() {
@@ -534,7 +893,7 @@ mod tests {
             Layout::SampleMajor,
             &vec![0.0; g.param_len()],
             &mut vec![0.0; 2 * g.out_len()],
-            &mut vec![0.0; g.cols_len()],
+            &mut vec![0.0; g.forward_scratch_len()],
         );
     }
 }

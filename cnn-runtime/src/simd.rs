@@ -5,8 +5,6 @@
 //! The bodies are plain Rust over fixed-size arrays; inlined into a
 //! `#[target_feature(enable = "avx2,fma")]` shim, LLVM turns them into 8-wide FMA code.
 
-use core::ops::Range;
-
 /// `a . b`.
 ///
 /// # Panics
@@ -61,6 +59,63 @@ impl<'a> Mat<'a> {
     }
 }
 
+/// A matrix whose rows are gathered from one slice: row `p` is `data[offsets[p]..]`. The kernel
+/// taps of a stride-1 convolution are such rows, each a shifted view of one padded image, so the
+/// convolution needs no unfolded copy of its input.
+///
+/// ```
+/// use cnn_runtime::simd::{gather_gemm, Gathered, Mat};
+/// let image = [1.0, 2.0, 3.0, 4.0];
+/// // B = [[1, 2, 3], [2, 3, 4]]: two overlapping windows of `image`.
+/// let b = Gathered { data: &image, offsets: &[0, 1] };
+/// let mut c = [0.0; 3];
+/// gather_gemm(1, 2, 3, Mat::rows(&[1.0, 10.0], 2), b, &mut c, 3, false);
+/// assert_eq!(c, [21.0, 32.0, 43.0]);
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct Gathered<'a> {
+    /// The elements.
+    pub data: &'a [f32],
+    /// Where each row starts in `data`.
+    pub offsets: &'a [usize],
+}
+
+impl Gathered<'_> {
+    /// Whether `rows` rows of `len` elements lie inside `data`.
+    fn holds(&self, rows: usize, len: usize) -> bool {
+        self.offsets.len() >= rows
+            && (len == 0
+                || self.offsets[..rows]
+                    .iter()
+                    .all(|&o| o.checked_add(len).is_some_and(|end| end <= self.data.len())))
+    }
+}
+
+/// Where row `p` of a `B` operand starts: at a fixed stride, or from a table.
+trait RowAt: Copy {
+    fn at(&self, p: usize) -> usize;
+}
+
+#[derive(Clone, Copy)]
+struct Strided(usize);
+
+impl RowAt for Strided {
+    #[inline(always)]
+    fn at(&self, p: usize) -> usize {
+        p * self.0
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Table<'a>(&'a [usize]);
+
+impl RowAt for Table<'_> {
+    #[inline(always)]
+    fn at(&self, p: usize) -> usize {
+        self.0[p]
+    }
+}
+
 /// `C (+)= A x B` for `A: m x k` (any strides), `B: k x n` with unit column stride and row
 /// stride `b.rs`, and `C: m x n` row-major with row stride `ldc`; with `accumulate` false `C` is
 /// overwritten.
@@ -100,12 +155,57 @@ pub fn small_gemm(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [f32], l
         "small_gemm: C ({m}x{n}, row stride {ldc}) does not fit its {} elements",
         c.len()
     );
+    gemm_dispatch(m, k, n, a, b.data, Strided(b.rs), c, ldc, accumulate)
+}
+
+/// `C (+)= A x B` as [`small_gemm`], with the rows of `B` (`k x n`) gathered: row `p` is
+/// `b.data[b.offsets[p]..][..n]`.
+///
+/// # Panics
+///
+/// If an operand does not hold the elements its sizes, strides and offsets reach.
+#[allow(clippy::too_many_arguments)]
+pub fn gather_gemm(m: usize, k: usize, n: usize, a: Mat, b: Gathered, c: &mut [f32], ldc: usize, accumulate: bool) {
+    assert!(
+        a.holds(m, k),
+        "gather_gemm: A ({m}x{k}, strides {}, {}) does not fit its {} elements",
+        a.rs,
+        a.cs,
+        a.data.len()
+    );
+    assert!(
+        b.holds(k, n),
+        "gather_gemm: B needs {k} row offsets, each with {n} elements after it in its {} elements",
+        b.data.len()
+    );
+    assert!(
+        ldc >= n && Mat::rows(c, ldc).holds(m, n),
+        "gather_gemm: C ({m}x{n}, row stride {ldc}) does not fit its {} elements",
+        c.len()
+    );
+    gemm_dispatch(m, k, n, a, b.data, Table(b.offsets), c, ldc, accumulate)
+}
+
+/// The checked operands of [`small_gemm`] or [`gather_gemm`] to the fastest path this CPU has.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn gemm_dispatch(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Mat,
+    b: &[f32],
+    brow: impl RowAt,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 and FMA (checked just above); the operands were checked.
-        return unsafe { small_gemm_avx2(m, k, n, a, b, c, ldc, accumulate) };
+        return unsafe { small_gemm_avx2(m, k, n, a, b, brow, c, ldc, accumulate) };
     }
-    small_gemm_body::<false>(m, k, n, a, b, c, ldc, accumulate)
+    small_gemm_body::<false>(m, k, n, a, b, brow, c, ldc, accumulate)
 }
 
 /// `C (+)= A x B^T` where `A: m x k` and `B: n x k` are row-major with row strides `a.rs` and
@@ -142,40 +242,99 @@ pub fn small_gemm_nt(m: usize, n: usize, k: usize, a: Mat, b: Mat, c: &mut [f32]
         "small_gemm_nt: C ({m}x{n}, row stride {ldc}) does not fit its {} elements",
         c.len()
     );
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked just above); the operands were checked.
-        return unsafe { small_gemm_nt_avx2(m, n, k, a, b, c, ldc, accumulate) };
-    }
-    small_gemm_nt_body(0..m, 0..n, k, a, b, c, ldc, accumulate)
+    gemm_nt_dispatch(m, n, k, a, b.data, Strided(b.rs), c, ldc, accumulate)
 }
 
-/// The portable path of [`small_gemm_nt`] over rows `rows` and columns `cols` of C: one dot
-/// product per entry.
+/// `C (+)= A x B^T` as [`small_gemm_nt`], with the rows of `B` (`n x k`) gathered: row `j` is
+/// `b.data[b.offsets[j]..][..k]`. The weight gradient of a stride-1 convolution: output
+/// gradient times shifted views of the input.
+///
+/// # Panics
+///
+/// If an operand does not hold the elements its sizes, strides and offsets reach, or `a.cs != 1`.
+///
+/// ```
+/// use cnn_runtime::simd::{gather_gemm_nt, Gathered, Mat};
+/// let image = [1.0, 2.0, 3.0, 4.0];
+/// let b = Gathered { data: &image, offsets: &[0, 1] }; // rows [1, 2, 3] and [2, 3, 4]
+/// let mut c = [0.0; 2];
+/// gather_gemm_nt(1, 2, 3, Mat::rows(&[1.0, 1.0, 1.0], 3), b, &mut c, 2, false);
+/// assert_eq!(c, [6.0, 9.0]);
+/// ```
 #[allow(clippy::too_many_arguments)]
-fn small_gemm_nt_body(
-    rows: Range<usize>,
-    cols: Range<usize>,
+pub fn gather_gemm_nt(m: usize, n: usize, k: usize, a: Mat, b: Gathered, c: &mut [f32], ldc: usize, accumulate: bool) {
+    assert!(
+        a.cs == 1 && a.holds(m, k),
+        "gather_gemm_nt: A ({m}x{k}, row stride {}) does not fit its {} elements",
+        a.rs,
+        a.data.len()
+    );
+    assert!(
+        b.holds(n, k),
+        "gather_gemm_nt: B needs {n} row offsets, each with {k} elements after it in its {} elements",
+        b.data.len()
+    );
+    assert!(
+        ldc >= n && Mat::rows(c, ldc).holds(m, n),
+        "gather_gemm_nt: C ({m}x{n}, row stride {ldc}) does not fit its {} elements",
+        c.len()
+    );
+    gemm_nt_dispatch(m, n, k, a, b.data, Table(b.offsets), c, ldc, accumulate)
+}
+
+/// The checked operands of [`small_gemm_nt`] or [`gather_gemm_nt`] to the fastest path.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn gemm_nt_dispatch(
+    m: usize,
+    n: usize,
     k: usize,
     a: Mat,
-    b: Mat,
+    b: &[f32],
+    brow: impl RowAt,
     c: &mut [f32],
     ldc: usize,
     accumulate: bool,
 ) {
-    for i in rows {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked just above); the operands were checked.
+        return unsafe { small_gemm_nt_avx2(m, n, k, a, b, brow, c, ldc, accumulate) };
+    }
+    small_gemm_nt_body(m, n, k, a, b, brow, c, ldc, accumulate)
+}
+
+/// The portable path of [`small_gemm_nt`] and [`gather_gemm_nt`]: one dot product per entry.
+#[allow(clippy::too_many_arguments)]
+fn small_gemm_nt_body(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat,
+    b: &[f32],
+    brow: impl RowAt,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    for i in 0..m {
         let arow = &a.data[i * a.rs..][..k];
-        for j in cols.clone() {
-            let d = dot(arow, &b.data[j * b.rs..][..k]);
+        for j in 0..n {
+            let d = dot_body::<false>(arow, &b[brow.at(j)..][..k]);
             let out = &mut c[i * ldc + j];
             *out = if accumulate { *out + d } else { d };
         }
     }
 }
 
-/// [`small_gemm_nt`] in 4 x 4 blocks of C: each step loads 4 rows of A and 4 of B (8 lanes
-/// each) for 16 FMAs; the 16 accumulators are summed across lanes at the end. Ragged edges take
-/// the dot-product path.
+/// Rows and columns of C in a block of [`small_gemm_nt_avx2`]: 12 accumulators, 3 rows of A and
+/// a row of B in flight, all 16 AVX registers and no spills.
+const NT_ROWS: usize = 3;
+const NT_COLS: usize = 4;
+
+/// [`small_gemm_nt`] in blocks of up to 3 x 4 entries of C: each step loads a row segment of 8
+/// from each of the block's rows of A and of B, for up to 12 FMAs; the accumulators are summed
+/// across lanes at the end, and the last step of a row is masked.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
@@ -184,63 +343,104 @@ unsafe fn small_gemm_nt_avx2(
     n: usize,
     k: usize,
     a: Mat,
-    b: Mat,
+    b: &[f32],
+    brow: impl RowAt,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    /// Runs the `R x S` block at `(i, j)` for the `(rows, cols)` given at run time.
+    macro_rules! block {
+        ($rows:expr, $cols:expr, $($r:literal)+ ; $($s:literal)+) => {
+            block!(@rows $rows, $cols, [$($s)+], $($r)+)
+        };
+        (@rows $rows:expr, $cols:expr, $ss:tt, $($r:literal)+) => {
+            match $rows {
+                $($r => block!(@cols $r, $cols, $ss),)+
+                _ => unreachable!(),
+            }
+        };
+        (@cols $r:literal, $cols:expr, [$($s:literal)+]) => {
+            match $cols {
+                $($s => nt_block_avx2::<$r, $s, _>,)+
+                _ => unreachable!(),
+            }
+        };
+    }
+    let mut i = 0;
+    while i < m {
+        let rows = NT_ROWS.min(m - i);
+        let mut j = 0;
+        while j < n {
+            let cols = NT_COLS.min(n - j);
+            let run = block!(rows, cols, 1 2 3; 1 2 3 4);
+            // SAFETY: rows i..i+rows of A and j..j+cols of B hold k elements, C holds the block
+            // (the caller's checks); the CPU has AVX2 and FMA (this function's contract).
+            unsafe { run(k, a, i, b, brow, j, c, ldc, accumulate) };
+            j += cols;
+        }
+        i += rows;
+    }
+}
+
+/// One `R x S` block of [`small_gemm_nt_avx2`], at row `i` and column `j` of C.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn nt_block_avx2<const R: usize, const S: usize, B: RowAt>(
+    k: usize,
+    a: Mat,
+    i: usize,
+    b: &[f32],
+    brow: B,
+    j: usize,
     c: &mut [f32],
     ldc: usize,
     accumulate: bool,
 ) {
     use core::arch::x86_64::*;
-    const B4: usize = 4;
-    let (full_m, full_n, full_k) = (m - m % B4, n - n % B4, k - k % 8);
+    let full_k = k - k % 8;
     let tail = k - full_k;
     let mask = {
         let on = |l: usize| if l < tail { -1i32 } else { 0 };
         _mm256_setr_epi32(on(0), on(1), on(2), on(3), on(4), on(5), on(6), on(7))
     };
-    for i in (0..full_m).step_by(B4) {
-        for j in (0..full_n).step_by(B4) {
-            let mut acc = [[_mm256_setzero_ps(); B4]; B4];
-            let mut p = 0;
-            while p <= full_k {
-                if p == full_k && tail == 0 {
-                    break;
-                }
-                // SAFETY: rows i..i+4 of A and j..j+4 of B hold k elements from p (full steps),
-                // and the mask keeps the last step inside them.
-                let (av, bv) = unsafe {
-                    let load = |ptr: *const f32| {
-                        if p < full_k {
-                            _mm256_loadu_ps(ptr)
-                        } else {
-                            _mm256_maskload_ps(ptr, mask)
-                        }
-                    };
-                    (
-                        [0, 1, 2, 3].map(|r| load(a.data.as_ptr().add((i + r) * a.rs + p))),
-                        [0, 1, 2, 3].map(|s| load(b.data.as_ptr().add((j + s) * b.rs + p))),
-                    )
-                };
-                for r in 0..B4 {
-                    for s in 0..B4 {
-                        acc[r][s] = _mm256_fmadd_ps(av[r], bv[s], acc[r][s]);
-                    }
-                }
-                p += 8;
+    let arows: [*const f32; R] = core::array::from_fn(|r| a.data[(i + r) * a.rs..].as_ptr());
+    let brows: [*const f32; S] = core::array::from_fn(|s| b[brow.at(j + s)..].as_ptr());
+    let mut acc = [[_mm256_setzero_ps(); S]; R];
+    let mut p = 0;
+    // SAFETY (both loops): the rows hold k elements from their starts (the caller's checks); a
+    // full step reads p..p+8 <= k, and the mask keeps the last step below k. The rows of B are
+    // loaded one at a time so that 12 accumulators, 3 rows of A and one of B fit the registers.
+    while p < full_k {
+        let av = arows.map(|ptr| unsafe { _mm256_loadu_ps(ptr.add(p)) });
+        for s in 0..S {
+            let bv = unsafe { _mm256_loadu_ps(brows[s].add(p)) };
+            for r in 0..R {
+                acc[r][s] = _mm256_fmadd_ps(av[r], bv, acc[r][s]);
             }
-            for (r, acc) in acc.iter().enumerate() {
-                for (s, v) in acc.iter().enumerate() {
-                    // Lanes summed pairwise: (0+4, 1+5, 2+6, 3+7), then within the quad.
-                    let quad = _mm_add_ps(_mm256_castps256_ps128(*v), _mm256_extractf128_ps(*v, 1));
-                    let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
-                    let sum = _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1)));
-                    let out = &mut c[(i + r) * ldc + j + s];
-                    *out = if accumulate { *out + sum } else { sum };
-                }
+        }
+        p += 8;
+    }
+    if tail > 0 {
+        let av = arows.map(|ptr| unsafe { _mm256_maskload_ps(ptr.add(p), mask) });
+        for s in 0..S {
+            let bv = unsafe { _mm256_maskload_ps(brows[s].add(p), mask) };
+            for r in 0..R {
+                acc[r][s] = _mm256_fmadd_ps(av[r], bv, acc[r][s]);
             }
         }
     }
-    small_gemm_nt_body(0..full_m, full_n..n, k, a, b, c, ldc, accumulate);
-    small_gemm_nt_body(full_m..m, 0..n, k, a, b, c, ldc, accumulate);
+    for (r, acc) in acc.iter().enumerate() {
+        for (s, v) in acc.iter().enumerate() {
+            // Lanes summed pairwise: (0+4, 1+5, 2+6, 3+7), then within the quad.
+            let quad = _mm_add_ps(_mm256_castps256_ps128(*v), _mm256_extractf128_ps(*v, 1));
+            let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
+            let sum = _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1)));
+            let out = &mut c[(i + r) * ldc + j + s];
+            *out = if accumulate { *out + sum } else { sum };
+        }
+    }
 }
 
 #[cfg(all(target_arch = "x86_64", feature = "std"))]
@@ -293,9 +493,19 @@ unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn small_gemm_avx2(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [f32], ldc: usize, accumulate: bool) {
+unsafe fn small_gemm_avx2(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Mat,
+    b: &[f32],
+    brow: impl RowAt,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
     if k == 0 {
-        return small_gemm_body::<true>(m, k, n, a, b, c, ldc, accumulate);
+        return small_gemm_body::<true>(m, k, n, a, b, brow, c, ldc, accumulate);
     }
     let mut i = 0;
     while i < m {
@@ -305,15 +515,17 @@ unsafe fn small_gemm_avx2(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut 
             ..a
         };
         let c = &mut c[i * ldc..];
-        // SAFETY: A holds `rows` rows of k from here, C `rows` rows of n at stride ldc, B is
-        // k x n at stride b.rs (checked by the caller); the CPU has AVX2 and FMA (this
+        // SAFETY: A holds `rows` rows of k from here, C `rows` rows of n at stride ldc, every
+        // row of B holds n elements (checked by the caller); the CPU has AVX2 and FMA (this
         // function's contract).
         unsafe {
             match rows {
-                4 => gemm_rows_avx2::<4>(k, n, a, b, c, ldc, accumulate),
-                3 => gemm_rows_avx2::<3>(k, n, a, b, c, ldc, accumulate),
-                2 => gemm_rows_avx2::<2>(k, n, a, b, c, ldc, accumulate),
-                _ => gemm_rows_avx2::<1>(k, n, a, b, c, ldc, accumulate),
+                6 => gemm_rows_avx2::<6>(k, n, a, b, brow, c, ldc, accumulate),
+                5 => gemm_rows_avx2::<5>(k, n, a, b, brow, c, ldc, accumulate),
+                4 => gemm_rows_avx2::<4>(k, n, a, b, brow, c, ldc, accumulate),
+                3 => gemm_rows_avx2::<3>(k, n, a, b, brow, c, ldc, accumulate),
+                2 => gemm_rows_avx2::<2>(k, n, a, b, brow, c, ldc, accumulate),
+                _ => gemm_rows_avx2::<1>(k, n, a, b, brow, c, ldc, accumulate),
             }
         }
         i += rows;
@@ -328,13 +540,15 @@ unsafe fn gemm_rows_avx2<const R: usize>(
     k: usize,
     n: usize,
     a: Mat,
-    b: Mat,
+    b: &[f32],
+    brow: impl RowAt,
     c: &mut [f32],
     ldc: usize,
     accumulate: bool,
 ) {
     use core::arch::x86_64::*;
-    debug_assert!(a.holds(R, k) && b.holds(k, n) && Mat::rows(c, ldc).holds(R, n));
+    debug_assert!(a.holds(R, k) && Mat::rows(c, ldc).holds(R, n));
+    let arows: [*const f32; R] = core::array::from_fn(|r| a.data[r * a.rs..].as_ptr());
     let mut j = 0;
     while j < n {
         let cols = NR.min(n - j);
@@ -345,27 +559,35 @@ unsafe fn gemm_rows_avx2<const R: usize>(
         };
         let (m0, m1) = (lane(0), lane(1));
         let mut acc = [[_mm256_setzero_ps(); 2]; R];
-        for p in 0..k {
-            // SAFETY: the masks keep the loads inside row p of B, columns j..j+cols.
-            let (b0, b1) = unsafe {
-                let row = b.data.as_ptr().add(p * b.rs + j);
-                if cols == NR {
-                    (_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8)))
-                } else {
-                    (
-                        _mm256_maskload_ps(row, m0),
-                        if cols > 8 {
-                            _mm256_maskload_ps(row.add(8), m1)
-                        } else {
-                            _mm256_setzero_ps()
-                        },
-                    )
+        let bj = b[j..].as_ptr();
+        // SAFETY (both loops): A holds R rows of k elements and every row of B n elements (the
+        // caller's checks); the masks keep the loads inside columns j..j+cols of a row of B.
+        if cols == NR {
+            for p in 0..k {
+                let row = unsafe { bj.add(brow.at(p)) };
+                let (b0, b1) = unsafe { (_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8))) };
+                let ap = p * a.cs;
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let av = _mm256_broadcast_ss(unsafe { &*arows[r].add(ap) });
+                    acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
+                    acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
                 }
-            };
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let av = _mm256_set1_ps(a.data[r * a.rs + p * a.cs]);
-                acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
-                acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
+            }
+        } else {
+            for p in 0..k {
+                let row = unsafe { bj.add(brow.at(p)) };
+                let b0 = unsafe { _mm256_maskload_ps(row, m0) };
+                let b1 = if cols > 8 {
+                    unsafe { _mm256_maskload_ps(row.add(8), m1) }
+                } else {
+                    _mm256_setzero_ps()
+                };
+                let ap = p * a.cs;
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let av = _mm256_broadcast_ss(unsafe { &*arows[r].add(ap) });
+                    acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
+                    acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
+                }
             }
         }
         for (r, acc) in acc.iter().enumerate() {
@@ -433,12 +655,12 @@ fn dot_body<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
     sum
 }
 
-/// Rows of C per register block.
-const MR: usize = 4;
+/// Rows of C per register block: with two vectors a row, 12 of the 16 AVX registers.
+const MR: usize = 6;
 /// Columns of C per register block: two 8-lane vectors.
 const NR: usize = 16;
 
-/// The portable path of [`small_gemm`]: the same blocking, in plain Rust.
+/// The portable path of [`small_gemm`] and [`gather_gemm`]: the same blocking, in plain Rust.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn small_gemm_body<const FMA: bool>(
@@ -446,7 +668,8 @@ fn small_gemm_body<const FMA: bool>(
     k: usize,
     n: usize,
     a: Mat,
-    b: Mat,
+    b: &[f32],
+    brow: impl RowAt,
     c: &mut [f32],
     ldc: usize,
     accumulate: bool,
@@ -459,7 +682,7 @@ fn small_gemm_body<const FMA: bool>(
             let cols = NR.min(n - j);
             let mut acc = [[0.0f32; NR]; MR];
             for p in 0..k {
-                let brow = &b.data[p * b.rs + j..][..cols];
+                let brow = &b[brow.at(p) + j..][..cols];
                 for (r, acc) in acc.iter_mut().enumerate().take(rows) {
                     let av = a.data[(i + r) * a.rs + p * a.cs];
                     for (l, &bv) in brow.iter().enumerate() {
@@ -520,7 +743,8 @@ mod tests {
                             k,
                             n,
                             Mat::rows(&a, k),
-                            Mat::rows(&b, n),
+                            &b,
+                            Strided(n),
                             &mut portable,
                             n,
                             accumulate,
@@ -600,6 +824,92 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn gathered_rows_agree_with_the_definition() {
+        // Rows of B are overlapping windows of one slice, at irregular offsets, as the taps of
+        // a convolution read them.
+        let data = seq(300, 0.8);
+        for m in [1, 2, 5, 6, 7, 13] {
+            for k in [1, 3, 8, 9, 25] {
+                for n in [1, 4, 15, 16, 33] {
+                    let offsets: Vec<usize> = (0..k.max(n)).map(|p| (p * 37 + p * p) % (300 - 33)).collect();
+                    let a = seq(m * k, 0.25);
+                    let init = seq(m * n, 1.5);
+                    // C = A x B, B: k x n with row p at offsets[p].
+                    let b = Gathered {
+                        data: &data,
+                        offsets: &offsets[..k],
+                    };
+                    let mut want = init.clone();
+                    for i in 0..m {
+                        for j in 0..n {
+                            want[i * n + j] += (0..k).map(|p| a[i * k + p] * data[offsets[p] + j]).sum::<f32>();
+                        }
+                    }
+                    let mut fast = init.clone();
+                    gather_gemm(m, k, n, Mat::rows(&a, k), b, &mut fast, n, true);
+                    let mut portable = init.clone();
+                    small_gemm_body::<false>(
+                        m,
+                        k,
+                        n,
+                        Mat::rows(&a, k),
+                        &data,
+                        Table(&offsets),
+                        &mut portable,
+                        n,
+                        true,
+                    );
+                    for (idx, w) in want.iter().enumerate() {
+                        for got in [fast[idx], portable[idx]] {
+                            assert!((got - w).abs() < 1e-3, "{m}x{k}x{n}: {got} vs {w}");
+                        }
+                    }
+                    // C = A' x B'^T, A': m x k, B': n x k with row j at offsets[j].
+                    let b = Gathered {
+                        data: &data,
+                        offsets: &offsets[..n],
+                    };
+                    let mut want = init.clone();
+                    for i in 0..m {
+                        for j in 0..n {
+                            want[i * n + j] += (0..k).map(|p| a[i * k + p] * data[offsets[j] + p]).sum::<f32>();
+                        }
+                    }
+                    let mut fast = init.clone();
+                    gather_gemm_nt(m, n, k, Mat::rows(&a, k), b, &mut fast, n, true);
+                    let mut portable = init.clone();
+                    small_gemm_nt_body(
+                        m,
+                        n,
+                        k,
+                        Mat::rows(&a, k),
+                        &data,
+                        Table(&offsets),
+                        &mut portable,
+                        n,
+                        true,
+                    );
+                    for (idx, w) in want.iter().enumerate() {
+                        for got in [fast[idx], portable[idx]] {
+                            assert!((got - w).abs() < 1e-3, "nt {m}x{n}x{k}: {got} vs {w}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "gather_gemm: B needs 2 row offsets, each with 3 elements after it in its 4 elements")]
+    fn gather_gemm_rejects_an_offset_past_the_end() {
+        let b = Gathered {
+            data: &[0.0; 4],
+            offsets: &[0, 2],
+        };
+        gather_gemm(1, 2, 3, Mat::rows(&[0.0; 2], 2), b, &mut [0.0; 3], 3, false);
     }
 
     #[test]

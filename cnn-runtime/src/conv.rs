@@ -155,27 +155,21 @@ impl Conv2d {
     }
 
     /// Scratch [`backward`](Self::backward) needs, which is also enough for
-    /// [`forward`](Self::forward): for a stride-1 convolution a padded sample, a wide and a padded
-    /// output gradient, a flipped weight and a wide input gradient; otherwise two unfolded
-    /// samples, one sample's output gradient and a weight gradient.
+    /// [`forward`](Self::forward): for a stride-1 convolution a padded sample and its gradient, a
+    /// wide output gradient and its product with the weight, one row per kernel tap; otherwise
+    /// two unfolded samples, one sample's output gradient and a weight gradient.
     pub const fn scratch_len(&self) -> usize {
         if self.direct() {
-            let [hq, wq] = self.grad_padded();
-            self.padded_len()
-                + self.oc * self.wide_len()
-                + self.oc * hq * wq
-                + self.weight_len()
-                + self.c * ((self.h - 1) * wq + self.w)
+            2 * self.padded_len() + (self.oc + self.patch_len()) * self.wide_len()
         } else {
             2 * self.cols_len() + self.out_len() + self.weight_len()
         }
     }
 
-    /// Whether the stride-1 path, which reads the input in place, computes this layer: stride
-    /// 1, padding smaller than the kernel (so the input gradient is a convolution of the padded
-    /// output gradient) and a kernel of at most [`TAPS`] taps.
+    /// Whether the stride-1 path, which reads the input in place, computes this layer: stride 1
+    /// and a kernel of at most [`TAPS`] taps.
     pub const fn direct(&self) -> bool {
-        self.sh == 1 && self.sw == 1 && self.ph < self.kh && self.pw < self.kw && self.kh * self.kw <= TAPS
+        self.sh == 1 && self.sw == 1 && self.kh * self.kw <= TAPS
     }
 
     /// Height and width of the zero-padded input.
@@ -193,12 +187,6 @@ impl Conv2d {
     /// `OW`.
     const fn wide_len(&self) -> usize {
         (self.oh - 1) * self.padded()[1] + self.ow
-    }
-
-    /// Height and width of the output gradient padded for the input-gradient convolution:
-    /// `KH-1-PH` rows and `KW-1-PW` columns of zeros on each side.
-    const fn grad_padded(&self) -> [usize; 2] {
-        [self.h + self.kh - 1, self.w + self.kw - 1]
     }
 
     /// The offsets of the kernel taps `(c, u, v)`, in weight order, in a padded image with
@@ -288,40 +276,21 @@ impl Conv2d {
         mut dx: Option<&mut [f32]>,
         scratch: &mut [f32],
     ) {
-        let ([hp, wp], [hq, wq]) = (self.padded(), self.grad_padded());
+        let [hp, wp] = self.padded();
         let (k, taps, ohw, n) = (self.patch_len(), self.kh * self.kw, self.oh * self.ow, self.wide_len());
-        let nx = (self.h - 1) * wq + self.w;
         let (pad, rest) = scratch.split_at_mut(self.padded_len());
+        let (dpad, rest) = rest.split_at_mut(self.padded_len());
         let (dyw, rest) = rest.split_at_mut(self.oc * n);
-        let (dypad, rest) = rest.split_at_mut(self.oc * hq * wq);
-        let (flipped, rest) = rest.split_at_mut(self.weight_len());
-        let dxw = &mut rest[..self.c * nx];
+        let dcols = &mut rest[..k * n];
         pad.fill(0.0);
         dyw.fill(0.0);
-        dypad.fill(0.0);
         let (table, chunk) = self.tap_table(hp * wp, wp, self.c);
-        // The input gradient is the convolution of dy, padded by KH-1-PH and KW-1-PW, with the
-        // kernel flipped and its channels swapped: flipped [C, OC, KH, KW].
-        let (gtable, gchunk) = self.tap_table(hq * wq, wq, self.oc);
-        let (top, left) = (self.kh - 1 - self.ph, self.kw - 1 - self.pw);
-        if dx.is_some() {
-            for o in 0..self.oc {
-                for ch in 0..self.c {
-                    let src = &weight[(o * self.c + ch) * taps..][..taps];
-                    let dst = &mut flipped[(ch * self.oc + o) * taps..][..taps];
-                    dst.iter_mut().zip(src.iter().rev()).for_each(|(d, s)| *d = *s);
-                }
-            }
-        }
         for b in 0..batch {
             self.pad_sample(x, layout, batch, b, pad);
             for o in 0..self.oc {
                 let g = &dy[(o * batch + b) * ohw..][..ohw];
                 for (i, g) in g.chunks_exact(self.ow).enumerate() {
                     dyw[o * n + i * wp..][..self.ow].copy_from_slice(g);
-                    if dx.is_some() {
-                        dypad[(o * hq + i + top) * wq + left..][..self.ow].copy_from_slice(g);
-                    }
                 }
             }
             // dweight [OC, C*KH*KW] += dy_wide [OC, N] x taps^T; the wide columns past OW are
@@ -343,28 +312,28 @@ impl Conv2d {
                 );
             }
             let Some(dx) = dx.as_deref_mut() else { continue };
-            // dx_wide [C, NX] = flipped [C, OC*KH*KW] x taps of the padded dy.
-            for o0 in (0..self.oc).step_by(gchunk) {
-                let cc = gchunk.min(self.oc - o0);
-                gather_gemm(
-                    self.c,
-                    cc * taps,
-                    nx,
-                    Mat::rows(&flipped[o0 * taps..], self.oc * taps),
-                    Gathered {
-                        data: &dypad[o0 * hq * wq..],
-                        offsets: &gtable[..cc * taps],
-                    },
-                    dxw,
-                    nx,
-                    o0 > 0,
-                );
+            // dcols [C*KH*KW, N] = weight^T [C*KH*KW, OC] x dy_wide [OC, N]; each row, a tap,
+            // adds onto the padded input gradient where that tap read the input.
+            small_gemm(
+                k,
+                self.oc,
+                n,
+                Mat::transposed(weight, k),
+                Mat::rows(dyw, n),
+                dcols,
+                n,
+                false,
+            );
+            dpad.fill(0.0);
+            for (t, row) in dcols.chunks_exact(n).enumerate() {
+                let at = (t / (chunk * taps)) * chunk * hp * wp + table[t % (chunk * taps)];
+                dpad[at..][..n].iter_mut().zip(row).for_each(|(d, g)| *d += g);
             }
             let hw = self.h * self.w;
             for ch in 0..self.c {
                 let out = &mut dx[layout.plane(ch, b, self.c, batch) * hw..][..hw];
                 for (r, out) in out.chunks_exact_mut(self.w).enumerate() {
-                    out.copy_from_slice(&dxw[ch * nx + r * wq..][..self.w]);
+                    out.copy_from_slice(&dpad[ch * hp * wp + (r + self.ph) * wp + self.pw..][..self.w]);
                 }
             }
         }
@@ -823,15 +792,16 @@ mod tests {
         }
     }
 
-    /// Stride-1 geometries: padding on one side or both, 1x1 and wide kernels, and channel
-    /// counts past one tap table (25 taps: 20 channels a table), forward and backward.
-    const DIRECT: [Conv2d; 6] = [
+    /// Stride-1 geometries: padding on one side or both, as large as the kernel, 1x1 and wide
+    /// kernels, and channel counts past one tap table (25 taps: 20 channels a table), forward and backward.
+    const DIRECT: [Conv2d; 7] = [
         Conv2d::new([1, 28, 28], 6, [5, 5], [1, 1], [2, 2], true),
         Conv2d::new([6, 14, 14], 16, [5, 5], [1, 1], [0, 0], true),
         Conv2d::new([3, 7, 9], 5, [3, 3], [1, 1], [1, 1], false),
         Conv2d::new([2, 3, 8], 4, [1, 6], [1, 1], [0, 5], true),
         Conv2d::new([21, 5, 6], 22, [5, 5], [1, 1], [2, 1], true),
         Conv2d::new([4, 6, 6], 3, [1, 1], [1, 1], [0, 0], true),
+        Conv2d::new([2, 3, 4], 3, [1, 2], [1, 1], [1, 2], true),
     ];
 
     #[test]
@@ -878,8 +848,6 @@ mod tests {
     #[test]
     fn strides_and_large_padding_unfold() {
         assert!(!CASES[2].direct() && !CASES[3].direct());
-        // Padding as large as the kernel: the input gradient is not a plain convolution.
-        assert!(!Conv2d::new([1, 3, 3], 1, [1, 1], [1, 1], [1, 1], true).direct());
         assert!(!Conv2d::new([1, 30, 30], 1, [23, 23], [1, 1], [0, 0], true).direct());
     }
 

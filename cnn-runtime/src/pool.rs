@@ -156,23 +156,25 @@ impl Pool2d {
             .zip(dx.chunks_exact_mut(h * w))
             .zip(dy.chunks_exact(oh * ow));
         if self.is_2x2() && self.kind == PoolKind::Max {
+            // Windows do not overlap: each of the four inputs gets the gradient or zero.
             for ((xp, dxp), dyp) in planes {
                 for (i, grow) in dyp.chunks_exact(ow).enumerate() {
-                    for (j, &g) in grow.iter().enumerate() {
-                        let at = [
-                            2 * i * w + 2 * j,
-                            2 * i * w + 2 * j + 1,
-                            (2 * i + 1) * w + 2 * j,
-                            (2 * i + 1) * w + 2 * j + 1,
-                        ];
-                        // First maximum in row-major order, as PyTorch picks it.
-                        let mut best = at[0];
-                        for &a in &at[1..] {
-                            if xp[a] > xp[best] {
-                                best = a;
+                    let (x0, x1) = (&xp[2 * i * w..][..2 * ow], &xp[(2 * i + 1) * w..][..2 * ow]);
+                    let (top, bottom) = dxp[2 * i * w..].split_at_mut(w);
+                    let (d0, d1) = (&mut top[..2 * ow], &mut bottom[..2 * ow]);
+                    let rows = x0.chunks_exact(2).zip(x1.chunks_exact(2));
+                    let outs = d0.chunks_exact_mut(2).zip(d1.chunks_exact_mut(2));
+                    for ((&g, (a, b)), (da, db)) in grow.iter().zip(rows).zip(outs) {
+                        // The first maximum in row-major order, as PyTorch picks it.
+                        let mut best = 0;
+                        let mut top = a[0];
+                        for (at, v) in [(1, a[1]), (2, b[0]), (3, b[1])] {
+                            if v > top {
+                                (best, top) = (at, v);
                             }
                         }
-                        dxp[best] += g;
+                        let pick = |at: usize| if best == at { g } else { 0.0 };
+                        (da[0], da[1], db[0], db[1]) = (pick(0), pick(1), pick(2), pick(3));
                     }
                 }
             }

@@ -194,12 +194,18 @@ impl Conv2d {
     /// fit in [`TAPS`] entries, which it returns too: further channels use the same table from
     /// their own plane on.
     fn tap_table(&self, plane: usize, row: usize, channels: usize) -> ([usize; TAPS], usize) {
-        let taps = self.kh * self.kw;
-        let chunk = (TAPS / taps).min(channels);
+        let chunk = (TAPS / (self.kh * self.kw)).min(channels);
         let mut table = [0; TAPS];
-        for (t, at) in table[..chunk * taps].iter_mut().enumerate() {
-            let (ch, tap) = (t / taps, t % taps);
-            *at = ch * plane + tap / self.kw * row + tap % self.kw;
+        let mut at = table.iter_mut();
+        for ch in 0..chunk {
+            for u in 0..self.kh {
+                for v in 0..self.kw {
+                    // At most TAPS entries: chunk * kh * kw <= TAPS.
+                    if let Some(at) = at.next() {
+                        *at = ch * plane + u * row + v;
+                    }
+                }
+            }
         }
         (table, chunk)
     }
@@ -325,9 +331,11 @@ impl Conv2d {
                 false,
             );
             dpad.fill(0.0);
-            for (t, row) in dcols.chunks_exact(n).enumerate() {
-                let at = (t / (chunk * taps)) * chunk * hp * wp + table[t % (chunk * taps)];
-                dpad[at..][..n].iter_mut().zip(row).for_each(|(d, g)| *d += g);
+            for (c0, rows) in dcols.chunks(chunk * taps * n).enumerate() {
+                let base = c0 * chunk * hp * wp;
+                for (&at, row) in table.iter().zip(rows.chunks_exact(n)) {
+                    dpad[base + at..][..n].iter_mut().zip(row).for_each(|(d, g)| *d += g);
+                }
             }
             let hw = self.h * self.w;
             for ch in 0..self.c {

@@ -298,8 +298,17 @@ fn gemm_nt_dispatch(
 ) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked just above); the operands were checked.
-        return unsafe { small_gemm_nt_avx2(m, n, k, a, b, brow, c, ldc, accumulate) };
+        // C or, when its blocks tile better, C^T = B x A^T.
+        let blocks = |m: usize, n: usize| m.div_ceil(NT_ROWS) * n.div_ceil(NT_COLS);
+        // SAFETY (both calls): the CPU supports AVX2 and FMA (checked just above); the
+        // operands were checked.
+        return unsafe {
+            if blocks(n, m) < blocks(m, n) {
+                small_gemm_nt_avx2(n, m, k, b, brow, a.data, Strided(a.rs), c, [1, ldc], accumulate)
+            } else {
+                small_gemm_nt_avx2(m, n, k, a.data, Strided(a.rs), b, brow, c, [ldc, 1], accumulate)
+            }
+        };
     }
     small_gemm_nt_body(m, n, k, a, b, brow, c, ldc, accumulate)
 }
@@ -342,14 +351,15 @@ unsafe fn small_gemm_nt_avx2(
     m: usize,
     n: usize,
     k: usize,
-    a: Mat,
+    a: &[f32],
+    arow: impl RowAt,
     b: &[f32],
     brow: impl RowAt,
     c: &mut [f32],
-    ldc: usize,
+    cstride: [usize; 2],
     accumulate: bool,
 ) {
-    /// Runs the `R x S` block at `(i, j)` for the `(rows, cols)` given at run time.
+    /// The `R x S` block function for the `(rows, cols)` given at run time.
     macro_rules! block {
         ($rows:expr, $cols:expr, $($r:literal)+ ; $($s:literal)+) => {
             block!(@rows $rows, $cols, [$($s)+], $($r)+)
@@ -362,7 +372,7 @@ unsafe fn small_gemm_nt_avx2(
         };
         (@cols $r:literal, $cols:expr, [$($s:literal)+]) => {
             match $cols {
-                $($s => nt_block_avx2::<$r, $s, _>,)+
+                $($s => nt_block_avx2::<$r, $s>,)+
                 _ => unreachable!(),
             }
         };
@@ -374,28 +384,29 @@ unsafe fn small_gemm_nt_avx2(
         while j < n {
             let cols = NT_COLS.min(n - j);
             let run = block!(rows, cols, 1 2 3; 1 2 3 4);
-            // SAFETY: rows i..i+rows of A and j..j+cols of B hold k elements, C holds the block
-            // (the caller's checks); the CPU has AVX2 and FMA (this function's contract).
-            unsafe { run(k, a, i, b, brow, j, c, ldc, accumulate) };
+            // The block's rows of A and of B; past the block's size, repeats of its last row.
+            let arows = core::array::from_fn(|r| a[arow.at(i + r.min(rows - 1))..].as_ptr());
+            let brows = core::array::from_fn(|s| b[brow.at(j + s.min(cols - 1))..].as_ptr());
+            let out = &mut c[i * cstride[0] + j * cstride[1]..];
+            // SAFETY: the rows of A and B hold k elements, C holds the block (the caller's
+            // checks); the CPU has AVX2 and FMA (this function's contract).
+            unsafe { run(k, arows, brows, out, cstride, accumulate) };
             j += cols;
         }
         i += rows;
     }
 }
 
-/// One `R x S` block of [`small_gemm_nt_avx2`], at row `i` and column `j` of C.
+/// One `R x S` block of [`small_gemm_nt_avx2`]: `out[r * cstride[0] + s * cstride[1]]` (+)= the
+/// dot product of `k` elements from `arows[r]` and from `brows[s]`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn nt_block_avx2<const R: usize, const S: usize, B: RowAt>(
+unsafe fn nt_block_avx2<const R: usize, const S: usize>(
     k: usize,
-    a: Mat,
-    i: usize,
-    b: &[f32],
-    brow: B,
-    j: usize,
-    c: &mut [f32],
-    ldc: usize,
+    arows: [*const f32; NT_ROWS],
+    brows: [*const f32; NT_COLS],
+    out: &mut [f32],
+    cstride: [usize; 2],
     accumulate: bool,
 ) {
     use core::arch::x86_64::*;
@@ -405,8 +416,8 @@ unsafe fn nt_block_avx2<const R: usize, const S: usize, B: RowAt>(
         let on = |l: usize| if l < tail { -1i32 } else { 0 };
         _mm256_setr_epi32(on(0), on(1), on(2), on(3), on(4), on(5), on(6), on(7))
     };
-    let arows: [*const f32; R] = core::array::from_fn(|r| a.data[(i + r) * a.rs..].as_ptr());
-    let brows: [*const f32; S] = core::array::from_fn(|s| b[brow.at(j + s)..].as_ptr());
+    let arows: [*const f32; R] = core::array::from_fn(|r| arows[r]);
+    let brows: [*const f32; S] = core::array::from_fn(|s| brows[s]);
     let mut acc = [[_mm256_setzero_ps(); S]; R];
     let mut p = 0;
     // SAFETY (both loops): the rows hold k elements from their starts (the caller's checks); a
@@ -437,7 +448,7 @@ unsafe fn nt_block_avx2<const R: usize, const S: usize, B: RowAt>(
             let quad = _mm_add_ps(_mm256_castps256_ps128(*v), _mm256_extractf128_ps(*v, 1));
             let pair = _mm_add_ps(quad, _mm_movehl_ps(quad, quad));
             let sum = _mm_cvtss_f32(_mm_add_ss(pair, _mm_shuffle_ps(pair, pair, 1)));
-            let out = &mut c[(i + r) * ldc + j + s];
+            let out = &mut out[r * cstride[0] + s * cstride[1]];
             *out = if accumulate { *out + sum } else { sum };
         }
     }

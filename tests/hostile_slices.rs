@@ -136,12 +136,12 @@ fn conv_forward_accepts_the_right_lengths() {
             CONV.in_len(),
             CONV.param_len(),
             CONV.out_len(),
-            CONV.cols_len(),
+            CONV.forward_scratch_len(),
             CONV.scratch_len()
         ),
-        (9, 10, 8, 16, 48)
+        (9, 10, 8, 19, 48)
     );
-    conv_forward(9, 10, 8, 16);
+    conv_forward(9, 10, 8, 19);
     conv_forward(9, 10, 8, 100); // scratch may be longer
 }
 
@@ -154,13 +154,13 @@ fn conv_forward_rejects_wrong_params() {
 #[test]
 #[should_panic(expected = "conv2d: output must hold batch*OC*OH*OW = 1*8 elements, got 9")]
 fn conv_forward_rejects_a_wrong_output() {
-    conv_forward(9, 10, 9, 16);
+    conv_forward(9, 10, 9, 19);
 }
 
 #[test]
-#[should_panic(expected = "conv2d: scratch must hold at least 16 elements, got 15")]
+#[should_panic(expected = "conv2d: scratch must hold at least 19 elements, got 18")]
 fn conv_forward_rejects_short_scratch() {
-    conv_forward(9, 10, 8, 15);
+    conv_forward(9, 10, 8, 18);
 }
 
 fn conv_backward(dy: usize, dparams: usize, dx: Option<usize>) {

@@ -542,8 +542,16 @@ impl Checker {
             elems(&weight),
             elems(&[out, oh, ow]),
             count(&[out, oh, ow, c, kernel[0], kernel[1]]),
-            // Two unfolded samples, `[C*KH*KW, OH*OW]` each.
-            elems(&[2, c, kernel[0], kernel[1], oh, ow]),
+            // The larger of the two paths' scratch (`Conv2d::scratch_len`): two unfolded
+            // samples, `[C*KH*KW, OH*OW]` each; for stride 1, two padded samples and
+            // `OC + C*KH*KW` wide rows of `(OH-1)*PW + OW` columns.
+            elems(&[2, c, kernel[0], kernel[1], oh, ow]).and_then(|unfolded| {
+                let padded = count(&[2, c, padded_h, padded_w])?;
+                let wide = count(&[oh - 1, padded_w])?.checked_add(ow)?;
+                let rows = count(&[c, kernel[0], kernel[1]])?.checked_add(out)?;
+                let direct = count(&[rows, wide])?.checked_add(padded)?;
+                elems(&[unfolded.max(direct)])
+            }),
         );
         let (Some(weight_len), Some(out_len), Some(macs), Some(scratch_len)) = sizes else {
             let (what, limit) = match sizes {

@@ -262,8 +262,10 @@ fn memory_plan() {
     ));
     assert_eq!(p.activations_len, 32 + 32 + 32 + 3);
     assert_eq!(p.gradient_len, 36);
-    // Two unfolded samples, [1*3*3, 4*4] each, one output gradient [2, 4, 4], one weight [2, 1, 3, 3].
-    assert_eq!(p.scratch_len, 2 * 9 * 16 + 32 + 18);
+    // A stride-1 convolution's backward pass: the padded input [1, 6, 6] and its gradient, the
+    // output gradient and its product with the weight, wide rows of 3*6 + 4 = 22 columns, for
+    // 2 channels and 1*3*3 taps.
+    assert_eq!(p.scratch_len, 2 * 36 + (2 + 9) * 22);
 }
 
 #[test]

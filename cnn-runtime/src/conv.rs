@@ -18,7 +18,7 @@
 
 use crate::layout::Layout;
 use crate::shape::conv_out;
-use crate::simd::{gather_gemm, gather_gemm_nt, small_gemm, small_gemm_nt, Gathered, Mat};
+use crate::simd::{gather_cols_gemm, gather_gemm, gather_gemm_nt, small_gemm, small_gemm_nt, Gathered, Mat};
 
 /// The geometry of one convolution layer, all sizes known when the network is declared.
 ///
@@ -144,11 +144,12 @@ impl Conv2d {
         self.patch_len() * self.oh * self.ow
     }
 
-    /// Scratch [`forward`](Self::forward) needs: a padded sample and a wide output for a
-    /// stride-1 convolution, an unfolded sample otherwise.
+    /// Scratch [`forward`](Self::forward) needs: a padded sample, a wide output and a transposed
+    /// weight for a stride-1 convolution, an unfolded sample otherwise.
     pub const fn forward_scratch_len(&self) -> usize {
         if self.direct() {
-            self.padded_len() + self.oc * self.wide_len()
+            // With the pixel-by-pixel order, the weight transposed instead of the wide output.
+            self.padded_len() + self.oc * self.wide_len() + self.weight_len()
         } else {
             self.cols_len()
         }
@@ -160,7 +161,13 @@ impl Conv2d {
     /// two unfolded samples, one sample's output gradient and a weight gradient.
     pub const fn scratch_len(&self) -> usize {
         if self.direct() {
-            2 * self.padded_len() + (self.oc + self.patch_len()) * self.wide_len()
+            let backward = 2 * self.padded_len() + (self.oc + self.patch_len()) * self.wide_len();
+            let forward = self.forward_scratch_len();
+            if backward > forward {
+                backward
+            } else {
+                forward
+            }
         } else {
             2 * self.cols_len() + self.out_len() + self.weight_len()
         }
@@ -170,6 +177,17 @@ impl Conv2d {
     /// and a kernel of at most [`TAPS`] taps.
     pub const fn direct(&self) -> bool {
         self.sh == 1 && self.sw == 1 && self.kh * self.kw <= TAPS
+    }
+
+    /// Whether the stride-1 forward pass goes a row of output pixels at a time, with the output
+    /// channels along the vector lanes, rather than an output channel at a time with the wide
+    /// rows along the lanes: the order with fewer vector multiply-adds per kernel tap, the other
+    /// wasting lanes on the padding columns of the wide rows, this one on output channels past a
+    /// multiple of 8 (and scattering its results).
+    const fn by_pixels(&self) -> bool {
+        let by_channels = self.oc * self.wide_len().div_ceil(8);
+        let by_pixels = self.oh * self.ow * self.oc.div_ceil(8);
+        5 * by_pixels < 4 * by_channels
     }
 
     /// Height and width of the zero-padded input.
@@ -237,9 +255,42 @@ impl Conv2d {
         let ([hp, wp], k, ohw, n) = (self.padded(), self.patch_len(), self.oh * self.ow, self.wide_len());
         let taps = self.kh * self.kw;
         let (pad, rest) = scratch.split_at_mut(self.padded_len());
-        let wide = &mut rest[..self.oc * n];
+        let (wide, rest) = rest.split_at_mut(self.oc * n);
         pad.fill(0.0);
         let (table, chunk) = self.tap_table(hp * wp, wp, self.c);
+        if self.by_pixels() {
+            // weight^T [C*KH*KW, OC], then for each output row, a chunk of channels at a time:
+            // y[:, b, i, :]^T [OW, OC] += taps seen from the row's pixels [OW, C*KH*KW] x weight^T.
+            let wt = &mut rest[..self.weight_len()];
+            for (o, row) in weight.chunks_exact(k).enumerate() {
+                for (t, &v) in row.iter().enumerate() {
+                    wt[t * self.oc + o] = v;
+                }
+            }
+            for b in 0..batch {
+                self.pad_sample(x, layout, batch, b, pad);
+                for i in 0..self.oh {
+                    for c0 in (0..self.c).step_by(chunk) {
+                        let cc = chunk.min(self.c - c0);
+                        gather_cols_gemm(
+                            self.ow,
+                            cc * taps,
+                            self.oc,
+                            Gathered {
+                                data: &pad[c0 * hp * wp + i * wp..],
+                                offsets: &table[..cc * taps],
+                            },
+                            1,
+                            Mat::rows(&wt[c0 * taps * self.oc..], self.oc),
+                            &mut y[b * ohw + i * self.ow..],
+                            [1, batch * ohw],
+                            true,
+                        );
+                    }
+                }
+            }
+            return;
+        }
         for b in 0..batch {
             self.pad_sample(x, layout, batch, b, pad);
             // wide [OC, N] = weight [OC, C*KH*KW] x taps [C*KH*KW, N], a chunk of channels at a
@@ -814,6 +865,8 @@ mod tests {
 
     #[test]
     fn stride_one_path_agrees_with_unfolding() {
+        // Both orders of the forward pass are among the cases.
+        assert!(DIRECT.iter().any(|g| g.by_pixels()) && DIRECT.iter().any(|g| !g.by_pixels()));
         for g in DIRECT {
             assert!(g.direct(), "{g:?}");
             let batch = 3;

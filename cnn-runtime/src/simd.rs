@@ -116,6 +116,24 @@ impl RowAt for Table<'_> {
     }
 }
 
+/// The `A` operand of the broadcast kernels: element `(i, p)` is `data[i * rs + col.at(p)]`.
+#[derive(Clone, Copy)]
+struct Lhs<'a, C> {
+    data: &'a [f32],
+    rs: usize,
+    col: C,
+}
+
+impl<'a> Lhs<'a, Strided> {
+    fn of(a: Mat<'a>) -> Self {
+        Lhs {
+            data: a.data,
+            rs: a.rs,
+            col: Strided(a.cs),
+        }
+    }
+}
+
 /// `C (+)= A x B` for `A: m x k` (any strides), `B: k x n` with unit column stride and row
 /// stride `b.rs`, and `C: m x n` row-major with row stride `ldc`; with `accumulate` false `C` is
 /// overwritten.
@@ -155,7 +173,7 @@ pub fn small_gemm(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [f32], l
         "small_gemm: C ({m}x{n}, row stride {ldc}) does not fit its {} elements",
         c.len()
     );
-    gemm_dispatch(m, k, n, a, b.data, Strided(b.rs), c, ldc, accumulate)
+    gemm_dispatch(m, k, n, Lhs::of(a), b.data, Strided(b.rs), c, [ldc, 1], accumulate)
 }
 
 /// `C (+)= A x B` as [`small_gemm`], with the rows of `B` (`k x n`) gathered: row `p` is
@@ -183,29 +201,94 @@ pub fn gather_gemm(m: usize, k: usize, n: usize, a: Mat, b: Gathered, c: &mut [f
         "gather_gemm: C ({m}x{n}, row stride {ldc}) does not fit its {} elements",
         c.len()
     );
-    gemm_dispatch(m, k, n, a, b.data, Table(b.offsets), c, ldc, accumulate)
+    gemm_dispatch(m, k, n, Lhs::of(a), b.data, Table(b.offsets), c, [ldc, 1], accumulate)
 }
 
-/// The checked operands of [`small_gemm`] or [`gather_gemm`] to the fastest path this CPU has.
+/// `C (+)= A x B` with the columns of `A` gathered and `C` at any strides: `A(i, p)` is
+/// `a.data[a.offsets[p] + i * a_rs]`, `B` (`k x n`) has unit column stride, and `C(i, j)` is
+/// `c[i * cs[0] + j * cs[1]]`. A stride-1 convolution computed a row of output pixels at a
+/// time: `A(i, p)` is kernel tap `p` seen from pixel `i`, `B` the weight transposed, and `C`
+/// the pixels of one output row across the output channels of a channel-major image.
+///
+/// # Panics
+///
+/// If an operand does not hold the elements its sizes, strides and offsets reach, or
+/// `b.cs != 1`.
+///
+/// ```
+/// use cnn_runtime::simd::{gather_cols_gemm, Gathered, Mat};
+/// let image = [1.0, 2.0, 3.0, 4.0];
+/// // A = [[1, 2], [2, 3], [3, 4]]: pixels 0..3 (rows), taps at offsets 0 and 1 (columns).
+/// let a = Gathered { data: &image, offsets: &[0, 1] };
+/// let mut c = [0.0; 3];
+/// gather_cols_gemm(3, 2, 1, a, 1, Mat::rows(&[1.0, 10.0], 1), &mut c, [1, 3], false);
+/// assert_eq!(c, [21.0, 32.0, 43.0]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn gather_cols_gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Gathered,
+    a_rs: usize,
+    b: Mat,
+    c: &mut [f32],
+    cs: [usize; 2],
+    accumulate: bool,
+) {
+    let reach = |count: usize, stride: usize| count.checked_sub(1).map_or(Some(0), |last| last.checked_mul(stride));
+    assert!(
+        m == 0 || reach(m, a_rs).is_some_and(|r| a.holds(k, r + 1)),
+        "gather_cols_gemm: A needs {k} column offsets, each with {m} rows {a_rs} apart after it in its {} elements",
+        a.data.len()
+    );
+    assert!(
+        b.cs == 1 && b.holds(k, n),
+        "gather_cols_gemm: B ({k}x{n}, row stride {}) does not fit its {} elements",
+        b.rs,
+        b.data.len()
+    );
+    assert!(
+        m == 0
+            || n == 0
+            || reach(m, cs[0])
+                .zip(reach(n, cs[1]))
+                .and_then(|(r, c)| r.checked_add(c))
+                .is_some_and(|last| last < c.len()),
+        "gather_cols_gemm: C ({m}x{n}, strides {}, {}) does not fit its {} elements",
+        cs[0],
+        cs[1],
+        c.len()
+    );
+    let a = Lhs {
+        data: a.data,
+        rs: a_rs,
+        col: Table(a.offsets),
+    };
+    gemm_dispatch(m, k, n, a, b.data, Strided(b.rs), c, cs, accumulate)
+}
+
+/// The checked operands of [`small_gemm`], [`gather_gemm`] or [`gather_cols_gemm`] to the
+/// fastest path this CPU has. `C(i, j)` is `c[i * cs[0] + j * cs[1]]`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn gemm_dispatch(
     m: usize,
     k: usize,
     n: usize,
-    a: Mat,
+    a: Lhs<impl RowAt>,
     b: &[f32],
     brow: impl RowAt,
     c: &mut [f32],
-    ldc: usize,
+    cs: [usize; 2],
     accumulate: bool,
 ) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 and FMA (checked just above); the operands were checked.
-        return unsafe { small_gemm_avx2(m, k, n, a, b, brow, c, ldc, accumulate) };
+        return unsafe { small_gemm_avx2(m, k, n, a, b, brow, c, cs, accumulate) };
     }
-    small_gemm_body::<false>(m, k, n, a, b, brow, c, ldc, accumulate)
+    small_gemm_body::<false>(m, k, n, a, b, brow, c, cs, accumulate)
 }
 
 /// `C (+)= A x B^T` where `A: m x k` and `B: n x k` are row-major with row strides `a.rs` and
@@ -508,57 +591,60 @@ unsafe fn small_gemm_avx2(
     m: usize,
     k: usize,
     n: usize,
-    a: Mat,
+    a: Lhs<impl RowAt>,
     b: &[f32],
     brow: impl RowAt,
     c: &mut [f32],
-    ldc: usize,
+    cs: [usize; 2],
     accumulate: bool,
 ) {
     if k == 0 {
-        return small_gemm_body::<true>(m, k, n, a, b, brow, c, ldc, accumulate);
+        return small_gemm_body::<true>(m, k, n, a, b, brow, c, cs, accumulate);
     }
+    // Blocks of at most MR rows, as even as can be: 10 rows as 5 + 5 rather than 6 + 4.
+    let mut blocks = m.div_ceil(MR);
     let mut i = 0;
     while i < m {
-        let rows = MR.min(m - i);
-        let a = Mat {
+        let rows = (m - i).div_ceil(blocks);
+        blocks -= 1;
+        let a = Lhs {
             data: &a.data[i * a.rs..],
             ..a
         };
-        let c = &mut c[i * ldc..];
-        // SAFETY: A holds `rows` rows of k from here, C `rows` rows of n at stride ldc, every
+        let c = &mut c[i * cs[0]..];
+        // SAFETY: A holds `rows` rows of k from here, C `rows` rows of n at strides cs, every
         // row of B holds n elements (checked by the caller); the CPU has AVX2 and FMA (this
         // function's contract).
         unsafe {
             match rows {
-                6 => gemm_rows_avx2::<6>(k, n, a, b, brow, c, ldc, accumulate),
-                5 => gemm_rows_avx2::<5>(k, n, a, b, brow, c, ldc, accumulate),
-                4 => gemm_rows_avx2::<4>(k, n, a, b, brow, c, ldc, accumulate),
-                3 => gemm_rows_avx2::<3>(k, n, a, b, brow, c, ldc, accumulate),
-                2 => gemm_rows_avx2::<2>(k, n, a, b, brow, c, ldc, accumulate),
-                _ => gemm_rows_avx2::<1>(k, n, a, b, brow, c, ldc, accumulate),
+                6 => gemm_rows_avx2::<6>(k, n, a, b, brow, c, cs, accumulate),
+                5 => gemm_rows_avx2::<5>(k, n, a, b, brow, c, cs, accumulate),
+                4 => gemm_rows_avx2::<4>(k, n, a, b, brow, c, cs, accumulate),
+                3 => gemm_rows_avx2::<3>(k, n, a, b, brow, c, cs, accumulate),
+                2 => gemm_rows_avx2::<2>(k, n, a, b, brow, c, cs, accumulate),
+                _ => gemm_rows_avx2::<1>(k, n, a, b, brow, c, cs, accumulate),
             }
         }
         i += rows;
     }
 }
 
-/// `R` rows of C, in blocks of 16 columns; the last block is masked.
+/// `R` rows of C, in blocks of 16 columns; the last block is masked. With a column stride of C
+/// other than 1 the results are scattered element by element.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_rows_avx2<const R: usize>(
     k: usize,
     n: usize,
-    a: Mat,
+    a: Lhs<impl RowAt>,
     b: &[f32],
     brow: impl RowAt,
     c: &mut [f32],
-    ldc: usize,
+    cs: [usize; 2],
     accumulate: bool,
 ) {
     use core::arch::x86_64::*;
-    debug_assert!(a.holds(R, k) && Mat::rows(c, ldc).holds(R, n));
     let arows: [*const f32; R] = core::array::from_fn(|r| a.data[r * a.rs..].as_ptr());
     let mut j = 0;
     while j < n {
@@ -571,13 +657,14 @@ unsafe fn gemm_rows_avx2<const R: usize>(
         let (m0, m1) = (lane(0), lane(1));
         let mut acc = [[_mm256_setzero_ps(); 2]; R];
         let bj = b[j..].as_ptr();
-        // SAFETY (both loops): A holds R rows of k elements and every row of B n elements (the
-        // caller's checks); the masks keep the loads inside columns j..j+cols of a row of B.
+        // SAFETY (both loops): A holds R rows at each of its k columns and every row of B n
+        // elements (the caller's checks); the masks keep the loads inside columns j..j+cols of
+        // a row of B.
         if cols == NR {
             for p in 0..k {
                 let row = unsafe { bj.add(brow.at(p)) };
                 let (b0, b1) = unsafe { (_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8))) };
-                let ap = p * a.cs;
+                let ap = a.col.at(p);
                 for (r, acc) in acc.iter_mut().enumerate() {
                     let av = _mm256_broadcast_ss(unsafe { &*arows[r].add(ap) });
                     acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
@@ -593,7 +680,7 @@ unsafe fn gemm_rows_avx2<const R: usize>(
                 } else {
                     _mm256_setzero_ps()
                 };
-                let ap = p * a.cs;
+                let ap = a.col.at(p);
                 for (r, acc) in acc.iter_mut().enumerate() {
                     let av = _mm256_broadcast_ss(unsafe { &*arows[r].add(ap) });
                     acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
@@ -601,11 +688,27 @@ unsafe fn gemm_rows_avx2<const R: usize>(
                 }
             }
         }
+        if cs[1] != 1 {
+            for (r, acc) in acc.iter().enumerate() {
+                let mut lanes = [0.0f32; NR];
+                // SAFETY: `lanes` holds two vectors.
+                unsafe {
+                    _mm256_storeu_ps(lanes.as_mut_ptr(), acc[0]);
+                    _mm256_storeu_ps(lanes.as_mut_ptr().add(8), acc[1]);
+                }
+                for (l, v) in lanes[..cols].iter().enumerate() {
+                    let out = &mut c[r * cs[0] + (j + l) * cs[1]];
+                    *out = if accumulate { *out + v } else { *v };
+                }
+            }
+            j += cols;
+            continue;
+        }
         for (r, acc) in acc.iter().enumerate() {
-            // SAFETY: row r of C has n columns at stride ldc; the masks keep the accesses to
+            // SAFETY: row r of C has n columns from r * cs[0]; the masks keep the accesses to
             // j..j+cols.
             unsafe {
-                let out = c.as_mut_ptr().add(r * ldc + j);
+                let out = c.as_mut_ptr().add(r * cs[0] + j);
                 let (mut v0, mut v1) = (acc[0], acc[1]);
                 if cols == NR {
                     if accumulate {
@@ -671,18 +774,19 @@ const MR: usize = 6;
 /// Columns of C per register block: two 8-lane vectors.
 const NR: usize = 16;
 
-/// The portable path of [`small_gemm`] and [`gather_gemm`]: the same blocking, in plain Rust.
+/// The portable path of [`small_gemm`], [`gather_gemm`] and [`gather_cols_gemm`]: the same
+/// blocking, in plain Rust.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn small_gemm_body<const FMA: bool>(
     m: usize,
     k: usize,
     n: usize,
-    a: Mat,
+    a: Lhs<impl RowAt>,
     b: &[f32],
     brow: impl RowAt,
     c: &mut [f32],
-    ldc: usize,
+    cs: [usize; 2],
     accumulate: bool,
 ) {
     let mut i = 0;
@@ -694,17 +798,18 @@ fn small_gemm_body<const FMA: bool>(
             let mut acc = [[0.0f32; NR]; MR];
             for p in 0..k {
                 let brow = &b[brow.at(p) + j..][..cols];
+                let ap = a.col.at(p);
                 for (r, acc) in acc.iter_mut().enumerate().take(rows) {
-                    let av = a.data[(i + r) * a.rs + p * a.cs];
+                    let av = a.data[(i + r) * a.rs + ap];
                     for (l, &bv) in brow.iter().enumerate() {
                         acc[l] = madd::<FMA>(av, bv, acc[l]);
                     }
                 }
             }
             for (r, acc) in acc.iter().enumerate().take(rows) {
-                let crow = &mut c[(i + r) * ldc + j..][..cols];
-                for (l, cv) in crow.iter_mut().enumerate() {
-                    *cv = if accumulate { *cv + acc[l] } else { acc[l] };
+                for (l, v) in acc[..cols].iter().enumerate() {
+                    let out = &mut c[(i + r) * cs[0] + (j + l) * cs[1]];
+                    *out = if accumulate { *out + v } else { *v };
                 }
             }
             j += cols;
@@ -753,11 +858,11 @@ mod tests {
                             m,
                             k,
                             n,
-                            Mat::rows(&a, k),
+                            Lhs::of(Mat::rows(&a, k)),
                             &b,
                             Strided(n),
                             &mut portable,
-                            n,
+                            [n, 1],
                             accumulate,
                         );
                         for idx in 0..m * n {
@@ -866,11 +971,11 @@ mod tests {
                         m,
                         k,
                         n,
-                        Mat::rows(&a, k),
+                        Lhs::of(Mat::rows(&a, k)),
                         &data,
                         Table(&offsets),
                         &mut portable,
-                        n,
+                        [n, 1],
                         true,
                     );
                     for (idx, w) in want.iter().enumerate() {
@@ -911,6 +1016,56 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn gathered_columns_and_strided_output_agree_with_the_definition() {
+        // A(i, p) = data[offsets[p] + i * rs], written into C transposed (column stride ldc).
+        let data = seq(400, 0.45);
+        for (m, rs) in [(1, 1), (5, 1), (6, 1), (10, 1), (7, 3)] {
+            for k in [1, 4, 25, 150] {
+                for n in [1, 8, 16, 21] {
+                    let offsets: Vec<usize> = (0..k).map(|p| (p * 13 + p * p * 7) % 300).collect();
+                    let b = seq(k * n, 0.15);
+                    let ldc = m + 2;
+                    let init = seq(n * ldc, 0.5);
+                    let mut want = init.clone();
+                    for i in 0..m {
+                        for j in 0..n {
+                            want[i + j * ldc] += (0..k).map(|p| data[offsets[p] + i * rs] * b[p * n + j]).sum::<f32>();
+                        }
+                    }
+                    let a = Gathered {
+                        data: &data,
+                        offsets: &offsets,
+                    };
+                    let mut fast = init.clone();
+                    gather_cols_gemm(m, k, n, a, rs, Mat::rows(&b, n), &mut fast, [1, ldc], true);
+                    let lhs = Lhs {
+                        data: &data,
+                        rs,
+                        col: Table(&offsets),
+                    };
+                    let mut portable = init.clone();
+                    small_gemm_body::<false>(m, k, n, lhs, &b, Strided(n), &mut portable, [1, ldc], true);
+                    for (idx, w) in want.iter().enumerate() {
+                        for got in [fast[idx], portable[idx]] {
+                            assert!((got - w).abs() < 1e-3, "{m}x{k}x{n}: {got} vs {w}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "gather_cols_gemm: C (2x2, strides 1, 3) does not fit its 4 elements")]
+    fn gather_cols_gemm_rejects_a_short_output() {
+        let a = Gathered {
+            data: &[0.0; 4],
+            offsets: &[0],
+        };
+        gather_cols_gemm(2, 1, 2, a, 1, Mat::rows(&[0.0; 2], 2), &mut [0.0; 4], [1, 3], false);
     }
 
     #[test]

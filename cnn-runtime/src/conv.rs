@@ -18,7 +18,7 @@
 
 use crate::layout::Layout;
 use crate::shape::conv_out;
-use crate::simd::{gather_cols_gemm, gather_gemm, gather_gemm_nt, small_gemm, small_gemm_nt, Gathered, Mat};
+use crate::simd::{gather_cols_gemm, gather_gemm, gather_gemm_nt, small_gemm, small_gemm_nt, sum, Gathered, Mat};
 
 /// The geometry of one convolution layer, all sizes known when the network is declared.
 ///
@@ -673,7 +673,7 @@ impl Conv2d {
         let (dweight, dbias) = dparams.split_at_mut(self.weight_len());
         dweight.fill(0.0);
         for (db, row) in dbias.iter_mut().zip(dy.chunks_exact(batch * ohw)) {
-            *db = row.iter().sum::<f32>();
+            *db = sum(row);
         }
         if let Some(dx) = dx.as_deref_mut() {
             assert_eq!(

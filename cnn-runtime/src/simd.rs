@@ -31,6 +31,26 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     dot_body::<false>(a, b)
 }
 
+/// The sum of `xs`, kept as 32 interleaved partial sums: a running total is one long chain of
+/// dependent additions, which the compiler may not reorder.
+///
+/// ```
+/// let xs: Vec<f32> = (1..=100).map(|i| i as f32).collect();
+/// assert_eq!(cnn_runtime::simd::sum(&xs), 5050.0);
+/// ```
+pub fn sum(xs: &[f32]) -> f32 {
+    const PARTS: usize = 32;
+    let mut acc = [0.0f32; PARTS];
+    let chunks = xs.chunks_exact(PARTS);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (a, x) in acc.iter_mut().zip(chunk) {
+            *a += x;
+        }
+    }
+    acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
+}
+
 /// A matrix operand: `data[i * rs + j * cs]` is element `(i, j)`.
 #[derive(Clone, Copy, Debug)]
 pub struct Mat<'a> {

@@ -139,9 +139,9 @@ fn conv_forward_accepts_the_right_lengths() {
             CONV.forward_scratch_len(),
             CONV.scratch_len()
         ),
-        (9, 10, 8, 19, 48)
+        (9, 10, 8, 27, 48)
     );
-    conv_forward(9, 10, 8, 19);
+    conv_forward(9, 10, 8, 27);
     conv_forward(9, 10, 8, 100); // scratch may be longer
 }
 
@@ -154,13 +154,13 @@ fn conv_forward_rejects_wrong_params() {
 #[test]
 #[should_panic(expected = "conv2d: output must hold batch*OC*OH*OW = 1*8 elements, got 9")]
 fn conv_forward_rejects_a_wrong_output() {
-    conv_forward(9, 10, 9, 19);
+    conv_forward(9, 10, 9, 27);
 }
 
 #[test]
-#[should_panic(expected = "conv2d: scratch must hold at least 19 elements, got 18")]
+#[should_panic(expected = "conv2d: scratch must hold at least 27 elements, got 26")]
 fn conv_forward_rejects_short_scratch() {
-    conv_forward(9, 10, 8, 18);
+    conv_forward(9, 10, 8, 26);
 }
 
 fn conv_backward(dy: usize, dparams: usize, dx: Option<usize>) {

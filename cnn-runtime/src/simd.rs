@@ -403,8 +403,8 @@ fn gemm_nt_dispatch(
     if has_avx2_fma() {
         // C or, when its blocks tile better, C^T = B x A^T.
         let blocks = |m: usize, n: usize| m.div_ceil(NT_ROWS) * n.div_ceil(NT_COLS);
-        // SAFETY (both calls): the CPU supports AVX2 and FMA (checked just above); the
-        // operands were checked.
+        // SAFETY: the CPU supports AVX2 and FMA (checked just above); the operands were
+        // checked, in either orientation.
         return unsafe {
             if blocks(n, m) < blocks(m, n) {
                 small_gemm_nt_avx2(n, m, k, b, brow, a.data, Strided(a.rs), c, [1, ldc], accumulate)
@@ -523,25 +523,31 @@ unsafe fn nt_block_avx2<const R: usize, const S: usize>(
     let brows: [*const f32; S] = core::array::from_fn(|s| brows[s]);
     let mut acc = [[_mm256_setzero_ps(); S]; R];
     let mut p = 0;
-    // SAFETY (both loops): the rows hold k elements from their starts (the caller's checks); a
-    // full step reads p..p+8 <= k, and the mask keeps the last step below k. The rows of B are
-    // loaded one at a time so that 12 accumulators, 3 rows of A and one of B fit the registers.
+    // The rows of B are loaded one at a time so that 12 accumulators, 3 rows of A and one of B
+    // fit the registers.
     while p < full_k {
-        let av = arows.map(|ptr| unsafe { _mm256_loadu_ps(ptr.add(p)) });
-        for s in 0..S {
-            let bv = unsafe { _mm256_loadu_ps(brows[s].add(p)) };
-            for r in 0..R {
-                acc[r][s] = _mm256_fmadd_ps(av[r], bv, acc[r][s]);
+        // SAFETY: the rows hold k elements from their starts (the caller's checks) and a full
+        // step reads p..p+8 <= k.
+        unsafe {
+            let av = arows.map(|ptr| _mm256_loadu_ps(ptr.add(p)));
+            for s in 0..S {
+                let bv = _mm256_loadu_ps(brows[s].add(p));
+                for r in 0..R {
+                    acc[r][s] = _mm256_fmadd_ps(av[r], bv, acc[r][s]);
+                }
             }
         }
         p += 8;
     }
     if tail > 0 {
-        let av = arows.map(|ptr| unsafe { _mm256_maskload_ps(ptr.add(p), mask) });
-        for s in 0..S {
-            let bv = unsafe { _mm256_maskload_ps(brows[s].add(p), mask) };
-            for r in 0..R {
-                acc[r][s] = _mm256_fmadd_ps(av[r], bv, acc[r][s]);
+        // SAFETY: as above; the mask keeps the last step below k.
+        unsafe {
+            let av = arows.map(|ptr| _mm256_maskload_ps(ptr.add(p), mask));
+            for s in 0..S {
+                let bv = _mm256_maskload_ps(brows[s].add(p), mask);
+                for r in 0..R {
+                    acc[r][s] = _mm256_fmadd_ps(av[r], bv, acc[r][s]);
+                }
             }
         }
     }
@@ -677,34 +683,38 @@ unsafe fn gemm_rows_avx2<const R: usize>(
         let (m0, m1) = (lane(0), lane(1));
         let mut acc = [[_mm256_setzero_ps(); 2]; R];
         let bj = b[j..].as_ptr();
-        // SAFETY (both loops): A holds R rows at each of its k columns and every row of B n
-        // elements (the caller's checks); the masks keep the loads inside columns j..j+cols of
-        // a row of B.
         if cols == NR {
             for p in 0..k {
-                let row = unsafe { bj.add(brow.at(p)) };
-                let (b0, b1) = unsafe { (_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8))) };
-                let ap = a.col.at(p);
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let av = _mm256_broadcast_ss(unsafe { &*arows[r].add(ap) });
-                    acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
-                    acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
+                // SAFETY: A holds R rows at each of its k columns and every row of B n elements
+                // (the caller's checks), so columns j..j+16 of row p exist.
+                unsafe {
+                    let row = bj.add(brow.at(p));
+                    let (b0, b1) = (_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8)));
+                    let ap = a.col.at(p);
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let av = _mm256_broadcast_ss(&*arows[r].add(ap));
+                        acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
+                        acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
+                    }
                 }
             }
         } else {
             for p in 0..k {
-                let row = unsafe { bj.add(brow.at(p)) };
-                let b0 = unsafe { _mm256_maskload_ps(row, m0) };
-                let b1 = if cols > 8 {
-                    unsafe { _mm256_maskload_ps(row.add(8), m1) }
-                } else {
-                    _mm256_setzero_ps()
-                };
-                let ap = a.col.at(p);
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let av = _mm256_broadcast_ss(unsafe { &*arows[r].add(ap) });
-                    acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
-                    acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
+                // SAFETY: as above; the masks keep the loads inside columns j..j+cols of row p.
+                unsafe {
+                    let row = bj.add(brow.at(p));
+                    let b0 = _mm256_maskload_ps(row, m0);
+                    let b1 = if cols > 8 {
+                        _mm256_maskload_ps(row.add(8), m1)
+                    } else {
+                        _mm256_setzero_ps()
+                    };
+                    let ap = a.col.at(p);
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let av = _mm256_broadcast_ss(&*arows[r].add(ap));
+                        acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
+                        acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
+                    }
                 }
             }
         }

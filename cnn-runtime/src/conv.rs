@@ -144,12 +144,11 @@ impl Conv2d {
         self.patch_len() * self.oh * self.ow
     }
 
-    /// Scratch [`forward`](Self::forward) needs: a padded sample, a wide output and a transposed
-    /// weight for a stride-1 convolution, an unfolded sample otherwise.
+    /// Scratch [`forward`](Self::forward) needs: a padded sample and a transposed weight for a
+    /// stride-1 convolution, an unfolded sample otherwise.
     pub const fn forward_scratch_len(&self) -> usize {
         if self.direct() {
-            // With the pixel-by-pixel order, the weight transposed instead of the wide output.
-            self.padded_len() + self.oc * self.wide_len() + self.weight_len()
+            self.padded_len() + self.weight_len()
         } else {
             self.cols_len()
         }
@@ -185,8 +184,10 @@ impl Conv2d {
     /// wasting lanes on the padding columns of the wide rows, this one on output channels past a
     /// multiple of 8 (and scattering its results).
     const fn by_pixels(&self) -> bool {
-        let by_channels = self.oc * self.wide_len().div_ceil(8);
-        let by_pixels = self.oh * self.ow * self.oc.div_ceil(8);
+        // Vector multiply-adds per kernel tap: the kernels work on 16 columns (two vectors) at
+        // a time, an output row's pixels or the output channels.
+        let by_channels = self.oc * self.oh * self.ow.div_ceil(16) * 2;
+        let by_pixels = self.oh * self.ow * self.oc.div_ceil(16) * 2;
         5 * by_pixels < 4 * by_channels
     }
 
@@ -252,15 +253,16 @@ impl Conv2d {
         y: &mut [f32],
         scratch: &mut [f32],
     ) {
-        let ([hp, wp], k, ohw, n) = (self.padded(), self.patch_len(), self.oh * self.ow, self.wide_len());
+        let ([hp, wp], k, ohw) = (self.padded(), self.patch_len(), self.oh * self.ow);
         let taps = self.kh * self.kw;
         let (pad, rest) = scratch.split_at_mut(self.padded_len());
-        let (wide, rest) = rest.split_at_mut(self.oc * n);
         pad.fill(0.0);
         let (table, chunk) = self.tap_table(hp * wp, wp, self.c);
+        // The taps of a chunk of channels, each a view of the padded sample whose OH*OW pixels
+        // are rows of OW, WP apart.
+        let taps_of = |c0: usize| (c0 * hp * wp, &table[..chunk.min(self.c - c0) * taps]);
         if self.by_pixels() {
-            // weight^T [C*KH*KW, OC], then for each output row, a chunk of channels at a time:
-            // y[:, b, i, :]^T [OW, OC] += taps seen from the row's pixels [OW, C*KH*KW] x weight^T.
+            // y[:, b]^T [OH*OW, OC] += taps seen from each pixel [OH*OW, C*KH*KW] x weight^T.
             let wt = &mut rest[..self.weight_len()];
             for (o, row) in weight.chunks_exact(k).enumerate() {
                 for (t, &v) in row.iter().enumerate() {
@@ -269,53 +271,24 @@ impl Conv2d {
             }
             for b in 0..batch {
                 self.pad_sample(x, layout, batch, b, pad);
-                for i in 0..self.oh {
-                    for c0 in (0..self.c).step_by(chunk) {
-                        let cc = chunk.min(self.c - c0);
-                        gather_cols_gemm(
-                            self.ow,
-                            cc * taps,
-                            self.oc,
-                            Gathered {
-                                data: &pad[c0 * hp * wp + i * wp..],
-                                offsets: &table[..cc * taps],
-                            },
-                            1,
-                            Mat::rows(&wt[c0 * taps * self.oc..], self.oc),
-                            &mut y[b * ohw + i * self.ow..],
-                            [1, batch * ohw],
-                            true,
-                        );
-                    }
+                for c0 in (0..self.c).step_by(chunk) {
+                    let (at, offsets) = taps_of(c0);
+                    let a = Gathered::new(&pad[at..], offsets).image(self.ow, wp);
+                    let (wt, out) = (&wt[c0 * taps * self.oc..], &mut y[b * ohw..]);
+                    let kk = a.offsets.len();
+                    gather_cols_gemm(ohw, kk, self.oc, a, Mat::rows(wt, self.oc), out, [1, batch * ohw], true);
                 }
             }
             return;
         }
         for b in 0..batch {
             self.pad_sample(x, layout, batch, b, pad);
-            // wide [OC, N] = weight [OC, C*KH*KW] x taps [C*KH*KW, N], a chunk of channels at a
-            // time.
+            // y[:, b] [OC, OH*OW] += weight [OC, C*KH*KW] x taps [C*KH*KW, OH*OW].
             for c0 in (0..self.c).step_by(chunk) {
-                let cc = chunk.min(self.c - c0);
-                gather_gemm(
-                    self.oc,
-                    cc * taps,
-                    n,
-                    Mat::rows(&weight[c0 * taps..], k),
-                    Gathered {
-                        data: &pad[c0 * hp * wp..],
-                        offsets: &table[..cc * taps],
-                    },
-                    wide,
-                    n,
-                    c0 > 0,
-                );
-            }
-            for (o, wide) in wide.chunks_exact(n).enumerate() {
-                let out = &mut y[(o * batch + b) * ohw..][..ohw];
-                for (i, out) in out.chunks_exact_mut(self.ow).enumerate() {
-                    out.iter_mut().zip(&wide[i * wp..]).for_each(|(y, w)| *y += w);
-                }
+                let (at, offsets) = taps_of(c0);
+                let bt = Gathered::new(&pad[at..], offsets).image(self.ow, wp);
+                let (w, out) = (Mat::rows(&weight[c0 * taps..], k), &mut y[b * ohw..]);
+                gather_gemm(self.oc, bt.offsets.len(), ohw, w, bt, out, batch * ohw, true);
             }
         }
     }
@@ -359,33 +332,25 @@ impl Conv2d {
                     cc * taps,
                     n,
                     Mat::rows(dyw, n),
-                    Gathered {
-                        data: &pad[c0 * hp * wp..],
-                        offsets: &table[..cc * taps],
-                    },
+                    Gathered::new(&pad[c0 * hp * wp..], &table[..cc * taps]),
                     &mut dweight[c0 * taps..],
                     k,
                     true,
                 );
             }
             let Some(dx) = dx.as_deref_mut() else { continue };
-            // dcols [C*KH*KW, N] = weight^T [C*KH*KW, OC] x dy_wide [OC, N]; each row, a tap,
-            // adds onto the padded input gradient where that tap read the input.
-            small_gemm(
-                k,
-                self.oc,
-                n,
-                Mat::transposed(weight, k),
-                Mat::rows(dyw, n),
-                dcols,
-                n,
-                false,
-            );
+            // dcols [C*KH*KW, OH*OW] = weight^T [C*KH*KW, OC] x dy_b [OC, OH*OW]; each row, a
+            // tap, adds onto the padded input gradient where that tap read the input.
+            let (dyb, dcols) = (Mat::rows(&dy[b * ohw..], batch * ohw), &mut dcols[..k * ohw]);
+            small_gemm(k, self.oc, ohw, Mat::transposed(weight, k), dyb, dcols, ohw, false);
             dpad.fill(0.0);
-            for (c0, rows) in dcols.chunks(chunk * taps * n).enumerate() {
+            for (c0, rows) in dcols.chunks(chunk * taps * ohw).enumerate() {
                 let base = c0 * chunk * hp * wp;
-                for (&at, row) in table.iter().zip(rows.chunks_exact(n)) {
-                    dpad[base + at..][..n].iter_mut().zip(row).for_each(|(d, g)| *d += g);
+                for (&at, row) in table.iter().zip(rows.chunks_exact(ohw)) {
+                    for (i, g) in row.chunks_exact(self.ow).enumerate() {
+                        let d = &mut dpad[base + at + i * wp..][..self.ow];
+                        d.iter_mut().zip(g).for_each(|(d, g)| *d += g);
+                    }
                 }
             }
             let hw = self.h * self.w;

@@ -87,7 +87,7 @@ impl<'a> Mat<'a> {
 /// use cnn_runtime::simd::{gather_gemm, Gathered, Mat};
 /// let image = [1.0, 2.0, 3.0, 4.0];
 /// // B = [[1, 2, 3], [2, 3, 4]]: two overlapping windows of `image`.
-/// let b = Gathered { data: &image, offsets: &[0, 1] };
+/// let b = Gathered::new(&image, &[0, 1]);
 /// let mut c = [0.0; 3];
 /// gather_gemm(1, 2, 3, Mat::rows(&[1.0, 10.0], 2), b, &mut c, 3, false);
 /// assert_eq!(c, [21.0, 32.0, 43.0]);
@@ -96,18 +96,65 @@ impl<'a> Mat<'a> {
 pub struct Gathered<'a> {
     /// The elements.
     pub data: &'a [f32],
-    /// Where each row starts in `data`.
+    /// Where each gathered vector starts in `data`.
     pub offsets: &'a [usize],
+    /// How a vector's elements lie from its start, `[width, stride]`: element `e` at
+    /// `(e / width) * stride + e % width`, the pixels of an image `width` wide whose rows are
+    /// `stride` apart. [`Gathered::new`] makes vectors contiguous.
+    pub image: [usize; 2],
 }
 
-impl Gathered<'_> {
-    /// Whether `rows` rows of `len` elements lie inside `data`.
-    fn holds(&self, rows: usize, len: usize) -> bool {
-        self.offsets.len() >= rows
-            && (len == 0
-                || self.offsets[..rows]
-                    .iter()
-                    .all(|&o| o.checked_add(len).is_some_and(|end| end <= self.data.len())))
+impl<'a> Gathered<'a> {
+    /// Contiguous vectors starting at `offsets` in `data`.
+    pub const fn new(data: &'a [f32], offsets: &'a [usize]) -> Self {
+        Gathered {
+            data,
+            offsets,
+            image: [usize::MAX, 0],
+        }
+    }
+
+    /// The same vectors read as images `width` wide (`width > 0`) whose rows are `stride`
+    /// apart: the output pixels of a convolution on a padded image, whose rows are wider.
+    ///
+    /// ```
+    /// use cnn_runtime::simd::{gather_gemm, Gathered, Mat};
+    /// // A 2x3 image padded to rows of 4; B's one row is its 6 pixels, skipping the padding.
+    /// let padded = [1.0, 2.0, 3.0, 0.0, 4.0, 5.0, 6.0, 0.0];
+    /// let b = Gathered::new(&padded, &[0]).image(3, 4);
+    /// let mut c = [0.0; 6];
+    /// gather_gemm(1, 1, 6, Mat::rows(&[2.0], 1), b, &mut c, 6, false);
+    /// assert_eq!(c, [2.0, 4.0, 6.0, 8.0, 10.0, 12.0]);
+    /// ```
+    pub const fn image(self, width: usize, stride: usize) -> Self {
+        assert!(width > 0, "Gathered::image: the width must not be zero");
+        Gathered {
+            image: [width, stride],
+            ..self
+        }
+    }
+
+    /// Whether `count` vectors of `len` elements lie inside `data`.
+    fn holds(&self, count: usize, len: usize) -> bool {
+        let [width, stride] = self.image;
+        let reach = match len.checked_sub(1) {
+            None => Some(0),
+            Some(last) => (last / width)
+                .checked_mul(stride)
+                .and_then(|r| r.checked_add(last % width + 1)),
+        };
+        self.offsets.len() >= count
+            && reach.is_some_and(|reach| {
+                reach == 0
+                    || self.offsets[..count]
+                        .iter()
+                        .all(|&o| o.checked_add(reach).is_some_and(|end| end <= self.data.len()))
+            })
+    }
+
+    /// Whether vectors of `len` elements are whole image rows: one row, or several of `width`.
+    fn whole_rows(&self, len: usize) -> bool {
+        self.image[0] >= len || len % self.image[0] == 0
     }
 }
 
@@ -136,19 +183,31 @@ impl RowAt for Table<'_> {
     }
 }
 
-/// The `A` operand of the broadcast kernels: element `(i, p)` is `data[i * rs + col.at(p)]`.
+/// Rows laid out as the pixels of an image `.0` wide with rows `.1` apart.
 #[derive(Clone, Copy)]
-struct Lhs<'a, C> {
+struct Pixels(usize, usize);
+
+impl RowAt for Pixels {
+    #[inline(always)]
+    fn at(&self, i: usize) -> usize {
+        (i / self.0) * self.1 + i % self.0
+    }
+}
+
+/// The `A` operand of the broadcast kernels: element `(i, p)` is
+/// `data[row.at(i) + col.at(p)]`.
+#[derive(Clone, Copy)]
+struct Lhs<'a, R, C> {
     data: &'a [f32],
-    rs: usize,
+    row: R,
     col: C,
 }
 
-impl<'a> Lhs<'a, Strided> {
+impl<'a> Lhs<'a, Strided, Strided> {
     fn of(a: Mat<'a>) -> Self {
         Lhs {
             data: a.data,
-            rs: a.rs,
+            row: Strided(a.rs),
             col: Strided(a.cs),
         }
     }
@@ -193,11 +252,22 @@ pub fn small_gemm(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [f32], l
         "small_gemm: C ({m}x{n}, row stride {ldc}) does not fit its {} elements",
         c.len()
     );
-    gemm_dispatch(m, k, n, Lhs::of(a), b.data, Strided(b.rs), c, [ldc, 1], accumulate)
+    gemm_dispatch(
+        m,
+        k,
+        n,
+        Lhs::of(a),
+        b.data,
+        Strided(b.rs),
+        [usize::MAX, 0],
+        c,
+        [ldc, 1],
+        accumulate,
+    )
 }
 
-/// `C (+)= A x B` as [`small_gemm`], with the rows of `B` (`k x n`) gathered: row `p` is
-/// `b.data[b.offsets[p]..][..n]`.
+/// `C (+)= A x B` as [`small_gemm`], with the rows of `B` (`k x n`) gathered: row `p` starts at
+/// `b.data[b.offsets[p]]` and, read as images, holds `n` pixels (whole image rows).
 ///
 /// # Panics
 ///
@@ -212,8 +282,10 @@ pub fn gather_gemm(m: usize, k: usize, n: usize, a: Mat, b: Gathered, c: &mut [f
         a.data.len()
     );
     assert!(
-        b.holds(k, n),
-        "gather_gemm: B needs {k} row offsets, each with {n} elements after it in its {} elements",
+        b.holds(k, n) && b.whole_rows(n),
+        "gather_gemm: B needs {k} row offsets, each with {n} elements (as images [width, stride] \
+         {:?}) after it in its {} elements",
+        b.image,
         b.data.len()
     );
     assert!(
@@ -221,14 +293,26 @@ pub fn gather_gemm(m: usize, k: usize, n: usize, a: Mat, b: Gathered, c: &mut [f
         "gather_gemm: C ({m}x{n}, row stride {ldc}) does not fit its {} elements",
         c.len()
     );
-    gemm_dispatch(m, k, n, Lhs::of(a), b.data, Table(b.offsets), c, [ldc, 1], accumulate)
+    gemm_dispatch(
+        m,
+        k,
+        n,
+        Lhs::of(a),
+        b.data,
+        Table(b.offsets),
+        b.image,
+        c,
+        [ldc, 1],
+        accumulate,
+    )
 }
 
-/// `C (+)= A x B` with the columns of `A` gathered and `C` at any strides: `A(i, p)` is
-/// `a.data[a.offsets[p] + i * a_rs]`, `B` (`k x n`) has unit column stride, and `C(i, j)` is
-/// `c[i * cs[0] + j * cs[1]]`. A stride-1 convolution computed a row of output pixels at a
-/// time: `A(i, p)` is kernel tap `p` seen from pixel `i`, `B` the weight transposed, and `C`
-/// the pixels of one output row across the output channels of a channel-major image.
+/// `C (+)= A x B` with the columns of `A` gathered and `C` at any strides: column `p` of `A`
+/// starts at `a.data[a.offsets[p]]` and, read as an image, holds `m` pixels; `B` (`k x n`) has
+/// unit column stride, and `C(i, j)` is `c[i * cs[0] + j * cs[1]]`. A stride-1 convolution
+/// computed output pixel by output pixel: `A(i, p)` is kernel tap `p` seen from pixel `i`, `B`
+/// the weight transposed, and `C` the pixels across the output channels of a channel-major
+/// image.
 ///
 /// # Panics
 ///
@@ -239,9 +323,9 @@ pub fn gather_gemm(m: usize, k: usize, n: usize, a: Mat, b: Gathered, c: &mut [f
 /// use cnn_runtime::simd::{gather_cols_gemm, Gathered, Mat};
 /// let image = [1.0, 2.0, 3.0, 4.0];
 /// // A = [[1, 2], [2, 3], [3, 4]]: pixels 0..3 (rows), taps at offsets 0 and 1 (columns).
-/// let a = Gathered { data: &image, offsets: &[0, 1] };
+/// let a = Gathered::new(&image, &[0, 1]);
 /// let mut c = [0.0; 3];
-/// gather_cols_gemm(3, 2, 1, a, 1, Mat::rows(&[1.0, 10.0], 1), &mut c, [1, 3], false);
+/// gather_cols_gemm(3, 2, 1, a, Mat::rows(&[1.0, 10.0], 1), &mut c, [1, 3], false);
 /// assert_eq!(c, [21.0, 32.0, 43.0]);
 /// ```
 #[allow(clippy::too_many_arguments)]
@@ -250,7 +334,6 @@ pub fn gather_cols_gemm(
     k: usize,
     n: usize,
     a: Gathered,
-    a_rs: usize,
     b: Mat,
     c: &mut [f32],
     cs: [usize; 2],
@@ -258,8 +341,10 @@ pub fn gather_cols_gemm(
 ) {
     let reach = |count: usize, stride: usize| count.checked_sub(1).map_or(Some(0), |last| last.checked_mul(stride));
     assert!(
-        m == 0 || reach(m, a_rs).is_some_and(|r| a.holds(k, r + 1)),
-        "gather_cols_gemm: A needs {k} column offsets, each with {m} rows {a_rs} apart after it in its {} elements",
+        a.holds(k, m),
+        "gather_cols_gemm: A needs {k} column offsets, each with {m} elements (as images [width, \
+         stride] {:?}) after it in its {} elements",
+        a.image,
         a.data.len()
     );
     assert!(
@@ -282,23 +367,25 @@ pub fn gather_cols_gemm(
     );
     let a = Lhs {
         data: a.data,
-        rs: a_rs,
+        row: Pixels(a.image[0], a.image[1]),
         col: Table(a.offsets),
     };
-    gemm_dispatch(m, k, n, a, b.data, Strided(b.rs), c, cs, accumulate)
+    gemm_dispatch(m, k, n, a, b.data, Strided(b.rs), [usize::MAX, 0], c, cs, accumulate)
 }
 
 /// The checked operands of [`small_gemm`], [`gather_gemm`] or [`gather_cols_gemm`] to the
-/// fastest path this CPU has. `C(i, j)` is `c[i * cs[0] + j * cs[1]]`.
+/// fastest path this CPU has. Columns `j` of `B` lie at `(j / w) * s + j % w` for
+/// `bimage = [w, s]`, in whole rows of `w`; `C(i, j)` is `c[i * cs[0] + j * cs[1]]`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn gemm_dispatch(
     m: usize,
     k: usize,
     n: usize,
-    a: Lhs<impl RowAt>,
+    a: Lhs<impl RowAt, impl RowAt>,
     b: &[f32],
     brow: impl RowAt,
+    bimage: [usize; 2],
     c: &mut [f32],
     cs: [usize; 2],
     accumulate: bool,
@@ -306,9 +393,9 @@ fn gemm_dispatch(
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU supports AVX2 and FMA (checked just above); the operands were checked.
-        return unsafe { small_gemm_avx2(m, k, n, a, b, brow, c, cs, accumulate) };
+        return unsafe { small_gemm_avx2(m, k, n, a, b, brow, bimage, c, cs, accumulate) };
     }
-    small_gemm_body::<false>(m, k, n, a, b, brow, c, cs, accumulate)
+    small_gemm_body::<false>(m, k, n, a, b, brow, bimage, c, cs, accumulate)
 }
 
 /// `C (+)= A x B^T` where `A: m x k` and `B: n x k` are row-major with row strides `a.rs` and
@@ -359,7 +446,7 @@ pub fn small_gemm_nt(m: usize, n: usize, k: usize, a: Mat, b: Mat, c: &mut [f32]
 /// ```
 /// use cnn_runtime::simd::{gather_gemm_nt, Gathered, Mat};
 /// let image = [1.0, 2.0, 3.0, 4.0];
-/// let b = Gathered { data: &image, offsets: &[0, 1] }; // rows [1, 2, 3] and [2, 3, 4]
+/// let b = Gathered::new(&image, &[0, 1]); // rows [1, 2, 3] and [2, 3, 4]
 /// let mut c = [0.0; 2];
 /// gather_gemm_nt(1, 2, 3, Mat::rows(&[1.0, 1.0, 1.0], 3), b, &mut c, 2, false);
 /// assert_eq!(c, [6.0, 9.0]);
@@ -374,8 +461,14 @@ pub fn gather_gemm_nt(m: usize, n: usize, k: usize, a: Mat, b: Gathered, c: &mut
     );
     assert!(
         b.holds(n, k),
-        "gather_gemm_nt: B needs {n} row offsets, each with {k} elements after it in its {} elements",
+        "gather_gemm_nt: B needs {n} row offsets, each with {k} contiguous elements after it in its {} \
+         elements",
         b.data.len()
+    );
+    assert!(
+        b.image[0] >= k,
+        "gather_gemm_nt: the rows of B must be contiguous, got images {:?}",
+        b.image
     );
     assert!(
         ldc >= n && Mat::rows(c, ldc).holds(m, n),
@@ -617,147 +710,159 @@ unsafe fn small_gemm_avx2(
     m: usize,
     k: usize,
     n: usize,
-    a: Lhs<impl RowAt>,
+    a: Lhs<impl RowAt, impl RowAt>,
     b: &[f32],
     brow: impl RowAt,
+    bimage: [usize; 2],
     c: &mut [f32],
     cs: [usize; 2],
     accumulate: bool,
 ) {
     if k == 0 {
-        return small_gemm_body::<true>(m, k, n, a, b, brow, c, cs, accumulate);
+        return small_gemm_body::<true>(m, k, n, a, b, brow, bimage, c, cs, accumulate);
     }
+    // Masked loads are slow: a block short of 16 columns reads all 16 when every row of B has
+    // them inside `b` (the extra lanes, past the block, are never stored).
+    let last_row = (0..k).map(|p| brow.at(p)).max().unwrap_or(0);
     // Blocks of at most MR rows, as even as can be: 10 rows as 5 + 5 rather than 6 + 4.
     let mut blocks = m.div_ceil(MR);
     let mut i = 0;
     while i < m {
         let rows = (m - i).div_ceil(blocks);
         blocks -= 1;
-        let a = Lhs {
-            data: &a.data[i * a.rs..],
-            ..a
-        };
         let c = &mut c[i * cs[0]..];
-        // SAFETY: A holds `rows` rows of k from here, C `rows` rows of n at strides cs, every
-        // row of B holds n elements (checked by the caller); the CPU has AVX2 and FMA (this
-        // function's contract).
+        // SAFETY: A holds rows i..i+rows at each of its k columns, C `rows` rows of n at strides
+        // cs from here, every row of B n columns (checked by the caller); the CPU has AVX2 and
+        // FMA (this function's contract).
         unsafe {
             match rows {
-                6 => gemm_rows_avx2::<6>(k, n, a, b, brow, c, cs, accumulate),
-                5 => gemm_rows_avx2::<5>(k, n, a, b, brow, c, cs, accumulate),
-                4 => gemm_rows_avx2::<4>(k, n, a, b, brow, c, cs, accumulate),
-                3 => gemm_rows_avx2::<3>(k, n, a, b, brow, c, cs, accumulate),
-                2 => gemm_rows_avx2::<2>(k, n, a, b, brow, c, cs, accumulate),
-                _ => gemm_rows_avx2::<1>(k, n, a, b, brow, c, cs, accumulate),
+                6 => gemm_rows_avx2::<6>(k, n, a, i, b, brow, last_row, bimage, c, cs, accumulate),
+                5 => gemm_rows_avx2::<5>(k, n, a, i, b, brow, last_row, bimage, c, cs, accumulate),
+                4 => gemm_rows_avx2::<4>(k, n, a, i, b, brow, last_row, bimage, c, cs, accumulate),
+                3 => gemm_rows_avx2::<3>(k, n, a, i, b, brow, last_row, bimage, c, cs, accumulate),
+                2 => gemm_rows_avx2::<2>(k, n, a, i, b, brow, last_row, bimage, c, cs, accumulate),
+                _ => gemm_rows_avx2::<1>(k, n, a, i, b, brow, last_row, bimage, c, cs, accumulate),
             }
         }
         i += rows;
     }
 }
 
-/// `R` rows of C, in blocks of 16 columns; the last block is masked. With a column stride of C
-/// other than 1 the results are scattered element by element.
+/// Rows `i0..i0 + R` of C (`c` starts at row `i0`), in blocks of up to 16 columns within each
+/// image row of B's columns; a block short of 16 is masked. `last_row` is the largest offset of
+/// a row of B. With a column stride of C other
+/// than 1 the results are scattered element by element.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_rows_avx2<const R: usize>(
     k: usize,
     n: usize,
-    a: Lhs<impl RowAt>,
+    a: Lhs<impl RowAt, impl RowAt>,
+    i0: usize,
     b: &[f32],
     brow: impl RowAt,
+    last_row: usize,
+    bimage: [usize; 2],
     c: &mut [f32],
     cs: [usize; 2],
     accumulate: bool,
 ) {
     use core::arch::x86_64::*;
-    let arows: [*const f32; R] = core::array::from_fn(|r| a.data[r * a.rs..].as_ptr());
-    let mut j = 0;
-    while j < n {
-        let cols = NR.min(n - j);
-        // Lane l of mask v is on when column j + 8v + l exists.
-        let lane = |v: usize| {
-            let on = |l: usize| if 8 * v + l < cols { -1i32 } else { 0 };
-            _mm256_setr_epi32(on(0), on(1), on(2), on(3), on(4), on(5), on(6), on(7))
-        };
-        let (m0, m1) = (lane(0), lane(1));
-        let mut acc = [[_mm256_setzero_ps(); 2]; R];
-        let bj = b[j..].as_ptr();
-        if cols == NR {
-            for p in 0..k {
-                // SAFETY: A holds R rows at each of its k columns and every row of B n elements
-                // (the caller's checks), so columns j..j+16 of row p exist.
-                unsafe {
-                    let row = bj.add(brow.at(p));
-                    let (b0, b1) = (_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8)));
-                    let ap = a.col.at(p);
-                    for (r, acc) in acc.iter_mut().enumerate() {
-                        let av = _mm256_broadcast_ss(&*arows[r].add(ap));
-                        acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
-                        acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
+    let arows: [*const f32; R] = core::array::from_fn(|r| a.data[a.row.at(i0 + r)..].as_ptr());
+    let width = bimage[0].min(n).max(1);
+    for (jb, jc) in (0..n / width).map(|g| (g * bimage[1], g * width)) {
+        let mut jj = 0;
+        while jj < width {
+            let cols = NR.min(width - jj);
+            // B's columns from jb + jj, C's from j.
+            let j = jc + jj;
+            // Lane l of mask v is on when column j + 8v + l exists.
+            let lane = |v: usize| {
+                let on = |l: usize| if 8 * v + l < cols { -1i32 } else { 0 };
+                _mm256_setr_epi32(on(0), on(1), on(2), on(3), on(4), on(5), on(6), on(7))
+            };
+            let (m0, m1) = (lane(0), lane(1));
+            let mut acc = [[_mm256_setzero_ps(); 2]; R];
+            let bj = b[jb + jj..].as_ptr();
+            if cols == NR || last_row + jb + jj + NR <= b.len() {
+                for p in 0..k {
+                    // SAFETY: A holds R rows at each of its k columns and every row of B its n
+                    // columns (the caller's checks), so these 16 columns of row p exist, or
+                    // lie inside `b` (checked just above).
+                    unsafe {
+                        let row = bj.add(brow.at(p));
+                        let (b0, b1) = (_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8)));
+                        let ap = a.col.at(p);
+                        for (r, acc) in acc.iter_mut().enumerate() {
+                            let av = _mm256_broadcast_ss(&*arows[r].add(ap));
+                            acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
+                            acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
+                        }
+                    }
+                }
+            } else {
+                for p in 0..k {
+                    // SAFETY: as above; the masks keep the loads inside the block's columns.
+                    unsafe {
+                        let row = bj.add(brow.at(p));
+                        let b0 = _mm256_maskload_ps(row, m0);
+                        let b1 = if cols > 8 {
+                            _mm256_maskload_ps(row.add(8), m1)
+                        } else {
+                            _mm256_setzero_ps()
+                        };
+                        let ap = a.col.at(p);
+                        for (r, acc) in acc.iter_mut().enumerate() {
+                            let av = _mm256_broadcast_ss(&*arows[r].add(ap));
+                            acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
+                            acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
+                        }
                     }
                 }
             }
-        } else {
-            for p in 0..k {
-                // SAFETY: as above; the masks keep the loads inside columns j..j+cols of row p.
-                unsafe {
-                    let row = bj.add(brow.at(p));
-                    let b0 = _mm256_maskload_ps(row, m0);
-                    let b1 = if cols > 8 {
-                        _mm256_maskload_ps(row.add(8), m1)
-                    } else {
-                        _mm256_setzero_ps()
-                    };
-                    let ap = a.col.at(p);
-                    for (r, acc) in acc.iter_mut().enumerate() {
-                        let av = _mm256_broadcast_ss(&*arows[r].add(ap));
-                        acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
-                        acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
+            if cs[1] != 1 {
+                for (r, acc) in acc.iter().enumerate() {
+                    let mut lanes = [0.0f32; NR];
+                    // SAFETY: `lanes` holds two vectors.
+                    unsafe {
+                        _mm256_storeu_ps(lanes.as_mut_ptr(), acc[0]);
+                        _mm256_storeu_ps(lanes.as_mut_ptr().add(8), acc[1]);
+                    }
+                    for (l, v) in lanes[..cols].iter().enumerate() {
+                        let out = &mut c[r * cs[0] + (j + l) * cs[1]];
+                        *out = if accumulate { *out + v } else { *v };
+                    }
+                }
+            } else {
+                for (r, acc) in acc.iter().enumerate() {
+                    // SAFETY: row r of C has n columns from r * cs[0]; the masks keep the
+                    // accesses to j..j+cols.
+                    unsafe {
+                        let out = c.as_mut_ptr().add(r * cs[0] + j);
+                        let (mut v0, mut v1) = (acc[0], acc[1]);
+                        if cols == NR {
+                            if accumulate {
+                                v0 = _mm256_add_ps(v0, _mm256_loadu_ps(out));
+                                v1 = _mm256_add_ps(v1, _mm256_loadu_ps(out.add(8)));
+                            }
+                            _mm256_storeu_ps(out, v0);
+                            _mm256_storeu_ps(out.add(8), v1);
+                        } else {
+                            // Masked stores are slower still: through an array.
+                            let mut lanes = [0.0f32; NR];
+                            _mm256_storeu_ps(lanes.as_mut_ptr(), v0);
+                            _mm256_storeu_ps(lanes.as_mut_ptr().add(8), v1);
+                            let out = core::slice::from_raw_parts_mut(out, cols);
+                            for (o, v) in out.iter_mut().zip(&lanes) {
+                                *o = if accumulate { *o + v } else { *v };
+                            }
+                        }
                     }
                 }
             }
+            jj += cols;
         }
-        if cs[1] != 1 {
-            for (r, acc) in acc.iter().enumerate() {
-                let mut lanes = [0.0f32; NR];
-                // SAFETY: `lanes` holds two vectors.
-                unsafe {
-                    _mm256_storeu_ps(lanes.as_mut_ptr(), acc[0]);
-                    _mm256_storeu_ps(lanes.as_mut_ptr().add(8), acc[1]);
-                }
-                for (l, v) in lanes[..cols].iter().enumerate() {
-                    let out = &mut c[r * cs[0] + (j + l) * cs[1]];
-                    *out = if accumulate { *out + v } else { *v };
-                }
-            }
-            j += cols;
-            continue;
-        }
-        for (r, acc) in acc.iter().enumerate() {
-            // SAFETY: row r of C has n columns from r * cs[0]; the masks keep the accesses to
-            // j..j+cols.
-            unsafe {
-                let out = c.as_mut_ptr().add(r * cs[0] + j);
-                let (mut v0, mut v1) = (acc[0], acc[1]);
-                if cols == NR {
-                    if accumulate {
-                        v0 = _mm256_add_ps(v0, _mm256_loadu_ps(out));
-                        v1 = _mm256_add_ps(v1, _mm256_loadu_ps(out.add(8)));
-                    }
-                    _mm256_storeu_ps(out, v0);
-                    _mm256_storeu_ps(out.add(8), v1);
-                } else {
-                    if accumulate {
-                        v0 = _mm256_add_ps(v0, _mm256_maskload_ps(out, m0));
-                        v1 = _mm256_add_ps(v1, _mm256_maskload_ps(out.add(8), m1));
-                    }
-                    _mm256_maskstore_ps(out, m0, v0);
-                    _mm256_maskstore_ps(out.add(8), m1, v1);
-                }
-            }
-        }
-        j += cols;
     }
 }
 
@@ -812,37 +917,41 @@ fn small_gemm_body<const FMA: bool>(
     m: usize,
     k: usize,
     n: usize,
-    a: Lhs<impl RowAt>,
+    a: Lhs<impl RowAt, impl RowAt>,
     b: &[f32],
     brow: impl RowAt,
+    bimage: [usize; 2],
     c: &mut [f32],
     cs: [usize; 2],
     accumulate: bool,
 ) {
+    let width = bimage[0].min(n).max(1);
     let mut i = 0;
     while i < m {
         let rows = MR.min(m - i);
-        let mut j = 0;
-        while j < n {
-            let cols = NR.min(n - j);
-            let mut acc = [[0.0f32; NR]; MR];
-            for p in 0..k {
-                let brow = &b[brow.at(p) + j..][..cols];
-                let ap = a.col.at(p);
-                for (r, acc) in acc.iter_mut().enumerate().take(rows) {
-                    let av = a.data[(i + r) * a.rs + ap];
-                    for (l, &bv) in brow.iter().enumerate() {
-                        acc[l] = madd::<FMA>(av, bv, acc[l]);
+        for (jb, jc) in (0..n / width).map(|g| (g * bimage[1], g * width)) {
+            let mut jj = 0;
+            while jj < width {
+                let cols = NR.min(width - jj);
+                let mut acc = [[0.0f32; NR]; MR];
+                for p in 0..k {
+                    let brow = &b[brow.at(p) + jb + jj..][..cols];
+                    let ap = a.col.at(p);
+                    for (r, acc) in acc.iter_mut().enumerate().take(rows) {
+                        let av = a.data[a.row.at(i + r) + ap];
+                        for (l, &bv) in brow.iter().enumerate() {
+                            acc[l] = madd::<FMA>(av, bv, acc[l]);
+                        }
                     }
                 }
-            }
-            for (r, acc) in acc.iter().enumerate().take(rows) {
-                for (l, v) in acc[..cols].iter().enumerate() {
-                    let out = &mut c[(i + r) * cs[0] + (j + l) * cs[1]];
-                    *out = if accumulate { *out + v } else { *v };
+                for (r, acc) in acc.iter().enumerate().take(rows) {
+                    for (l, v) in acc[..cols].iter().enumerate() {
+                        let out = &mut c[(i + r) * cs[0] + (jc + jj + l) * cs[1]];
+                        *out = if accumulate { *out + v } else { *v };
+                    }
                 }
+                jj += cols;
             }
-            j += cols;
         }
         i += rows;
     }
@@ -884,13 +993,16 @@ mod tests {
                         let mut fast = init.clone();
                         small_gemm(m, k, n, Mat::rows(&a, k), Mat::rows(&b, n), &mut fast, n, accumulate);
                         let mut portable = init.clone();
+                        let lhs = Lhs::of(Mat::rows(&a, k));
+                        let whole = [usize::MAX, 0];
                         small_gemm_body::<false>(
                             m,
                             k,
                             n,
-                            Lhs::of(Mat::rows(&a, k)),
+                            lhs,
                             &b,
                             Strided(n),
+                            whole,
                             &mut portable,
                             [n, 1],
                             accumulate,
@@ -975,49 +1087,50 @@ mod tests {
     #[test]
     fn gathered_rows_agree_with_the_definition() {
         // Rows of B are overlapping windows of one slice, at irregular offsets, as the taps of
-        // a convolution read them.
-        let data = seq(300, 0.8);
-        for m in [1, 2, 5, 6, 7, 13] {
-            for k in [1, 3, 8, 9, 25] {
-                for n in [1, 4, 15, 16, 33] {
-                    let offsets: Vec<usize> = (0..k.max(n)).map(|p| (p * 37 + p * p) % (300 - 33)).collect();
+        // a convolution read them: contiguous, or images [width, stride] (n a whole number of
+        // rows, among them rows of one full and one masked block).
+        let data = seq(400, 0.8);
+        let shapes = [1, 4, 15, 16, 33].map(|n| (n, [usize::MAX, 0])).into_iter().chain([
+            (12, [4, 7]),
+            (84, [28, 32]),
+            (30, [10, 14]),
+        ]);
+        for (n, image) in shapes {
+            let at = |j: usize| (j / image[0]) * image[1] + j % image[0];
+            for m in [1, 2, 5, 6, 7, 13] {
+                for k in [1, 3, 8, 9, 25] {
+                    let offsets: Vec<usize> = (0..k).map(|p| (p * 37 + p * p) % 200).collect();
                     let a = seq(m * k, 0.25);
                     let init = seq(m * n, 1.5);
                     // C = A x B, B: k x n with row p at offsets[p].
-                    let b = Gathered {
-                        data: &data,
-                        offsets: &offsets[..k],
-                    };
+                    let b = Gathered::new(&data, &offsets).image(image[0], image[1]);
                     let mut want = init.clone();
                     for i in 0..m {
                         for j in 0..n {
-                            want[i * n + j] += (0..k).map(|p| a[i * k + p] * data[offsets[p] + j]).sum::<f32>();
+                            want[i * n + j] += (0..k).map(|p| a[i * k + p] * data[offsets[p] + at(j)]).sum::<f32>();
                         }
                     }
                     let mut fast = init.clone();
                     gather_gemm(m, k, n, Mat::rows(&a, k), b, &mut fast, n, true);
                     let mut portable = init.clone();
-                    small_gemm_body::<false>(
-                        m,
-                        k,
-                        n,
-                        Lhs::of(Mat::rows(&a, k)),
-                        &data,
-                        Table(&offsets),
-                        &mut portable,
-                        [n, 1],
-                        true,
-                    );
+                    let lhs = Lhs::of(Mat::rows(&a, k));
+                    small_gemm_body::<false>(m, k, n, lhs, &data, Table(&offsets), image, &mut portable, [n, 1], true);
                     for (idx, w) in want.iter().enumerate() {
                         for got in [fast[idx], portable[idx]] {
-                            assert!((got - w).abs() < 1e-3, "{m}x{k}x{n}: {got} vs {w}");
+                            assert!((got - w).abs() < 1e-3, "{m}x{k}x{n} {image:?}: {got} vs {w}");
                         }
                     }
-                    // C = A' x B'^T, A': m x k, B': n x k with row j at offsets[j].
-                    let b = Gathered {
-                        data: &data,
-                        offsets: &offsets[..n],
-                    };
+                }
+            }
+        }
+        // C = A x B^T, B: n x k with row j at offsets[j], contiguous.
+        for m in [1, 2, 5, 6, 7, 13] {
+            for k in [1, 3, 8, 9, 25] {
+                for n in [1, 4, 15, 16, 33] {
+                    let offsets: Vec<usize> = (0..n).map(|p| (p * 37 + p * p) % 300).collect();
+                    let a = seq(m * k, 0.25);
+                    let init = seq(m * n, 1.5);
+                    let b = Gathered::new(&data, &offsets);
                     let mut want = init.clone();
                     for i in 0..m {
                         for j in 0..n {
@@ -1027,17 +1140,8 @@ mod tests {
                     let mut fast = init.clone();
                     gather_gemm_nt(m, n, k, Mat::rows(&a, k), b, &mut fast, n, true);
                     let mut portable = init.clone();
-                    small_gemm_nt_body(
-                        m,
-                        n,
-                        k,
-                        Mat::rows(&a, k),
-                        &data,
-                        Table(&offsets),
-                        &mut portable,
-                        n,
-                        true,
-                    );
+                    let a = Mat::rows(&a, k);
+                    small_gemm_nt_body(m, n, k, a, &data, Table(&offsets), &mut portable, n, true);
                     for (idx, w) in want.iter().enumerate() {
                         for got in [fast[idx], portable[idx]] {
                             assert!((got - w).abs() < 1e-3, "nt {m}x{n}x{k}: {got} vs {w}");
@@ -1050,9 +1154,18 @@ mod tests {
 
     #[test]
     fn gathered_columns_and_strided_output_agree_with_the_definition() {
-        // A(i, p) = data[offsets[p] + i * rs], written into C transposed (column stride ldc).
+        // Column p of A at offsets[p], its m rows the pixels of an image [width, stride];
+        // written into C transposed (column stride ldc).
         let data = seq(400, 0.45);
-        for (m, rs) in [(1, 1), (5, 1), (6, 1), (10, 1), (7, 3)] {
+        for (m, image) in [
+            (1, [1, 1]),
+            (5, [5, 9]),
+            (6, [7, 9]),
+            (10, [100, 0]),
+            (20, [10, 14]),
+            (7, [3, 5]),
+        ] {
+            let at = |i: usize| (i / image[0]) * image[1] + i % image[0];
             for k in [1, 4, 25, 150] {
                 for n in [1, 8, 16, 21] {
                     let offsets: Vec<usize> = (0..k).map(|p| (p * 13 + p * p * 7) % 300).collect();
@@ -1062,25 +1175,23 @@ mod tests {
                     let mut want = init.clone();
                     for i in 0..m {
                         for j in 0..n {
-                            want[i + j * ldc] += (0..k).map(|p| data[offsets[p] + i * rs] * b[p * n + j]).sum::<f32>();
+                            want[i + j * ldc] += (0..k).map(|p| data[offsets[p] + at(i)] * b[p * n + j]).sum::<f32>();
                         }
                     }
-                    let a = Gathered {
-                        data: &data,
-                        offsets: &offsets,
-                    };
+                    let a = Gathered::new(&data, &offsets).image(image[0], image[1]);
                     let mut fast = init.clone();
-                    gather_cols_gemm(m, k, n, a, rs, Mat::rows(&b, n), &mut fast, [1, ldc], true);
+                    gather_cols_gemm(m, k, n, a, Mat::rows(&b, n), &mut fast, [1, ldc], true);
                     let lhs = Lhs {
                         data: &data,
-                        rs,
+                        row: Pixels(image[0], image[1]),
                         col: Table(&offsets),
                     };
                     let mut portable = init.clone();
-                    small_gemm_body::<false>(m, k, n, lhs, &b, Strided(n), &mut portable, [1, ldc], true);
+                    let whole = [usize::MAX, 0];
+                    small_gemm_body::<false>(m, k, n, lhs, &b, Strided(n), whole, &mut portable, [1, ldc], true);
                     for (idx, w) in want.iter().enumerate() {
                         for got in [fast[idx], portable[idx]] {
-                            assert!((got - w).abs() < 1e-3, "{m}x{k}x{n}: {got} vs {w}");
+                            assert!((got - w).abs() < 1e-3, "{m}x{k}x{n} {image:?}: {got} vs {w}");
                         }
                     }
                 }
@@ -1091,21 +1202,24 @@ mod tests {
     #[test]
     #[should_panic(expected = "gather_cols_gemm: C (2x2, strides 1, 3) does not fit its 4 elements")]
     fn gather_cols_gemm_rejects_a_short_output() {
-        let a = Gathered {
-            data: &[0.0; 4],
-            offsets: &[0],
-        };
-        gather_cols_gemm(2, 1, 2, a, 1, Mat::rows(&[0.0; 2], 2), &mut [0.0; 4], [1, 3], false);
+        let a = Gathered::new(&[0.0; 4], &[0]);
+        gather_cols_gemm(2, 1, 2, a, Mat::rows(&[0.0; 2], 2), &mut [0.0; 4], [1, 3], false);
     }
 
     #[test]
-    #[should_panic(expected = "gather_gemm: B needs 2 row offsets, each with 3 elements after it in its 4 elements")]
+    #[should_panic(expected = "gather_gemm: B needs 2 row offsets, each with 3 elements")]
     fn gather_gemm_rejects_an_offset_past_the_end() {
-        let b = Gathered {
-            data: &[0.0; 4],
-            offsets: &[0, 2],
-        };
+        let b = Gathered::new(&[0.0; 4], &[0, 2]);
         gather_gemm(1, 2, 3, Mat::rows(&[0.0; 2], 2), b, &mut [0.0; 3], 3, false);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "gather_gemm: B needs 1 row offsets, each with 6 elements (as images [width, stride] [4, 4])"
+    )]
+    fn gather_gemm_rejects_rows_that_are_not_whole_image_rows() {
+        let b = Gathered::new(&[0.0; 8], &[0]).image(4, 4);
+        gather_gemm(1, 1, 6, Mat::rows(&[0.0; 1], 1), b, &mut [0.0; 6], 6, false);
     }
 
     #[test]

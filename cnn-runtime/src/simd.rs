@@ -154,7 +154,7 @@ impl<'a> Gathered<'a> {
 
     /// Whether vectors of `len` elements are whole image rows: one row, or several of `width`.
     fn whole_rows(&self, len: usize) -> bool {
-        self.image[0] >= len || len % self.image[0] == 0
+        self.image[0] >= len || len.is_multiple_of(self.image[0])
     }
 }
 

@@ -139,9 +139,9 @@ fn conv_forward_accepts_the_right_lengths() {
             CONV.forward_scratch_len(),
             CONV.scratch_len()
         ),
-        (9, 10, 8, 27, 48)
+        (9, 10, 8, 17, 92)
     );
-    conv_forward(9, 10, 8, 27);
+    conv_forward(9, 10, 8, 17);
     conv_forward(9, 10, 8, 100); // scratch may be longer
 }
 
@@ -154,13 +154,13 @@ fn conv_forward_rejects_wrong_params() {
 #[test]
 #[should_panic(expected = "conv2d: output must hold batch*OC*OH*OW = 1*8 elements, got 9")]
 fn conv_forward_rejects_a_wrong_output() {
-    conv_forward(9, 10, 9, 27);
+    conv_forward(9, 10, 9, 17);
 }
 
 #[test]
-#[should_panic(expected = "conv2d: scratch must hold at least 27 elements, got 26")]
+#[should_panic(expected = "conv2d: scratch must hold at least 17 elements, got 16")]
 fn conv_forward_rejects_short_scratch() {
-    conv_forward(9, 10, 8, 26);
+    conv_forward(9, 10, 8, 16);
 }
 
 fn conv_backward(dy: usize, dparams: usize, dx: Option<usize>) {
@@ -173,7 +173,7 @@ fn conv_backward(dy: usize, dparams: usize, dx: Option<usize>) {
         &vec![0.0; dy],
         &mut vec![0.0; dparams],
         dx.as_deref_mut(),
-        &mut [0.0; 48],
+        &mut [0.0; 92],
     );
 }
 

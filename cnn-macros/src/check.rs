@@ -542,14 +542,19 @@ impl Checker {
             elems(&weight),
             elems(&[out, oh, ow]),
             count(&[out, oh, ow, c, kernel[0], kernel[1]]),
-            // The larger of the two paths' scratch (`Conv2d::scratch_len`): two unfolded
-            // samples, `[C*KH*KW, OH*OW]` each; for stride 1, two padded samples and
-            // `OC + C*KH*KW` wide rows of `(OH-1)*PW + OW` columns.
+            // At least the larger of the two paths' scratch (`Conv2d::scratch_len`): two
+            // unfolded samples, `[C*KH*KW, OH*OW]` each; for stride 1, two padded samples, `OC`
+            // wide rows of `(OH-1)*PW + OW` columns, a weight, and `C*KH*KW` rows of a margin
+            // of `KH*PW + KW` and a padded image (rounded up by at most 16).
             elems(&[2, c, kernel[0], kernel[1], oh, ow]).and_then(|unfolded| {
                 let padded = count(&[2, c, padded_h, padded_w])?;
                 let wide = count(&[oh - 1, padded_w])?.checked_add(ow)?;
-                let rows = count(&[c, kernel[0], kernel[1]])?.checked_add(out)?;
-                let direct = count(&[rows, wide])?.checked_add(padded)?;
+                let weight = count(&[out, c, kernel[0], kernel[1]])?;
+                let row = count(&[kernel[0].checked_add(padded_h)?, padded_w])?.checked_add(kernel[1] + 16)?;
+                let direct = count(&[out, wide])?
+                    .checked_add(padded)?
+                    .checked_add(weight)?
+                    .checked_add(count(&[c, kernel[0], kernel[1], row])?)?;
                 elems(&[unfolded.max(direct)])
             }),
         );

@@ -18,7 +18,9 @@
 
 use crate::layout::Layout;
 use crate::shape::conv_out;
-use crate::simd::{gather_cols_gemm, gather_gemm, gather_gemm_nt, small_gemm, small_gemm_nt, sum, Gathered, Mat};
+use crate::simd::{
+    gather_cols_gemm, gather_gemm, gather_gemm_nt, small_gemm, small_gemm_nt, sum, sum_shifted, Gathered, Mat,
+};
 
 /// The geometry of one convolution layer, all sizes known when the network is declared.
 ///
@@ -160,7 +162,7 @@ impl Conv2d {
     /// two unfolded samples, one sample's output gradient and a weight gradient.
     pub const fn scratch_len(&self) -> usize {
         if self.direct() {
-            let backward = 2 * self.padded_len() + (self.oc + self.patch_len()) * self.wide_len();
+            let backward = 2 * self.padded_len() + self.oc * self.wide_len() + self.patch_len() * self.grad_row();
             let forward = self.forward_scratch_len();
             if backward > forward {
                 backward
@@ -189,6 +191,20 @@ impl Conv2d {
         let by_channels = self.oc * self.oh * self.ow.div_ceil(16) * 2;
         let by_pixels = self.oh * self.ow * self.oc.div_ceil(16) * 2;
         5 * by_pixels < 4 * by_channels
+    }
+
+    /// Length of a row of the input gradient's columns in the stride-1 backward pass: a margin
+    /// as long as the farthest kernel tap reaches into the padded image, then the padded image.
+    /// Rounded up to a multiple of 8 that is not one of 64: rows a power of two apart (LeNet-5's
+    /// conv2 has 60 + 196 = 256) alias in the cache and cost a third more time.
+    const fn grad_row(&self) -> usize {
+        let [hp, wp] = self.padded();
+        let row = ((self.kh - 1) * wp + self.kw - 1 + hp * wp).next_multiple_of(8);
+        if row.is_multiple_of(64) {
+            row + 8
+        } else {
+            row
+        }
     }
 
     /// Height and width of the zero-padded input.
@@ -311,10 +327,21 @@ impl Conv2d {
         let (pad, rest) = scratch.split_at_mut(self.padded_len());
         let (dpad, rest) = rest.split_at_mut(self.padded_len());
         let (dyw, rest) = rest.split_at_mut(self.oc * n);
-        let dcols = &mut rest[..k * n];
+        // Rows of the input gradient's columns: a left margin as long as the farthest tap
+        // reaches, then the padded image's length.
+        let (margin, row) = ((self.kh - 1) * wp + self.kw - 1, self.grad_row());
+        let dcols = &mut rest[..k * row];
         pad.fill(0.0);
         dyw.fill(0.0);
+        if dx.is_some() {
+            dcols.fill(0.0);
+        }
         let (table, chunk) = self.tap_table(hp * wp, wp, self.c);
+        // Where tap t's window starts in its row of dcols, for a channel's taps.
+        let mut starts = [0; TAPS];
+        for (t, start) in starts[..taps].iter_mut().enumerate() {
+            *start = t * row + margin - table[t];
+        }
         for b in 0..batch {
             self.pad_sample(x, layout, batch, b, pad);
             for o in 0..self.oc {
@@ -339,19 +366,22 @@ impl Conv2d {
                 );
             }
             let Some(dx) = dx.as_deref_mut() else { continue };
-            // dcols [C*KH*KW, OH*OW] = weight^T [C*KH*KW, OC] x dy_b [OC, OH*OW]; each row, a
-            // tap, adds onto the padded input gradient where that tap read the input.
-            let (dyb, dcols) = (Mat::rows(&dy[b * ohw..], batch * ohw), &mut dcols[..k * ohw]);
-            small_gemm(k, self.oc, ohw, Mat::transposed(weight, k), dyb, dcols, ohw, false);
-            dpad.fill(0.0);
-            for (c0, rows) in dcols.chunks(chunk * taps * ohw).enumerate() {
-                let base = c0 * chunk * hp * wp;
-                for (&at, row) in table.iter().zip(rows.chunks_exact(ohw)) {
-                    for (i, g) in row.chunks_exact(self.ow).enumerate() {
-                        let d = &mut dpad[base + at + i * wp..][..self.ow];
-                        d.iter_mut().zip(g).for_each(|(d, g)| *d += g);
-                    }
-                }
+            // dcols [C*KH*KW, N] = weight^T [C*KH*KW, OC] x dy_wide [OC, N], each row between
+            // zero margins; then each pixel of the padded input gradient sums the taps that read
+            // it: tap (u, v) of channel c at pixel q is dcols[c, u, v][q - u*WP - v].
+            let dc = &mut dcols[margin..];
+            small_gemm(
+                k,
+                self.oc,
+                n,
+                Mat::transposed(weight, k),
+                Mat::rows(dyw, n),
+                dc,
+                row,
+                false,
+            );
+            for (ch, out) in dpad.chunks_exact_mut(hp * wp).enumerate() {
+                sum_shifted(&dcols[ch * taps * row..], &starts[..taps], out);
             }
             let hw = self.h * self.w;
             for ch in 0..self.c {

@@ -51,6 +51,73 @@ pub fn sum(xs: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
 }
 
+/// `out[q] = sum over t of rows[starts[t] + q]`: the sum of shifted windows of one slice. The
+/// input gradient of a stride-1 convolution folds each kernel tap's product back onto the
+/// padded image this way, every pixel summing the taps that read it, rather than each tap
+/// adding onto overlapping stretches in turn.
+///
+/// # Panics
+///
+/// If a window, `starts[t]..starts[t] + out.len()`, does not lie inside `rows`.
+///
+/// ```
+/// let rows = [1.0, 2.0, 3.0, 10.0, 20.0, 30.0];
+/// let mut out = [0.0; 2];
+/// cnn_runtime::simd::sum_shifted(&rows, &[0, 4], &mut out);
+/// assert_eq!(out, [1.0 + 20.0, 2.0 + 30.0]);
+/// ```
+pub fn sum_shifted(rows: &[f32], starts: &[usize], out: &mut [f32]) {
+    let n = out.len();
+    assert!(
+        starts
+            .iter()
+            .all(|&s| s.checked_add(n).is_some_and(|end| end <= rows.len())),
+        "sum_shifted: every window of {n} elements must lie inside the {} rows elements",
+        rows.len()
+    );
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: the CPU supports AVX2 (checked just above); the windows were checked.
+        return unsafe { sum_shifted_avx2(rows, starts, out) };
+    }
+    out.fill(0.0);
+    for &s in starts {
+        out.iter_mut().zip(&rows[s..]).for_each(|(o, r)| *o += r);
+    }
+}
+
+/// [`sum_shifted`] 32 outputs at a time, in four independent sums.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn sum_shifted_avx2(rows: &[f32], starts: &[usize], out: &mut [f32]) {
+    use core::arch::x86_64::*;
+    let n = out.len();
+    let (full, rest) = (n - n % 32, n % 32);
+    for q in (0..full).step_by(32) {
+        let mut acc = [_mm256_setzero_ps(); 4];
+        for &s in starts {
+            // SAFETY: the window s..s+n lies inside rows (the caller's check) and q+32 <= n.
+            unsafe {
+                let p = rows.as_ptr().add(s + q);
+                for (v, acc) in acc.iter_mut().enumerate() {
+                    *acc = _mm256_add_ps(*acc, _mm256_loadu_ps(p.add(8 * v)));
+                }
+            }
+        }
+        for (v, acc) in acc.iter().enumerate() {
+            // SAFETY: q + 32 <= n = out.len().
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(q + 8 * v), *acc) };
+        }
+    }
+    if rest > 0 {
+        let tail = &mut out[full..];
+        tail.fill(0.0);
+        for &s in starts {
+            tail.iter_mut().zip(&rows[s + full..]).for_each(|(o, r)| *o += r);
+        }
+    }
+}
+
 /// A matrix operand: `data[i * rs + j * cs]` is element `(i, j)`.
 #[derive(Clone, Copy, Debug)]
 pub struct Mat<'a> {
@@ -1197,6 +1264,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn shifted_windows_sum_as_defined() {
+        let rows = seq(300, 0.55);
+        for n in [0, 1, 8, 31, 32, 33, 100] {
+            for starts in [vec![], vec![5], vec![0, 7, 3, 150, 199]] {
+                let mut out = vec![f32::NAN; n];
+                sum_shifted(&rows, &starts, &mut out);
+                for (q, got) in out.iter().enumerate() {
+                    let want: f32 = starts.iter().map(|&s| rows[s + q]).sum();
+                    assert!((got - want).abs() < 1e-5, "n={n} {starts:?} [{q}]: {got} vs {want}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "sum_shifted: every window of 3 elements must lie inside the 4 rows elements")]
+    fn sum_shifted_rejects_a_window_past_the_end() {
+        sum_shifted(&[0.0; 4], &[0, 2], &mut [0.0; 3]);
     }
 
     #[test]

@@ -227,10 +227,12 @@ mod layers {
             "layer", "batch", "fwd (us)", "GFLOP/s", "bwd (us)", "GFLOP/s"
         );
         for batch in [1, 64] {
+            // The first layer's backward pass has no input gradient to compute.
             conv(
                 "conv1 1->6 5x5 p2",
                 Conv2d::new([1, 28, 28], 6, [5, 5], [1, 1], [2, 2], true),
                 batch,
+                false,
                 secs,
             );
             pool(
@@ -243,6 +245,7 @@ mod layers {
                 "conv2 6->16 5x5",
                 Conv2d::new([6, 14, 14], 16, [5, 5], [1, 1], [0, 0], true),
                 batch,
+                true,
                 secs,
             );
             pool(
@@ -261,21 +264,23 @@ mod layers {
         }
     }
 
-    fn report(name: &str, batch: usize, flops: f64, fwd: f64, bwd: Option<f64>) {
+    /// `bwd` is the backward pass's time and its FLOP as a multiple of the forward pass's: 2
+    /// (weight and input gradients), or 1 for a first layer.
+    fn report(name: &str, batch: usize, flops: f64, fwd: f64, bwd: Option<(f64, f64)>) {
         let g = |t: f64, mult: f64| flops * mult * batch as f64 / t / 1e9;
         match bwd {
-            Some(b) => println!(
+            Some((b, mult)) => println!(
                 "{name:<24} {batch:>6} {:>12.2} {:>10.1} {:>12.2} {:>10.1}",
                 fwd * 1e6,
                 g(fwd, 1.0),
                 b * 1e6,
-                g(b, 2.0)
+                g(b, mult)
             ),
             None => println!("{name:<24} {batch:>6} {:>12.2} {:>10} {:>12}", fwd * 1e6, "-", "-"),
         }
     }
 
-    fn conv(name: &str, g: Conv2d, batch: usize, secs: f64) {
+    fn conv(name: &str, g: Conv2d, batch: usize, input_grad: bool, secs: f64) {
         let x = noise(batch * g.in_len(), 1);
         let p = noise(g.param_len(), 2);
         let mut y = vec![0.0; batch * g.out_len()];
@@ -294,11 +299,12 @@ mod layers {
                 &p,
                 &dy,
                 &mut dp,
-                Some(&mut dx),
+                input_grad.then_some(&mut dx[..]),
                 &mut scratch,
             )
         });
-        report(name, batch, 2.0 * g.macs() as f64, fwd, Some(bwd));
+        let bwd_flops = if input_grad { 2.0 } else { 1.0 };
+        report(name, batch, 2.0 * g.macs() as f64, fwd, Some((bwd, bwd_flops)));
     }
 
     fn pool(name: &str, g: Pool2d, batch: usize, secs: f64) {
@@ -319,6 +325,6 @@ mod layers {
         let bwd = median_secs(10, 50, secs / 10.0, || {
             g.backward(batch, &x, &p, &dy, &mut dp, Some(&mut dx))
         });
-        report(name, batch, 2.0 * g.weight_len() as f64, fwd, Some(bwd));
+        report(name, batch, 2.0 * g.weight_len() as f64, fwd, Some((bwd, 2.0)));
     }
 }

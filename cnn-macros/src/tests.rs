@@ -263,9 +263,10 @@ fn memory_plan() {
     assert_eq!(p.activations_len, 32 + 32 + 32 + 3);
     assert_eq!(p.gradient_len, 36);
     // A stride-1 convolution's backward pass: the padded input [1, 6, 6] and its gradient, the
-    // output gradient in 2 wide rows of 3*6 + 4 = 22 columns, and 1*3*3 rows of the input
-    // gradient's columns, a margin of 2*6 + 2 and the padded image, 50 rounded up to 56.
-    assert_eq!(p.scratch_len, 2 * 36 + 2 * 22 + 9 * 56);
+    // output gradient in 2 wide rows of 3*6 + 4 = 22 columns and pixel-major [16, 2], the
+    // weight gradient transposed [9, 2], and 1*3*3 rows of the input gradient's columns, a
+    // margin of 2*6 + 2 and the padded image, 50 rounded up to 56.
+    assert_eq!(p.scratch_len, 2 * 36 + 2 * 22 + 32 + 18 + 9 * 56);
 }
 
 #[test]

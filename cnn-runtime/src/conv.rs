@@ -19,7 +19,8 @@
 use crate::layout::Layout;
 use crate::shape::conv_out;
 use crate::simd::{
-    gather_cols_gemm, gather_gemm, gather_gemm_nt, small_gemm, small_gemm_nt, sum, sum_shifted, Gathered, Mat,
+    gather_cols_gemm, gather_gemm, gather_gemm_nt, gather_rows_gemm, small_gemm, small_gemm_nt, sum, sum_shifted,
+    Gathered, Mat,
 };
 
 /// The geometry of one convolution layer, all sizes known when the network is declared.
@@ -162,7 +163,11 @@ impl Conv2d {
     /// two unfolded samples, one sample's output gradient and a weight gradient.
     pub const fn scratch_len(&self) -> usize {
         if self.direct() {
-            let backward = 2 * self.padded_len() + self.oc * self.wide_len() + self.patch_len() * self.grad_row();
+            let backward = 2 * self.padded_len()
+                + self.oc * self.wide_len()
+                + self.out_len()
+                + self.weight_len()
+                + self.patch_len() * self.grad_row();
             let forward = self.forward_scratch_len();
             if backward > forward {
                 backward
@@ -205,6 +210,16 @@ impl Conv2d {
         } else {
             row
         }
+    }
+
+    /// Whether the stride-1 weight gradient goes kernel tap by kernel tap, with the output
+    /// channels along the vector lanes, rather than as dot products along the wide rows: the
+    /// order with fewer vector multiply-adds (the first wastes lanes past a multiple of 16
+    /// channels, the second on the padding columns of the wide rows).
+    const fn dweight_by_taps(&self) -> bool {
+        let by_rows = self.oc * self.wide_len().div_ceil(8);
+        let by_taps = self.oh * self.ow * self.oc.div_ceil(16) * 2;
+        5 * by_taps < 4 * by_rows
     }
 
     /// Height and width of the zero-padded input.
@@ -327,12 +342,18 @@ impl Conv2d {
         let (pad, rest) = scratch.split_at_mut(self.padded_len());
         let (dpad, rest) = rest.split_at_mut(self.padded_len());
         let (dyw, rest) = rest.split_at_mut(self.oc * n);
+        // The output gradient pixel-major, and the weight gradient transposed, for the weight
+        // gradient by taps.
+        let (dyt, rest) = rest.split_at_mut(self.out_len());
+        let (dwt, rest) = rest.split_at_mut(self.weight_len());
         // Rows of the input gradient's columns: a left margin as long as the farthest tap
         // reaches, then the padded image's length.
         let (margin, row) = ((self.kh - 1) * wp + self.kw - 1, self.grad_row());
         let dcols = &mut rest[..k * row];
+        let by_taps = self.dweight_by_taps();
         pad.fill(0.0);
         dyw.fill(0.0);
+        dwt.fill(0.0);
         if dx.is_some() {
             dcols.fill(0.0);
         }
@@ -349,21 +370,29 @@ impl Conv2d {
                 for (i, g) in g.chunks_exact(self.ow).enumerate() {
                     dyw[o * n + i * wp..][..self.ow].copy_from_slice(g);
                 }
+                if by_taps {
+                    for (p, &g) in g.iter().enumerate() {
+                        dyt[p * self.oc + o] = g;
+                    }
+                }
             }
-            // dweight [OC, C*KH*KW] += dy_wide [OC, N] x taps^T; the wide columns past OW are
-            // zero in dy_wide, so they add nothing.
-            for c0 in (0..self.c).step_by(chunk) {
-                let cc = chunk.min(self.c - c0);
-                gather_gemm_nt(
-                    self.oc,
-                    cc * taps,
-                    n,
-                    Mat::rows(dyw, n),
-                    Gathered::new(&pad[c0 * hp * wp..], &table[..cc * taps]),
-                    &mut dweight[c0 * taps..],
-                    k,
-                    true,
-                );
+            if by_taps {
+                // dweight^T [C*KH*KW, OC] += taps [C*KH*KW, OH*OW] x dy_b^T [OH*OW, OC].
+                for c0 in (0..self.c).step_by(chunk) {
+                    let cc = chunk.min(self.c - c0);
+                    let a = Gathered::new(&pad[c0 * hp * wp..], &table[..cc * taps]).image(self.ow, wp);
+                    let (dy, out) = (Mat::rows(dyt, self.oc), &mut dwt[c0 * taps * self.oc..]);
+                    gather_rows_gemm(cc * taps, ohw, self.oc, a, dy, out, self.oc, true);
+                }
+            } else {
+                // dweight [OC, C*KH*KW] += dy_wide [OC, N] x taps^T; the wide columns past OW
+                // are zero in dy_wide, so they add nothing.
+                for c0 in (0..self.c).step_by(chunk) {
+                    let cc = chunk.min(self.c - c0);
+                    let views = Gathered::new(&pad[c0 * hp * wp..], &table[..cc * taps]);
+                    let out = &mut dweight[c0 * taps..];
+                    gather_gemm_nt(self.oc, cc * taps, n, Mat::rows(dyw, n), views, out, k, true);
+                }
             }
             let Some(dx) = dx.as_deref_mut() else { continue };
             // dcols [C*KH*KW, N] = weight^T [C*KH*KW, OC] x dy_wide [OC, N], each row between
@@ -388,6 +417,13 @@ impl Conv2d {
                 let out = &mut dx[layout.plane(ch, b, self.c, batch) * hw..][..hw];
                 for (r, out) in out.chunks_exact_mut(self.w).enumerate() {
                     out.copy_from_slice(&dpad[ch * hp * wp + (r + self.ph) * wp + self.pw..][..self.w]);
+                }
+            }
+        }
+        if by_taps {
+            for (t, row) in dwt.chunks_exact(self.oc).enumerate() {
+                for (o, &g) in row.iter().enumerate() {
+                    dweight[o * k + t] += g;
                 }
             }
         }
@@ -860,8 +896,9 @@ mod tests {
 
     #[test]
     fn stride_one_path_agrees_with_unfolding() {
-        // Both orders of the forward pass are among the cases.
+        // Both orders of the forward pass and of the weight gradient are among the cases.
         assert!(DIRECT.iter().any(|g| g.by_pixels()) && DIRECT.iter().any(|g| !g.by_pixels()));
+        assert!(DIRECT.iter().any(|g| g.dweight_by_taps()) && DIRECT.iter().any(|g| !g.dweight_by_taps()));
         for g in DIRECT {
             assert!(g.direct(), "{g:?}");
             let batch = 3;

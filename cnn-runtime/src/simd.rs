@@ -440,6 +440,90 @@ pub fn gather_cols_gemm(
     gemm_dispatch(m, k, n, a, b.data, Strided(b.rs), [usize::MAX, 0], c, cs, accumulate)
 }
 
+/// `C (+)= A x B` with the rows of `A` gathered: row `i` starts at `a.data[a.offsets[i]]` and,
+/// read as an image (`a.image`), holds `k` pixels; `B` (`k x n`) has unit column stride and `C`
+/// is row-major with row stride `ldc`. The weight gradient of a stride-1 convolution, transposed:
+/// each kernel tap's view of the padded input times the output gradient, pixel-major.
+///
+/// # Panics
+///
+/// If an operand does not hold the elements its sizes, strides and offsets reach, or
+/// `b.cs != 1`.
+///
+/// ```
+/// use cnn_runtime::simd::{gather_rows_gemm, Gathered, Mat};
+/// // A 2x2 image in rows of 3; A's two rows are its pixels seen from offsets 0 and 1.
+/// let padded = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+/// let a = Gathered::new(&padded, &[0, 1]).image(2, 3);
+/// let mut c = [0.0; 2];
+/// gather_rows_gemm(2, 4, 1, a, Mat::rows(&[1.0; 4], 1), &mut c, 1, false);
+/// assert_eq!(c, [1.0 + 2.0 + 4.0 + 5.0, 2.0 + 3.0 + 5.0 + 6.0]);
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn gather_rows_gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Gathered,
+    b: Mat,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    assert!(
+        a.holds(m, k),
+        "gather_rows_gemm: A needs {m} row offsets, each with {k} elements (as images [width, \
+         stride] {:?}) after it in its {} elements",
+        a.image,
+        a.data.len()
+    );
+    assert!(
+        b.cs == 1 && b.holds(k, n),
+        "gather_rows_gemm: B ({k}x{n}, row stride {}) does not fit its {} elements",
+        b.rs,
+        b.data.len()
+    );
+    assert!(
+        ldc >= n && Mat::rows(c, ldc).holds(m, n),
+        "gather_rows_gemm: C ({m}x{n}, row stride {ldc}) does not fit its {} elements",
+        c.len()
+    );
+    // The pixels' offsets, a table of them at a time (no division in the kernel's loop).
+    const PIXELS: usize = 512;
+    let [width, stride] = a.image;
+    let mut table = [0usize; PIXELS];
+    let mut p0 = 0;
+    loop {
+        let kc = PIXELS.min(k - p0);
+        for (q, at) in table[..kc].iter_mut().enumerate() {
+            let p = p0 + q;
+            *at = (p / width) * stride + p % width;
+        }
+        let lhs = Lhs {
+            data: a.data,
+            row: Table(a.offsets),
+            col: Table(&table[..kc]),
+        };
+        let rows = &b.data[(p0 * b.rs).min(b.data.len())..];
+        gemm_dispatch(
+            m,
+            kc,
+            n,
+            lhs,
+            rows,
+            Strided(b.rs),
+            [usize::MAX, 0],
+            c,
+            [ldc, 1],
+            accumulate || p0 > 0,
+        );
+        p0 += kc;
+        if p0 >= k {
+            return;
+        }
+    }
+}
+
 /// The checked operands of [`small_gemm`], [`gather_gemm`] or [`gather_cols_gemm`] to the
 /// fastest path this CPU has. Columns `j` of `B` lie at `(j / w) * s + j % w` for
 /// `bimage = [w, s]`, in whole rows of `w`; `C(i, j)` is `c[i * cs[0] + j * cs[1]]`.
@@ -1259,6 +1343,47 @@ mod tests {
                     for (idx, w) in want.iter().enumerate() {
                         for got in [fast[idx], portable[idx]] {
                             assert!((got - w).abs() < 1e-3, "{m}x{k}x{n} {image:?}: {got} vs {w}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn gathered_image_rows_agree_with_the_definition() {
+        // A(i, p) = data[offsets[i] + pixel p of an image [width, stride]]; k past one table of
+        // pixel offsets (512) too.
+        let data = seq(1400, 0.65);
+        for (k, image) in [
+            (0, [1, 1]),
+            (1, [1, 1]),
+            (100, [10, 14]),
+            (600, [30, 33]),
+            (37, [usize::MAX, 0]),
+        ] {
+            let at = |p: usize| (p / image[0]) * image[1] + p % image[0];
+            for m in [1, 6, 25] {
+                for n in [6, 16] {
+                    let offsets: Vec<usize> = (0..m).map(|i| (i * 7) % 60).collect();
+                    let b = seq(k * n, 0.95);
+                    for accumulate in [false, true] {
+                        let init = seq(m * n, 0.05);
+                        let mut want = init.clone();
+                        for i in 0..m {
+                            for j in 0..n {
+                                let s: f32 = (0..k).map(|p| data[offsets[i] + at(p)] * b[p * n + j]).sum();
+                                want[i * n + j] = if accumulate { want[i * n + j] + s } else { s };
+                            }
+                        }
+                        let mut got = init.clone();
+                        let a = Gathered::new(&data, &offsets).image(image[0], image[1]);
+                        gather_rows_gemm(m, k, n, a, Mat::rows(&b, n), &mut got, n, accumulate);
+                        for (g, w) in got.iter().zip(&want) {
+                            assert!(
+                                (g - w).abs() < 1e-2 * w.abs().max(1.0),
+                                "{m}x{k}x{n} {image:?}: {g} vs {w}"
+                            );
                         }
                     }
                 }

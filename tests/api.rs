@@ -131,6 +131,20 @@ fn forward_predict_and_probabilities_agree_with_forward_batch() {
 }
 
 #[test]
+fn large_batches_give_each_sample_its_own_logits() {
+    // 19 samples: inference goes a few samples at a time (and a thread's share at a time), so
+    // this crosses block boundaries and ends in a short block.
+    let net = LeNet5::new(5);
+    let inputs: Vec<f32> = (0..19).flat_map(|i| digit_like(i + 10)).collect();
+    let mut batch = vec![0.0; 19 * 10];
+    net.forward_batch(&inputs, &mut batch);
+    for (i, x) in inputs.chunks_exact(784).enumerate() {
+        let one = net.forward(x.try_into().unwrap());
+        assert_eq!(&batch[i * 10..][..10], &one[..], "sample {i}");
+    }
+}
+
+#[test]
 fn summary_lists_every_stage_with_shapes() {
     let s = LeNet5::summary();
     for needle in [

@@ -20,7 +20,7 @@ use crate::layout::Layout;
 use crate::shape::conv_out;
 use crate::simd::{
     gather_cols_gemm, gather_gemm, gather_gemm_nt, gather_rows_gemm, small_gemm, small_gemm_nt, sum, sum_shifted,
-    Gathered, Mat,
+    transpose, Gathered, Mat,
 };
 
 /// The geometry of one convolution layer, all sizes known when the network is declared.
@@ -295,11 +295,7 @@ impl Conv2d {
         if self.by_pixels() {
             // y[:, b]^T [OH*OW, OC] += taps seen from each pixel [OH*OW, C*KH*KW] x weight^T.
             let wt = &mut rest[..self.weight_len()];
-            for (o, row) in weight.chunks_exact(k).enumerate() {
-                for (t, &v) in row.iter().enumerate() {
-                    wt[t * self.oc + o] = v;
-                }
-            }
+            transpose(self.oc, k, weight, wt);
             for b in 0..batch {
                 self.pad_sample(x, layout, batch, b, pad);
                 for c0 in (0..self.c).step_by(chunk) {

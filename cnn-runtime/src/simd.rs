@@ -118,6 +118,88 @@ unsafe fn sum_shifted_avx2(rows: &[f32], starts: &[usize], out: &mut [f32]) {
     }
 }
 
+/// `y = x^T` for a row-major `x` of `rows x cols`: `y[j * rows + i] = x[i * cols + j]`. In 8x8
+/// blocks of vector shuffles where the CPU has AVX2 (an element at a time, one of the two sides
+/// is strided, and a convolution's weight took 2 us to transpose that way).
+///
+/// # Panics
+///
+/// If `x` or `y` does not hold `rows * cols` elements.
+///
+/// ```
+/// let mut y = [0.0; 6];
+/// cnn_runtime::simd::transpose(2, 3, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &mut y);
+/// assert_eq!(y, [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+/// ```
+pub fn transpose(rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
+    let n = rows * cols;
+    assert!(
+        x.len() == n && y.len() == n,
+        "transpose: x and y must hold {rows}*{cols} = {n} elements, got {} and {}",
+        x.len(),
+        y.len()
+    );
+    #[cfg(target_arch = "x86_64")]
+    let blocked = has_avx2_fma();
+    #[cfg(not(target_arch = "x86_64"))]
+    let blocked = false;
+    let (full_r, full_c) = if blocked {
+        (rows - rows % 8, cols - cols % 8)
+    } else {
+        (0, 0)
+    };
+    #[cfg(target_arch = "x86_64")]
+    for i in (0..full_r).step_by(8) {
+        for j in (0..full_c).step_by(8) {
+            // SAFETY: the CPU supports AVX2 (blocks only then); rows i..i+8 and columns j..j+8
+            // lie inside both matrices (full blocks only).
+            unsafe { transpose8_avx2(x[i * cols + j..].as_ptr(), cols, y[j * rows + i..].as_mut_ptr(), rows) };
+        }
+    }
+    // The edges (or everything), an element at a time.
+    for i in 0..rows {
+        let from = if i < full_r { full_c } else { 0 };
+        for j in from..cols {
+            y[j * rows + i] = x[i * cols + j];
+        }
+    }
+}
+
+/// One 8x8 block of [`transpose`]: rows of `x` `ldx` apart, rows of `y` `ldy` apart.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn transpose8_avx2(x: *const f32, ldx: usize, y: *mut f32, ldy: usize) {
+    use core::arch::x86_64::*;
+    // SAFETY: the caller guarantees 8 rows of 8 elements at x (stride ldx) and at y (stride ldy).
+    unsafe {
+        let r: [__m256; 8] = core::array::from_fn(|i| _mm256_loadu_ps(x.add(i * ldx)));
+        let t = [
+            _mm256_unpacklo_ps(r[0], r[1]),
+            _mm256_unpackhi_ps(r[0], r[1]),
+            _mm256_unpacklo_ps(r[2], r[3]),
+            _mm256_unpackhi_ps(r[2], r[3]),
+            _mm256_unpacklo_ps(r[4], r[5]),
+            _mm256_unpackhi_ps(r[4], r[5]),
+            _mm256_unpacklo_ps(r[6], r[7]),
+            _mm256_unpackhi_ps(r[6], r[7]),
+        ];
+        let u = [
+            _mm256_shuffle_ps(t[0], t[2], 0b01_00_01_00),
+            _mm256_shuffle_ps(t[0], t[2], 0b11_10_11_10),
+            _mm256_shuffle_ps(t[1], t[3], 0b01_00_01_00),
+            _mm256_shuffle_ps(t[1], t[3], 0b11_10_11_10),
+            _mm256_shuffle_ps(t[4], t[6], 0b01_00_01_00),
+            _mm256_shuffle_ps(t[4], t[6], 0b11_10_11_10),
+            _mm256_shuffle_ps(t[5], t[7], 0b01_00_01_00),
+            _mm256_shuffle_ps(t[5], t[7], 0b11_10_11_10),
+        ];
+        for k in 0..4 {
+            _mm256_storeu_ps(y.add(k * ldy), _mm256_permute2f128_ps(u[k], u[k + 4], 0x20));
+            _mm256_storeu_ps(y.add((k + 4) * ldy), _mm256_permute2f128_ps(u[k], u[k + 4], 0x31));
+        }
+    }
+}
+
 /// A matrix operand: `data[i * rs + j * cs]` is element `(i, j)`.
 #[derive(Clone, Copy, Debug)]
 pub struct Mat<'a> {
@@ -1386,6 +1468,20 @@ mod tests {
                             );
                         }
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transpose_matches_the_definition() {
+        for (rows, cols) in [(0, 3), (1, 1), (8, 8), (16, 150), (9, 17), (3, 20), (24, 7)] {
+            let x = seq(rows * cols, 0.2);
+            let mut y = vec![f32::NAN; rows * cols];
+            transpose(rows, cols, &x, &mut y);
+            for i in 0..rows {
+                for j in 0..cols {
+                    assert_eq!(y[j * rows + i], x[i * cols + j], "{rows}x{cols} at ({i}, {j})");
                 }
             }
         }

@@ -295,7 +295,7 @@ impl Conv2d {
         if self.by_pixels() {
             // y[:, b]^T [OH*OW, OC] += taps seen from each pixel [OH*OW, C*KH*KW] x weight^T.
             let wt = &mut rest[..self.weight_len()];
-            transpose(self.oc, k, weight, wt);
+            transpose(self.oc, k, Mat::rows(weight, k), wt);
             for b in 0..batch {
                 self.pad_sample(x, layout, batch, b, pad);
                 for c0 in (0..self.c).step_by(chunk) {
@@ -366,11 +366,9 @@ impl Conv2d {
                 for (i, g) in g.chunks_exact(self.ow).enumerate() {
                     dyw[o * n + i * wp..][..self.ow].copy_from_slice(g);
                 }
-                if by_taps {
-                    for (p, &g) in g.iter().enumerate() {
-                        dyt[p * self.oc + o] = g;
-                    }
-                }
+            }
+            if by_taps {
+                transpose(self.oc, ohw, Mat::rows(&dy[b * ohw..], batch * ohw), dyt);
             }
             if by_taps {
                 // dweight^T [C*KH*KW, OC] += taps [C*KH*KW, OH*OW] x dy_b^T [OH*OW, OC].
@@ -417,11 +415,8 @@ impl Conv2d {
             }
         }
         if by_taps {
-            for (t, row) in dwt.chunks_exact(self.oc).enumerate() {
-                for (o, &g) in row.iter().enumerate() {
-                    dweight[o * k + t] += g;
-                }
-            }
+            // dweight was zeroed by the caller: the transpose is the whole gradient.
+            transpose(k, self.oc, Mat::rows(dwt, self.oc), dweight);
         }
     }
 

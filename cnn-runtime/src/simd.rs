@@ -118,27 +118,30 @@ unsafe fn sum_shifted_avx2(rows: &[f32], starts: &[usize], out: &mut [f32]) {
     }
 }
 
-/// `y = x^T` for a row-major `x` of `rows x cols`: `y[j * rows + i] = x[i * cols + j]`. In 8x8
-/// blocks of vector shuffles where the CPU has AVX2 (an element at a time, one of the two sides
-/// is strided, and a convolution's weight took 2 us to transpose that way).
+/// `y = x^T` for `x` of `rows x cols` (unit column stride, rows `x.rs` apart), `y` row-major:
+/// `y[j * rows + i] = x(i, j)`. In 8x8 blocks of vector shuffles where the CPU has AVX2 (an
+/// element at a time, one of the two sides is strided, and a convolution's weight took 2 us to
+/// transpose that way).
 ///
 /// # Panics
 ///
-/// If `x` or `y` does not hold `rows * cols` elements.
+/// If `x` does not hold its elements, `x.cs != 1`, or `y` does not hold `rows * cols`.
 ///
 /// ```
+/// use cnn_runtime::simd::{transpose, Mat};
 /// let mut y = [0.0; 6];
-/// cnn_runtime::simd::transpose(2, 3, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &mut y);
+/// transpose(2, 3, Mat::rows(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 3), &mut y);
 /// assert_eq!(y, [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
 /// ```
-pub fn transpose(rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
-    let n = rows * cols;
+pub fn transpose(rows: usize, cols: usize, x: Mat, y: &mut [f32]) {
     assert!(
-        x.len() == n && y.len() == n,
-        "transpose: x and y must hold {rows}*{cols} = {n} elements, got {} and {}",
-        x.len(),
+        x.cs == 1 && x.holds(rows, cols) && y.len() == rows * cols,
+        "transpose: x ({rows}x{cols}, row stride {}) and y must hold their elements, got {} and {}",
+        x.rs,
+        x.data.len(),
         y.len()
     );
+    let (ldx, x) = (x.rs, x.data);
     #[cfg(target_arch = "x86_64")]
     let blocked = has_avx2_fma();
     #[cfg(not(target_arch = "x86_64"))]
@@ -153,14 +156,14 @@ pub fn transpose(rows: usize, cols: usize, x: &[f32], y: &mut [f32]) {
         for j in (0..full_c).step_by(8) {
             // SAFETY: the CPU supports AVX2 (blocks only then); rows i..i+8 and columns j..j+8
             // lie inside both matrices (full blocks only).
-            unsafe { transpose8_avx2(x[i * cols + j..].as_ptr(), cols, y[j * rows + i..].as_mut_ptr(), rows) };
+            unsafe { transpose8_avx2(x[i * ldx + j..].as_ptr(), ldx, y[j * rows + i..].as_mut_ptr(), rows) };
         }
     }
     // The edges (or everything), an element at a time.
     for i in 0..rows {
         let from = if i < full_r { full_c } else { 0 };
         for j in from..cols {
-            y[j * rows + i] = x[i * cols + j];
+            y[j * rows + i] = x[i * ldx + j];
         }
     }
 }
@@ -1476,12 +1479,14 @@ mod tests {
     #[test]
     fn transpose_matches_the_definition() {
         for (rows, cols) in [(0, 3), (1, 1), (8, 8), (16, 150), (9, 17), (3, 20), (24, 7)] {
-            let x = seq(rows * cols, 0.2);
+            // Rows 3 further apart than their length.
+            let ldx = cols + 3;
+            let x = seq(rows * ldx, 0.2);
             let mut y = vec![f32::NAN; rows * cols];
-            transpose(rows, cols, &x, &mut y);
+            transpose(rows, cols, Mat::rows(&x, ldx), &mut y);
             for i in 0..rows {
                 for j in 0..cols {
-                    assert_eq!(y[j * rows + i], x[i * cols + j], "{rows}x{cols} at ({i}, {j})");
+                    assert_eq!(y[j * rows + i], x[i * ldx + j], "{rows}x{cols} at ({i}, {j})");
                 }
             }
         }

@@ -1,6 +1,7 @@
 //! Benchmarks: LeNet-5 (and a CIFAR-sized network) inference and training, on the protocol of
 //! `../shared/bench` (medians after warm-up, batch-1 latency, batch-64 throughput, a batch-64
-//! training step of forward, mean cross-entropy, backward and a plain SGD update, lr 0.01).
+//! training step of forward, mean cross-entropy, backward and a plain SGD update, lr 0.01), and
+//! a batch-256 training step, whose time from 1 to 2 threads shows the scaling.
 //!
 //! ```text
 //! cargo run --release --example bench                    # readable table, 1 and 2 threads
@@ -141,6 +142,7 @@ struct Record {
     infer_b1_us: f64,
     infer_b64_img_s: f64,
     train_b64_ms: f64,
+    train_b256_ms: f64,
 }
 
 fn measure<N: Network>(new: impl Fn(u64) -> N, secs: f64) -> Record {
@@ -162,10 +164,18 @@ fn measure<N: Network>(new: impl Fn(u64) -> N, secs: f64) -> Record {
         black_box(net.loss_and_grad(&x64, &labels, &mut grad));
         opt.step(net.params_mut(), &grad);
     });
+    // Batch 256, for the thread scaling of issue 3 (at least 1.7x from 1 to 2 threads).
+    let x256 = noise(256 * N::INPUT_LEN, 4);
+    let labels256: Vec<u32> = (0..256).map(|i| (i * 7 % N::OUTPUT_LEN) as u32).collect();
+    let train256 = median_secs(5, 10, secs, || {
+        black_box(net.loss_and_grad(&x256, &labels256, &mut grad));
+        opt.step(net.params_mut(), &grad);
+    });
     Record {
         infer_b1_us: b1 * 1e6,
         infer_b64_img_s: 64.0 / b64,
         train_b64_ms: train * 1e3,
+        train_b256_ms: train256 * 1e3,
     }
 }
 
@@ -177,8 +187,14 @@ fn main() -> Result<(), String> {
     }
     if !o.json {
         println!(
-            "{:<8} {:>7} {:>14} {:>16} {:>14} {:>16}",
-            "network", "threads", "infer b1 (us)", "infer b64 img/s", "train b64 (ms)", "train b64 img/s"
+            "{:<8} {:>7} {:>14} {:>16} {:>14} {:>16} {:>15}",
+            "network",
+            "threads",
+            "infer b1 (us)",
+            "infer b64 img/s",
+            "train b64 (ms)",
+            "train b64 img/s",
+            "train b256 (ms)"
         );
     }
     for &threads in &o.threads {
@@ -191,19 +207,21 @@ fn main() -> Result<(), String> {
             };
             if o.json {
                 println!(
-                    "{{\"system\":\"{system}\",\"threads\":{threads},\"infer_b1_us\":{:.2},\"infer_b64_img_s\":{:.0},\"train_b64_ms\":{:.3},\"train_b64_img_s\":{:.0}}}",
+                    "{{\"system\":\"{system}\",\"threads\":{threads},\"infer_b1_us\":{:.2},\"infer_b64_img_s\":{:.0},\"train_b64_ms\":{:.3},\"train_b64_img_s\":{:.0},\"train_b256_ms\":{:.3}}}",
                     r.infer_b1_us,
                     r.infer_b64_img_s,
                     r.train_b64_ms,
-                    64e3 / r.train_b64_ms
+                    64e3 / r.train_b64_ms,
+                    r.train_b256_ms
                 );
             } else {
                 println!(
-                    "{net:<8} {threads:>7} {:>14.1} {:>16.0} {:>14.2} {:>16.0}",
+                    "{net:<8} {threads:>7} {:>14.1} {:>16.0} {:>14.2} {:>16.0} {:>15.2}",
                     r.infer_b1_us,
                     r.infer_b64_img_s,
                     r.train_b64_ms,
-                    64e3 / r.train_b64_ms
+                    64e3 / r.train_b64_ms,
+                    r.train_b256_ms
                 );
             }
         }

@@ -797,7 +797,8 @@ mod tests {
         y
     }
 
-    // Narrow (few output channels) and wide (>= WIDE_OC) weight-gradient paths both appear.
+    // Through whichever path `direct()` picks: strided ones unfold. `DIRECT` below runs both
+    // paths, narrow and wide (>= WIDE_OC) weight gradients of the unfolding one among them.
     const CASES: [Conv2d; 5] = [
         Conv2d::new([2, 6, 5], 17, [3, 2], [1, 1], [1, 0], true),
         Conv2d::new([1, 5, 5], 2, [3, 3], [1, 1], [0, 0], true),

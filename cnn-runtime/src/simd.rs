@@ -310,6 +310,39 @@ impl<'a> Gathered<'a> {
     }
 }
 
+/// Panics unless `C` (`m x n`, row stride `ldc`) fits `c`; `what` names the caller.
+#[track_caller]
+fn check_c(what: &str, m: usize, n: usize, c: &[f32], ldc: usize) {
+    assert!(
+        ldc >= n && Mat::rows(c, ldc).holds(m, n),
+        "{what}: C ({m}x{n}, row stride {ldc}) does not fit its {} elements",
+        c.len()
+    );
+}
+
+/// Panics unless `A` (`m x k`, any strides) fits its elements.
+#[track_caller]
+fn check_a(what: &str, a: Mat, m: usize, k: usize) {
+    assert!(
+        a.holds(m, k),
+        "{what}: A ({m}x{k}, strides {}, {}) does not fit its {} elements",
+        a.rs,
+        a.cs,
+        a.data.len()
+    );
+}
+
+/// Panics unless `x`, operand `name` (`rows x cols`), has unit column stride and fits.
+#[track_caller]
+fn check_rows(what: &str, name: &str, x: Mat, rows: usize, cols: usize) {
+    assert!(
+        x.cs == 1 && x.holds(rows, cols),
+        "{what}: {name} ({rows}x{cols}, row stride {}) does not fit its {} elements",
+        x.rs,
+        x.data.len()
+    );
+}
+
 /// Where row `p` of a `B` operand starts: at a fixed stride, or from a table.
 trait RowAt: Copy {
     fn at(&self, p: usize) -> usize;
@@ -386,24 +419,9 @@ impl<'a> Lhs<'a, Strided, Strided> {
 #[allow(clippy::too_many_arguments)]
 #[inline]
 pub fn small_gemm(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [f32], ldc: usize, accumulate: bool) {
-    assert!(
-        a.holds(m, k),
-        "small_gemm: A ({m}x{k}, strides {}, {}) does not fit its {} elements",
-        a.rs,
-        a.cs,
-        a.data.len()
-    );
-    assert!(
-        b.cs == 1 && b.holds(k, n),
-        "small_gemm: B ({k}x{n}, row stride {}) does not fit its {} elements",
-        b.rs,
-        b.data.len()
-    );
-    assert!(
-        ldc >= n && Mat::rows(c, ldc).holds(m, n),
-        "small_gemm: C ({m}x{n}, row stride {ldc}) does not fit its {} elements",
-        c.len()
-    );
+    check_a("small_gemm", a, m, k);
+    check_rows("small_gemm", "B", b, k, n);
+    check_c("small_gemm", m, n, c, ldc);
     gemm_dispatch(
         m,
         k,
@@ -426,13 +444,7 @@ pub fn small_gemm(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [f32], l
 /// If an operand does not hold the elements its sizes, strides and offsets reach.
 #[allow(clippy::too_many_arguments)]
 pub fn gather_gemm(m: usize, k: usize, n: usize, a: Mat, b: Gathered, c: &mut [f32], ldc: usize, accumulate: bool) {
-    assert!(
-        a.holds(m, k),
-        "gather_gemm: A ({m}x{k}, strides {}, {}) does not fit its {} elements",
-        a.rs,
-        a.cs,
-        a.data.len()
-    );
+    check_a("gather_gemm", a, m, k);
     assert!(
         b.holds(k, n) && b.whole_rows(n),
         "gather_gemm: B needs {k} row offsets, each with {n} elements (as images [width, stride] \
@@ -440,11 +452,7 @@ pub fn gather_gemm(m: usize, k: usize, n: usize, a: Mat, b: Gathered, c: &mut [f
         b.image,
         b.data.len()
     );
-    assert!(
-        ldc >= n && Mat::rows(c, ldc).holds(m, n),
-        "gather_gemm: C ({m}x{n}, row stride {ldc}) does not fit its {} elements",
-        c.len()
-    );
+    check_c("gather_gemm", m, n, c, ldc);
     gemm_dispatch(
         m,
         k,
@@ -499,12 +507,7 @@ pub fn gather_cols_gemm(
         a.image,
         a.data.len()
     );
-    assert!(
-        b.cs == 1 && b.holds(k, n),
-        "gather_cols_gemm: B ({k}x{n}, row stride {}) does not fit its {} elements",
-        b.rs,
-        b.data.len()
-    );
+    check_rows("gather_cols_gemm", "B", b, k, n);
     assert!(
         m == 0
             || n == 0
@@ -562,17 +565,8 @@ pub fn gather_rows_gemm(
         a.image,
         a.data.len()
     );
-    assert!(
-        b.cs == 1 && b.holds(k, n),
-        "gather_rows_gemm: B ({k}x{n}, row stride {}) does not fit its {} elements",
-        b.rs,
-        b.data.len()
-    );
-    assert!(
-        ldc >= n && Mat::rows(c, ldc).holds(m, n),
-        "gather_rows_gemm: C ({m}x{n}, row stride {ldc}) does not fit its {} elements",
-        c.len()
-    );
+    check_rows("gather_rows_gemm", "B", b, k, n);
+    check_c("gather_rows_gemm", m, n, c, ldc);
     // The pixels' offsets, a table of them at a time (no division in the kernel's loop).
     const PIXELS: usize = 512;
     let [width, stride] = a.image;
@@ -651,23 +645,9 @@ fn gemm_dispatch(
 /// ```
 #[allow(clippy::too_many_arguments)]
 pub fn small_gemm_nt(m: usize, n: usize, k: usize, a: Mat, b: Mat, c: &mut [f32], ldc: usize, accumulate: bool) {
-    assert!(
-        a.cs == 1 && a.holds(m, k),
-        "small_gemm_nt: A ({m}x{k}, row stride {}) does not fit its {} elements",
-        a.rs,
-        a.data.len()
-    );
-    assert!(
-        b.cs == 1 && b.holds(n, k),
-        "small_gemm_nt: B ({n}x{k}, row stride {}) does not fit its {} elements",
-        b.rs,
-        b.data.len()
-    );
-    assert!(
-        ldc >= n && Mat::rows(c, ldc).holds(m, n),
-        "small_gemm_nt: C ({m}x{n}, row stride {ldc}) does not fit its {} elements",
-        c.len()
-    );
+    check_rows("small_gemm_nt", "A", a, m, k);
+    check_rows("small_gemm_nt", "B", b, n, k);
+    check_c("small_gemm_nt", m, n, c, ldc);
     gemm_nt_dispatch(m, n, k, a, b.data, Strided(b.rs), c, ldc, accumulate)
 }
 
@@ -689,12 +669,7 @@ pub fn small_gemm_nt(m: usize, n: usize, k: usize, a: Mat, b: Mat, c: &mut [f32]
 /// ```
 #[allow(clippy::too_many_arguments)]
 pub fn gather_gemm_nt(m: usize, n: usize, k: usize, a: Mat, b: Gathered, c: &mut [f32], ldc: usize, accumulate: bool) {
-    assert!(
-        a.cs == 1 && a.holds(m, k),
-        "gather_gemm_nt: A ({m}x{k}, row stride {}) does not fit its {} elements",
-        a.rs,
-        a.data.len()
-    );
+    check_rows("gather_gemm_nt", "A", a, m, k);
     assert!(
         b.holds(n, k),
         "gather_gemm_nt: B needs {n} row offsets, each with {k} contiguous elements after it in its {} \
@@ -706,11 +681,7 @@ pub fn gather_gemm_nt(m: usize, n: usize, k: usize, a: Mat, b: Gathered, c: &mut
         "gather_gemm_nt: the rows of B must be contiguous, got images {:?}",
         b.image
     );
-    assert!(
-        ldc >= n && Mat::rows(c, ldc).holds(m, n),
-        "gather_gemm_nt: C ({m}x{n}, row stride {ldc}) does not fit its {} elements",
-        c.len()
-    );
+    check_c("gather_gemm_nt", m, n, c, ldc);
     gemm_nt_dispatch(m, n, k, a, b.data, Table(b.offsets), c, ldc, accumulate)
 }
 
@@ -1196,7 +1167,7 @@ fn small_gemm_body<const FMA: bool>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::seq;
+    use crate::testutil::{assert_all_close, seq};
 
     const SIZES: [usize; 9] = [0, 1, 2, 3, 7, 8, 17, 31, 100];
 
@@ -1243,11 +1214,7 @@ mod tests {
                             [n, 1],
                             accumulate,
                         );
-                        for idx in 0..m * n {
-                            for got in [fast[idx], portable[idx]] {
-                                assert!((got - want[idx]).abs() < 1e-4, "{m}x{k}x{n}: {got} vs {}", want[idx]);
-                            }
-                        }
+                        assert_all_close(&format!("{m}x{k}x{n}"), &want, &[&fast, &portable], 1e-4);
                     }
                 }
             }
@@ -1351,11 +1318,7 @@ mod tests {
                     let mut portable = init.clone();
                     let lhs = Lhs::of(Mat::rows(&a, k));
                     small_gemm_body::<false>(m, k, n, lhs, &data, Table(&offsets), image, &mut portable, [n, 1], true);
-                    for (idx, w) in want.iter().enumerate() {
-                        for got in [fast[idx], portable[idx]] {
-                            assert!((got - w).abs() < 1e-3, "{m}x{k}x{n} {image:?}: {got} vs {w}");
-                        }
-                    }
+                    assert_all_close(&format!("{m}x{k}x{n} {image:?}"), &want, &[&fast, &portable], 1e-3);
                 }
             }
         }
@@ -1378,11 +1341,7 @@ mod tests {
                     let mut portable = init.clone();
                     let a = Mat::rows(&a, k);
                     small_gemm_nt_body(m, n, k, a, &data, Table(&offsets), &mut portable, n, true);
-                    for (idx, w) in want.iter().enumerate() {
-                        for got in [fast[idx], portable[idx]] {
-                            assert!((got - w).abs() < 1e-3, "nt {m}x{n}x{k}: {got} vs {w}");
-                        }
-                    }
+                    assert_all_close(&format!("nt {m}x{n}x{k}"), &want, &[&fast, &portable], 1e-3);
                 }
             }
         }
@@ -1425,11 +1384,7 @@ mod tests {
                     let mut portable = init.clone();
                     let whole = [usize::MAX, 0];
                     small_gemm_body::<false>(m, k, n, lhs, &b, Strided(n), whole, &mut portable, [1, ldc], true);
-                    for (idx, w) in want.iter().enumerate() {
-                        for got in [fast[idx], portable[idx]] {
-                            assert!((got - w).abs() < 1e-3, "{m}x{k}x{n} {image:?}: {got} vs {w}");
-                        }
-                    }
+                    assert_all_close(&format!("{m}x{k}x{n} {image:?}"), &want, &[&fast, &portable], 1e-3);
                 }
             }
         }

@@ -29,3 +29,14 @@ pub fn assert_grad_matches(what: &str, at: &[f32], grad: &[f32], loss: impl Fn(&
         );
     }
 }
+
+/// Checks each of `paths` (one result per code path) against `want`, element by element, to
+/// within `tol`; `what` names the case in the message.
+pub fn assert_all_close(what: &str, want: &[f32], paths: &[&[f32]], tol: f32) {
+    for (path, got) in paths.iter().enumerate() {
+        assert_eq!(got.len(), want.len(), "{what}: path {path} has the wrong length");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((g - w).abs() < tol, "{what}: path {path} [{i}]: {g} vs {w}");
+        }
+    }
+}

@@ -361,7 +361,9 @@ impl Conv2d {
         }
         for b in 0..batch {
             self.pad_sample(x, layout, batch, b, pad);
-            for o in 0..self.oc {
+            // The wide output gradient serves the dot-product weight gradient and the input
+            // gradient.
+            for o in (0..self.oc).filter(|_| !by_taps || dx.is_some()) {
                 let g = &dy[(o * batch + b) * ohw..][..ohw];
                 for (i, g) in g.chunks_exact(self.ow).enumerate() {
                     dyw[o * n + i * wp..][..self.ow].copy_from_slice(g);

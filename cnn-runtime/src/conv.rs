@@ -158,9 +158,10 @@ impl Conv2d {
     }
 
     /// Scratch [`backward`](Self::backward) needs, which is also enough for
-    /// [`forward`](Self::forward): for a stride-1 convolution a padded sample and its gradient, a
-    /// wide output gradient and its product with the weight, one row per kernel tap; otherwise
-    /// two unfolded samples, one sample's output gradient and a weight gradient.
+    /// [`forward`](Self::forward): for a stride-1 convolution a padded sample and its gradient,
+    /// the output gradient in wide rows and pixel-major, the weight gradient transposed, and the
+    /// input gradient's columns (a row per kernel tap, see `grad_row`); otherwise two unfolded
+    /// samples, one sample's output gradient and a weight gradient.
     pub const fn scratch_len(&self) -> usize {
         if self.direct() {
             let backward = 2 * self.padded_len()
@@ -187,9 +188,9 @@ impl Conv2d {
 
     /// Whether the stride-1 forward pass goes a row of output pixels at a time, with the output
     /// channels along the vector lanes, rather than an output channel at a time with the wide
-    /// rows along the lanes: the order with fewer vector multiply-adds per kernel tap, the other
-    /// wasting lanes on the padding columns of the wide rows, this one on output channels past a
-    /// multiple of 8 (and scattering its results).
+    /// rows along the lanes: the order with fewer vector multiply-adds per kernel tap, the first
+    /// wasting lanes on output channels past a multiple of 16 (and scattering its results), the
+    /// second on output rows past a multiple of 16 pixels.
     const fn by_pixels(&self) -> bool {
         // Vector multiply-adds per kernel tap: the kernels work on 16 columns (two vectors) at
         // a time, an output row's pixels or the output channels.

@@ -139,7 +139,7 @@ fn conv_forward_accepts_the_right_lengths() {
             CONV.forward_scratch_len(),
             CONV.scratch_len()
         ),
-        (9, 10, 8, 17, 108)
+        (9, 10, 8, 17, 116)
     );
     conv_forward(9, 10, 8, 17);
     conv_forward(9, 10, 8, 100); // scratch may be longer
@@ -173,7 +173,7 @@ fn conv_backward(dy: usize, dparams: usize, dx: Option<usize>) {
         &vec![0.0; dy],
         &mut vec![0.0; dparams],
         dx.as_deref_mut(),
-        &mut [0.0; 108],
+        &mut [0.0; 116],
     );
 }
 

@@ -544,7 +544,7 @@ impl Checker {
             count(&[out, oh, ow, c, kernel[0], kernel[1]]),
             // At least the larger of the two paths' scratch (`Conv2d::scratch_len`): two
             // unfolded samples, `[C*KH*KW, OH*OW]` each; for stride 1, two padded samples, `OC`
-            // wide rows of `(OH-1)*PW + OW` columns, two weights, an output, and `C*KH*KW` rows
+            // wide rows of `(OH-1)*PW + OW` columns, two weights, two outputs, and `C*KH*KW` rows
             // of a margin of `KH*PW + KW` and a padded image (rounded up by at most 16).
             elems(&[2, c, kernel[0], kernel[1], oh, ow]).and_then(|unfolded| {
                 let padded = count(&[2, c, padded_h, padded_w])?;
@@ -554,7 +554,7 @@ impl Checker {
                 let direct = count(&[out, wide])?
                     .checked_add(padded)?
                     .checked_add(count(&[2, weight])?)?
-                    .checked_add(count(&[out, oh, ow])?)?
+                    .checked_add(count(&[2, out, oh, ow])?)?
                     .checked_add(count(&[c, kernel[0], kernel[1], row])?)?;
                 elems(&[unfolded.max(direct)])
             }),

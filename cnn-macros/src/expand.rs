@@ -420,9 +420,15 @@ fn forward_body(plan: &Plan) -> TokenStream {
         };
         let y = act_name(i);
         body.extend(match &op.step {
-            Step::Conv { geom, layout, params } => {
+            Step::Conv {
+                geom,
+                layout,
+                params,
+                relu,
+            } => {
                 let (geom, layout, ps, pe) = (conv(geom), layout_tokens(*layout), params.start, params.end);
-                quote!({ const G: ::cnn::__private::Conv2d = #geom; G.forward(batch, #x, #layout, &params[#ps..#pe], #y, scratch); })
+                let forward = if *relu { quote!(forward_relu) } else { quote!(forward) };
+                quote!({ const G: ::cnn::__private::Conv2d = #geom; G.#forward(batch, #x, #layout, &params[#ps..#pe], #y, scratch); })
             }
             Step::Dense { geom, params } => {
                 let (geom, ps, pe) = (dense(geom), params.start, params.end);
@@ -474,9 +480,19 @@ fn backward_body(plan: &Plan) -> TokenStream {
             quote!(::core::option::Option::Some(#dx_slice))
         };
         body.extend(match &op.step {
-            Step::Conv { geom, layout, params } => {
+            Step::Conv {
+                geom,
+                layout,
+                params,
+                relu,
+            } => {
                 let (geom, layout, ps, pe) = (conv(geom), layout_tokens(*layout), params.start, params.end);
-                quote!({ const G: ::cnn::__private::Conv2d = #geom; G.backward(batch, #x, #layout, &params[#ps..#pe], #dy, &mut grad[#ps..#pe], #dx_opt, scratch); })
+                let (backward, y) = if *relu {
+                    (quote!(backward_relu), quote!(#y,))
+                } else {
+                    (quote!(backward), quote!())
+                };
+                quote!({ const G: ::cnn::__private::Conv2d = #geom; G.#backward(batch, #x, #layout, &params[#ps..#pe], #y #dy, &mut grad[#ps..#pe], #dx_opt, scratch); })
             }
             Step::Dense { geom, params } => {
                 let (geom, ps, pe) = (dense(geom), params.start, params.end);

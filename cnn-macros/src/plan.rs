@@ -2,9 +2,9 @@
 //! image tensor, and the memory plan. Knows no tokens and reports no errors.
 //!
 //! Images enter sample-major (`[batch, C, H, W]`); a convolution's output is channel-major
-//! (`[C, batch, H, W]`, one matrix product for the whole batch); pools and activations keep the
-//! layout they receive. Before a dense layer, and at the end, a channel-major image is
-//! transposed back to sample-major.
+//! (`[C, batch, H, W]`); pools and activations keep the layout they receive. Before a dense
+//! layer, and at the end, a channel-major image is transposed back to sample-major. A ReLU right
+//! after a stride-1 convolution becomes part of it.
 
 use crate::check::{Model, OpKind};
 use cnn_runtime::activation::Activation;
@@ -16,11 +16,13 @@ use std::ops::Range;
 
 #[derive(Clone, Debug)]
 pub enum Step {
-    /// `layout`: the layout of the convolution's input.
+    /// `layout`: the layout of the convolution's input; `relu`: a ReLU that followed it,
+    /// applied by the convolution itself (only stride-1 ones, `Conv2d::direct`).
     Conv {
         geom: Conv2d,
         layout: Layout,
         params: Range<usize>,
+        relu: bool,
     },
     Pool(Pool2d),
     Dense {
@@ -74,6 +76,7 @@ pub fn plan(model: &Model) -> Plan {
                     geom: *g,
                     layout,
                     params: op.params.clone(),
+                    relu: false,
                 };
                 layout = Layout::ChannelMajor;
                 image = Some((g.oc, g.oh * g.ow));
@@ -83,7 +86,24 @@ pub fn plan(model: &Model) -> Plan {
                 image = Some((g.c, g.oh * g.ow));
                 Step::Pool(*g)
             }
-            OpKind::Act(a) => Step::Act(*a),
+            OpKind::Act(a) => {
+                // A ReLU right after a stride-1 convolution is done by the convolution, on each
+                // sample's output while it is in cache: one pass over the activations fewer.
+                if let (
+                    Activation::Relu,
+                    Some(PlannedOp {
+                        step: Step::Conv { geom, relu, .. },
+                        ..
+                    }),
+                ) = (a, ops.last_mut())
+                {
+                    if geom.direct() && !*relu {
+                        *relu = true;
+                        continue;
+                    }
+                }
+                Step::Act(*a)
+            }
             OpKind::Dense(g) => {
                 if let (Layout::ChannelMajor, Some(img)) = (layout, image) {
                     ops.push(to_sample_major(img));

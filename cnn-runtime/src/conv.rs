@@ -159,14 +159,15 @@ impl Conv2d {
 
     /// Scratch [`backward`](Self::backward) needs, which is also enough for
     /// [`forward`](Self::forward): for a stride-1 convolution a padded sample and its gradient,
-    /// the output gradient in wide rows and pixel-major, the weight gradient transposed, and the
+    /// the output gradient in wide rows, pixel-major and (after a ReLU) masked, the weight
+    /// gradient transposed, and the
     /// input gradient's columns (a row per kernel tap, see `grad_row`); otherwise two unfolded
     /// samples, one sample's output gradient and a weight gradient.
     pub const fn scratch_len(&self) -> usize {
         if self.direct() {
             let backward = 2 * self.padded_len()
                 + self.oc * self.wide_len()
-                + self.out_len()
+                + 2 * self.out_len()
                 + self.weight_len()
                 + self.patch_len() * self.grad_row();
             let forward = self.forward_scratch_len();
@@ -275,7 +276,9 @@ impl Conv2d {
         }
     }
 
-    /// The stride-1 forward pass; `y` holds the bias (or zeros when there is none).
+    /// The stride-1 forward pass; `y` holds the bias (or zeros when there is none). With `relu`,
+    /// each sample's output goes through a ReLU as soon as it is complete, while in cache.
+    #[allow(clippy::too_many_arguments)]
     fn forward_direct(
         &self,
         batch: usize,
@@ -284,6 +287,7 @@ impl Conv2d {
         weight: &[f32],
         y: &mut [f32],
         scratch: &mut [f32],
+        relu: bool,
     ) {
         let ([hp, wp], k, ohw) = (self.padded(), self.patch_len(), self.oh * self.ow);
         let taps = self.kh * self.kw;
@@ -306,6 +310,9 @@ impl Conv2d {
                     let kk = a.offsets.len();
                     gather_cols_gemm(ohw, kk, self.oc, a, Mat::rows(wt, self.oc), out, [1, batch * ohw], true);
                 }
+                if relu {
+                    self.relu_sample(batch, b, y);
+                }
             }
             return;
         }
@@ -318,10 +325,26 @@ impl Conv2d {
                 let (w, out) = (Mat::rows(&weight[c0 * taps..], k), &mut y[b * ohw..]);
                 gather_gemm(self.oc, bt.offsets.len(), ohw, w, bt, out, batch * ohw, true);
             }
+            if relu {
+                self.relu_sample(batch, b, y);
+            }
+        }
+    }
+
+    /// `max(0, y)` over sample `b`'s output in the channel-major `y`.
+    fn relu_sample(&self, batch: usize, b: usize, y: &mut [f32]) {
+        let ohw = self.oh * self.ow;
+        for o in 0..self.oc {
+            y[(o * batch + b) * ohw..][..ohw]
+                .iter_mut()
+                .for_each(|v| *v = v.max(0.0));
         }
     }
 
     /// The stride-1 backward pass: accumulates into `dweight` and, when given, overwrites `dx`.
+    /// With `relu = Some((y, dbias))` the layer is `relu(conv(x))` with output `y`: the output
+    /// gradient is masked sample by sample, and the bias gradient (zeroed by the caller) summed
+    /// from the masked one.
     #[allow(clippy::too_many_arguments)]
     fn backward_direct(
         &self,
@@ -329,6 +352,7 @@ impl Conv2d {
         x: &[f32],
         layout: Layout,
         weight: &[f32],
+        relu: Option<(&[f32], &mut [f32])>,
         dy: &[f32],
         dweight: &mut [f32],
         mut dx: Option<&mut [f32]>,
@@ -342,7 +366,9 @@ impl Conv2d {
         // The output gradient pixel-major, and the weight gradient transposed, for the weight
         // gradient by taps.
         let (dyt, rest) = rest.split_at_mut(self.out_len());
+        let (dym, rest) = rest.split_at_mut(self.out_len());
         let (dwt, rest) = rest.split_at_mut(self.weight_len());
+        let mut relu = relu;
         // Rows of the input gradient's columns: a left margin as long as the farthest tap
         // reaches, then the padded image's length.
         let (margin, row) = ((self.kh - 1) * wp + self.kw - 1, self.grad_row());
@@ -362,16 +388,34 @@ impl Conv2d {
         }
         for b in 0..batch {
             self.pad_sample(x, layout, batch, b, pad);
+            // This sample's output gradient: OC rows of OH*OW, `ld` apart; after a ReLU, zero
+            // where its output is.
+            let (dyb, ld) = match relu.as_mut() {
+                None => (&dy[b * ohw..], batch * ohw),
+                Some((y, dbias)) => {
+                    for (o, m) in dym.chunks_exact_mut(ohw).enumerate() {
+                        let at = (o * batch + b) * ohw;
+                        for ((m, &g), &v) in m.iter_mut().zip(&dy[at..][..ohw]).zip(&y[at..][..ohw]) {
+                            *m = if v > 0.0 { g } else { 0.0 };
+                        }
+                        // No bias, no bias gradient.
+                        if let Some(db) = dbias.get_mut(o) {
+                            *db += sum(m);
+                        }
+                    }
+                    (&dym[..], ohw)
+                }
+            };
             // The wide output gradient serves the dot-product weight gradient and the input
             // gradient.
             for o in (0..self.oc).filter(|_| !by_taps || dx.is_some()) {
-                let g = &dy[(o * batch + b) * ohw..][..ohw];
+                let g = &dyb[o * ld..][..ohw];
                 for (i, g) in g.chunks_exact(self.ow).enumerate() {
                     dyw[o * n + i * wp..][..self.ow].copy_from_slice(g);
                 }
             }
             if by_taps {
-                transpose(self.oc, ohw, Mat::rows(&dy[b * ohw..], batch * ohw), dyt);
+                transpose(self.oc, ohw, Mat::rows(dyb, ld), dyt);
             }
             if by_taps {
                 // dweight^T [C*KH*KW, OC] += taps [C*KH*KW, OH*OW] x dy_b^T [OH*OW, OC].
@@ -541,14 +585,47 @@ impl Conv2d {
     ///
     /// If a slice has the wrong length; the message gives the expected and the actual one.
     pub fn forward(&self, batch: usize, x: &[f32], layout: Layout, params: &[f32], y: &mut [f32], scratch: &mut [f32]) {
-        self.forward_by(self.direct(), batch, x, layout, params, y, scratch)
+        self.forward_by(self.direct(), false, batch, x, layout, params, y, scratch)
     }
 
-    /// [`forward`](Self::forward) by the stride-1 path when `direct`, by unfolding otherwise.
+    /// `y = max(0, conv(x, weight) + bias)`: [`forward`](Self::forward) and a ReLU, which a
+    /// stride-1 convolution applies to each sample's output while it is still in cache.
+    ///
+    /// # Panics
+    ///
+    /// As [`forward`](Self::forward).
+    ///
+    /// ```
+    /// use cnn_runtime::{conv::Conv2d, layout::Layout};
+    /// const G: Conv2d = Conv2d::new([1, 3, 3], 1, [2, 2], [1, 1], [0, 0], false);
+    /// let x = [1.0, -2.0, 3.0, -4.0, 5.0, -6.0, 7.0, -8.0, 9.0];
+    /// let mut scratch = vec![0.0; G.forward_scratch_len()];
+    /// let (mut y, mut r) = ([0.0; 4], [0.0; 4]);
+    /// let w = [1.0, 0.0, 0.0, -1.0]; // each window's top left minus its bottom right
+    /// G.forward(1, &x, Layout::SampleMajor, &w, &mut y, &mut scratch);
+    /// G.forward_relu(1, &x, Layout::SampleMajor, &w, &mut r, &mut scratch);
+    /// assert_eq!(y, [-4.0, 4.0, 4.0, -4.0]);
+    /// assert_eq!(r, [0.0, 4.0, 4.0, 0.0]);
+    /// ```
+    pub fn forward_relu(
+        &self,
+        batch: usize,
+        x: &[f32],
+        layout: Layout,
+        params: &[f32],
+        y: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        self.forward_by(self.direct(), true, batch, x, layout, params, y, scratch)
+    }
+
+    /// [`forward`](Self::forward) by the stride-1 path when `direct`, by unfolding otherwise;
+    /// followed by a ReLU with `relu`.
     #[allow(clippy::too_many_arguments)]
     fn forward_by(
         &self,
         direct: bool,
+        relu: bool,
         batch: usize,
         x: &[f32],
         layout: Layout,
@@ -597,7 +674,7 @@ impl Conv2d {
             y.fill(0.0);
         }
         if direct {
-            return self.forward_direct(batch, x, layout, weight, y, scratch);
+            return self.forward_direct(batch, x, layout, weight, y, scratch, relu);
         }
         let cols = &mut scratch[..self.cols_len()];
         for b in 0..batch {
@@ -613,6 +690,9 @@ impl Conv2d {
                 batch * ohw,
                 self.bias,
             );
+            if relu {
+                self.relu_sample(batch, b, y);
+            }
         }
     }
 
@@ -638,14 +718,63 @@ impl Conv2d {
         dx: Option<&mut [f32]>,
         scratch: &mut [f32],
     ) {
-        self.backward_by(self.direct(), batch, x, layout, params, dy, dparams, dx, scratch)
+        self.backward_by(self.direct(), None, batch, x, layout, params, dy, dparams, dx, scratch)
     }
 
-    /// [`backward`](Self::backward) by the stride-1 path when `direct`, by unfolding otherwise.
+    /// The gradients of [`forward_relu`](Self::forward_relu), as [`backward`](Self::backward):
+    /// `y` is its output and `dy` = d loss / d y; the ReLU's mask is applied sample by sample.
+    ///
+    /// # Panics
+    ///
+    /// As [`backward`](Self::backward), if `y` is not as long as `dy`, or if the layer is not
+    /// [`direct`](Self::direct) (the generated code fuses a ReLU only into those).
+    ///
+    /// ```
+    /// use cnn_runtime::{conv::Conv2d, layout::Layout};
+    /// const G: Conv2d = Conv2d::new([1, 2, 2], 1, [1, 1], [1, 1], [0, 0], true);
+    /// let (x, params) = ([1.0, -1.0, 2.0, -2.0], [1.0, 0.0]); // y = x, then ReLU
+    /// let y = [1.0, 0.0, 2.0, 0.0];
+    /// let mut dp = [0.0; 2];
+    /// let mut dx = [0.0; 4];
+    /// let mut scratch = vec![0.0; G.scratch_len()];
+    /// G.backward_relu(1, &x, Layout::SampleMajor, &params, &y, &[1.0; 4], &mut dp, Some(&mut dx), &mut scratch);
+    /// assert_eq!(dx, [1.0, 0.0, 1.0, 0.0]); // no gradient where the ReLU cut
+    /// assert_eq!(dp, [1.0 - 0.0 + 2.0 + 0.0, 2.0]); // d/dw = sum of x where it passed; d/db = 2
+    /// ```
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_relu(
+        &self,
+        batch: usize,
+        x: &[f32],
+        layout: Layout,
+        params: &[f32],
+        y: &[f32],
+        dy: &[f32],
+        dparams: &mut [f32],
+        dx: Option<&mut [f32]>,
+        scratch: &mut [f32],
+    ) {
+        assert!(
+            self.direct(),
+            "conv2d: backward_relu needs a stride-1 layer, got {self:?}"
+        );
+        assert_eq!(
+            y.len(),
+            dy.len(),
+            "conv2d: y must hold as many elements as dy, {}, got {}",
+            dy.len(),
+            y.len()
+        );
+        self.backward_by(true, Some(y), batch, x, layout, params, dy, dparams, dx, scratch)
+    }
+
+    /// [`backward`](Self::backward) by the stride-1 path when `direct`, by unfolding otherwise;
+    /// with `relu_out`, that of [`backward_relu`](Self::backward_relu) (stride-1 path only).
     #[allow(clippy::too_many_arguments)]
     fn backward_by(
         &self,
         direct: bool,
+        relu_out: Option<&[f32]>,
         batch: usize,
         x: &[f32],
         layout: Layout,
@@ -697,8 +826,11 @@ impl Conv2d {
         let weight = &params[..self.weight_len()];
         let (dweight, dbias) = dparams.split_at_mut(self.weight_len());
         dweight.fill(0.0);
-        for (db, row) in dbias.iter_mut().zip(dy.chunks_exact(batch * ohw)) {
-            *db = sum(row);
+        dbias.fill(0.0);
+        if relu_out.is_none() {
+            for (db, row) in dbias.iter_mut().zip(dy.chunks_exact(batch * ohw)) {
+                *db = sum(row);
+            }
         }
         if let Some(dx) = dx.as_deref_mut() {
             assert_eq!(
@@ -711,7 +843,9 @@ impl Conv2d {
             dx.fill(0.0);
         }
         if direct {
-            return self.backward_direct(batch, x, layout, weight, dy, dweight, dx, scratch);
+            // Without a bias, the ReLU's masked bias gradient goes to an empty slice.
+            let relu = relu_out.map(|y| (y, &mut dbias[..]));
+            return self.backward_direct(batch, x, layout, weight, relu, dy, dweight, dx, scratch);
         }
         let (cols, rest) = scratch.split_at_mut(self.cols_len());
         let (dcols, rest) = rest.split_at_mut(self.cols_len());
@@ -905,13 +1039,24 @@ mod tests {
                 let dy = seq(batch * g.out_len(), 1.9);
                 let run = |direct: bool, scratch: &mut [f32]| {
                     let mut y = vec![f32::NAN; batch * g.out_len()];
-                    g.forward_by(direct, batch, &x, layout, &p, &mut y, scratch);
+                    g.forward_by(direct, false, batch, &x, layout, &p, &mut y, scratch);
                     let mut dp = vec![f32::NAN; g.param_len()];
                     let mut dx = vec![f32::NAN; x.len()];
-                    g.backward_by(direct, batch, &x, layout, &p, &dy, &mut dp, Some(&mut dx), scratch);
+                    g.backward_by(
+                        direct,
+                        None,
+                        batch,
+                        &x,
+                        layout,
+                        &p,
+                        &dy,
+                        &mut dp,
+                        Some(&mut dx),
+                        scratch,
+                    );
                     // Without dx, the parameter gradient is the same.
                     let mut dp_only = vec![f32::NAN; g.param_len()];
-                    g.backward_by(direct, batch, &x, layout, &p, &dy, &mut dp_only, None, scratch);
+                    g.backward_by(direct, None, batch, &x, layout, &p, &dy, &mut dp_only, None, scratch);
                     assert_eq!(dp, dp_only, "{g:?}");
                     (y, dp, dx)
                 };
@@ -931,6 +1076,71 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn fused_relu_is_relu_after_the_convolution() {
+        for g in DIRECT {
+            let batch = 3;
+            let mut scratch = vec![f32::NAN; g.scratch_len()];
+            let x = seq(batch * g.in_len(), 0.3);
+            let p = seq(g.param_len(), 0.7);
+            let mut y = vec![f32::NAN; batch * g.out_len()];
+            g.forward(batch, &x, Layout::ChannelMajor, &p, &mut y, &mut scratch);
+            let relu: Vec<f32> = y.iter().map(|v| v.max(0.0)).collect();
+            let mut fused = vec![f32::NAN; y.len()];
+            g.forward_relu(batch, &x, Layout::ChannelMajor, &p, &mut fused, &mut scratch);
+            assert_eq!(fused, relu, "{g:?}");
+            // Backward: the same as the plain layer's on the masked output gradient.
+            let dy = seq(y.len(), 1.9);
+            let masked: Vec<f32> = dy
+                .iter()
+                .zip(&relu)
+                .map(|(&g, &v)| if v > 0.0 { g } else { 0.0 })
+                .collect();
+            let (mut dp, mut dx) = (vec![f32::NAN; g.param_len()], vec![f32::NAN; x.len()]);
+            g.backward(
+                batch,
+                &x,
+                Layout::ChannelMajor,
+                &p,
+                &masked,
+                &mut dp,
+                Some(&mut dx),
+                &mut scratch,
+            );
+            let (mut fp, mut fx) = (vec![f32::NAN; g.param_len()], vec![f32::NAN; x.len()]);
+            let layout = Layout::ChannelMajor;
+            g.backward_relu(batch, &x, layout, &p, &relu, &dy, &mut fp, Some(&mut fx), &mut scratch);
+            for (what, a, b) in [("dparams", &fp, &dp), ("dx", &fx, &dx)] {
+                for (i, (a, b)) in a.iter().zip(b.iter()).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                        "{g:?} {what}[{i}]: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "conv2d: backward_relu needs a stride-1 layer")]
+    fn fused_relu_backward_needs_a_stride_one_layer() {
+        let g = CASES[2];
+        let n = g.out_len();
+        let mut scratch = vec![0.0; g.scratch_len()];
+        let (x, p) = (vec![0.0; g.in_len()], vec![0.0; g.param_len()]);
+        g.backward_relu(
+            1,
+            &x,
+            Layout::SampleMajor,
+            &p,
+            &vec![0.0; n],
+            &vec![0.0; n],
+            &mut p.clone(),
+            None,
+            &mut scratch,
+        );
     }
 
     #[test]

@@ -416,8 +416,6 @@ impl Conv2d {
             }
             if by_taps {
                 transpose(self.oc, ohw, Mat::rows(dyb, ld), dyt);
-            }
-            if by_taps {
                 // dweight^T [C*KH*KW, OC] += taps [C*KH*KW, OH*OW] x dy_b^T [OH*OW, OC].
                 for c0 in (0..self.c).step_by(chunk) {
                     let cc = chunk.min(self.c - c0);

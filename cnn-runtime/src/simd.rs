@@ -569,14 +569,13 @@ pub fn gather_rows_gemm(
     check_c("gather_rows_gemm", m, n, c, ldc);
     // The pixels' offsets, a table of them at a time (no division in the kernel's loop).
     const PIXELS: usize = 512;
-    let [width, stride] = a.image;
+    let pixels = Pixels(a.image[0], a.image[1]);
     let mut table = [0usize; PIXELS];
     let mut p0 = 0;
     loop {
         let kc = PIXELS.min(k - p0);
         for (q, at) in table[..kc].iter_mut().enumerate() {
-            let p = p0 + q;
-            *at = (p / width) * stride + p % width;
+            *at = pixels.at(p0 + q);
         }
         let lhs = Lhs {
             data: a.data,

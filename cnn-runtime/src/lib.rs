@@ -42,4 +42,4 @@ pub mod workspace;
 
 #[cfg(feature = "std")]
 pub use error::Error;
-pub use network::{Network, ParamInfo};
+pub use network::{Network, ParamInfo, TrainState};

@@ -63,7 +63,16 @@ pub trait Network: Sized {
     /// The parameter layout, in declaration order, weight before bias.
     const PARAMS: &'static [ParamInfo];
 
-    /// A network holding the given parameters, laid out as [`Network::PARAMS`] says.
+    /// Number of buffers: state that is not trained by gradients (BatchNorm's running
+    /// statistics); 0 for a network without BatchNorm.
+    const BUFFER_COUNT: usize = 0;
+    /// The buffer layout, in declaration order: `NAME.running_mean`, then `NAME.running_var`,
+    /// for each BatchNorm stage (`[C]` each).
+    const BUFFERS: &'static [ParamInfo] = &[];
+
+    /// A network holding the given parameters, laid out as [`Network::PARAMS`] says, with its
+    /// buffers at their initial values (running mean 0, running variance 1) and a
+    /// [`TrainState`] of zeros.
     ///
     /// # Panics
     ///
@@ -76,6 +85,28 @@ pub trait Network: Sized {
     /// All parameters, mutable (for optimizers and loaders).
     fn params_mut(&mut self) -> &mut [f32];
 
+    /// All buffers, laid out as [`Network::BUFFERS`] says.
+    fn buffers(&self) -> &[f32] {
+        &[]
+    }
+
+    /// All buffers, mutable (for loaders).
+    fn buffers_mut(&mut self) -> &mut [f32] {
+        &mut []
+    }
+
+    /// The state of training that is neither parameter nor buffer: the seed of Dropout's masks
+    /// and the number of training steps taken (BatchNorm's `num_batches_tracked`).
+    fn train_state(&self) -> TrainState {
+        TrainState::default()
+    }
+
+    /// Restores what [`Network::train_state`] returned, so that a resumed run draws the same
+    /// Dropout masks as an uninterrupted one.
+    fn set_train_state(&mut self, state: TrainState) {
+        let _ = state;
+    }
+
     /// Logits for a batch: `input.len() == batch * INPUT_LEN`, `output.len() == batch * OUTPUT_LEN`.
     ///
     /// # Panics
@@ -84,12 +115,38 @@ pub trait Network: Sized {
     /// `batch * OUTPUT_LEN`; the message gives the expected and the actual length.
     fn forward_batch(&self, input: &[f32], output: &mut [f32]);
 
-    /// Mean softmax cross-entropy over the batch; overwrites `grad` (`PARAM_COUNT` long) with
+    /// A training step's loss and gradient (PyTorch's `train()` mode): mean softmax
+    /// cross-entropy over the batch; overwrites `grad` (`PARAM_COUNT` long) with
     /// d loss / d params, in the layout of `PARAMS`.
+    ///
+    /// BatchNorm normalizes with the statistics of the whole batch, whatever the thread count,
+    /// and updates its running statistics; Dropout draws its masks from the network's own
+    /// stream ([`Network::train_state`]). Every call counts one training step.
     ///
     /// # Panics
     ///
     /// If the batch is empty, `input.len()` is not `labels.len() * INPUT_LEN`, `grad.len()` is
     /// not `PARAM_COUNT`, or a label is not below `OUTPUT_LEN`.
-    fn loss_and_grad(&self, input: &[f32], labels: &[u32], grad: &mut [f32]) -> f32;
+    fn loss_and_grad(&mut self, input: &[f32], labels: &[u32], grad: &mut [f32]) -> f32;
+}
+
+/// Where a network's own random stream stands: the seed `new(seed)` was given and the number
+/// of training steps taken since.
+///
+/// Dropout's mask for a step depends only on these two, the stage, and each element's
+/// position in the batch, so it is the same whatever the thread count, and a run resumed from a
+/// checkpoint that kept this state draws the masks an uninterrupted run would have drawn.
+///
+/// ```
+/// use cnn_runtime::TrainState;
+/// let s = TrainState { seed: 7, steps: 0 };
+/// assert_eq!(s, TrainState { seed: 7, ..TrainState::default() });
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrainState {
+    /// The seed of Dropout's masks.
+    pub seed: u64,
+    /// Training steps taken: calls of [`Network::loss_and_grad`], and every BatchNorm's
+    /// `num_batches_tracked`.
+    pub steps: u64,
 }

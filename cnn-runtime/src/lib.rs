@@ -13,10 +13,12 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 
 pub mod activation;
+pub mod batchnorm;
 pub mod conv;
 #[cfg(feature = "std")]
 pub mod data;
 pub mod dense;
+pub mod dropout;
 pub mod embedded;
 #[cfg(feature = "std")]
 mod error;
@@ -31,6 +33,7 @@ pub mod optim;
 #[cfg(feature = "std")]
 pub mod parallel;
 pub mod pool;
+pub mod residual;
 pub mod shape;
 pub mod simd;
 #[cfg(test)]

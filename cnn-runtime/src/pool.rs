@@ -1,17 +1,24 @@
-//! Max and average pooling (PyTorch's `MaxPool2d`/`AvgPool2d`: no padding, floor mode),
+//! Max and average pooling (PyTorch's `MaxPool2d`/`AvgPool2d`: floor mode, optional padding),
 //! forward and backward.
 //!
 //! Layouts, per sample: input `[C, H, W]`, output `[C, OH, OW]`. Windows may overlap
 //! (stride < kernel); an input then receives gradient from every window it belongs to.
+//!
+//! Padding is PyTorch's: `ph` rows above and below, `pw` columns left and right, at most half
+//! the window, so every window holds an element of the input. Max pooling pads with -inf
+//! (padding never wins); average pooling pads with zeros and counts them in its divisor
+//! (`count_include_pad = True`: every window divides by `KH*KW`). A global average pool is
+//! the window `[H, W]` at stride `[H, W]`.
 
 use crate::shape::pool_out;
 
 /// Which reduction a pooling layer applies over its window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PoolKind {
-    /// The window's maximum; the gradient goes to the first maximum (row-major order).
+    /// The window's maximum; the gradient goes to the first maximum (row-major order) among
+    /// the window's input elements (padding never wins).
     Max,
-    /// The window's mean, always divided by `KH*KW`.
+    /// The window's mean, always divided by `KH*KW` (padding counts as zeros).
     Avg,
 }
 
@@ -19,12 +26,20 @@ pub enum PoolKind {
 ///
 /// ```
 /// use cnn_runtime::pool::{Pool2d, PoolKind};
-/// const P: Pool2d = Pool2d::new(PoolKind::Max, [1, 2, 4], [2, 2], [2, 2]);
+/// const P: Pool2d = Pool2d::new(PoolKind::Max, [1, 2, 4], [2, 2], [2, 2], [0, 0]);
 /// let x = [1.0, 5.0, 2.0, 0.0,
 ///          3.0, 4.0, 7.0, 6.0];
 /// let mut y = [0.0; 2];
 /// P.forward(1, &x, &mut y);
 /// assert_eq!(y, [5.0, 7.0]);
+///
+/// // AvgPool2d(3, stride 2, padding 1) on 3x3: the corner window sees 2x2 of the input but
+/// // divides by 9.
+/// const A: Pool2d = Pool2d::new(PoolKind::Avg, [1, 3, 3], [3, 3], [2, 2], [1, 1]);
+/// assert_eq!((A.oh, A.ow), (2, 2));
+/// let mut y = [0.0; 4];
+/// A.forward(1, &[9.0; 9], &mut y);
+/// assert_eq!(y, [4.0; 4]);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pool2d {
@@ -44,6 +59,10 @@ pub struct Pool2d {
     pub sh: usize,
     /// Horizontal stride.
     pub sw: usize,
+    /// Padding, top and bottom.
+    pub ph: usize,
+    /// Padding, left and right.
+    pub pw: usize,
     /// Output height.
     pub oh: usize,
     /// Output width.
@@ -51,16 +70,40 @@ pub struct Pool2d {
 }
 
 impl Pool2d {
-    /// The geometry for input `[c, h, w]`, window `[kh, kw]` and stride `[sh, sw]`.
+    /// The geometry for input `[c, h, w]`, window `[kh, kw]`, stride `[sh, sw]` and padding
+    /// `[ph, pw]`: output `(H + 2PH - KH) / SH + 1` by `(W + 2PW - KW) / SW + 1`.
     ///
     /// # Panics
     ///
-    /// If the window does not fit the input or a size is zero (the `cnn!` macro rejects such
-    /// declarations at compile time).
-    pub const fn new(kind: PoolKind, input: [usize; 3], kernel: [usize; 2], stride: [usize; 2]) -> Self {
+    /// If the window does not fit the padded input, a size is zero, or the padding is more
+    /// than half the window (the `cnn!` macro rejects such declarations at compile time).
+    ///
+    /// ```
+    /// use cnn_runtime::pool::{Pool2d, PoolKind};
+    /// // MaxPool2d(3, stride 2, padding 1) on 7x9.
+    /// const P: Pool2d = Pool2d::new(PoolKind::Max, [4, 7, 9], [3, 3], [2, 2], [1, 1]);
+    /// assert_eq!((P.oh, P.ow), (4, 5));
+    /// // A global average pool.
+    /// const G: Pool2d = Pool2d::new(PoolKind::Avg, [4, 7, 9], [7, 9], [7, 9], [0, 0]);
+    /// assert_eq!(G.out_len(), 4);
+    /// ```
+    pub const fn new(
+        kind: PoolKind,
+        input: [usize; 3],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> Self {
         let [c, h, w] = input;
-        let (Some(oh), Some(ow)) = (pool_out(h, kernel[0], stride[0]), pool_out(w, kernel[1], stride[1])) else {
-            panic!("Pool2d: the window does not fit the input");
+        assert!(
+            padding[0] <= kernel[0] / 2 && padding[1] <= kernel[1] / 2,
+            "Pool2d: the padding must be at most half the window"
+        );
+        let (Some(oh), Some(ow)) = (
+            pool_out(h, kernel[0], stride[0], padding[0]),
+            pool_out(w, kernel[1], stride[1], padding[1]),
+        ) else {
+            panic!("Pool2d: the window does not fit the padded input");
         };
         Pool2d {
             kind,
@@ -71,17 +114,29 @@ impl Pool2d {
             kw: kernel[1],
             sh: stride[0],
             sw: stride[1],
+            ph: padding[0],
+            pw: padding[1],
             oh,
             ow,
         }
     }
 
     /// Elements of one input sample, `C*H*W`.
+    ///
+    /// ```
+    /// use cnn_runtime::pool::{Pool2d, PoolKind};
+    /// assert_eq!(Pool2d::new(PoolKind::Max, [3, 7, 9], [3, 3], [2, 2], [1, 1]).in_len(), 3 * 7 * 9);
+    /// ```
     pub const fn in_len(&self) -> usize {
         self.c * self.h * self.w
     }
 
     /// Elements of one output sample, `C*OH*OW`.
+    ///
+    /// ```
+    /// use cnn_runtime::pool::{Pool2d, PoolKind};
+    /// assert_eq!(Pool2d::new(PoolKind::Max, [3, 7, 9], [3, 3], [2, 2], [1, 1]).out_len(), 3 * 4 * 5);
+    /// ```
     pub const fn out_len(&self) -> usize {
         self.c * self.oh * self.ow
     }
@@ -92,6 +147,18 @@ impl Pool2d {
     ///
     /// If `x.len()` is not a multiple of `C*H*W` or `y` does not match it; the message gives
     /// the expected and the actual length.
+    ///
+    /// ```
+    /// use cnn_runtime::pool::{Pool2d, PoolKind};
+    /// // MaxPool2d(3, stride 2, padding 1) on 3x3: the padding (-inf) never wins.
+    /// const P: Pool2d = Pool2d::new(PoolKind::Max, [1, 3, 3], [3, 3], [2, 2], [1, 1]);
+    /// let x = [-1.0, -2.0, -3.0,
+    ///          -4.0, -5.0, -6.0,
+    ///          -7.0, -8.0, -9.0];
+    /// let mut y = [0.0; 4];
+    /// P.forward(1, &x, &mut y);
+    /// assert_eq!(y, [-1.0, -2.0, -4.0, -5.0]);
+    /// ```
     pub fn forward(&self, batch: usize, x: &[f32], y: &mut [f32]) {
         self.check(batch, x.len(), y.len(), "output");
         let (h, w, oh, ow) = (self.h, self.w, self.oh, self.ow);
@@ -114,11 +181,13 @@ impl Pool2d {
         for (xp, yp) in x.chunks_exact(h * w).zip(y.chunks_exact_mut(oh * ow)) {
             for i in 0..oh {
                 let yrow = &mut yp[i * ow..][..ow];
-                // The window's first row initializes the reduction, the others fold into it.
-                for u in 0..self.kh {
-                    let xrow = &xp[(i * self.sh + u) * w..][..w];
+                // The window's first input row initializes the reduction, the others fold into
+                // it; padding rows and columns are skipped (-inf never wins a max, zeros add
+                // nothing to a sum).
+                for (u, r) in self.rows(i).enumerate() {
+                    let xrow = &xp[r * w..][..w];
                     for (j, out) in yrow.iter_mut().enumerate() {
-                        let win = &xrow[j * self.sw..][..self.kw];
+                        let win = &xrow[self.cols(j)];
                         let (mut acc, rest) = if u == 0 { (win[0], &win[1..]) } else { (*out, win) };
                         match self.kind {
                             PoolKind::Max => rest.iter().for_each(|&v| acc = if v > acc { v } else { acc }),
@@ -139,6 +208,15 @@ impl Pool2d {
     /// # Panics
     ///
     /// On a length mismatch, as [`forward`](Self::forward); `dx` must match `x`.
+    ///
+    /// ```
+    /// use cnn_runtime::pool::{Pool2d, PoolKind};
+    /// // A global average pool: each input gets dy / (H*W).
+    /// const G: Pool2d = Pool2d::new(PoolKind::Avg, [1, 2, 4], [2, 4], [2, 4], [0, 0]);
+    /// let mut dx = [0.0; 8];
+    /// G.backward(1, &[0.0; 8], &[2.0], &mut dx);
+    /// assert_eq!(dx, [0.25; 8]);
+    /// ```
     pub fn backward(&self, batch: usize, x: &[f32], dy: &[f32], dx: &mut [f32]) {
         self.check(batch, x.len(), dy.len(), "dy");
         assert_eq!(
@@ -188,15 +266,17 @@ impl Pool2d {
         }
         for ((xp, dxp), dyp) in planes {
             for i in 0..oh {
+                let rows = self.rows(i);
                 for j in 0..ow {
                     let g = dyp[i * ow + j];
-                    let (r0, c0) = (i * self.sh, j * self.sw);
+                    let cols = self.cols(j);
                     match self.kind {
                         PoolKind::Max => {
-                            // First maximum in row-major order, as PyTorch picks it.
-                            let mut best = r0 * w + c0;
-                            for r in r0..r0 + self.kh {
-                                for at in r * w + c0..r * w + c0 + self.kw {
+                            // First maximum in row-major order among the window's inputs, as
+                            // PyTorch picks it.
+                            let mut best = rows.start * w + cols.start;
+                            for r in rows.clone() {
+                                for at in r * w + cols.start..r * w + cols.end {
                                     if xp[at] > xp[best] {
                                         best = at;
                                     }
@@ -205,8 +285,8 @@ impl Pool2d {
                             dxp[best] += g;
                         }
                         PoolKind::Avg => {
-                            for r in r0..r0 + self.kh {
-                                dxp[r * w + c0..][..self.kw].iter_mut().for_each(|d| *d += g * inv_area);
+                            for r in rows.clone() {
+                                dxp[r * w..][cols.clone()].iter_mut().for_each(|d| *d += g * inv_area);
                             }
                         }
                     }
@@ -215,8 +295,24 @@ impl Pool2d {
         }
     }
 
+    /// The input rows of output row `i`'s windows: the window's rows minus the padding.
+    /// Never empty, as the padding is at most half the window.
+    #[inline]
+    fn rows(&self, i: usize) -> core::ops::Range<usize> {
+        let top = i * self.sh;
+        top.saturating_sub(self.ph)..(top + self.kh - self.ph).min(self.h)
+    }
+
+    /// The input columns of output column `j`'s windows, as [`rows`](Self::rows).
+    #[inline]
+    fn cols(&self, j: usize) -> core::ops::Range<usize> {
+        let left = j * self.sw;
+        left.saturating_sub(self.pw)..(left + self.kw - self.pw).min(self.w)
+    }
+
+    /// 2x2 windows at stride 2 without padding: the fast paths.
     fn is_2x2(&self) -> bool {
-        (self.kh, self.kw, self.sh, self.sw) == (2, 2, 2, 2)
+        (self.kh, self.kw, self.sh, self.sw, self.ph, self.pw) == (2, 2, 2, 2, 0, 0)
     }
 
     fn check(&self, batch: usize, x: usize, y: usize, what: &str) {
@@ -300,16 +396,55 @@ mod tests {
     use super::*;
     use crate::testutil::{assert_grad_matches, seq};
 
-    fn cases(kind: PoolKind) -> [Pool2d; 6] {
+    fn cases(kind: PoolKind) -> [Pool2d; 12] {
         [
-            Pool2d::new(kind, [2, 4, 4], [2, 2], [2, 2]),
+            Pool2d::new(kind, [2, 4, 4], [2, 2], [2, 2], [0, 0]),
             // Rows of 9 windows: two runs of four and one left over.
-            Pool2d::new(kind, [2, 6, 19], [2, 2], [2, 2]),
-            Pool2d::new(kind, [3, 7, 5], [2, 2], [2, 2]),
-            Pool2d::new(kind, [3, 9, 6], [2, 2], [1, 1]),
-            Pool2d::new(kind, [1, 7, 5], [3, 2], [2, 3]),
-            Pool2d::new(kind, [1, 1, 1], [1, 1], [1, 1]),
+            Pool2d::new(kind, [2, 6, 19], [2, 2], [2, 2], [0, 0]),
+            Pool2d::new(kind, [3, 7, 5], [2, 2], [2, 2], [0, 0]),
+            Pool2d::new(kind, [3, 9, 6], [2, 2], [1, 1], [0, 0]),
+            Pool2d::new(kind, [1, 7, 5], [3, 2], [2, 3], [0, 0]),
+            Pool2d::new(kind, [1, 1, 1], [1, 1], [1, 1], [0, 0]),
+            // Padded: PyTorch's MaxPool2d(3, 2, 1)/AvgPool2d(3, 2, 1) on odd and even sizes.
+            Pool2d::new(kind, [2, 7, 9], [3, 3], [2, 2], [1, 1]),
+            Pool2d::new(kind, [1, 12, 12], [3, 3], [2, 2], [1, 1]),
+            // A 2x2 window at stride 2 with padding (not the fast path), padding on one axis,
+            // overlapping windows, and windows wider than the input.
+            Pool2d::new(kind, [2, 5, 6], [2, 2], [2, 2], [1, 1]),
+            Pool2d::new(kind, [1, 6, 7], [3, 4], [1, 3], [0, 2]),
+            Pool2d::new(kind, [1, 5, 5], [5, 3], [1, 1], [2, 1]),
+            Pool2d::new(kind, [1, 2, 3], [4, 5], [2, 1], [2, 2]),
         ]
+    }
+
+    /// Pooling by the definition: each plane padded explicitly (with -inf for max, zeros for
+    /// average), then unpadded windows over it.
+    fn naive_forward(g: &Pool2d, batch: usize, x: &[f32]) -> Vec<f32> {
+        let (hp, wp) = (g.h + 2 * g.ph, g.w + 2 * g.pw);
+        let pad = match g.kind {
+            PoolKind::Max => f32::NEG_INFINITY,
+            PoolKind::Avg => 0.0,
+        };
+        let mut y = Vec::new();
+        for xp in x.chunks_exact(g.h * g.w).take(batch * g.c) {
+            let mut padded = vec![pad; hp * wp];
+            for r in 0..g.h {
+                padded[(r + g.ph) * wp + g.pw..][..g.w].copy_from_slice(&xp[r * g.w..][..g.w]);
+            }
+            for i in 0..g.oh {
+                for j in 0..g.ow {
+                    let vals: Vec<f32> = (0..g.kh)
+                        .flat_map(|u| (0..g.kw).map(move |v| (u, v)))
+                        .map(|(u, v)| padded[(i * g.sh + u) * wp + j * g.sw + v])
+                        .collect();
+                    y.push(match g.kind {
+                        PoolKind::Max => vals.iter().cloned().fold(f32::NEG_INFINITY, f32::max),
+                        PoolKind::Avg => vals.iter().sum::<f32>() / vals.len() as f32,
+                    });
+                }
+            }
+        }
+        y
     }
 
     #[test]
@@ -319,24 +454,74 @@ mod tests {
                 let x = seq(2 * g.in_len(), 0.4);
                 let mut y = vec![f32::NAN; 2 * g.out_len()];
                 g.forward(2, &x, &mut y);
-                for p in 0..2 * g.c {
-                    for i in 0..g.oh {
-                        for j in 0..g.ow {
-                            let vals: Vec<f32> = (0..g.kh)
-                                .flat_map(|u| (0..g.kw).map(move |v| (u, v)))
-                                .map(|(u, v)| x[p * g.h * g.w + (i * g.sh + u) * g.w + j * g.sw + v])
-                                .collect();
-                            let want = match kind {
-                                PoolKind::Max => vals.iter().cloned().fold(f32::MIN, f32::max),
-                                PoolKind::Avg => vals.iter().sum::<f32>() / vals.len() as f32,
-                            };
-                            let got = y[(p * g.oh + i) * g.ow + j];
-                            assert!((got - want).abs() < 1e-6, "{g:?}");
-                        }
-                    }
+                let want = naive_forward(&g, 2, &x);
+                for (i, (got, want)) in y.iter().zip(&want).enumerate() {
+                    assert!((got - want).abs() < 1e-6, "{g:?} [{i}]: {got} vs {want}");
                 }
             }
         }
+    }
+
+    #[test]
+    fn padded_pools_match_pytorch() {
+        // MaxPool2d(3, stride 2, padding 1) and AvgPool2d(3, 2, 1), as in the golden
+        // `depthwise` case, on 7x9 and 12x12 with negative inputs (a zero pad would win a max).
+        for kind in [PoolKind::Max, PoolKind::Avg] {
+            for (h, w, oh, ow) in [(7, 9, 4, 5), (12, 12, 6, 6)] {
+                let g = Pool2d::new(kind, [3, h, w], [3, 3], [2, 2], [1, 1]);
+                assert_eq!((g.oh, g.ow), (oh, ow));
+                let x: Vec<f32> = seq(2 * g.in_len(), 0.8).iter().map(|v| v - 2.0).collect();
+                let mut y = vec![f32::NAN; 2 * g.out_len()];
+                g.forward(2, &x, &mut y);
+                let want = naive_forward(&g, 2, &x);
+                for (i, (got, want)) in y.iter().zip(&want).enumerate() {
+                    assert!((got - want).abs() < 1e-6, "{g:?} [{i}]: {got} vs {want}");
+                }
+                if kind == PoolKind::Max {
+                    assert!(y.iter().all(|&v| v < -0.5), "padding won a max");
+                } else {
+                    // The corner window holds 2x2 inputs and divides by 9.
+                    let corner = (x[0] + x[1] + x[w] + x[w + 1]) / 9.0;
+                    assert!((y[0] - corner).abs() < 1e-6, "{} vs {corner}", y[0]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn global_average_pool_gives_plane_means() {
+        for (c, h, w) in [(3, 5, 7), (2, 2, 2), (4, 1, 1), (1, 8, 8)] {
+            let g = Pool2d::new(PoolKind::Avg, [c, h, w], [h, w], [h, w], [0, 0]);
+            assert_eq!((g.oh, g.ow, g.out_len()), (1, 1, c));
+            let batch = 3;
+            let x = seq(batch * g.in_len(), 1.2);
+            let mut y = vec![f32::NAN; batch * c];
+            g.forward(batch, &x, &mut y);
+            for (p, xp) in x.chunks_exact(h * w).enumerate() {
+                let mean = xp.iter().map(|&v| v as f64).sum::<f64>() / (h * w) as f64;
+                assert!(
+                    (y[p] as f64 - mean).abs() < 1e-6,
+                    "[{c}, {h}, {w}] plane {p}: {} vs {mean}",
+                    y[p]
+                );
+            }
+            let dy = seq(batch * c, 0.3);
+            let mut dx = vec![f32::NAN; x.len()];
+            g.backward(batch, &x, &dy, &mut dx);
+            for (p, dxp) in dx.chunks_exact(h * w).enumerate() {
+                let want = dy[p] / (h * w) as f32;
+                assert!(
+                    dxp.iter().all(|&d| (d - want).abs() < 1e-7),
+                    "[{c}, {h}, {w}] plane {p}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "at most half the window")]
+    fn padding_over_half_the_window_panics() {
+        let _ = Pool2d::new(PoolKind::Max, [1, 8, 8], [3, 3], [2, 2], [2, 1]);
     }
 
     #[test]
@@ -365,7 +550,7 @@ mod tests {
         // Windows of equal values, of two equal maxima in each pair of positions, and one with
         // the maximum last: 4 windows in one row (the vector path), then the same one at a time.
         for w in [8, 2] {
-            let g = Pool2d::new(PoolKind::Max, [1, 2, w], [2, 2], [2, 2]);
+            let g = Pool2d::new(PoolKind::Max, [1, 2, w], [2, 2], [2, 2], [0, 0]);
             let windows = [
                 [1.0, 1.0, 1.0, 1.0],
                 [0.0, 3.0, 3.0, 0.0],
@@ -394,9 +579,23 @@ mod tests {
 
     #[test]
     fn max_gradient_goes_to_first_maximum() {
-        let g = Pool2d::new(PoolKind::Max, [1, 2, 2], [2, 2], [2, 2]);
+        let g = Pool2d::new(PoolKind::Max, [1, 2, 2], [2, 2], [2, 2], [0, 0]);
         let mut dx = [0.0; 4];
         g.backward(1, &[1.0, 3.0, 3.0, 2.0], &[1.0], &mut dx);
         assert_eq!(dx, [0.0, 1.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn padded_max_gradient_goes_to_the_first_input_maximum() {
+        // 3x3 windows at stride 2, padding 1, on 3x3 of equal negative values: each window's
+        // first input element (not a padding position) gets its gradient.
+        let g = Pool2d::new(PoolKind::Max, [1, 3, 3], [3, 3], [2, 2], [1, 1]);
+        let mut y = [0.0; 4];
+        g.forward(1, &[-1.0; 9], &mut y);
+        assert_eq!(y, [-1.0; 4]);
+        let mut dx = [f32::NAN; 9];
+        g.backward(1, &[-1.0; 9], &[1.0, 2.0, 3.0, 4.0], &mut dx);
+        // Windows start at input (0, 0), (0, 1), (1, 0) and (1, 1).
+        assert_eq!(dx, [1.0, 2.0, 0.0, 3.0, 4.0, 0.0, 0.0, 0.0, 0.0]);
     }
 }

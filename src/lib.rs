@@ -47,7 +47,7 @@ pub use cnn_runtime::parallel::{set_threads, threads};
 pub use cnn_runtime::train;
 #[cfg(feature = "std")]
 pub use cnn_runtime::{data, io, Error};
-pub use cnn_runtime::{optim, Network, ParamInfo};
+pub use cnn_runtime::{optim, Network, ParamInfo, TrainState};
 
 /// What a declaration needs in scope: the [`cnn!`] macro and the [`Network`] trait.
 ///
@@ -65,19 +65,23 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use cnn_runtime::activation::Activation;
+    pub use cnn_runtime::batchnorm::BatchNorm;
     pub use cnn_runtime::conv::Conv2d;
+    pub use cnn_runtime::conv_groups::{grouped_backward, grouped_forward};
     pub use cnn_runtime::dense::Dense;
+    pub use cnn_runtime::dropout::{Dropout, DropoutKey};
     pub use cnn_runtime::embedded::{f32s, gather, Aligned};
     pub use cnn_runtime::init::pytorch_default;
     pub use cnn_runtime::layout::{to_channel_major, to_sample_major, Layout};
     pub use cnn_runtime::loss::{softmax_cross_entropy_part, softmax_in_place};
     pub use cnn_runtime::pool::{Pool2d, PoolKind};
+    pub use cnn_runtime::residual::{add, add_assign};
     #[cfg(feature = "std")]
     pub use cnn_runtime::workspace::{chunk_range, chunks_for, Workspace};
 
     /// Fewer samples than this per thread and a batch is not split.
     pub const MIN_ROWS_PER_THREAD: usize = 4;
-    pub use cnn_runtime::{Network, ParamInfo};
+    pub use cnn_runtime::{Network, ParamInfo, TrainState};
     #[cfg(feature = "std")]
     pub use std::vec::Vec;
 

@@ -3,24 +3,21 @@
 //! The forward and backward passes are straight-line code, one kernel call per op with its
 //! sizes as literals; the kernels live in `cnn-runtime`.
 
-use crate::check::{Model, Partial, Shape};
+use crate::ir::{Model, Partial, Shape};
+use crate::kinds::{self, Call};
 use crate::parse::{Decl, Header};
-use crate::plan::{self, Plan, Step};
+use crate::plan::{self, Kernel, Plan, Reg};
 use crate::weights::Embedded;
-use cnn_runtime::activation::Activation;
-use cnn_runtime::conv::Conv2d;
-use cnn_runtime::dense::Dense;
 use cnn_runtime::layout::Layout;
-use cnn_runtime::pool::{Pool2d, PoolKind};
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 
 /// The network struct, its inherent API and its `Network` impl.
 ///
-/// What needs a heap (the struct that owns its parameters and workspace, `new`, the `Network`
-/// impl) is wrapped in `::cnn::__private::with_std!`; without std the struct borrows embedded
-/// weights instead (`without_std!`). The constants and the allocation-free associated functions
-/// over caller buffers are generated in both.
+/// What needs a heap (the struct that owns its parameters, buffers and workspace, `new`, the
+/// `Network` impl) is wrapped in `::cnn::__private::with_std!`; without std the struct borrows
+/// embedded weights instead (`without_std!`). The constants and the allocation-free associated
+/// functions over caller buffers are generated in both.
 pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> TokenStream {
     let Header { attrs, vis, name, .. } = &decl.header;
     let plan = plan::plan(model);
@@ -31,37 +28,77 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
     let input_len = model.input.len();
     let output_len = model.output_len;
     let param_count = model.param_count;
+    let buffer_count = model.buffer_count;
     let macs = model.macs;
     let Plan {
         activations_len,
         gradient_len,
+        gradient_buffers,
         scratch_len,
+        saved_len,
+        loss_buffer,
         ..
     } = plan;
     let infer_one = activations_len + scratch_len;
-    let params = model.params.iter().map(|p| {
-        let (pname, shape, offset) = (&p.name, &p.shape, p.offset);
-        quote!(::cnn::__private::ParamInfo { name: #pname, shape: &[#(#shape),*], offset: #offset })
-    });
+    let table = |list: &[crate::ir::Param]| -> Vec<TokenStream> {
+        list.iter()
+            .map(|p| {
+                let (pname, shape, offset) = (&p.name, &p.shape, p.offset);
+                quote!(::cnn::__private::ParamInfo { name: #pname, shape: &[#(#shape),*], offset: #offset })
+            })
+            .collect()
+    };
+    let params = table(&model.params);
+    let buffers = table(&model.buffers);
+    let init_constants: TokenStream = model
+        .ones
+        .iter()
+        .map(|r| (r, 1.0f32))
+        .chain(model.zeros.iter().map(|r| (r, 0.0f32)))
+        .map(|(r, v)| {
+            let (s, e) = (r.start, r.end);
+            quote!(params[#s..#e].fill(#v);)
+        })
+        .collect();
+    let init_buffers: TokenStream = model
+        .buffers
+        .iter()
+        .map(|b| {
+            let (s, e) = (b.offset, b.offset + b.shape.iter().product::<usize>());
+            let v = if b.name.ends_with(".running_var") { 1.0f32 } else { 0.0f32 };
+            quote!(buffers[#s..#e].fill(#v);)
+        })
+        .collect();
     // Samples per block of inference (see `__infer`): 8 LeNet-5 samples' activations, 450 KB,
     // fit a 512 KB L2 cache; batch-64 inference ran about 5% faster than a layer at a time
     // (cnn bench, 2-core EPYC).
     let infer_block = 8usize;
-    let forward_body = forward_body(&plan);
+    let forward_eval = forward_body(&plan, false);
+    let forward_train = if plan.trains_differently {
+        forward_body(&plan, true)
+    } else {
+        quote!(Self::__forward_eval(params, buffers, batch, input, acts, scratch);)
+    };
     let backward_body = backward_body(&plan);
     let name_str = name.to_string();
-    let logits = if plan.ops.is_empty() {
+    let logits = if plan.output == 0 {
         quote!(input)
     } else {
         quote!(&acts[batch * (#activations_len - #output_len)..])
     };
-    let pretrained = embedded.map(|e| pretrained(e, param_count));
+    let loss_at = loss_buffer * gradient_len;
+    // A training step of a network with BatchNorm normalizes with the whole batch's
+    // statistics: it runs on one thread.
+    let split_training = !model.has_batch_norm();
+    let pretrained = embedded.map(|e| pretrained(e, param_count, buffer_count));
     let pretrained_std = embedded.map(|_| {
         quote! {
-            /// The network with the weights embedded at compile time (a copy of
-            /// [`Self::pretrained_params`]).
+            /// The network with the weights (and buffers) embedded at compile time (a copy of
+            /// [`Self::pretrained_params`] and [`Self::pretrained_buffers`]).
             pub fn pretrained() -> Self {
-                <Self as ::cnn::__private::Network>::from_params(Self::pretrained_params())
+                let mut net = <Self as ::cnn::__private::Network>::from_params(Self::pretrained_params());
+                net.buffers.copy_from_slice(Self::pretrained_buffers());
+                net
             }
         }
     });
@@ -69,7 +106,7 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
         quote! {
             /// The network with the weights embedded at compile time, read in place.
             pub fn pretrained() -> Self {
-                Self { params: Self::pretrained_params() }
+                Self { params: Self::pretrained_params(), buffers: Self::pretrained_buffers() }
             }
         }
     });
@@ -80,22 +117,30 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
             #[doc = #doc]
             #vis struct #name {
                 params: ::cnn::__private::Vec<f32>,
+                buffers: ::cnn::__private::Vec<f32>,
+                state: ::cnn::__private::TrainState,
                 workspace: ::cnn::__private::Workspace,
             }
 
             impl #name {
                 /// A network initialized as PyTorch does by default (every weight and bias uniform
-                /// in ±1/sqrt(fan_in)), reproducibly from `seed`.
+                /// in ±1/sqrt(fan_in); BatchNorm weight 1, bias 0, running mean 0, running
+                /// variance 1), reproducibly from `seed`, which also seeds Dropout's masks.
                 pub fn new(seed: u64) -> Self {
                     let mut params = ::cnn::__private::Vec::new();
                     params.resize(Self::PARAM_COUNT, 0.0f32);
                     Self::init_into(&mut params, seed);
-                    Self { params, workspace: ::core::default::Default::default() }
+                    let mut buffers = ::cnn::__private::Vec::new();
+                    buffers.resize(Self::BUFFER_COUNT, 0.0f32);
+                    Self::init_buffers(&mut buffers);
+                    let state = ::cnn::__private::TrainState { seed, steps: 0 };
+                    Self { params, buffers, state, workspace: ::core::default::Default::default() }
                 }
 
                 #pretrained_std
 
-                /// The logits of one sample.
+                /// The logits of one sample (inference: BatchNorm uses its running statistics,
+                /// Dropout passes its input through).
                 pub fn forward(&self, input: &[f32; #input_len]) -> [f32; #output_len] {
                     let mut output = [0.0f32; #output_len];
                     ::cnn::__private::Network::forward_batch(self, input, &mut output);
@@ -121,10 +166,15 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
                 const OUTPUT_LEN: usize = #output_len;
                 const PARAM_COUNT: usize = #param_count;
                 const PARAMS: &'static [::cnn::__private::ParamInfo] = #name::PARAMS;
+                const BUFFER_COUNT: usize = #buffer_count;
+                const BUFFERS: &'static [::cnn::__private::ParamInfo] = #name::BUFFERS;
 
                 fn from_params(params: &[f32]) -> Self {
                     assert_eq!(params.len(), #param_count, "{}::from_params: expected {} parameters, got {}", #name_str, #param_count, params.len());
-                    Self { params: params.to_vec(), workspace: ::core::default::Default::default() }
+                    let mut buffers = ::cnn::__private::Vec::new();
+                    buffers.resize(Self::BUFFER_COUNT, 0.0f32);
+                    Self::init_buffers(&mut buffers);
+                    Self { params: params.to_vec(), buffers, state: ::core::default::Default::default(), workspace: ::core::default::Default::default() }
                 }
 
                 fn params(&self) -> &[f32] {
@@ -135,13 +185,30 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
                     &mut self.params
                 }
 
+                fn buffers(&self) -> &[f32] {
+                    &self.buffers
+                }
+
+                fn buffers_mut(&mut self) -> &mut [f32] {
+                    &mut self.buffers
+                }
+
+                fn train_state(&self) -> ::cnn::__private::TrainState {
+                    self.state
+                }
+
+                fn set_train_state(&mut self, state: ::cnn::__private::TrainState) {
+                    self.state = state;
+                }
+
                 fn forward_batch(&self, input: &[f32], output: &mut [f32]) {
                     assert!(input.len().is_multiple_of(#input_len), "{}::forward_batch: input length {} is not a multiple of INPUT_LEN = {}", #name_str, input.len(), #input_len);
                     let batch = input.len() / #input_len;
                     assert_eq!(output.len(), batch * #output_len, "{}::forward_batch: output must hold batch * OUTPUT_LEN = {} * {} values, got {}", #name_str, batch, #output_len, output.len());
                     let chunks = ::cnn::__private::chunks_for(batch, ::cnn::__private::MIN_ROWS_PER_THREAD);
+                    let (params, buffers) = (&self.params[..], &self.buffers[..]);
                     if chunks == 1 {
-                        return self.workspace.with(Self::inference_len(batch), |ws| Self::__infer(&self.params, batch, input, output, ws));
+                        return self.workspace.with(Self::inference_len(batch), |ws| Self::__infer(params, buffers, batch, input, output, ws));
                     }
                     self.workspace.run(
                         batch,
@@ -150,7 +217,7 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
                         |_, rows, slot| {
                             let n = rows.len();
                             let (logits, ws) = slot.split_at_mut(n * #output_len);
-                            Self::__infer(&self.params, n, &input[rows.start * #input_len..rows.end * #input_len], logits, ws);
+                            Self::__infer(params, buffers, n, &input[rows.start * #input_len..rows.end * #input_len], logits, ws);
                             0.0
                         },
                         |slots, _| {
@@ -162,25 +229,32 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
                     )
                 }
 
-                fn loss_and_grad(&self, input: &[f32], labels: &[u32], grad: &mut [f32]) -> f32 {
+                fn loss_and_grad(&mut self, input: &[f32], labels: &[u32], grad: &mut [f32]) -> f32 {
                     let batch = labels.len();
                     assert!(batch > 0, "{}::loss_and_grad: the batch is empty (no labels)", #name_str);
                     assert_eq!(input.len(), batch * #input_len, "{}::loss_and_grad: input must hold labels.len() * INPUT_LEN = {} * {} values, got {}", #name_str, batch, #input_len, input.len());
                     assert_eq!(grad.len(), #param_count, "{}::loss_and_grad: grad must hold PARAM_COUNT = {} values, got {}", #name_str, #param_count, grad.len());
-                    let chunks = ::cnn::__private::chunks_for(batch, ::cnn::__private::MIN_ROWS_PER_THREAD);
+                    let chunks = if #split_training {
+                        ::cnn::__private::chunks_for(batch, ::cnn::__private::MIN_ROWS_PER_THREAD)
+                    } else {
+                        1
+                    };
+                    let key = self.state;
+                    self.state.steps += 1;
+                    let (params, buffers, workspace) = (&self.params[..], &mut self.buffers[..], &self.workspace);
                     if chunks == 1 {
-                        return self.workspace.with(Self::workspace_len(batch), |ws| Self::__train(&self.params, batch, input, labels, batch, grad, ws));
+                        return workspace.with(Self::workspace_len(batch), |ws| Self::__train(params, buffers, key, 0, batch, input, labels, batch, grad, ws));
                     }
                     // Each thread writes its share of the gradient into its own slot; the shares are
                     // then added in chunk order, so a thread count always gives the same bits.
-                    self.workspace.run(
+                    workspace.run(
                         batch,
                         chunks,
                         |n| #param_count + Self::workspace_len(n),
                         |_, rows, slot| {
                             let (g, ws) = slot.split_at_mut(#param_count);
                             let x = &input[rows.start * #input_len..rows.end * #input_len];
-                            Self::__train(&self.params, rows.len(), x, &labels[rows], batch, g, ws)
+                            Self::__train(params, &mut [], key, rows.start, rows.len(), x, &labels[rows], batch, g, ws)
                         },
                         |slots, losses| {
                             grad.copy_from_slice(&slots[0][..#param_count]);
@@ -201,6 +275,7 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
             #[doc = #doc]
             #vis struct #name {
                 params: &'static [f32],
+                buffers: &'static [f32],
             }
 
             impl #name {
@@ -212,7 +287,7 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
                 pub fn forward(&self, input: &[f32; #input_len]) -> [f32; #output_len] {
                     let mut output = [0.0f32; #output_len];
                     let mut ws = [0.0f32; #infer_one];
-                    Self::__infer(self.params, 1, input, &mut output, &mut ws);
+                    Self::__infer(self.params, self.buffers, 1, input, &mut output, &mut ws);
                     output
                 }
 
@@ -244,15 +319,26 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
             /// Where each parameter tensor lies in the flat parameter buffer, in declaration
             /// order, weight before bias.
             pub const PARAMS: &'static [::cnn::__private::ParamInfo] = &[#(#params),*];
+            /// Number of buffers: BatchNorm's running statistics.
+            pub const BUFFER_COUNT: usize = #buffer_count;
+            /// Where each buffer lies in the flat buffer of running statistics, in declaration
+            /// order, `running_mean` before `running_var`.
+            pub const BUFFERS: &'static [::cnn::__private::ParamInfo] = &[#(#buffers),*];
             /// Multiply-adds of one sample's forward pass (convolutions and dense layers).
             pub const MACS: usize = #macs;
             /// Memory plan, per sample: `f32`s of every stage's output.
             pub const ACTIVATIONS_LEN: usize = #activations_len;
-            /// Memory plan, per sample: `f32`s of each of the two buffers the backward pass passes
+            /// Memory plan, per sample: `f32`s of each of the buffers the backward pass passes
             /// gradients in.
             pub const GRADIENT_BUFFER_LEN: usize = #gradient_len;
-            /// Memory plan: `f32`s of convolution scratch (unfolded samples), whatever the batch size.
+            /// Memory plan: how many gradient buffers the backward pass uses at once.
+            pub const GRADIENT_BUFFERS: usize = #gradient_buffers;
+            /// Memory plan: `f32`s of convolution scratch (padded or unfolded samples), whatever
+            /// the batch size.
             pub const SCRATCH_LEN: usize = #scratch_len;
+            /// Memory plan: `f32`s a training step keeps between its forward and backward
+            /// passes (BatchNorm's batch statistics), whatever the batch size.
+            pub const SAVED_LEN: usize = #saved_len;
 
             /// `f32`s of working memory that inference on `batch` samples uses
             /// ([`Self::forward_into`]).
@@ -263,7 +349,7 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
             /// `f32`s of working memory that a training step on `batch` samples uses
             /// ([`Self::loss_and_grad_into`]).
             pub const fn workspace_len(batch: usize) -> usize {
-                batch * (Self::ACTIVATIONS_LEN + 2 * Self::GRADIENT_BUFFER_LEN) + Self::SCRATCH_LEN
+                batch * (Self::ACTIVATIONS_LEN + Self::GRADIENT_BUFFERS * Self::GRADIENT_BUFFER_LEN) + Self::SAVED_LEN + Self::SCRATCH_LEN
             }
 
             /// A table of the stages: kind, output shape, parameters and multiply-adds.
@@ -282,46 +368,64 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
             pub fn init_into(params: &mut [f32], seed: u64) {
                 assert_eq!(params.len(), #param_count, "{}::init_into: params must hold PARAM_COUNT = {} values, got {}", #name_str, #param_count, params.len());
                 ::cnn::__private::pytorch_default(params, Self::PARAMS, seed);
+                #init_constants
             }
 
-            /// Logits of a batch into `output` with parameters `params`, in the caller's working
-            /// memory `ws`: allocates nothing, uses no thread, and gives the bits of `forward`.
-            /// `input.len() == batch * INPUT_LEN`, `output.len() == batch * OUTPUT_LEN`,
-            /// `ws.len() >= inference_len(batch)`.
+            /// Fills `buffers` (`BUFFER_COUNT` long) with their initial values: running means 0,
+            /// running variances 1. Allocates nothing.
+            ///
+            /// # Panics
+            ///
+            /// If `buffers.len() != BUFFER_COUNT`.
+            pub fn init_buffers(buffers: &mut [f32]) {
+                assert_eq!(buffers.len(), #buffer_count, "{}::init_buffers: buffers must hold BUFFER_COUNT = {} values, got {}", #name_str, #buffer_count, buffers.len());
+                #init_buffers
+            }
+
+            /// Logits of a batch into `output` (inference) with parameters `params` and buffers
+            /// `buffers`, in the caller's working memory `ws`: allocates nothing, uses no thread,
+            /// and gives the bits of `forward`. `input.len() == batch * INPUT_LEN`,
+            /// `output.len() == batch * OUTPUT_LEN`, `ws.len() >= inference_len(batch)`.
             ///
             /// # Panics
             ///
             /// If a length does not fit, as above; the message gives expected and actual lengths.
-            pub fn forward_into(params: &[f32], input: &[f32], output: &mut [f32], ws: &mut [f32]) {
+            pub fn forward_into(params: &[f32], buffers: &[f32], input: &[f32], output: &mut [f32], ws: &mut [f32]) {
                 assert_eq!(params.len(), #param_count, "{}::forward_into: params must hold PARAM_COUNT = {} values, got {}", #name_str, #param_count, params.len());
+                assert_eq!(buffers.len(), #buffer_count, "{}::forward_into: buffers must hold BUFFER_COUNT = {} values, got {}", #name_str, #buffer_count, buffers.len());
                 assert!(input.len().is_multiple_of(#input_len), "{}::forward_into: input length {} is not a multiple of INPUT_LEN = {}", #name_str, input.len(), #input_len);
                 let batch = input.len() / #input_len;
                 assert_eq!(output.len(), batch * #output_len, "{}::forward_into: output must hold batch * OUTPUT_LEN = {} * {} values, got {}", #name_str, batch, #output_len, output.len());
                 let need = Self::inference_len(batch);
                 assert!(ws.len() >= need, "{}::forward_into: ws must hold inference_len({}) = {} values, got {}", #name_str, batch, need, ws.len());
-                Self::__infer(params, batch, input, output, &mut ws[..need]);
+                Self::__infer(params, buffers, batch, input, output, &mut ws[..need]);
             }
 
-            /// Mean softmax cross-entropy of a batch, and its gradient written over `grad`
-            /// (`PARAM_COUNT` long, the layout of `PARAMS`), in the caller's working memory
-            /// `ws`: allocates nothing and uses no thread. With
+            /// A training step without an allocator: the mean softmax cross-entropy of a batch,
+            /// and its gradient written over `grad` (`PARAM_COUNT` long, the layout of
+            /// `PARAMS`), in the caller's working memory `ws`; updates BatchNorm's running
+            /// statistics in `buffers` and draws Dropout's masks from `state` (then counts the
+            /// step in it). Uses no thread. With
             /// `cnn::optim::sgd_step(params, grad, momentum_buf, lr, momentum)` it makes a
-            /// training step without an allocator. `input.len() == labels.len() * INPUT_LEN`,
+            /// training step. `input.len() == labels.len() * INPUT_LEN`,
             /// `ws.len() >= workspace_len(labels.len())`.
             ///
             /// # Panics
             ///
             /// If a length does not fit, as above, the batch is empty, or a label is not below
             /// `OUTPUT_LEN`.
-            pub fn loss_and_grad_into(params: &[f32], input: &[f32], labels: &[u32], grad: &mut [f32], ws: &mut [f32]) -> f32 {
+            pub fn loss_and_grad_into(params: &[f32], buffers: &mut [f32], state: &mut ::cnn::__private::TrainState, input: &[f32], labels: &[u32], grad: &mut [f32], ws: &mut [f32]) -> f32 {
                 let batch = labels.len();
                 assert!(batch > 0, "{}::loss_and_grad_into: the batch is empty (no labels)", #name_str);
                 assert_eq!(params.len(), #param_count, "{}::loss_and_grad_into: params must hold PARAM_COUNT = {} values, got {}", #name_str, #param_count, params.len());
+                assert_eq!(buffers.len(), #buffer_count, "{}::loss_and_grad_into: buffers must hold BUFFER_COUNT = {} values, got {}", #name_str, #buffer_count, buffers.len());
                 assert_eq!(input.len(), batch * #input_len, "{}::loss_and_grad_into: input must hold labels.len() * INPUT_LEN = {} * {} values, got {}", #name_str, batch, #input_len, input.len());
                 assert_eq!(grad.len(), #param_count, "{}::loss_and_grad_into: grad must hold PARAM_COUNT = {} values, got {}", #name_str, #param_count, grad.len());
                 let need = Self::workspace_len(batch);
                 assert!(ws.len() >= need, "{}::loss_and_grad_into: ws must hold workspace_len({}) = {} values, got {}", #name_str, batch, need, ws.len());
-                Self::__train(params, batch, input, labels, batch, grad, &mut ws[..need])
+                let key = *state;
+                state.steps += 1;
+                Self::__train(params, buffers, key, 0, batch, input, labels, batch, grad, &mut ws[..need])
             }
 
             fn __argmax(logits: &[f32; #output_len]) -> usize {
@@ -338,184 +442,106 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
             /// block of a few samples at a time through every layer, so that their activations
             /// stay in cache from one layer to the next.
             #[inline]
-            fn __infer(params: &[f32], batch: usize, input: &[f32], logits: &mut [f32], ws: &mut [f32]) {
+            fn __infer(params: &[f32], buffers: &[f32], batch: usize, input: &[f32], logits: &mut [f32], ws: &mut [f32]) {
                 let (total, all_input) = (batch, input);
                 let mut done = 0;
                 while done < total {
                     let batch = ::core::cmp::min(#infer_block, total - done);
                     let input = &all_input[done * #input_len..(done + batch) * #input_len];
                     let (acts, scratch) = ws.split_at_mut(batch * Self::ACTIVATIONS_LEN);
-                    Self::__forward(params, batch, input, acts, scratch);
+                    Self::__forward_eval(params, buffers, batch, input, acts, scratch);
                     logits[done * #output_len..(done + batch) * #output_len].copy_from_slice(#logits);
                     done += batch;
                 }
             }
 
-            /// Loss and gradient of `batch` samples as their share of a batch of `total`, in `ws`
-            /// (`workspace_len(batch)` long).
+            /// Loss and gradient of `batch` samples, the batch's samples `first..first + batch`,
+            /// as their share of a batch of `total`, in `ws` (`workspace_len(batch)` long).
             #[inline]
-            fn __train(params: &[f32], batch: usize, input: &[f32], labels: &[u32], total: usize, grad: &mut [f32], ws: &mut [f32]) -> f32 {
+            fn __train(params: &[f32], buffers: &mut [f32], key: ::cnn::__private::TrainState, first: usize, batch: usize, input: &[f32], labels: &[u32], total: usize, grad: &mut [f32], ws: &mut [f32]) -> f32 {
                 let (acts, rest) = ws.split_at_mut(batch * Self::ACTIVATIONS_LEN);
-                let (ga, rest) = rest.split_at_mut(batch * Self::GRADIENT_BUFFER_LEN);
-                let (gb, scratch) = rest.split_at_mut(batch * Self::GRADIENT_BUFFER_LEN);
-                Self::__forward(params, batch, input, acts, scratch);
-                let loss = ::cnn::__private::softmax_cross_entropy_part(#logits, labels, #output_len, &mut ga[..batch * #output_len], total);
-                Self::__backward(params, grad, batch, input, acts, ga, gb, scratch);
+                let (grads, rest) = rest.split_at_mut(batch * Self::GRADIENT_BUFFERS * Self::GRADIENT_BUFFER_LEN);
+                let (saved, scratch) = rest.split_at_mut(Self::SAVED_LEN);
+                Self::__forward_train(params, buffers, key, first, batch, input, acts, saved, scratch);
+                let dlogits = &mut grads[batch * #loss_at..][..batch * #output_len];
+                let loss = ::cnn::__private::softmax_cross_entropy_part(#logits, labels, #output_len, dlogits, total);
+                Self::__backward(params, grad, key, first, batch, input, acts, grads, saved, scratch);
                 loss
             }
 
             #[inline]
-            fn __forward(params: &[f32], batch: usize, input: &[f32], acts: &mut [f32], scratch: &mut [f32]) {
-                let _ = (params, batch, input, &acts, &scratch);
-                #forward_body
+            fn __forward_eval(params: &[f32], buffers: &[f32], batch: usize, input: &[f32], acts: &mut [f32], scratch: &mut [f32]) {
+                let _ = (params, buffers, batch, input, &acts, &scratch);
+                #forward_eval
             }
 
             #[inline]
-            fn __backward(params: &[f32], grad: &mut [f32], batch: usize, input: &[f32], acts: &[f32], ga: &mut [f32], gb: &mut [f32], scratch: &mut [f32]) {
-                let _ = (params, &grad, batch, input, acts, &ga, &gb, &scratch);
+            fn __forward_train(params: &[f32], buffers: &mut [f32], key: ::cnn::__private::TrainState, first: usize, batch: usize, input: &[f32], acts: &mut [f32], saved: &mut [f32], scratch: &mut [f32]) {
+                let _ = (params, &buffers, key, first, batch, input, &acts, &saved, &scratch);
+                #forward_train
+            }
+
+            #[inline]
+            fn __backward(params: &[f32], grad: &mut [f32], key: ::cnn::__private::TrainState, first: usize, batch: usize, input: &[f32], acts: &[f32], grads: &mut [f32], saved: &[f32], scratch: &mut [f32]) {
+                let _ = (params, &grad, key, first, batch, input, acts, &grads, saved, &scratch);
                 #backward_body
             }
         }
     }
 }
 
-/// `pretrained_params()`: the file embedded with `include_bytes!` (so cargo rebuilds when it
-/// changes), its tensors gathered at compile time (const evaluation, one copy per tensor) into
-/// declaration order in an `f32`-aligned static, read in place.
-fn pretrained(embedded: &Embedded, param_count: usize) -> TokenStream {
+/// `pretrained_params()` and `pretrained_buffers()`: the file embedded with `include_bytes!`
+/// (so cargo rebuilds when it changes), its tensors gathered at compile time (const evaluation,
+/// one copy per tensor) into declaration order in `f32`-aligned statics, read in place.
+fn pretrained(embedded: &Embedded, param_count: usize, buffer_count: usize) -> TokenStream {
     let path = &embedded.path;
-    let bytes = 4 * param_count;
-    let moves = embedded.moves.iter().map(|(from, len)| quote!((#from, #len)));
-    let doc = format!(
-        "The weights of `{}`, checked against the declaration and embedded at compile time, in \
-         the layout of `PARAMS`. Read in place: allocates nothing.",
-        std::path::Path::new(path)
-            .file_name()
-            .map_or(String::new(), |f| f.to_string_lossy().into_owned())
-    );
-    quote! {
-        #[doc = #doc]
-        pub fn pretrained_params() -> &'static [f32] {
+    let file = std::path::Path::new(path)
+        .file_name()
+        .map_or(String::new(), |f| f.to_string_lossy().into_owned());
+    let gathered = |moves: &[(usize, usize)], count: usize| {
+        let bytes = 4 * count;
+        let moves = moves.iter().map(|(from, len)| quote!((#from, #len)));
+        quote! {
             static BYTES: ::cnn::__private::Aligned<[u8; #bytes]> =
                 ::cnn::__private::Aligned(::cnn::__private::gather::<#bytes>(::core::include_bytes!(#path), &[#(#moves),*]));
             ::cnn::__private::f32s(&BYTES.0)
         }
+    };
+    let params = gathered(&embedded.moves, param_count);
+    let buffers = gathered(&embedded.buffer_moves, buffer_count);
+    let doc = format!(
+        "The weights of `{file}`, checked against the declaration and embedded at compile time, in \
+         the layout of `PARAMS`. Read in place: allocates nothing."
+    );
+    let buffers_doc = format!(
+        "The buffers (BatchNorm's running statistics) of `{file}`, embedded at compile time, in \
+         the layout of `BUFFERS`. Read in place: allocates nothing."
+    );
+    quote! {
+        #[doc = #doc]
+        pub fn pretrained_params() -> &'static [f32] {
+            #params
+        }
+
+        #[doc = #buffers_doc]
+        pub fn pretrained_buffers() -> &'static [f32] {
+            #buffers
+        }
     }
 }
 
-/// Splits `acts` into one slice per op output (`a0`, `a1`, ...), then calls each op in order.
-fn forward_body(plan: &Plan) -> TokenStream {
-    let mut body = TokenStream::new();
-    for (i, op) in plan.ops.iter().enumerate() {
-        let a = act_name(i);
-        let len = op.out_len;
-        body.extend(quote!(let (#a, acts) = acts.split_at_mut(batch * #len);));
+/// `input` for the network's input, else the region's slice `a{reg}`.
+fn region(reg: Reg) -> TokenStream {
+    if reg == 0 {
+        quote!(input)
+    } else {
+        let a = format_ident!("a{}", reg);
+        quote!(#a)
     }
-    for (i, op) in plan.ops.iter().enumerate() {
-        let x = if i == 0 {
-            quote!(input)
-        } else {
-            let p = act_name(i - 1);
-            quote!(&*#p)
-        };
-        let y = act_name(i);
-        body.extend(match &op.step {
-            Step::Conv {
-                geom,
-                layout,
-                params,
-                relu,
-            } => {
-                let (geom, layout, ps, pe) = (conv(geom), layout_tokens(*layout), params.start, params.end);
-                let forward = if *relu { quote!(forward_relu) } else { quote!(forward) };
-                quote!({ const G: ::cnn::__private::Conv2d = #geom; G.#forward(batch, #x, #layout, &params[#ps..#pe], #y, scratch); })
-            }
-            Step::Dense { geom, params } => {
-                let (geom, ps, pe) = (dense(geom), params.start, params.end);
-                quote!({ const G: ::cnn::__private::Dense = #geom; G.forward(batch, #x, &params[#ps..#pe], #y); })
-            }
-            Step::Pool(g) => {
-                let geom = pool(g);
-                quote!({ const G: ::cnn::__private::Pool2d = #geom; G.forward(batch, #x, #y); })
-            }
-            Step::Act(a) => {
-                let a = activation(a);
-                quote!(#a.forward(#x, #y);)
-            }
-            Step::ToSampleMajor { channels, plane } => quote!(::cnn::__private::to_sample_major(#channels, batch, #plane, #x, #y);),
-        });
-    }
-    body
 }
 
-/// Walks the ops in reverse. Gradients ping-pong between `ga` (which holds d loss / d logits on
-/// entry) and `gb`; the first op computes no input gradient.
-fn backward_body(plan: &Plan) -> TokenStream {
-    let mut body = TokenStream::new();
-    for (i, op) in plan.ops.iter().enumerate() {
-        let a = act_name(i);
-        let len = op.out_len;
-        body.extend(quote!(let (#a, acts) = acts.split_at(batch * #len);));
-    }
-    let n = plan.ops.len();
-    for (i, op) in plan.ops.iter().enumerate().rev() {
-        let (dy, dx) = if (n - 1 - i).is_multiple_of(2) {
-            (quote!(ga), quote!(gb))
-        } else {
-            (quote!(gb), quote!(ga))
-        };
-        let (in_len, out_len) = (op.in_len, op.out_len);
-        let dy = quote!(&#dy[..batch * #out_len]);
-        let dx_slice = quote!(&mut #dx[..batch * #in_len]);
-        let x = if i == 0 {
-            quote!(input)
-        } else {
-            let p = act_name(i - 1);
-            quote!(#p)
-        };
-        let y = act_name(i);
-        let dx_opt = if i == 0 {
-            quote!(::core::option::Option::None)
-        } else {
-            quote!(::core::option::Option::Some(#dx_slice))
-        };
-        body.extend(match &op.step {
-            Step::Conv {
-                geom,
-                layout,
-                params,
-                relu,
-            } => {
-                let (geom, layout, ps, pe) = (conv(geom), layout_tokens(*layout), params.start, params.end);
-                let (backward, y) = if *relu {
-                    (quote!(backward_relu), quote!(#y,))
-                } else {
-                    (quote!(backward), quote!())
-                };
-                quote!({ const G: ::cnn::__private::Conv2d = #geom; G.#backward(batch, #x, #layout, &params[#ps..#pe], #y #dy, &mut grad[#ps..#pe], #dx_opt, scratch); })
-            }
-            Step::Dense { geom, params } => {
-                let (geom, ps, pe) = (dense(geom), params.start, params.end);
-                quote!({ const G: ::cnn::__private::Dense = #geom; G.backward(batch, #x, &params[#ps..#pe], #dy, &mut grad[#ps..#pe], #dx_opt); })
-            }
-            // Ops without parameters only pass the gradient on: nothing to do for the first.
-            _ if i == 0 => quote!(),
-            Step::Pool(g) => {
-                let geom = pool(g);
-                quote!({ const G: ::cnn::__private::Pool2d = #geom; G.backward(batch, #x, #dy, #dx_slice); })
-            }
-            Step::Act(a) => {
-                let a = activation(a);
-                quote!(#a.backward(#x, #y, #dy, #dx_slice);)
-            }
-            Step::ToSampleMajor { channels, plane } => quote!(::cnn::__private::to_channel_major(#channels, batch, #plane, #dy, #dx_slice);),
-        });
-    }
-    body
-}
-
-fn act_name(i: usize) -> Ident {
-    format_ident!("a{}", i)
+fn buffer(slot: usize) -> Ident {
+    format_ident!("g{}", slot)
 }
 
 fn layout_tokens(layout: Layout) -> TokenStream {
@@ -525,33 +551,111 @@ fn layout_tokens(layout: Layout) -> TokenStream {
     }
 }
 
-/// The runtime values describing ops, as constant expressions.
-fn conv(g: &Conv2d) -> TokenStream {
-    let (c, h, w, oc, kh, kw, sh, sw, ph, pw, bias) = (g.c, g.h, g.w, g.oc, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw, g.bias);
-    quote!(::cnn::__private::Conv2d::new([#c, #h, #w], #oc, [#kh, #kw], [#sh, #sw], [#ph, #pw], #bias))
-}
-
-fn pool(g: &Pool2d) -> TokenStream {
-    let kind = match g.kind {
-        PoolKind::Max => quote!(::cnn::__private::PoolKind::Max),
-        PoolKind::Avg => quote!(::cnn::__private::PoolKind::Avg),
-    };
-    let (c, h, w, kh, kw, sh, sw) = (g.c, g.h, g.w, g.kh, g.kw, g.sh, g.sw);
-    quote!(::cnn::__private::Pool2d::new(#kind, [#c, #h, #w], [#kh, #kw], [#sh, #sw]))
-}
-
-fn dense(g: &Dense) -> TokenStream {
-    let (i, o, b) = (g.inputs, g.outputs, g.bias);
-    quote!(::cnn::__private::Dense::new(#i, #o, #b))
-}
-
-fn activation(a: &Activation) -> TokenStream {
-    match a {
-        Activation::Relu => quote!(::cnn::__private::Activation::Relu),
-        Activation::Sigmoid => quote!(::cnn::__private::Activation::Sigmoid),
-        Activation::Tanh => quote!(::cnn::__private::Activation::Tanh),
-        Activation::LeakyRelu(s) => quote!(::cnn::__private::Activation::LeakyRelu(#s)),
+/// Splits `acts` into one slice per region (`a1`, `a2`, ...), then calls each step in order;
+/// `train` picks the training forward pass of the kinds that have one.
+fn forward_body(plan: &Plan, train: bool) -> TokenStream {
+    let mut body = TokenStream::new();
+    for (reg, len) in plan.regs.iter().enumerate().skip(1) {
+        let a = format_ident!("a{}", reg);
+        body.extend(quote!(let (#a, acts) = acts.split_at_mut(batch * #len);));
     }
+    for step in &plan.steps {
+        let x: Vec<TokenStream> = step.inputs.iter().map(|&r| {
+            let a = region(r);
+            if r == 0 { a } else { quote!(&*#a) }
+        }).collect();
+        let y = region(step.output);
+        let layout = layout_tokens(step.layout);
+        body.extend(match &step.kernel {
+            Kernel::Op(op) => {
+                let (s, e) = (step.saved.start, step.saved.end);
+                let call = Call {
+                    x,
+                    y,
+                    layout,
+                    relu: step.relu,
+                    saved: quote!(&mut saved[#s..#e]),
+                    dy: TokenStream::new(),
+                    dx: Vec::new(),
+                };
+                kinds::forward(op, &call, train)
+            }
+            Kernel::ToSampleMajor { channels, plane } => {
+                let x = &x[0];
+                quote!(::cnn::__private::to_sample_major(#channels, batch, #plane, #x, #y);)
+            }
+            Kernel::ToChannelMajor { channels, plane } => {
+                let x = &x[0];
+                quote!(::cnn::__private::to_channel_major(#channels, batch, #plane, #x, #y);)
+            }
+        });
+    }
+    body
+}
+
+/// Walks the steps in reverse over the gradient buffers `g0`, `g1`, ... (`plan.loss_buffer`
+/// holds d loss / d logits on entry); the first step computes no input gradient.
+fn backward_body(plan: &Plan) -> TokenStream {
+    let mut body = TokenStream::new();
+    for (reg, len) in plan.regs.iter().enumerate().skip(1) {
+        let a = format_ident!("a{}", reg);
+        body.extend(quote!(let (#a, acts) = acts.split_at(batch * #len);));
+    }
+    let gl = plan.gradient_len;
+    for slot in 0..plan.gradient_buffers {
+        let g = buffer(slot);
+        body.extend(quote!(let (#g, grads) = grads.split_at_mut(batch * #gl);));
+    }
+    for back in &plan.backward {
+        let step = &plan.steps[back.step];
+        let out_len = plan.regs[step.output];
+        let x: Vec<TokenStream> = step.inputs.iter().map(|&r| region(r)).collect();
+        let y = region(step.output);
+        let dyb = buffer(back.dy);
+        let dy = quote!(&#dyb[..batch * #out_len]);
+        let dx: Vec<Option<TokenStream>> = step
+            .inputs
+            .iter()
+            .zip(&back.dx)
+            .map(|(&r, slot)| {
+                slot.map(|s| {
+                    let (g, len) = (buffer(s), plan.regs[r]);
+                    quote!(&mut #g[..batch * #len])
+                })
+            })
+            .collect();
+        let layout = layout_tokens(step.layout);
+        body.extend(match &step.kernel {
+            Kernel::Op(op) => {
+                let (s, e) = (step.saved.start, step.saved.end);
+                let call = Call {
+                    x,
+                    y,
+                    layout,
+                    relu: step.relu,
+                    saved: quote!(&saved[#s..#e]),
+                    dy,
+                    dx,
+                };
+                kinds::backward(op, &call)
+            }
+            // Transposes only pass the gradient on, transposed back.
+            Kernel::ToSampleMajor { channels, plane } => match &dx[0] {
+                Some(dx) => quote!(::cnn::__private::to_channel_major(#channels, batch, #plane, #dy, #dx);),
+                None => TokenStream::new(),
+            },
+            Kernel::ToChannelMajor { channels, plane } => match &dx[0] {
+                Some(dx) => quote!(::cnn::__private::to_sample_major(#channels, batch, #plane, #dy, #dx);),
+                None => TokenStream::new(),
+            },
+        });
+        for &(into, from) in &back.add {
+            let (gi, gf) = (buffer(into), buffer(from));
+            let len = step.inputs.iter().map(|&r| plan.regs[r]).max().unwrap_or(0);
+            body.extend(quote!(::cnn::__private::add_assign(&mut #gi[..batch * #len], &#gf[..batch * #len]);));
+        }
+    }
+    body
 }
 
 /// When the declaration has errors: the struct with its API, every body unreachable, so that
@@ -583,6 +687,7 @@ pub fn stub(header: &Header, partial: &Partial) -> TokenStream {
         quote! {
             pub fn pretrained() -> Self { #unreachable }
             pub fn pretrained_params() -> &'static [f32] { #unreachable }
+            pub fn pretrained_buffers() -> &'static [f32] { #unreachable }
         }
     });
     quote! {
@@ -595,6 +700,7 @@ pub fn stub(header: &Header, partial: &Partial) -> TokenStream {
             pub const INPUT_LEN: usize = #input_len;
             pub const OUTPUT_LEN: usize = #output_len;
             pub const PARAM_COUNT: usize = 0;
+            pub const BUFFER_COUNT: usize = 0;
             pub const MACS: usize = 0;
             pub fn new(seed: u64) -> Self { #unreachable }
             pub fn forward(&self, input: &#input_ty) -> #output_ty { #unreachable }
@@ -615,7 +721,7 @@ pub fn stub(header: &Header, partial: &Partial) -> TokenStream {
             fn params(&self) -> &[f32] { #unreachable }
             fn params_mut(&mut self) -> &mut [f32] { #unreachable }
             fn forward_batch(&self, input: &[f32], output: &mut [f32]) { #unreachable }
-            fn loss_and_grad(&self, input: &[f32], labels: &[u32], grad: &mut [f32]) -> f32 { #unreachable }
+            fn loss_and_grad(&mut self, input: &[f32], labels: &[u32], grad: &mut [f32]) -> f32 { #unreachable }
         }
     }
 }

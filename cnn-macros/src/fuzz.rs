@@ -8,7 +8,7 @@
 //! A declaration is flattened to a list of token texts, delimiters included, mutated, and
 //! re-lexed; a mutation that unbalances the delimiters does not lex and the case is skipped.
 
-use crate::check::MAX_ELEMS;
+use crate::ir::MAX_ELEMS;
 use crate::expand_cnn;
 use proc_macro2::{Delimiter, Spacing, TokenStream, TokenTree};
 use proptest::prelude::*;

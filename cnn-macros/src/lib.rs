@@ -11,6 +11,8 @@ mod check;
 mod expand;
 #[cfg(test)]
 mod fuzz;
+mod ir;
+mod kinds;
 mod messages;
 mod parse;
 mod plan;
@@ -40,7 +42,7 @@ fn expand_cnn(input: TokenStream) -> syn::Result<TokenStream> {
         Err(errors) => {
             // Without a header there is no struct to stub: the error alone is all there is.
             let header: parse::Header = syn::parse2(input).map_err(|_| errors.clone())?;
-            return Ok(with_stub(errors, &header, &check::Partial::default()));
+            return Ok(with_stub(errors, &header, &ir::Partial::default()));
         }
     };
     let model = match check::check(&decl) {
@@ -50,7 +52,7 @@ fn expand_cnn(input: TokenStream) -> syn::Result<TokenStream> {
     match weights::check(&decl, &model) {
         Ok(embedded) => Ok(expand::network(&decl, &model, embedded.as_ref())),
         Err(errors) => {
-            let partial = check::Partial {
+            let partial = ir::Partial {
                 input: Some(model.input),
                 output_len: Some(model.output_len),
             };
@@ -59,7 +61,7 @@ fn expand_cnn(input: TokenStream) -> syn::Result<TokenStream> {
     }
 }
 
-fn with_stub(errors: syn::Error, header: &parse::Header, partial: &check::Partial) -> TokenStream {
+fn with_stub(errors: syn::Error, header: &parse::Header, partial: &ir::Partial) -> TokenStream {
     let mut tokens = errors.to_compile_error();
     tokens.extend(expand::stub(header, partial));
     tokens

@@ -1,8 +1,22 @@
 //! The wording of every diagnostic, in one place, so messages stay consistent.
 
-use crate::check::{Shape, MAX_ELEMS};
+use crate::ir::{Shape, MAX_ELEMS};
+use crate::kinds::{BLOCKS, KINDS};
 
-pub const LAYER_KINDS: &str = "Conv2d, MaxPool2d, AvgPool2d, Flatten, Dense, Relu, Sigmoid, Tanh, LeakyRelu";
+/// Every layer kind, comma-separated, in the table's order.
+fn layer_kinds() -> String {
+    KINDS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+}
+
+/// Every activation kind, comma-separated.
+fn activation_kinds() -> String {
+    KINDS
+        .iter()
+        .filter(|k| k.activation)
+        .map(|k| k.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// `[a, b]` or `a` for a pair whose halves agree, `(a, b)` otherwise.
 pub fn pair(p: [usize; 2]) -> String {
@@ -102,24 +116,36 @@ pub fn unknown_layer(kind: &str) -> String {
             None => String::new(),
         },
     };
-    format!("unknown layer `{kind}`; expected one of {LAYER_KINDS}{hint}")
+    if BLOCKS.contains(&kind) {
+        return format!("`{kind}` is a block: it takes its stages in braces, e.g. `{kind} {{ conv: Conv2d(8, kernel = 3), relu: Relu }}`");
+    }
+    format!("unknown layer `{kind}`; expected one of {}{hint}", layer_kinds())
 }
 
 /// The layer a user most likely meant: the same name in another case, or PyTorch's name.
 fn similar_layer(kind: &str) -> Option<&'static str> {
     let lower = kind.to_ascii_lowercase();
-    let known = LAYER_KINDS.split(", ").find(|k| k.to_ascii_lowercase() == lower);
+    let known = KINDS
+        .iter()
+        .map(|k| k.name)
+        .chain(BLOCKS.iter().copied())
+        .find(|k| k.to_ascii_lowercase() == lower);
     known.or(match lower.as_str() {
         "linear" | "fc" | "fullyconnected" => Some("Dense"),
         "conv" | "convolution" => Some("Conv2d"),
         "maxpool" | "maxpooling2d" => Some("MaxPool2d"),
         "avgpool" | "averagepooling2d" => Some("AvgPool2d"),
+        "batchnorm" | "batchnormalization" => Some("BatchNorm2d"),
+        "adaptiveavgpool2d" | "globalaveragepooling2d" | "globalavgpool" => Some("GlobalAvgPool2d"),
         _ => None,
     })
 }
 
 pub fn not_an_activation(stage: &str, kind: &str) -> String {
-    format!("`{stage}`: only an activation may follow `->` (Relu, Sigmoid, Tanh, LeakyRelu), found `{kind}`; declare it as a stage of its own")
+    format!(
+        "`{stage}`: only an activation may follow `->` ({}), found `{kind}`; declare it as a stage of its own",
+        activation_kinds()
+    )
 }
 
 pub fn unknown_argument(stage: &str, arg: &str, allowed: &[&str]) -> String {
@@ -311,6 +337,10 @@ pub fn tensor_dtype(tensor: &str, file: &str, dtype: &str) -> String {
     format!("`{tensor}` is {dtype} in weight file `{file}`; parameters are F32 (convert before saving, e.g. `tensor.float()` in PyTorch)")
 }
 
+pub fn counter_form(tensor: &str, file: &str, dtype: &str, shape: &[usize]) -> String {
+    format!("`{tensor}` is {dtype} {} in weight file `{file}`; a BatchNorm's batch counter is an I64 scalar (shape [])", dims(shape))
+}
+
 pub fn tensor_shape(tensor: &str, declared: &[usize], file: &str, found: &[usize]) -> String {
     format!(
         "`{tensor}` is declared {} but weight file `{file}` has {}",
@@ -322,4 +352,78 @@ pub fn tensor_shape(tensor: &str, declared: &[usize], file: &str, found: &[usize
 fn dims(shape: &[usize]) -> String {
     let dims: Vec<String> = shape.iter().map(ToString::to_string).collect();
     format!("[{}]", dims.join(", "))
+}
+
+// Groups and blocks.
+
+pub fn input_in_group() -> String {
+    "`input` belongs at the top of the network, not inside a group".into()
+}
+
+pub fn int_name_outside_group(name: &str) -> String {
+    format!("stage name `{name}`: integer names are for stages inside a group (`Sequential`, `Residual`, `Shortcut`), like the indices of `nn.Sequential`; give this stage a snake_case name")
+}
+
+pub fn empty_group(path: &str, kind: &str) -> String {
+    format!("`{path}`: this {kind} is empty; give it at least one stage, e.g. `{kind} {{ relu: Relu }}`, or remove it")
+}
+
+pub fn unknown_block(kind: &str) -> String {
+    format!("unknown block `{kind}`; expected one of {}", BLOCKS.join(", "))
+}
+
+pub fn shortcut_outside_residual(path: &str) -> String {
+    format!("`{path}`: a Shortcut belongs inside a Residual block (the path the block's input takes around its main path)")
+}
+
+pub fn second_shortcut(path: &str) -> String {
+    format!("`{path}`: a Residual block has at most one Shortcut; merge them into one")
+}
+
+pub fn empty_main_path(path: &str) -> String {
+    format!("`{path}`: the Residual block has only a Shortcut; give it a main path, the stages outside the Shortcut")
+}
+
+pub fn activation_on_shortcut(path: &str) -> String {
+    format!("`{path}`: a Shortcut takes no `->` activation; put it after the Residual block, where it applies to the sum")
+}
+
+pub fn residual_mismatch(path: &str, main: &Shape, input: &Shape) -> String {
+    format!("`{path}`: the main path gives {main} but the shortcut gives {input}; add a `Shortcut {{ ... }}` that maps {input} to {main}")
+}
+
+pub fn residual_mismatch_shortcut(path: &str, main: &Shape, short: &Shape) -> String {
+    format!("`{path}`: the main path gives {main} but the shortcut gives {short}; change one of them so that both give the same shape")
+}
+
+// The layers of modern networks.
+
+pub fn groups_do_not_divide(stage: &str, groups: usize, c: usize, out: usize, shape: &Shape) -> String {
+    format!("`{stage}`: `groups = {groups}` must divide both the input channels ({c}, from {shape}) and the output channels ({out}); for a depthwise convolution use `groups = {c}`")
+}
+
+pub fn pool_padding_too_big(stage: &str, padding: [usize; 2], kernel: [usize; 2]) -> String {
+    format!(
+        "`{stage}`: padding {} is more than half the {}x{} window; use padding <= {}",
+        pair(padding),
+        kernel[0],
+        kernel[1],
+        pair([kernel[0] / 2, kernel[1] / 2])
+    )
+}
+
+pub fn not_number(stage: &str, arg: &str, text: &str) -> String {
+    format!("`{stage}`: {arg} must be a number, found `{text}`")
+}
+
+pub fn bad_float(stage: &str, arg: &str, want: &str, text: &str) -> String {
+    format!("`{stage}`: {arg} must be {want}, found {text}")
+}
+
+pub fn batchnorm_rank(stage: &str, kind: &str, shape: &Shape, image: bool) -> String {
+    if image {
+        format!("`{stage}`: {kind} needs an image input [C, H, W] but receives {shape}; use `BatchNorm1d` for a flat input")
+    } else {
+        format!("`{stage}`: {kind} needs a flat input [N] but receives {shape}; use `BatchNorm2d` for an image")
+    }
 }

@@ -2,8 +2,11 @@
 //!
 //! ```text
 //! decl   := attr* vis "struct" Ident "{" entry ("," entry)* ","? "}"
+//! body   := entry ("," entry)* ","?
 //! entry  := "input" ":" "[" expr ("," expr)* "]"
-//!         | Ident ":" layer ("->" layer)?
+//!         | name ":" (layer | group) ("->" layer)?
+//! name   := Ident | LitInt
+//! group  := Ident "{" body? "}"
 //! layer  := Ident ( "(" arg ("," arg)* ")" )?
 //! arg    := expr | Ident "=" expr
 //! ```
@@ -11,7 +14,7 @@
 
 use crate::messages as msg;
 use crate::report::Errors;
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
@@ -58,11 +61,38 @@ pub struct InputDecl {
     pub loc: Loc,
 }
 
-/// `conv1: Conv2d(6, kernel = 5) -> Relu`.
+/// `conv1: Conv2d(6, kernel = 5) -> Relu`, or `layer1: Sequential { ... } -> Relu`.
 pub struct Stage {
-    pub name: Ident,
-    pub layer: Layer,
+    pub name: Name,
+    pub body: Body,
     pub activation: Option<Layer>,
+}
+
+/// A stage's name: an identifier, or (inside a group) an integer like an `nn.Sequential` index.
+#[derive(Clone)]
+pub struct Name {
+    pub text: String,
+    pub span: Span,
+    /// Written as an integer literal.
+    pub int: bool,
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// What a stage is: one layer, or a group of stages.
+pub enum Body {
+    Layer(Layer),
+    Group(Group),
+}
+
+/// `Residual { conv1: ..., bn1: ... }`: a kind and its stages.
+pub struct Group {
+    pub kind: Ident,
+    pub entries: Vec<Entry>,
 }
 
 /// `Conv2d(6, kernel = 5)`: a kind and its arguments.
@@ -181,26 +211,33 @@ impl Parse for Decl {
         }
         let body;
         syn::braced!(body in input);
-        let mut entries = Vec::new();
-        let mut errors = Errors::default();
-        while !body.is_empty() {
-            match parse_entry(&body) {
-                Ok(entry) => entries.push(entry),
-                Err(e) => {
-                    errors.push(e);
-                    skip_to_comma(&body)?;
-                }
-            }
-            if !body.is_empty() {
-                body.parse::<Token![,]>()?;
-            }
-        }
-        errors.into_result()?;
+        let entries = parse_body(&body)?;
         if !input.is_empty() {
             return Err(input.error(msg::trailing_tokens()));
         }
         Ok(Decl { header, entries })
     }
+}
+
+/// The comma-separated entries of a body (the network's or a group's). A malformed entry does
+/// not stop the parse: the rest is skipped to the next comma, so every syntax error is reported.
+fn parse_body(body: ParseStream) -> syn::Result<Vec<Entry>> {
+    let mut entries = Vec::new();
+    let mut errors = Errors::default();
+    while !body.is_empty() {
+        match parse_entry(body) {
+            Ok(entry) => entries.push(entry),
+            Err(e) => {
+                errors.push(e);
+                skip_to_comma(body)?;
+            }
+        }
+        if !body.is_empty() {
+            body.parse::<Token![,]>()?;
+        }
+    }
+    errors.into_result()?;
+    Ok(entries)
 }
 
 /// One entry and the check that a `,` or the end of the body follows it.
@@ -250,15 +287,30 @@ fn skip_to_comma(input: ParseStream) -> syn::Result<()> {
 
 impl Parse for Entry {
     fn parse(input: ParseStream) -> syn::Result<Self> {
-        let name: Ident = input.parse()?;
+        let name = if input.peek(syn::LitInt) {
+            let lit: syn::LitInt = input.parse()?;
+            Name {
+                text: lit.base10_digits().to_string(),
+                span: lit.span(),
+                int: true,
+            }
+        } else {
+            let ident: Ident = input.parse()?;
+            Name {
+                text: ident.to_string(),
+                span: ident.span(),
+                int: false,
+            }
+        };
         if !input.peek(Token![:]) {
-            return Err(input.error(msg::expected_colon(&name.to_string())));
+            return Err(input.error(msg::expected_colon(&name.text)));
         }
         input.parse::<Token![:]>()?;
         if input.peek(token::Bracket) {
-            if name != "input" {
-                return Err(syn::Error::new(name.span(), msg::shape_on_stage(&name.to_string())));
+            if name.text != "input" || name.int {
+                return Err(syn::Error::new(name.span, msg::shape_on_stage(&name.text)));
             }
+            let key = Ident::new("input", name.span);
             let content;
             let bracket = bracketed!(content in input);
             let dims = Punctuated::<Expr, Token![,]>::parse_terminated(&content)?;
@@ -266,12 +318,22 @@ impl Parse for Entry {
             bracket.surround(&mut loc, |t| dims.to_tokens(t));
             let dims = dims.iter().map(Value::from_expr).collect();
             return Ok(Entry::Input(InputDecl {
-                key: name,
+                key,
                 dims,
                 loc: Loc(loc),
             }));
         }
-        let layer: Layer = input.parse()?;
+        let body = if input.peek(Ident) && input.peek2(token::Brace) {
+            let kind: Ident = input.parse()?;
+            let content;
+            syn::braced!(content in input);
+            Body::Group(Group {
+                kind,
+                entries: parse_body(&content)?,
+            })
+        } else {
+            Body::Layer(input.parse()?)
+        };
         let activation = if input.peek(Token![->]) {
             input.parse::<Token![->]>()?;
             Some(input.parse()?)
@@ -280,7 +342,7 @@ impl Parse for Entry {
         };
         Ok(Entry::Stage(Stage {
             name,
-            layer,
+            body,
             activation,
         }))
     }

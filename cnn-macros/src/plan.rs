@@ -1,134 +1,325 @@
-//! Between checking and expanding: the ops the generated code calls, with the layout of every
-//! image tensor, and the memory plan. Knows no tokens and reports no errors.
+//! Between checking and expanding: the steps the generated code runs, with the layout of every
+//! image tensor, the memory plan, and the backward pass's use of gradient buffers. Knows no
+//! tokens and reports no errors.
 //!
 //! Images enter sample-major (`[batch, C, H, W]`); a convolution's output is channel-major
-//! (`[C, batch, H, W]`); pools and activations keep the layout they receive. Before a dense
-//! layer, and at the end, a channel-major image is transposed back to sample-major. A ReLU right
-//! after a stride-1 convolution becomes part of it.
+//! (`[C, batch, H, W]`); pools, activations, BatchNorm2d, Dropout on images and residual sums
+//! keep the layout they receive. Where an op needs the other layout (dense layers and the
+//! vector kinds need sample-major, grouped convolutions channel-major, a sum both inputs in
+//! one), a transpose step is inserted, once per value; at the end the logits are sample-major.
+//! A ReLU right after a stride-1 convolution, the convolution's only reader, becomes part of it.
+//!
+//! Every step's output has its own region of the activations ([`Plan::regs`]). The backward
+//! pass walks the steps in reverse; the gradient of a region lives in one of a few buffers
+//! ([`Plan::gradient_buffers`]) from the first step that produces it until the step that made
+//! the region has used it. A region read by two steps (a residual block's input) gets the sum:
+//! the second contribution is written to a free buffer and added in.
 
-use crate::check::{Model, OpKind};
+use crate::ir::{Model, Op, ValueId, INPUT};
+use crate::kinds::{self, Needs};
 use cnn_runtime::activation::Activation;
-use cnn_runtime::conv::Conv2d;
-use cnn_runtime::dense::Dense;
 use cnn_runtime::layout::Layout;
-use cnn_runtime::pool::Pool2d;
+use std::collections::HashMap;
 use std::ops::Range;
 
+/// A region of the activations: the output of a step; region 0 is the network's input.
+pub type Reg = usize;
+
 #[derive(Clone, Debug)]
-pub enum Step {
-    /// `layout`: the layout of the convolution's input; `relu`: a ReLU that followed it,
-    /// applied by the convolution itself (only stride-1 ones, `Conv2d::direct`).
-    Conv {
-        geom: Conv2d,
-        layout: Layout,
-        params: Range<usize>,
-        relu: bool,
-    },
-    Pool(Pool2d),
-    Dense {
-        geom: Dense,
-        params: Range<usize>,
-    },
-    Act(Activation),
+pub enum Kernel {
+    Op(Op),
     /// Channel-major `[C, batch, HW]` to sample-major `[batch, C, HW]`.
-    ToSampleMajor {
-        channels: usize,
-        plane: usize,
-    },
+    ToSampleMajor { channels: usize, plane: usize },
+    /// Sample-major to channel-major.
+    ToChannelMajor { channels: usize, plane: usize },
 }
 
 #[derive(Clone, Debug)]
-pub struct PlannedOp {
-    pub step: Step,
-    /// Elements of one sample flowing in and out.
-    pub in_len: usize,
-    pub out_len: usize,
+pub struct Step {
+    pub kernel: Kernel,
+    /// The layout of the step's inputs.
+    pub layout: Layout,
+    /// A ReLU that followed the convolution, applied by the convolution itself (only stride-1
+    /// ones, `Conv2d::direct`).
+    pub relu: bool,
+    pub inputs: Vec<Reg>,
+    pub output: Reg,
+    /// Where in the saved region a training forward pass keeps what its backward pass reads.
+    pub saved: Range<usize>,
+}
+
+/// One step of the backward pass.
+#[derive(Clone, Debug)]
+pub struct BackStep {
+    pub step: usize,
+    /// The gradient buffer holding d loss / d output.
+    pub dy: usize,
+    /// Per input, the buffer to write its gradient into (`None`: no gradient wanted, or, for a
+    /// sum, handed `dy` itself).
+    pub dx: Vec<Option<usize>>,
+    /// After the step: `(into, from)`, add buffer `from` to buffer `into`.
+    pub add: Vec<(usize, usize)>,
 }
 
 /// All lengths are per sample; a batch of `n` needs `n` times each.
 #[derive(Clone, Debug)]
 pub struct Plan {
-    pub ops: Vec<PlannedOp>,
-    /// Every op's output.
+    pub steps: Vec<Step>,
+    /// Each region's length; region 0 is the input.
+    pub regs: Vec<usize>,
+    /// The logits' region.
+    pub output: Reg,
+    /// Every region but the input.
     pub activations_len: usize,
-    /// Each of the two buffers the backward pass passes gradients in.
+    /// Each of the gradient buffers.
     pub gradient_len: usize,
-    /// The convolutions' scratch (unfolded samples): independent of the batch size.
+    pub gradient_buffers: usize,
+    /// The buffer the loss writes d loss / d logits into.
+    pub loss_buffer: usize,
+    pub backward: Vec<BackStep>,
+    /// The largest scratch of a step: independent of the batch size.
     pub scratch_len: usize,
+    /// What training forward passes keep for the backward pass: independent of the batch size.
+    pub saved_len: usize,
+    /// Whether a training forward pass differs from inference (BatchNorm, Dropout).
+    pub trains_differently: bool,
+}
+
+struct Region {
+    len: usize,
+    layout: Layout,
+    /// Channels and plane size, while the data is an image.
+    image: Option<(usize, usize)>,
+}
+
+struct Planner<'m> {
+    model: &'m Model,
+    steps: Vec<Step>,
+    regions: Vec<Region>,
+    /// Transposes made so far: (region, to channel-major) to the transposed region.
+    converted: HashMap<(Reg, bool), Reg>,
+    saved_len: usize,
 }
 
 pub fn plan(model: &Model) -> Plan {
-    let mut ops = Vec::new();
-    let mut layout = Layout::SampleMajor;
-    // The current image's channels and plane size, while the data is an image.
-    let mut image: Option<(usize, usize)> = model.input.image().map(|[c, h, w]| (c, h * w));
-    let mut scratch_len = 0;
-    let to_sample_major = |(channels, plane): (usize, usize)| PlannedOp {
-        step: Step::ToSampleMajor { channels, plane },
-        in_len: channels * plane,
-        out_len: channels * plane,
+    let mut p = Planner {
+        model,
+        steps: Vec::new(),
+        regions: vec![Region {
+            len: model.input.len(),
+            layout: Layout::SampleMajor,
+            image: model.input.image().map(|[c, h, w]| (c, h * w)),
+        }],
+        converted: HashMap::new(),
+        saved_len: 0,
     };
-    for op in &model.ops {
-        let step = match &op.kind {
-            OpKind::Conv(g) => {
-                scratch_len = scratch_len.max(g.scratch_len());
-                let step = Step::Conv {
-                    geom: *g,
-                    layout,
-                    params: op.params.clone(),
-                    relu: false,
+    let mut readers = vec![0usize; model.values.len()];
+    for node in &model.nodes {
+        for &v in &node.inputs {
+            readers[v] += 1;
+        }
+    }
+    readers[model.output] += 1;
+    let mut reg_of: HashMap<ValueId, Reg> = HashMap::from([(INPUT, 0)]);
+    for node in &model.nodes {
+        let inputs: Vec<Reg> = node.inputs.iter().map(|v| reg_of[v]).collect();
+        if let Some(reg) = p.fuse_relu(&node.op, node.inputs[0], &inputs, &readers) {
+            reg_of.insert(node.output, reg);
+            continue;
+        }
+        let reg = p.op(node.op.clone(), &inputs, node.output);
+        reg_of.insert(node.output, reg);
+    }
+    let mut output = reg_of[&model.output];
+    if p.regions[output].layout == Layout::ChannelMajor {
+        output = p.convert(output, Layout::SampleMajor);
+    }
+    let regs: Vec<usize> = p.regions.iter().map(|r| r.len).collect();
+    let (backward, gradient_buffers, loss_buffer) = backward(&p.steps, output);
+    Plan {
+        activations_len: regs[1..].iter().sum(),
+        gradient_len: regs[1..].iter().copied().max().unwrap_or(0),
+        gradient_buffers,
+        loss_buffer,
+        backward,
+        scratch_len: p.steps.iter().map(|s| step_scratch(&s.kernel)).max().unwrap_or(0),
+        saved_len: p.saved_len,
+        trains_differently: model.nodes.iter().any(|n| kinds::trains_differently(&n.op)),
+        steps: p.steps,
+        regs,
+        output,
+    }
+}
+
+fn step_scratch(kernel: &Kernel) -> usize {
+    match kernel {
+        Kernel::Op(op) => kinds::scratch_len(op),
+        _ => 0,
+    }
+}
+
+impl Planner<'_> {
+    /// A ReLU right after a stride-1 convolution whose output nothing else reads is done by the
+    /// convolution, on each sample's output while it is in cache: one pass over the activations
+    /// fewer. Returns the region the ReLU's output is then in.
+    fn fuse_relu(&mut self, op: &Op, input: ValueId, regs: &[Reg], readers: &[usize]) -> Option<Reg> {
+        if !matches!(op, Op::Act(Activation::Relu)) || readers[input] != 1 {
+            return None;
+        }
+        let last = self.steps.last_mut()?;
+        let Kernel::Op(Op::Conv { geom, .. }) = &last.kernel else {
+            return None;
+        };
+        (last.output == regs[0] && geom.direct() && !last.relu).then(|| {
+            last.relu = true;
+            last.output
+        })
+    }
+
+    /// Adds a step for `op` on `inputs`, transposing them first where it needs another layout.
+    fn op(&mut self, op: Op, inputs: &[Reg], value: ValueId) -> Reg {
+        let needs = kinds::needs(&op);
+        let want = match needs {
+            Needs::Any | Needs::AnyToChannelMajor => self.regions[inputs[0]].layout,
+            Needs::ChannelMajor => Layout::ChannelMajor,
+            Needs::SampleMajor => Layout::SampleMajor,
+            // A sum of two layouts is taken channel-major, a convolution's.
+            Needs::Same if inputs.iter().any(|&r| self.regions[r].layout == Layout::ChannelMajor) => Layout::ChannelMajor,
+            Needs::Same => Layout::SampleMajor,
+        };
+        let inputs: Vec<Reg> = inputs.iter().map(|&r| self.convert(r, want)).collect();
+        let (layout, image) = match needs {
+            // Shape-keeping ops keep the structure of their input, flattened or not.
+            Needs::Any | Needs::Same => (want, self.regions[inputs[0]].image),
+            Needs::AnyToChannelMajor | Needs::ChannelMajor | Needs::SampleMajor => {
+                let layout = if needs == Needs::SampleMajor {
+                    Layout::SampleMajor
+                } else {
+                    Layout::ChannelMajor
                 };
-                layout = Layout::ChannelMajor;
-                image = Some((g.oc, g.oh * g.ow));
-                step
-            }
-            OpKind::Pool(g) => {
-                image = Some((g.c, g.oh * g.ow));
-                Step::Pool(*g)
-            }
-            OpKind::Act(a) => {
-                // A ReLU right after a stride-1 convolution is done by the convolution, on each
-                // sample's output while it is in cache: one pass over the activations fewer.
-                if let (
-                    Activation::Relu,
-                    Some(PlannedOp {
-                        step: Step::Conv { geom, relu, .. },
-                        ..
-                    }),
-                ) = (a, ops.last_mut())
-                {
-                    if geom.direct() && !*relu {
-                        *relu = true;
-                        continue;
-                    }
-                }
-                Step::Act(*a)
-            }
-            OpKind::Dense(g) => {
-                if let (Layout::ChannelMajor, Some(img)) = (layout, image) {
-                    ops.push(to_sample_major(img));
-                }
-                layout = Layout::SampleMajor;
-                image = None;
-                Step::Dense {
-                    geom: *g,
-                    params: op.params.clone(),
-                }
+                let image = self.model.values[value].image().map(|[c, h, w]| (c, h * w));
+                (layout, image)
             }
         };
-        ops.push(PlannedOp {
-            step,
-            in_len: op.in_len,
-            out_len: op.out_len,
+        let saved = self.saved_len..self.saved_len + kinds::saved_len(&op);
+        self.saved_len = saved.end;
+        let len = self.model.values[value].len();
+        self.push(Kernel::Op(op), want, inputs, len, layout, image, saved)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push(&mut self, kernel: Kernel, layout: Layout, inputs: Vec<Reg>, len: usize, out_layout: Layout, image: Option<(usize, usize)>, saved: Range<usize>) -> Reg {
+        let output = self.regions.len();
+        self.regions.push(Region {
+            len,
+            layout: out_layout,
+            image,
         });
+        self.steps.push(Step {
+            kernel,
+            layout,
+            relu: false,
+            inputs,
+            output,
+            saved,
+        });
+        output
     }
-    if let (Layout::ChannelMajor, Some(img)) = (layout, image) {
-        ops.push(to_sample_major(img));
+
+    /// The region in `layout`: itself, or its transpose (made once).
+    fn convert(&mut self, reg: Reg, layout: Layout) -> Reg {
+        let region = &self.regions[reg];
+        if region.layout == layout {
+            return reg;
+        }
+        if let Some(&done) = self.converted.get(&(reg, layout == Layout::ChannelMajor)) {
+            return done;
+        }
+        // Only images are ever channel-major, so a region to transpose has its structure.
+        let (channels, plane) = region.image.unwrap_or((region.len, 1));
+        let kernel = match layout {
+            Layout::SampleMajor => Kernel::ToSampleMajor { channels, plane },
+            Layout::ChannelMajor => Kernel::ToChannelMajor { channels, plane },
+        };
+        let (len, image, from) = (region.len, region.image, region.layout);
+        let out = self.push(kernel, from, vec![reg], len, layout, image, 0..0);
+        self.converted.insert((reg, layout == Layout::ChannelMajor), out);
+        out
     }
-    Plan {
-        activations_len: ops.iter().map(|o| o.out_len).sum(),
-        gradient_len: ops.iter().map(|o| o.in_len.max(o.out_len)).max().unwrap_or(0),
-        ops,
-        scratch_len,
+}
+
+/// The backward pass: which gradient buffer each step reads and writes. Returns the steps, the
+/// number of buffers, and the buffer of the logits' gradient.
+fn backward(steps: &[Step], output: Reg) -> (Vec<BackStep>, usize, usize) {
+    let regs = steps.iter().map(|s| s.output + 1).max().unwrap_or(1);
+    let mut slot_of: Vec<Option<usize>> = vec![None; regs];
+    let mut pool = Pool::default();
+    let loss_buffer = pool.take();
+    slot_of[output] = Some(loss_buffer);
+    let mut out = Vec::new();
+    for (i, step) in steps.iter().enumerate().rev() {
+        // A step whose output no later step reads is not on the way to the loss.
+        let Some(dy) = slot_of[step.output] else { continue };
+        let is_sum = matches!(step.kernel, Kernel::Op(Op::Add));
+        let mut dy_given = false;
+        let mut dx = Vec::new();
+        let mut add = Vec::new();
+        let mut temps = Vec::new();
+        for &r in &step.inputs {
+            if r == 0 {
+                dx.push(None);
+                continue;
+            }
+            match slot_of[r] {
+                // A sum's gradient is its output's, as it is: the first input takes the buffer.
+                None if is_sum && !dy_given => {
+                    slot_of[r] = Some(dy);
+                    dy_given = true;
+                    dx.push(None);
+                }
+                None => {
+                    let s = pool.take();
+                    slot_of[r] = Some(s);
+                    dx.push(Some(s));
+                }
+                Some(into) if is_sum => {
+                    add.push((into, dy));
+                    dx.push(None);
+                }
+                // Read by a step handled before: this step's share is added to it.
+                Some(into) => {
+                    let t = pool.take();
+                    temps.push(t);
+                    add.push((into, t));
+                    dx.push(Some(t));
+                }
+            }
+        }
+        out.push(BackStep { step: i, dy, dx, add });
+        if !dy_given {
+            pool.give(dy);
+        }
+        temps.into_iter().for_each(|t| pool.give(t));
+    }
+    (out, pool.count, loss_buffer)
+}
+
+/// Gradient buffers, taken and given back.
+#[derive(Default)]
+struct Pool {
+    free: Vec<usize>,
+    count: usize,
+}
+
+impl Pool {
+    fn take(&mut self) -> usize {
+        self.free.pop().unwrap_or_else(|| {
+            self.count += 1;
+            self.count - 1
+        })
+    }
+
+    fn give(&mut self, slot: usize) {
+        self.free.push(slot);
     }
 }

@@ -7,9 +7,9 @@
 //! data that follows the header; an optional `"__metadata__"` entry maps strings to strings),
 //! then the data. The JSON is parsed with `serde_json`.
 
-use crate::check::Model;
+use crate::ir::Model;
 use crate::messages as msg;
-use crate::parse::{Decl, Entry};
+use crate::parse::{Body, Decl, Entry};
 use crate::report::Errors;
 use proc_macro2::Span;
 use serde_json::Value;
@@ -26,6 +26,8 @@ pub struct Embedded {
     /// For each declared parameter, in declaration order: where its bytes start in the file,
     /// and how many there are.
     pub moves: Vec<(usize, usize)>,
+    /// The same for each buffer (BatchNorm's running statistics).
+    pub buffer_moves: Vec<(usize, usize)>,
 }
 
 /// A header longer than this is taken for damage (the `safetensors` library's own limit).
@@ -46,18 +48,16 @@ pub fn check(decl: &Decl, model: &Model) -> syn::Result<Option<Embedded>> {
     let path = dir.join(&file);
     let tensors = read_header(&path).map_err(|e| syn::Error::new_spanned(lit, e.message(&file)))?;
     compare(decl, model, &file, attr, &tensors)?;
-    let moves = model
-        .params
-        .iter()
-        .map(|p| {
-            let t = &tensors[&p.name];
-            (t.start, t.len)
-        })
-        .collect();
+    let moves = |list: &[crate::ir::Param]| {
+        list.iter()
+            .filter_map(|p| tensors.get(&p.name).map(|t| (t.start, t.len)))
+            .collect()
+    };
     let path = std::path::absolute(&path).unwrap_or(path);
     Ok(Some(Embedded {
         path: path.to_string_lossy().into_owned(),
-        moves,
+        moves: moves(&model.params),
+        buffer_moves: moves(&model.buffers),
     }))
 }
 
@@ -221,20 +221,14 @@ fn compare(
     attr: &Attribute,
     tensors: &HashMap<String, Tensor>,
 ) -> syn::Result<()> {
-    let stage_spans: HashMap<String, Span> = decl
-        .entries
-        .iter()
-        .filter_map(|e| match e {
-            Entry::Stage(s) => Some((s.name.to_string(), s.name.span())),
-            Entry::Input(_) => None,
-        })
-        .collect();
+    let mut stage_spans: HashMap<String, Span> = HashMap::new();
+    stage_names("", &decl.entries, &mut stage_spans);
     let stage_of = |param: &str| {
         let stage = param.rsplit_once('.').map_or(param, |(s, _)| s);
         stage_spans.get(stage).copied()
     };
     let mut errors = Errors::default();
-    for p in &model.params {
+    for p in model.params.iter().chain(&model.buffers) {
         let message = match tensors.get(&p.name) {
             None => msg::tensor_missing(&p.name, file, &p.shape),
             Some(t) if t.dtype != "F32" => msg::tensor_dtype(&p.name, file, &t.dtype),
@@ -246,10 +240,29 @@ fn compare(
             None => errors.push(syn::Error::new_spanned(attr, message)),
         }
     }
-    let declared: Vec<&str> = model.params.iter().map(|p| p.name.as_str()).collect();
+    let declared: Vec<&str> = model.params.iter().chain(&model.buffers).map(|p| p.name.as_str()).collect();
+    // PyTorch's BatchNorm also saves how many batches it has seen: an optional I64 scalar.
+    let counters: Vec<String> = model
+        .buffers
+        .iter()
+        .filter_map(|b| b.name.strip_suffix(".running_mean"))
+        .map(|stage| format!("{stage}.num_batches_tracked"))
+        .collect();
+    for name in &counters {
+        if let Some(t) = tensors.get(name) {
+            if t.dtype != "I64" || !t.shape.is_empty() {
+                let span = stage_of(name);
+                let message = msg::counter_form(name, file, &t.dtype, &t.shape);
+                match span {
+                    Some(span) => errors.error(span, message),
+                    None => errors.push(syn::Error::new_spanned(attr, message)),
+                }
+            }
+        }
+    }
     let mut extra: Vec<(&String, &Tensor)> = tensors
         .iter()
-        .filter(|(name, _)| !declared.contains(&name.as_str()))
+        .filter(|(name, _)| !declared.contains(&name.as_str()) && !counters.contains(name))
         .collect();
     extra.sort_by_key(|(name, _)| *name);
     for (name, t) in extra {
@@ -259,4 +272,16 @@ fn compare(
         ));
     }
     errors.into_result()
+}
+
+/// The span of every stage's name, by its full path, groups included.
+fn stage_names(prefix: &str, entries: &[Entry], out: &mut HashMap<String, Span>) {
+    for entry in entries {
+        let Entry::Stage(stage) = entry else { continue };
+        let path = format!("{prefix}{}", stage.name);
+        if let Body::Group(group) = &stage.body {
+            stage_names(&format!("{path}."), &group.entries, out);
+        }
+        out.insert(path, stage.name.span);
+    }
 }

@@ -15,6 +15,7 @@
 pub mod activation;
 pub mod batchnorm;
 pub mod conv;
+pub mod conv_groups;
 #[cfg(feature = "std")]
 pub mod data;
 pub mod dense;

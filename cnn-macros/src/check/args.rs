@@ -5,7 +5,7 @@ use crate::messages as msg;
 use crate::parse::{Arg, Layer, Value};
 
 #[derive(Default)]
-pub(super) struct Args<'a> {
+pub struct Args<'a> {
     pub positional: Vec<&'a Value>,
     pub named: Vec<(String, &'a Value)>,
 }
@@ -18,7 +18,7 @@ impl<'a> Args<'a> {
 
 impl Checker {
     /// Sorts a layer's arguments into positional and named, checking names and counts.
-    pub(super) fn args<'a>(
+    pub fn args<'a>(
         &mut self,
         stage: &str,
         layer: &'a Layer,
@@ -42,6 +42,7 @@ impl Checker {
                             &format!("one, the output channels (the input channels come from the stage before); name the others, e.g. `kernel = {text}`"),
                         ),
                         (_, "Dense") => msg::extra_positional(stage, &kind, "one, the number of outputs (the number of inputs comes from the stage before)"),
+                        (_, "Dropout") => msg::extra_positional(stage, &kind, "one, the drop probability"),
                         (_, "LeakyRelu") => msg::extra_positional(stage, &kind, "at most one, the negative slope"),
                         _ => msg::extra_positional(stage, &kind, &format!("one, the window size; name the stride, e.g. `stride = {text}`")),
                     };
@@ -70,7 +71,7 @@ impl Checker {
     }
 
     /// A positive (or, with `min` 0, non-negative) integer.
-    pub(super) fn size(&mut self, stage: &str, arg: &str, value: &Value, min: usize) -> Option<usize> {
+    pub fn size(&mut self, stage: &str, arg: &str, value: &Value, min: usize) -> Option<usize> {
         match value {
             Value::Int(v, _) if *v >= min => Some(*v),
             Value::Int(v, loc) => {
@@ -93,7 +94,7 @@ impl Checker {
     }
 
     /// An integer (used for both axes) or a pair `(h, w)`.
-    pub(super) fn pair(&mut self, stage: &str, arg: &str, value: &Value, min: usize) -> Option<[usize; 2]> {
+    pub fn pair(&mut self, stage: &str, arg: &str, value: &Value, min: usize) -> Option<[usize; 2]> {
         match value {
             Value::Tuple(items, _) if items.len() == 2 => {
                 let h = self.size(stage, arg, &items[0], min);
@@ -113,7 +114,19 @@ impl Checker {
         }
     }
 
-    pub(super) fn boolean(&mut self, stage: &str, arg: &str, value: &Value) -> Option<bool> {
+    /// A finite number, integer or float (range checks are the caller's).
+    pub fn float(&mut self, stage: &str, arg: &str, value: &Value) -> Option<f64> {
+        match value {
+            Value::Int(v, _) => Some(*v as f64),
+            Value::Float(v, _) if v.is_finite() => Some(*v),
+            other => {
+                self.err(other.loc(), msg::not_number(stage, arg, &other.text()));
+                None
+            }
+        }
+    }
+
+    pub fn boolean(&mut self, stage: &str, arg: &str, value: &Value) -> Option<bool> {
         match value {
             Value::Bool(b, _) => Some(*b),
             other => {

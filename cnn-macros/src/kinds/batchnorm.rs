@@ -1,0 +1,142 @@
+//! `BatchNorm2d(eps = 1e-5, momentum = 0.1, affine = true)` over an image's channels and
+//! `BatchNorm1d(...)` over a vector's elements: batch statistics in a training step, running
+//! statistics (buffers) at inference.
+
+use super::{dx_option, Built, Call, Kind, Needs};
+use crate::check::{Checker, Cost, Table};
+use crate::ir::{Op, Shape};
+use crate::messages as msg;
+use crate::parse::Layer;
+use cnn_runtime::batchnorm::BatchNorm;
+use proc_macro2::TokenStream;
+use quote::quote;
+use std::ops::Range;
+
+pub const BATCH_NORM2D: Kind = Kind {
+    name: "BatchNorm2d",
+    activation: false,
+    check: |cx, stage, layer, shape| check(cx, stage, layer, shape, true),
+};
+
+pub const BATCH_NORM1D: Kind = Kind {
+    name: "BatchNorm1d",
+    activation: false,
+    check: |cx, stage, layer, shape| check(cx, stage, layer, shape, false),
+};
+
+/// PyTorch's defaults.
+const EPS: f64 = 1e-5;
+const MOMENTUM: f64 = 0.1;
+
+fn check(cx: &mut Checker, stage: &str, layer: &Layer, shape: Option<Shape>, image: bool) -> (String, Option<Built>) {
+    let kind = layer.kind.to_string();
+    let args = cx.args(stage, layer, 0, &["eps", "momentum", "affine"]);
+    let settings = args.and_then(|args| {
+        let eps = args.named("eps").map_or(Some(EPS), |v| {
+            cx.float(stage, "`eps`", v)
+                .filter(|&e| e > 0.0 && (e as f32) > 0.0 || {
+                    cx.err(v.loc(), msg::bad_float(stage, "`eps`", "a positive number", &v.text()));
+                    false
+                })
+        });
+        let momentum = args.named("momentum").map_or(Some(MOMENTUM), |v| {
+            cx.float(stage, "`momentum`", v)
+                .filter(|m| (0.0..=1.0).contains(m) || {
+                    cx.err(v.loc(), msg::bad_float(stage, "`momentum`", "a number from 0 to 1", &v.text()));
+                    false
+                })
+        });
+        let affine = args
+            .named("affine")
+            .map_or(Some(true), |v| cx.boolean(stage, "affine", v));
+        Some((eps?, momentum?, affine?))
+    });
+    let mut text = kind.clone();
+    if let Some((eps, momentum, affine)) = settings {
+        let mut notes = Vec::new();
+        if eps != EPS {
+            notes.push(format!("eps {eps}"));
+        }
+        if momentum != MOMENTUM {
+            notes.push(format!("momentum {momentum}"));
+        }
+        if !affine {
+            notes.push("no affine".to_string());
+        }
+        if !notes.is_empty() {
+            text = format!("{kind}({})", notes.join(", "));
+        }
+    }
+    let Some(shape) = shape else {
+        return (text, None);
+    };
+    match (shape, image) {
+        (Shape::Image(_), true) | (Shape::Flat(_), false) => {}
+        _ => {
+            cx.errors
+                .error(layer.kind.span(), msg::batchnorm_rank(stage, &kind, &shape, image));
+            // The shape is unchanged all the same: the stages after it are still checked.
+            return (text, Some(Built::Same(shape)));
+        }
+    }
+    let Some((eps, momentum, affine)) = settings else {
+        return (text, Some(Built::Same(shape)));
+    };
+    let (c, plane) = shape.channels();
+    let tensors = [("running_mean", vec![c]), ("running_var", vec![c])];
+    let Some(buffers) = cx.tensors(Table::Buffers, stage, &layer.loc, shape, &tensors) else {
+        return (text, None);
+    };
+    let params = if affine {
+        let Some(params) = cx.tensors(Table::Params, stage, &layer.loc, shape, &[("weight", vec![c]), ("bias", vec![c])])
+        else {
+            return (text, None);
+        };
+        cx.init_constant(params.start..params.start + c, params.start + c..params.end);
+        params
+    } else {
+        let at = cx.param_count();
+        at..at
+    };
+    let n = shape.len();
+    let cost = Cost {
+        in_len: n,
+        out_len: n,
+        macs: 0,
+        scratch_len: 0,
+    };
+    let geom = BatchNorm::new(c, plane, eps as f32, momentum as f32, affine);
+    let op = Op::BatchNorm { geom, params, buffers };
+    (text, Some(Built::Op { op, out: shape, cost }))
+}
+
+/// A vector's statistics are per element: the samples must be rows.
+pub fn needs(g: &BatchNorm) -> Needs {
+    if g.plane == 1 {
+        Needs::SampleMajor
+    } else {
+        Needs::Any
+    }
+}
+
+fn geom_tokens(g: &BatchNorm) -> TokenStream {
+    let (c, plane, eps, momentum, affine) = (g.c, g.plane, g.eps, g.momentum, g.affine);
+    quote!(::cnn::__private::BatchNorm::new(#c, #plane, #eps, #momentum, #affine))
+}
+
+pub fn forward(g: &BatchNorm, params: &Range<usize>, buffers: &Range<usize>, call: &Call, train: bool) -> TokenStream {
+    let (geom, ps, pe, bs, be) = (geom_tokens(g), params.start, params.end, buffers.start, buffers.end);
+    let (x, y, layout, saved) = (&call.x[0], &call.y, &call.layout, &call.saved);
+    if train {
+        quote!({ const G: ::cnn::__private::BatchNorm = #geom; G.forward_train(batch, #x, #layout, &params[#ps..#pe], &mut buffers[#bs..#be], #saved, #y); })
+    } else {
+        quote!({ const G: ::cnn::__private::BatchNorm = #geom; G.forward_eval(batch, #x, #layout, &params[#ps..#pe], &buffers[#bs..#be], #y); })
+    }
+}
+
+pub fn backward(g: &BatchNorm, params: &Range<usize>, call: &Call) -> TokenStream {
+    let (geom, ps, pe) = (geom_tokens(g), params.start, params.end);
+    let (x, dy, layout, saved) = (&call.x[0], &call.dy, &call.layout, &call.saved);
+    let dx = dx_option(&call.dx[0]);
+    quote!({ const G: ::cnn::__private::BatchNorm = #geom; G.backward(batch, #x, #layout, &params[#ps..#pe], #saved, #dy, &mut grad[#ps..#pe], #dx); })
+}

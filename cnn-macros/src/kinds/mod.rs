@@ -1,0 +1,171 @@
+//! The layer kinds, one module each, registered in [`KINDS`].
+//!
+//! A kind's module holds everything the macro knows of it: its arguments, its shape rule and
+//! cost (`check`, called by the checker's walk over the declaration), its summary text, the
+//! layout it needs (`layout`, for the plan) and the code of its forward and backward passes
+//! (`forward`, `backward`, for `expand`). Adding a kind means a module, a line in [`KINDS`], an
+//! [`Op`] variant if it computes something new, and its arms in the dispatch functions below.
+
+use crate::check::{Checker, Cost};
+use crate::ir::{Op, Shape};
+use crate::parse::Layer;
+use proc_macro2::TokenStream;
+
+mod activation;
+mod add;
+mod batchnorm;
+mod conv;
+mod dense;
+mod dropout;
+mod flatten;
+mod pool;
+
+/// What `check` made of a layer.
+pub enum Built {
+    /// No kernel call: the same value under another shape (`Flatten`), or a layer whose
+    /// arguments had errors but whose output shape is known.
+    Same(Shape),
+    /// An op giving a new value of shape `out`.
+    Op { op: Op, out: Shape, cost: Cost },
+}
+
+/// Checks a layer against the shape flowing in (`None` if unknown after an earlier error):
+/// returns its summary text and what it builds, reporting every problem to the checker.
+pub type CheckFn = fn(&mut Checker, &str, &Layer, Option<Shape>) -> (String, Option<Built>);
+
+/// A layer kind as the declaration names it.
+pub struct Kind {
+    pub name: &'static str,
+    /// May follow `->` after another stage.
+    pub activation: bool,
+    pub check: CheckFn,
+}
+
+/// Every layer kind, in the order error messages list them.
+pub const KINDS: &[Kind] = &[
+    conv::CONV2D,
+    pool::MAX_POOL2D,
+    pool::AVG_POOL2D,
+    flatten::FLATTEN,
+    dense::DENSE,
+    activation::RELU,
+    activation::SIGMOID,
+    activation::TANH,
+    activation::LEAKY_RELU,
+    batchnorm::BATCH_NORM2D,
+    batchnorm::BATCH_NORM1D,
+    dropout::DROPOUT,
+    pool::GLOBAL_AVG_POOL2D,
+];
+
+/// The groups of stages (not layers: they hold stages in braces).
+pub const BLOCKS: &[&str] = &["Sequential", "Residual", "Shortcut"];
+
+pub fn find(name: &str) -> Option<&'static Kind> {
+    KINDS.iter().find(|k| k.name == name)
+}
+
+/// The layout an op needs its inputs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Needs {
+    /// Any layout; the output keeps it.
+    Any,
+    /// Any layout; the output is channel-major (a convolution's).
+    AnyToChannelMajor,
+    /// Channel-major, and so is the output (a grouped convolution).
+    ChannelMajor,
+    /// Sample-major, and so is the output (dense layers, BatchNorm1d).
+    SampleMajor,
+    /// All inputs in one layout (whichever), kept by the output (a residual sum).
+    Same,
+}
+
+pub fn needs(op: &Op) -> Needs {
+    match op {
+        Op::Conv { groups, .. } => conv::needs(*groups),
+        Op::Dense { .. } => Needs::SampleMajor,
+        Op::BatchNorm { geom, .. } => batchnorm::needs(geom),
+        Op::Dropout { geom, .. } => dropout::needs(geom),
+        Op::Pool(_) | Op::Act(_) => Needs::Any,
+        Op::Add => Needs::Same,
+    }
+}
+
+/// Whether the forward pass differs between training and inference.
+pub fn trains_differently(op: &Op) -> bool {
+    matches!(op, Op::BatchNorm { .. } | Op::Dropout { .. })
+}
+
+/// `f32`s an op keeps from its training forward pass for its backward pass, whatever the batch
+/// size (BatchNorm's batch statistics).
+pub fn saved_len(op: &Op) -> usize {
+    match op {
+        Op::BatchNorm { geom, .. } => geom.saved_len(),
+        _ => 0,
+    }
+}
+
+/// Scratch an op needs, whatever the batch size.
+pub fn scratch_len(op: &Op) -> usize {
+    match op {
+        Op::Conv { geom, groups, .. } => conv::scratch_len(geom, *groups),
+        _ => 0,
+    }
+}
+
+/// The expressions one op's generated call reads and writes. In scope where it runs:
+/// `params`, `buffers`, `batch`, `first` (the batch index of the chunk's first sample), `key`
+/// (Dropout's masks), `scratch`, and in the backward pass `grad`.
+pub struct Call {
+    /// The input slices (`&[f32]`), one per input of the op.
+    pub x: Vec<TokenStream>,
+    /// Forward: the output (`&mut [f32]`); backward: the forward output (`&[f32]`).
+    pub y: TokenStream,
+    /// The layout of the inputs, a `Layout` expression.
+    pub layout: TokenStream,
+    /// A ReLU the op applies to its own output (a convolution's).
+    pub relu: bool,
+    /// Where a training forward pass keeps what its backward pass reads.
+    pub saved: TokenStream,
+    /// Backward only: the output gradient (`&[f32]`), and per input the gradient to write
+    /// (`&mut [f32]`), `None` for the network's input.
+    pub dy: TokenStream,
+    pub dx: Vec<Option<TokenStream>>,
+}
+
+/// The forward call of an op, in training or inference.
+pub fn forward(op: &Op, call: &Call, train: bool) -> TokenStream {
+    match op {
+        Op::Conv { geom, groups, params } => conv::forward(geom, *groups, params, call),
+        Op::Pool(g) => pool::forward(g, call),
+        Op::Dense { geom, params } => dense::forward(geom, params, call),
+        Op::Act(a) => activation::forward(a, call),
+        Op::BatchNorm { geom, params, buffers } => batchnorm::forward(geom, params, buffers, call, train),
+        Op::Dropout { geom, stage } => dropout::forward(geom, *stage, call, train),
+        Op::Add => add::forward(call),
+    }
+}
+
+/// The backward call of an op (after a training forward pass). Empty when there is nothing to
+/// compute: no parameters, and no input gradient wanted.
+pub fn backward(op: &Op, call: &Call) -> TokenStream {
+    let wants_dx = call.dx.iter().any(Option::is_some);
+    match op {
+        Op::Conv { geom, groups, params } => conv::backward(geom, *groups, params, call),
+        Op::Dense { geom, params } => dense::backward(geom, params, call),
+        Op::BatchNorm { geom, params, .. } => batchnorm::backward(geom, params, call),
+        _ if !wants_dx => TokenStream::new(),
+        Op::Pool(g) => pool::backward(g, call),
+        Op::Act(a) => activation::backward(a, call),
+        Op::Dropout { geom, stage } => dropout::backward(geom, *stage, call),
+        Op::Add => add::backward(call),
+    }
+}
+
+/// `Option<&mut [f32]>` from an optional input gradient.
+fn dx_option(dx: &Option<TokenStream>) -> TokenStream {
+    match dx {
+        Some(dx) => quote::quote!(::core::option::Option::Some(#dx)),
+        None => quote::quote!(::core::option::Option::None),
+    }
+}

@@ -188,17 +188,18 @@ impl Planner<'_> {
             Needs::Same => Layout::SampleMajor,
         };
         let inputs: Vec<Reg> = inputs.iter().map(|&r| self.convert(r, want)).collect();
+        let declared = self.model.values[value].image().map(|[c, h, w]| (c, h * w));
         let (layout, image) = match needs {
-            // Shape-keeping ops keep the structure of their input, flattened or not.
-            Needs::Any | Needs::Same => (want, self.regions[inputs[0]].image),
+            // An op on a flattened image keeps the image's structure (its layout still says
+            // where each element is).
+            Needs::Any | Needs::Same => (want, declared.or(self.regions[inputs[0]].image)),
             Needs::AnyToChannelMajor | Needs::ChannelMajor | Needs::SampleMajor => {
                 let layout = if needs == Needs::SampleMajor {
                     Layout::SampleMajor
                 } else {
                     Layout::ChannelMajor
                 };
-                let image = self.model.values[value].image().map(|[c, h, w]| (c, h * w));
-                (layout, image)
+                (layout, declared)
             }
         };
         let saved = self.saved_len..self.saved_len + kinds::saved_len(&op);

@@ -30,17 +30,26 @@ pub fn seq(n: usize, phase: f32) -> Vec<f32> {
 /// Step 2e-4 on f32 parameters, small enough that no ReLU input or max-pool winner of these test
 /// networks changes side; passes when `|analytic - numeric| <= 2e-2 * max(|numeric|, 0.05)`
 /// (f32 rounding of a loss near 2 costs about 7e-4 of a derivative at this step).
+///
+/// Every evaluation starts from `net`'s buffers and train state, so Dropout draws the same
+/// masks each time and BatchNorm (whose running statistics a training step updates, but does not
+/// read) normalizes with the batch's statistics.
 pub fn check_gradients<N: Network>(net: &N, input: &[f32], labels: &[u32]) {
-    let mut grad = vec![f32::NAN; N::PARAM_COUNT];
-    net.loss_and_grad(input, labels, &mut grad);
+    let state = net.train_state();
     let mut probe = N::from_params(net.params());
+    probe.buffers_mut().copy_from_slice(net.buffers());
+    probe.set_train_state(state);
+    let mut grad = vec![f32::NAN; N::PARAM_COUNT];
+    probe.loss_and_grad(input, labels, &mut grad);
     let mut scratch = vec![0.0; N::PARAM_COUNT];
     let h = 2e-4f32;
     for (i, &analytic) in grad.iter().enumerate() {
         let p = net.params()[i];
         probe.params_mut()[i] = p + h;
+        probe.set_train_state(state);
         let up = probe.loss_and_grad(input, labels, &mut scratch) as f64;
         probe.params_mut()[i] = p - h;
+        probe.set_train_state(state);
         let down = probe.loss_and_grad(input, labels, &mut scratch) as f64;
         probe.params_mut()[i] = p;
         let numeric = (up - down) / (2.0 * h as f64);

@@ -1,13 +1,27 @@
-//! Weight files: a network's parameters as [safetensors], one `F32` tensor per parameter.
+//! Weight files: a network's state as [safetensors], exactly as a PyTorch `state_dict` holds it.
 //!
-//! Tensors are named as in a PyTorch `state_dict` (`conv1.weight`, `conv1.bias`, ...) and
-//! have PyTorch's shapes, so a file written here loads with `safetensors.torch.load_file`
-//! into the equivalent `nn.Module`, and a file saved from PyTorch loads here.
+//! A file holds, under their `state_dict` names (`conv1.weight`, `layer1.0.bn1.running_mean`,
+//! ...) and with PyTorch's shapes:
 //!
-//! Loading is strict, like PyTorch's `load_state_dict(strict = True)`: every parameter must
-//! have a tensor of the declared shape and dtype `F32`, and the file may hold nothing else.
-//! Whatever is wrong is reported as an [`Error`] that names the file and the tensor; no file
-//! content makes a loader panic.
+//! - every parameter of [`Network::PARAMS`], dtype `F32`;
+//! - every buffer of [`Network::BUFFERS`] (BatchNorm's `X.running_mean` and `X.running_var`),
+//!   dtype `F32`;
+//! - for every BatchNorm `X` (every buffer named `X.running_mean`), `X.num_batches_tracked`:
+//!   dtype `I64`, shape `[]` (a scalar), the number of training steps the network has taken
+//!   ([`TrainState::steps`]).
+//!
+//! So a file written here loads into the equivalent `nn.Module` with
+//! `model.load_state_dict(safetensors.torch.load_file(path), strict=True)`, and a file saved
+//! with `safetensors.torch.save_file(model.state_dict(), path)` loads here unchanged.
+//!
+//! Loading is strict, like PyTorch's `load_state_dict(strict = True)`: every parameter and
+//! every buffer must have a tensor of the declared shape and dtype `F32`;
+//! `X.num_batches_tracked` may be absent, but if present it is an `I64` scalar; and the file
+//! may hold nothing else. Whatever is wrong is reported as an [`Error`] that names the file and
+//! the tensor; no file content makes a loader panic. Loading sets the network's step count
+//! ([`Network::set_train_state`]) to the file's `num_batches_tracked` (the largest, if they
+//! differ), and keeps it when the file holds none; the seed of Dropout's masks is not part of
+//! a `state_dict`, and is kept.
 //!
 //! # Untrusted files
 //!
@@ -16,34 +30,45 @@
 //! - no panic, no out-of-bounds read, no arithmetic overflow: every failure is an [`Error`];
 //! - no allocation larger than the file itself, and no file read at all past the size any
 //!   file for the network could have: an 8-byte length prefix, a JSON header of at most
-//!   1 MiB, and 8 bytes per parameter (the widest dtype, so that tensors of the right shapes
-//!   in a wrong dtype still get a dtype error). A length prefix beyond 1 MiB (`u64::MAX`
-//!   included) is refused from the first 8 bytes;
+//!   1 MiB, and 8 bytes per parameter, per buffer element and per `num_batches_tracked` (the
+//!   widest dtype, so that tensors of the right shapes in a wrong dtype still get a dtype
+//!   error). A length prefix beyond 1 MiB (`u64::MAX` included) is refused from the first
+//!   8 bytes;
 //! - a header whose structure would be costly to parse is refused before it is parsed:
 //!   nesting deeper than 8 levels, an object or array of more than 64 members, or more
-//!   top-level entries than the network's parameters plus 65. Real files are far inside
-//!   these bounds;
+//!   top-level entries than the network's tensors (parameters, buffers and step counters)
+//!   plus 65. Real files are far inside these bounds;
 //! - offsets out of range, overlapping, out of order or not covering the data section exactly
 //!   (gaps, trailing bytes) are errors, as are shapes whose element count overflows;
-//! - **non-finite weights are refused**: a NaN or an infinity in any tensor is an
+//! - **non-finite values are refused**: a NaN or an infinity in any parameter or buffer is an
 //!   [`Error::Safetensors`] naming the tensor, the index of the first such value and the value.
 //!   A trained network never holds one, and one NaN would spread to every output it touches;
-//!   refusing it at load time says where the damage is. [`save_safetensors`] still writes
-//!   whatever the network holds, so a diverged network can be saved and inspected elsewhere;
+//!   refusing it at load time says where the damage is. So are a negative `running_var`
+//!   (naming the tensor and the index) and a negative `num_batches_tracked`.
+//!   [`save_safetensors`] still writes whatever the network holds, so a diverged network can be
+//!   saved and inspected elsewhere;
 //! - [`load_safetensors_into`] writes nothing into the network unless the whole file passed.
 //!
 //! ```
 //! use cnn::prelude::*;
-//! # cnn::cnn! { struct LeNet5 { input: [1, 28, 28], conv1: Conv2d(6, kernel = 5, padding = 2) -> Relu,
-//! #   pool1: MaxPool2d(2), conv2: Conv2d(16, kernel = 5) -> Relu, pool2: MaxPool2d(2), flatten: Flatten,
-//! #   fc1: Dense(120) -> Relu, fc2: Dense(84) -> Relu, fc3: Dense(10) } }
+//! # cnn::cnn! { struct Small { input: [1, 12, 12], conv: Conv2d(4, kernel = 5) -> Relu,
+//! #   bn: BatchNorm2d, pool: MaxPool2d(2), flatten: Flatten, fc: Dense(10) } }
 //! # let dir = tempfile::tempdir().unwrap();
 //! # std::env::set_current_dir(dir.path()).unwrap();
 //!
-//! let net = LeNet5::new(42);
-//! cnn::io::save_safetensors(&net, "lenet5.safetensors")?;
-//! let back: LeNet5 = cnn::io::load_safetensors("lenet5.safetensors")?;
+//! // `Small` has a BatchNorm2d stage `bn`: the file holds `bn.weight` and `bn.bias`
+//! // (parameters), `bn.running_mean` and `bn.running_var` (buffers), and
+//! // `bn.num_batches_tracked`.
+//! let mut net = Small::new(42);
+//! let mut grad = vec![0.0; Small::PARAM_COUNT];
+//! // A training step (a batch of 2): updates the running statistics, counts one step.
+//! let loss = net.loss_and_grad(&[0.5; 2 * 144], &[3, 7], &mut grad);
+//! assert!(loss.is_finite());
+//! cnn::io::save_safetensors(&net, "small.safetensors")?;
+//! let back: Small = cnn::io::load_safetensors("small.safetensors")?;
 //! assert_eq!(net.params(), back.params());
+//! assert_eq!(net.buffers(), back.buffers());
+//! assert_eq!(back.train_state().steps, 1);
 //! # Ok::<(), cnn::Error>(())
 //! ```
 //!
@@ -59,16 +84,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use safetensors::tensor::{Dtype, SafeTensorError, TensorView, View};
 use safetensors::SafeTensors;
 
-use crate::{Error, Network, ParamInfo};
+use crate::{Error, Network, ParamInfo, TrainState};
 
 /// Longest JSON header accepted, in bytes. A header lists names, dtypes, shapes and offsets:
 /// about 100 bytes per tensor, a few KB for any network `cnn!` declares. (safetensors itself
 /// accepts up to 100 MB.)
 const MAX_HEADER_LEN: usize = 1 << 20;
 
-/// Most bytes per parameter a file is allowed before it is read: the size of the widest
-/// safetensors dtype (`F64`, `I64`, `U64`), so that a file of the right shapes in a wrong
-/// dtype is read and reported as a dtype mismatch.
+/// Most bytes per value (parameter, buffer element, step counter) a file is allowed before it
+/// is read: the size of the widest safetensors dtype (`F64`, `I64`, `U64`), so that a file of
+/// the right shapes in a wrong dtype is read and reported as a dtype mismatch.
 const MAX_DTYPE_BYTES: usize = 8;
 
 /// Deepest nesting of objects and arrays in a header; a valid one nests 3 deep.
@@ -78,13 +103,22 @@ const MAX_DEPTH: usize = 8;
 /// entry has 3, a shape as many as its dimensions.
 const MAX_MEMBERS: usize = 64;
 
-/// Top-level header entries tolerated beyond the network's parameters and `__metadata__`.
+/// Top-level header entries tolerated beyond the network's tensors and `__metadata__`.
 const EXTRA_ENTRIES: usize = 64;
 
-/// Writes the parameters of `net` to `path` as a safetensors file.
+/// `state_dict` name suffixes: a BatchNorm `X` has the buffers `X.running_mean` and
+/// `X.running_var`, and the step counter `X.num_batches_tracked`.
+const RUNNING_MEAN: &str = ".running_mean";
+const RUNNING_VAR: &str = ".running_var";
+const NUM_BATCHES_TRACKED: &str = ".num_batches_tracked";
+
+/// Writes the state of `net` to `path` as a safetensors file, as PyTorch's `state_dict` holds
+/// it.
 ///
-/// One `F32` tensor per entry of [`Network::PARAMS`], named `info.name`, with shape
-/// `info.shape`, little-endian. The file holds no `__metadata__`.
+/// One `F32` tensor per entry of [`Network::PARAMS`] and of [`Network::BUFFERS`], named
+/// `info.name`, with shape `info.shape`; and for each BatchNorm `X` (each buffer named
+/// `X.running_mean`) the `I64` scalar `X.num_batches_tracked` (shape `[]`), whose value is
+/// `net.train_state().steps`. All little-endian. The file holds no `__metadata__`.
 ///
 /// Non-finite values are written as they are (to inspect a diverged network elsewhere), but
 /// [`load_safetensors`] refuses such a file.
@@ -113,24 +147,11 @@ const EXTRA_ENTRIES: usize = 64;
 ///
 /// # Panics
 ///
-/// If `net.params()` is shorter than the layout in [`Network::PARAMS`] says: a bug in the
-/// `Network` implementation, not in any file.
+/// If `net.params()` or `net.buffers()` is shorter than the layout in [`Network::PARAMS`] or
+/// [`Network::BUFFERS`] says: a bug in the `Network` implementation, not in any file.
 pub fn save_safetensors<N: Network>(net: &N, path: impl AsRef<Path>) -> Result<(), Error> {
     let path = path.as_ref();
-    let params = net.params();
-    check_layout::<N>(params.len());
-
-    let tensors = N::PARAMS.iter().map(|info| {
-        let bytes = params[info.range()].iter().flat_map(|x| x.to_le_bytes()).collect();
-        (
-            info.name,
-            F32Tensor {
-                shape: info.shape,
-                bytes,
-            },
-        )
-    });
-    let bytes = safetensors::serialize(tensors, &None).map_err(|e| Error::Safetensors {
+    let bytes = safetensors::serialize(state_dict(net), &None).map_err(|e| Error::Safetensors {
         path: path.to_path_buf(),
         reason: describe(&e),
     })?;
@@ -139,8 +160,12 @@ pub fn save_safetensors<N: Network>(net: &N, path: impl AsRef<Path>) -> Result<(
 
 /// Reads a network from the safetensors file at `path`.
 ///
-/// The file must hold exactly the tensors of [`Network::PARAMS`]: same names, same shapes,
-/// dtype `F32`, nothing missing and nothing extra.
+/// The file must hold exactly the tensors of a `state_dict` for `N`: every parameter
+/// ([`Network::PARAMS`]) and every buffer ([`Network::BUFFERS`]) with its name and shape and
+/// dtype `F32`, optionally each BatchNorm's `num_batches_tracked` (an `I64` scalar), and
+/// nothing else. The network is built with [`Network::from_params`], then given the file's
+/// buffers and, if the file holds `num_batches_tracked`, its step count (the largest, if they
+/// differ).
 ///
 /// ```
 /// use cnn::prelude::*;
@@ -158,29 +183,37 @@ pub fn save_safetensors<N: Network>(net: &N, path: impl AsRef<Path>) -> Result<(
 /// # Errors
 ///
 /// Checked in this order, the first failure returned (parameters in [`Network::PARAMS`]
-/// order, extra tensors in name order):
+/// order, then buffers in [`Network::BUFFERS`] order, then step counters; extra tensors in
+/// name order):
 ///
 /// - [`Error::Io`] if the file cannot be read;
 /// - [`Error::Safetensors`] if it is not a valid safetensors file (truncated, damaged header,
 ///   offsets that do not match the shapes, ...);
-/// - [`Error::MissingTensor`] if a parameter has no tensor;
-/// - [`Error::UnexpectedTensor`] if a tensor matches no parameter;
-/// - [`Error::DtypeMismatch`] if a tensor's dtype is not `F32`;
-/// - [`Error::ShapeMismatch`] if a tensor's shape is not the parameter's;
-/// - [`Error::Safetensors`] if a tensor holds a NaN or an infinity, naming the tensor and the
-///   index of the first one.
+/// - [`Error::MissingTensor`] if a parameter or a buffer has no tensor;
+/// - [`Error::UnexpectedTensor`] if a tensor is none of the network's;
+/// - [`Error::DtypeMismatch`] if a parameter's or buffer's dtype is not `F32`, or a
+///   `num_batches_tracked`'s is not `I64`;
+/// - [`Error::ShapeMismatch`] if a tensor's shape is not the declared one (`[]` for
+///   `num_batches_tracked`);
+/// - [`Error::Safetensors`] if a parameter or buffer holds a NaN or an infinity, or a
+///   `running_var` a negative value, naming the tensor and the index of the first one; or if a
+///   `num_batches_tracked` is negative.
 ///
 /// Before any of these, [`Error::Safetensors`] if the file is larger than any file for `N`
 /// could be, or its header breaks the limits in the [module docs](self#untrusted-files).
 pub fn load_safetensors<N: Network>(path: impl AsRef<Path>) -> Result<N, Error> {
-    let params = read_new_params::<N>(path.as_ref())?;
-    Ok(N::from_params(&params))
+    let path = path.as_ref();
+    let bytes = read_bounded::<N>(path)?;
+    Ok(parse::<N>(path, &bytes)?.to_network())
 }
 
-/// Reads the safetensors file at `path` into the parameters of `net`, in place.
+/// Reads the safetensors file at `path` into the parameters, buffers and step count of `net`,
+/// in place.
 ///
 /// The same checks as [`load_safetensors`], without allocating a new network. The whole
-/// file is checked before any parameter is written, so on error `net` is left unchanged.
+/// file is checked before anything is written, so on error `net` is left unchanged. The step
+/// count ([`TrainState::steps`]) becomes the file's `num_batches_tracked`, and is left as it
+/// was if the file holds none; the seed is kept.
 ///
 /// ```
 /// use cnn::prelude::*;
@@ -202,38 +235,99 @@ pub fn load_safetensors<N: Network>(path: impl AsRef<Path>) -> Result<N, Error> 
 ///
 /// # Panics
 ///
-/// If `net.params_mut()` is shorter than the layout in [`Network::PARAMS`] says: a bug in
-/// the `Network` implementation, not in any file.
+/// If `net.params_mut()` or `net.buffers_mut()` is shorter than the layout in
+/// [`Network::PARAMS`] or [`Network::BUFFERS`] says: a bug in the `Network` implementation,
+/// not in any file.
 pub fn load_safetensors_into<N: Network>(net: &mut N, path: impl AsRef<Path>) -> Result<(), Error> {
-    read_params::<N>(path.as_ref(), net.params_mut())
-}
-
-/// Reads, checks and decodes the file into `params`, which is written only once every check
-/// has passed.
-fn read_params<N: Network>(path: &Path, params: &mut [f32]) -> Result<(), Error> {
-    check_layout::<N>(params.len());
+    let path = path.as_ref();
+    check_layout(N::PARAMS, net.params().len(), "PARAMS", "parameters");
+    check_layout(N::BUFFERS, net.buffers().len(), "BUFFERS", "buffer elements");
     let bytes = read_bounded::<N>(path)?;
-    let views = parse::<N>(path, &bytes)?;
-    decode(&views, N::PARAMS, params);
+    parse::<N>(path, &bytes)?.write_into(net);
     Ok(())
 }
 
-/// Reads, checks and decodes the file into a fresh parameter buffer. The buffer is allocated
-/// only once the file has passed every check, so a damaged file costs no more memory than
-/// its own size.
-fn read_new_params<N: Network>(path: &Path) -> Result<Vec<f32>, Error> {
-    let bytes = read_bounded::<N>(path)?;
-    let views = parse::<N>(path, &bytes)?;
-    let mut params = vec![0.0; N::PARAM_COUNT];
-    check_layout::<N>(params.len());
-    decode(&views, N::PARAMS, &mut params);
-    Ok(params)
+/// The tensors of `net`'s `state_dict`, as [`save_safetensors`] writes them: parameters and
+/// buffers in layout order, then the step counters.
+pub(crate) fn state_dict<N: Network>(net: &N) -> Vec<(String, Tensor)> {
+    let (params, buffers) = (net.params(), net.buffers());
+    check_layout(N::PARAMS, params.len(), "PARAMS", "parameters");
+    check_layout(N::BUFFERS, buffers.len(), "BUFFERS", "buffer elements");
+    // PyTorch counts in an int64; a count past it (never reached) is written as its maximum.
+    let steps = i64::try_from(net.train_state().steps).unwrap_or(i64::MAX);
+    let values = |layout: &'static [ParamInfo], values: &[f32]| {
+        layout
+            .iter()
+            .map(|info| (info.name.to_owned(), Tensor::f32s(info.shape, &values[info.range()])))
+            .collect::<Vec<_>>()
+    };
+    let mut tensors = values(N::PARAMS, params);
+    tensors.extend(values(N::BUFFERS, buffers));
+    tensors.extend(step_counters::<N>().map(|name| (name, Tensor::i64_scalar(steps))));
+    tensors
+}
+
+/// The step counters a `state_dict` of `N` holds: `X.num_batches_tracked` for every buffer
+/// `X.running_mean`, in [`Network::BUFFERS`] order.
+fn step_counters<N: Network>() -> impl Iterator<Item = String> {
+    N::BUFFERS
+        .iter()
+        .filter_map(|info| info.name.strip_suffix(RUNNING_MEAN))
+        .map(|bn| format!("{bn}{NUM_BATCHES_TRACKED}"))
+}
+
+/// How many tensors a `state_dict` of `N` holds at most.
+fn tensor_count<N: Network>() -> usize {
+    N::PARAMS.len() + N::BUFFERS.len() + step_counters::<N>().count()
+}
+
+/// A file's tensors for network `N` once every check has passed: the views in layout order,
+/// and the step count.
+pub(crate) struct Checked<'data> {
+    /// One per entry of [`Network::PARAMS`].
+    params: Vec<TensorView<'data>>,
+    /// One per entry of [`Network::BUFFERS`].
+    buffers: Vec<TensorView<'data>>,
+    /// The largest `num_batches_tracked`, if the file holds any.
+    steps: Option<u64>,
+}
+
+impl Checked<'_> {
+    /// A network holding the file's state: built from its parameters with
+    /// [`Network::from_params`], then given its buffers and step count. The parameter buffer is
+    /// allocated only now, once the file has passed every check, so a damaged file costs no more
+    /// memory than its own size.
+    pub(crate) fn to_network<N: Network>(&self) -> N {
+        let mut params = vec![0.0; N::PARAM_COUNT];
+        check_layout(N::PARAMS, params.len(), "PARAMS", "parameters");
+        decode(&self.params, N::PARAMS, &mut params);
+        let mut net = N::from_params(&params);
+        check_layout(N::BUFFERS, net.buffers().len(), "BUFFERS", "buffer elements");
+        self.write_state(&mut net);
+        net
+    }
+
+    /// Writes the file's parameters, buffers and step count into `net`.
+    fn write_into<N: Network>(&self, net: &mut N) {
+        decode(&self.params, N::PARAMS, net.params_mut());
+        self.write_state(net);
+    }
+
+    /// Writes the buffers and, if the file has one, the step count (keeping the seed).
+    fn write_state<N: Network>(&self, net: &mut N) {
+        decode(&self.buffers, N::BUFFERS, net.buffers_mut());
+        if let Some(steps) = self.steps {
+            let seed = net.train_state().seed;
+            net.set_train_state(TrainState { seed, steps });
+        }
+    }
 }
 
 /// Reads the whole file, refusing before reading it whatever is larger than any file for `N`
 /// could be: the 8-byte length prefix, a header of at most [`MAX_HEADER_LEN`], and at most
-/// [`MAX_DTYPE_BYTES`] per parameter (tensors of the right shapes in a wrong dtype still get
-/// their own, more precise, error). The buffer is the file's size, no more.
+/// [`MAX_DTYPE_BYTES`] per parameter, buffer element and step counter (tensors of the right
+/// shapes in a wrong dtype still get their own, more precise, error). The buffer is the
+/// file's size, no more.
 fn read_bounded<N: Network>(path: &Path) -> Result<Vec<u8>, Error> {
     let io_err = |source| Error::Io {
         path: path.to_path_buf(),
@@ -258,12 +352,16 @@ fn read_bounded<N: Network>(path: &Path) -> Result<Vec<u8>, Error> {
              bytes accepted; damaged, or not a safetensors file"
         )));
     }
-    let data_limit = (MAX_DTYPE_BYTES as u64).saturating_mul(N::PARAM_COUNT as u64);
+    let values = (N::PARAM_COUNT as u64)
+        .saturating_add(N::BUFFER_COUNT as u64)
+        .saturating_add(step_counters::<N>().count() as u64);
+    let data_limit = (MAX_DTYPE_BYTES as u64).saturating_mul(values);
     let limit = (8 + header_len).saturating_add(data_limit);
     let too_large = |len: u64| {
         invalid(format!(
             "the file is {len} bytes long, but a file for this network holds a {header_len}-byte \
-             header and at most {data_limit} bytes of data ({MAX_DTYPE_BYTES} per parameter)"
+             header and at most {data_limit} bytes of data ({MAX_DTYPE_BYTES} per parameter, \
+             buffer element and step counter)"
         ))
     };
     if file_len > limit {
@@ -283,9 +381,8 @@ fn read_bounded<N: Network>(path: &Path) -> Result<Vec<u8>, Error> {
     Ok(bytes)
 }
 
-/// Checks the file against the layout of `N` and returns one view per parameter, in
-/// [`Network::PARAMS`] order.
-fn parse<'data, N: Network>(path: &Path, bytes: &'data [u8]) -> Result<Vec<TensorView<'data>>, Error> {
+/// Checks the header's structure, parses the file and checks it against the layout of `N`.
+fn parse<'data, N: Network>(path: &Path, bytes: &'data [u8]) -> Result<Checked<'data>, Error> {
     let invalid = |reason: String| Error::Safetensors {
         path: path.to_path_buf(),
         reason,
@@ -293,16 +390,127 @@ fn parse<'data, N: Network>(path: &Path, bytes: &'data [u8]) -> Result<Vec<Tenso
     // `read_bounded` has checked the prefix; a header reaching past the end of the file is
     // left for `deserialize` to report.
     if let Some(header) = header_of(bytes) {
-        check_header_structure(header, N::PARAMS.len()).map_err(invalid)?;
+        check_header_structure(header, tensor_count::<N>()).map_err(invalid)?;
     }
     let file = SafeTensors::deserialize(bytes).map_err(|e| invalid(describe(&e)))?;
+    check_state::<N>(path, &file, &[])
+}
 
-    let views = check_tensors(path, &file, N::PARAMS)?;
-    for (info, view) in N::PARAMS.iter().zip(&views) {
+/// The strict `load_state_dict` rule and the checks of the values, on a parsed file (`path`
+/// only names it in errors). `also` names tensors the file may hold besides the network's (a
+/// checkpoint's optimizer state): they are allowed, and neither checked nor returned.
+///
+/// The order of the checks makes the reported error deterministic: every missing tensor
+/// before any unexpected one (a file from another network is best explained by what it
+/// lacks), unexpected names sorted, then dtype and shape per tensor in layout order
+/// (parameters, buffers, step counters), then the values in the same order.
+pub(crate) fn check_state<'data, N: Network>(
+    path: &Path,
+    file: &SafeTensors<'data>,
+    also: &[&str],
+) -> Result<Checked<'data>, Error> {
+    let params = required(path, file, N::PARAMS)?;
+    let buffers = required(path, file, N::BUFFERS)?;
+    let counters: Vec<String> = step_counters::<N>().collect();
+
+    let known: HashSet<&str> = (N::PARAMS.iter().chain(N::BUFFERS).map(|info| info.name))
+        .chain(counters.iter().map(String::as_str))
+        .chain(also.iter().copied())
+        .collect();
+    let mut extra: Vec<&String> = file
+        .names()
+        .into_iter()
+        .filter(|name| !known.contains(name.as_str()))
+        .collect();
+    extra.sort();
+    if let Some(name) = extra.first() {
+        return Err(Error::UnexpectedTensor {
+            path: path.to_path_buf(),
+            tensor: (*name).clone(),
+        });
+    }
+
+    check_dtype_and_shape(path, N::PARAMS, &params)?;
+    check_dtype_and_shape(path, N::BUFFERS, &buffers)?;
+    let counters: Vec<(&str, TensorView<'data>)> = counters
+        .iter()
+        .filter_map(|name| Some((name.as_str(), file.tensor(name).ok()?)))
+        .collect();
+    for (name, view) in &counters {
+        check_tensor(path, name, view, Dtype::I64, &[])?;
+    }
+
+    check_values(path, N::PARAMS, &params, "weights must be finite")?;
+    check_values(path, N::BUFFERS, &buffers, "running statistics must be finite")?;
+    let mut steps = None;
+    for (name, view) in &counters {
+        let count = read_step_counter(path, name, view)?;
+        steps = steps.max(Some(count));
+    }
+    Ok(Checked { params, buffers, steps })
+}
+
+/// The tensor of every entry of `layout`, in order; [`Error::MissingTensor`] for the first
+/// absent one.
+fn required<'data>(
+    path: &Path,
+    file: &SafeTensors<'data>,
+    layout: &[ParamInfo],
+) -> Result<Vec<TensorView<'data>>, Error> {
+    layout
+        .iter()
+        .map(|info| {
+            file.tensor(info.name).map_err(|_| Error::MissingTensor {
+                path: path.to_path_buf(),
+                tensor: info.name.to_owned(),
+                expected: info.shape.to_vec(),
+            })
+        })
+        .collect()
+}
+
+/// Each view has dtype `F32` and its entry's shape.
+fn check_dtype_and_shape(path: &Path, layout: &[ParamInfo], views: &[TensorView<'_>]) -> Result<(), Error> {
+    for (info, view) in layout.iter().zip(views) {
+        check_tensor(path, info.name, view, Dtype::F32, info.shape)?;
+    }
+    Ok(())
+}
+
+/// [`Error::DtypeMismatch`] or [`Error::ShapeMismatch`] unless `view` is a `dtype` tensor of
+/// `shape`.
+fn check_tensor(path: &Path, name: &str, view: &TensorView<'_>, dtype: Dtype, shape: &[usize]) -> Result<(), Error> {
+    if view.dtype() != dtype {
+        return Err(Error::DtypeMismatch {
+            path: path.to_path_buf(),
+            tensor: name.to_owned(),
+            expected: format!("{dtype:?}"),
+            got: format!("{:?}", view.dtype()),
+        });
+    }
+    if view.shape() != shape {
+        return Err(Error::ShapeMismatch {
+            path: path.to_path_buf(),
+            tensor: name.to_owned(),
+            expected: shape.to_vec(),
+            got: view.shape().to_vec(),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses a non-finite value in any tensor of `layout` (`rule` says why), and a negative one
+/// in a `running_var`, naming the tensor and the position of the first one.
+fn check_values(path: &Path, layout: &[ParamInfo], views: &[TensorView<'_>], rule: &str) -> Result<(), Error> {
+    let invalid = |reason: String| Error::Safetensors {
+        path: path.to_path_buf(),
+        reason,
+    };
+    for (info, view) in layout.iter().zip(views) {
         let data = view.data();
         // `deserialize` has checked that each tensor's byte range matches its shape and
-        // dtype, and `check_tensors` that shape and dtype are the parameter's; checked again
-        // here so that no file can make the decoding in `decode` panic.
+        // dtype, and `check_tensor` that shape and dtype are the layout's; checked again here
+        // so that no file can make the decoding in `decode` panic.
         if data.len() != info.len() * 4 {
             return Err(invalid(format!(
                 "tensor `{}` holds {} bytes, but its shape {:?} needs {}",
@@ -312,32 +520,59 @@ fn parse<'data, N: Network>(path: &Path, bytes: &'data [u8]) -> Result<Vec<Tenso
                 info.len() * 4
             )));
         }
-        // A trained network has only finite weights, and one NaN spreads to every output it
-        // touches: refuse it here, naming where it is, rather than predict garbage later.
-        let first_non_finite = data
+        // A trained network has only finite weights and statistics, and one NaN spreads to
+        // every output it touches: refuse it here, naming where it is, rather than predict
+        // garbage later. A variance below zero would make BatchNorm take the square root of
+        // a negative number at inference: the same damage.
+        let variance = info.name.ends_with(RUNNING_VAR);
+        let first_bad = data
             .chunks_exact(4)
             .map(f32_le)
             .enumerate()
-            .find(|(_, x)| !x.is_finite());
-        if let Some((index, value)) = first_non_finite {
+            .find(|&(_, x)| !x.is_finite() || (variance && x < 0.0));
+        if let Some((index, value)) = first_bad {
+            let rule = if value.is_finite() {
+                "a variance cannot be negative"
+            } else {
+                rule
+            };
             return Err(invalid(format!(
-                "tensor `{}` holds {value} at index {:?} (element {index} of {}); \
-                 weights must be finite",
+                "tensor `{}` holds {value} at index {:?} (element {index} of {}); {rule}",
                 info.name,
                 unravel(index, info.shape),
                 info.len()
             )));
         }
     }
-    Ok(views)
+    Ok(())
 }
 
-/// Writes the checked views into `params`.
-fn decode(views: &[TensorView<'_>], layout: &[ParamInfo], params: &mut [f32]) {
+/// The value of a checked `num_batches_tracked` (an `I64` scalar), which must not be negative.
+fn read_step_counter(path: &Path, name: &str, view: &TensorView<'_>) -> Result<u64, Error> {
+    let invalid = |reason: String| Error::Safetensors {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let Ok(bytes) = <[u8; 8]>::try_from(view.data()) else {
+        return Err(invalid(format!(
+            "tensor `{name}` holds {} bytes, but an I64 scalar needs 8",
+            view.data().len()
+        )));
+    };
+    let count = i64::from_le_bytes(bytes);
+    u64::try_from(count).map_err(|_| {
+        invalid(format!(
+            "tensor `{name}` holds {count}; a count of training steps cannot be negative"
+        ))
+    })
+}
+
+/// Writes the checked views into `values`.
+fn decode(views: &[TensorView<'_>], layout: &[ParamInfo], values: &mut [f32]) {
     for (info, view) in layout.iter().zip(views) {
         // The data section is not necessarily 4-byte aligned, so decode chunk by chunk
         // rather than reinterpreting the bytes.
-        for (dst, chunk) in params[info.range()].iter_mut().zip(view.data().chunks_exact(4)) {
+        for (dst, chunk) in values[info.range()].iter_mut().zip(view.data().chunks_exact(4)) {
             *dst = f32_le(chunk);
         }
     }
@@ -371,14 +606,14 @@ fn header_of(bytes: &[u8]) -> Option<&[u8]> {
 /// safetensors parses the header through serde's `flatten`, which first buffers every JSON
 /// value as a generic tree of 32-byte nodes: an array of a million zeros (2 MB of text) would
 /// become a 32 MB allocation. A valid header for a network is one object holding, per
-/// parameter, an object of three fields with two short arrays (`shape`, `data_offsets`), plus
-/// an optional `__metadata__` object of strings. So, lexically and before any parsing:
-/// nesting at most [`MAX_DEPTH`] deep, the top-level object at most the network's parameters
-/// plus `__metadata__` plus [`EXTRA_ENTRIES`] (so a few unexpected tensors are still reported
-/// by name), and every other object or array at most [`MAX_MEMBERS`] members. Valid files are
-/// far inside these bounds.
-fn check_header_structure(header: &[u8], params: usize) -> Result<(), String> {
-    let top_limit = params + 1 + EXTRA_ENTRIES;
+/// tensor (parameter, buffer or step counter), an object of three fields with two short arrays
+/// (`shape`, `data_offsets`), plus an optional `__metadata__` object of strings. So, lexically
+/// and before any parsing: nesting at most [`MAX_DEPTH`] deep, the top-level object at most the
+/// network's `tensors` plus `__metadata__` plus [`EXTRA_ENTRIES`] (so a few unexpected tensors
+/// are still reported by name), and every other object or array at most [`MAX_MEMBERS`]
+/// members. Valid files are far inside these bounds.
+fn check_header_structure(header: &[u8], tensors: usize) -> Result<(), String> {
+    let top_limit = tensors + 1 + EXTRA_ENTRIES;
     // members[d]: members counted so far in the open object or array at depth d (1-based).
     let mut members = [0usize; MAX_DEPTH + 1];
     let mut depth = 0;
@@ -412,7 +647,7 @@ fn check_header_structure(header: &[u8], params: usize) -> Result<(), String> {
                 if depth == 1 && members[1] > top_limit {
                     return Err(format!(
                         "the header lists more than {top_limit} entries, but the network has \
-                         {params} parameters"
+                         {tensors} tensors"
                     ));
                 }
                 if depth > 1 && members[depth] > MAX_MEMBERS {
@@ -428,89 +663,50 @@ fn check_header_structure(header: &[u8], params: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// The strict `load_state_dict` rule: the names in the file are exactly the parameter names,
-/// and each tensor has the parameter's dtype and shape. Returns the tensors in `layout` order.
-///
-/// The order of the checks makes the reported error deterministic: every missing tensor
-/// before any unexpected one (a file from another network is best explained by what it
-/// lacks), unexpected names sorted, then dtype and shape per parameter in layout order.
-fn check_tensors<'data>(
-    path: &Path,
-    file: &SafeTensors<'data>,
-    layout: &[ParamInfo],
-) -> Result<Vec<TensorView<'data>>, Error> {
-    let mut views = Vec::with_capacity(layout.len());
-    for info in layout {
-        match file.tensor(info.name) {
-            Ok(view) => views.push(view),
-            Err(_) => {
-                return Err(Error::MissingTensor {
-                    path: path.to_path_buf(),
-                    tensor: info.name.to_owned(),
-                    expected: info.shape.to_vec(),
-                })
-            }
-        }
-    }
-
-    let known: HashSet<&str> = layout.iter().map(|info| info.name).collect();
-    let mut extra: Vec<&String> = file
-        .names()
-        .into_iter()
-        .filter(|name| !known.contains(name.as_str()))
-        .collect();
-    extra.sort();
-    if let Some(name) = extra.first() {
-        return Err(Error::UnexpectedTensor {
-            path: path.to_path_buf(),
-            tensor: (*name).clone(),
-        });
-    }
-
-    for (info, view) in layout.iter().zip(&views) {
-        if view.dtype() != Dtype::F32 {
-            return Err(Error::DtypeMismatch {
-                path: path.to_path_buf(),
-                tensor: info.name.to_owned(),
-                expected: "F32".to_owned(),
-                got: format!("{:?}", view.dtype()),
-            });
-        }
-        if view.shape() != info.shape {
-            return Err(Error::ShapeMismatch {
-                path: path.to_path_buf(),
-                tensor: info.name.to_owned(),
-                expected: info.shape.to_vec(),
-                got: view.shape().to_vec(),
-            });
-        }
-    }
-    Ok(views)
-}
-
-/// A network whose `PARAMS` reach past its buffer is a bug in its `Network` implementation;
-/// caught here with a clear message instead of an index panic deep in the loop.
-fn check_layout<N: Network>(len: usize) {
-    let needed = N::PARAMS.iter().map(|info| info.range().end).max().unwrap_or(0);
+/// A network whose layout table reaches past its buffer is a bug in its `Network`
+/// implementation; caught here with a clear message instead of an index panic deep in a loop.
+fn check_layout(layout: &[ParamInfo], len: usize, table: &str, what: &str) {
+    let needed = layout.iter().map(|info| info.range().end).max().unwrap_or(0);
     assert!(
         needed <= len,
-        "Network::PARAMS describes {needed} parameters, but the buffer holds {len}"
+        "Network::{table} describes {needed} {what}, but the buffer holds {len}"
     );
 }
 
-/// One parameter tensor ready to serialize: its bytes already little-endian.
-struct F32Tensor {
-    shape: &'static [usize],
+/// One tensor ready to serialize: its bytes already little-endian.
+pub(crate) struct Tensor {
+    dtype: Dtype,
+    shape: Vec<usize>,
     bytes: Vec<u8>,
 }
 
-impl View for F32Tensor {
+impl Tensor {
+    /// An `F32` tensor of `shape` holding `values`.
+    pub(crate) fn f32s(shape: &[usize], values: &[f32]) -> Self {
+        Tensor {
+            dtype: Dtype::F32,
+            shape: shape.to_vec(),
+            bytes: values.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        }
+    }
+
+    /// An `I64` scalar (shape `[]`).
+    fn i64_scalar(value: i64) -> Self {
+        Tensor {
+            dtype: Dtype::I64,
+            shape: Vec::new(),
+            bytes: value.to_le_bytes().to_vec(),
+        }
+    }
+}
+
+impl View for Tensor {
     fn dtype(&self) -> Dtype {
-        Dtype::F32
+        self.dtype
     }
 
     fn shape(&self) -> &[usize] {
-        self.shape
+        &self.shape
     }
 
     fn data(&self) -> Cow<'_, [u8]> {
@@ -592,21 +788,75 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    /// A network that is only a parameter layout (its passes are never called): all that weight
-    /// I/O needs, written out by hand so these tests do not depend on the macro.
+    /// `layout` laid out back to back from offset 0, as `cnn!` lays out its flat buffers.
+    const fn packed<const K: usize>(layout: [(&'static str, &'static [usize]); K]) -> [ParamInfo; K] {
+        let mut out = [ParamInfo {
+            name: "",
+            shape: &[],
+            offset: 0,
+        }; K];
+        let (mut i, mut offset) = (0, 0);
+        while i < K {
+            out[i] = ParamInfo {
+                name: layout[i].0,
+                shape: layout[i].1,
+                offset,
+            };
+            offset += out[i].len();
+            i += 1;
+        }
+        out
+    }
+
+    /// The number of values of a layout table.
+    const fn total(layout: &[ParamInfo]) -> usize {
+        let (mut i, mut n) = (0, 0);
+        while i < layout.len() {
+            n += layout[i].len();
+            i += 1;
+        }
+        n
+    }
+
+    /// A network that is only a layout of parameters and buffers, and a [`TrainState`] (its
+    /// passes are never called): all that weight I/O needs, written out by hand so these tests
+    /// do not depend on the macro. Buffers start as `from_params` documents: running means 0,
+    /// running variances 1.
     macro_rules! layout_only {
-        ($(#[$meta:meta])* $name:ident { $($layout:tt)* }) => {
+        (
+            $(#[$meta:meta])*
+            $name:ident {
+                params: [$(($param:literal, $param_shape:expr)),* $(,)?],
+                buffers: [$(($buffer:literal, $buffer_shape:expr)),* $(,)?] $(,)?
+            }
+        ) => {
             $(#[$meta])*
             struct $name {
                 params: Vec<f32>,
+                buffers: Vec<f32>,
+                state: TrainState,
             }
 
             impl Network for $name {
-                $($layout)*
+                const INPUT_SHAPE: &'static [usize] = &[1];
+                const INPUT_LEN: usize = 1;
+                const OUTPUT_LEN: usize = 1;
+                const PARAM_COUNT: usize = total(Self::PARAMS);
+                const PARAMS: &'static [ParamInfo] = &packed([$(($param, &$param_shape)),*]);
+                const BUFFER_COUNT: usize = total(Self::BUFFERS);
+                const BUFFERS: &'static [ParamInfo] = &packed([$(($buffer, &$buffer_shape)),*]);
 
                 fn from_params(params: &[f32]) -> Self {
                     assert_eq!(params.len(), Self::PARAM_COUNT);
-                    $name { params: params.to_vec() }
+                    let mut buffers = vec![0.0; Self::BUFFER_COUNT];
+                    for info in Self::BUFFERS.iter().filter(|b| b.name.ends_with(".running_var")) {
+                        buffers[info.range()].fill(1.0);
+                    }
+                    $name {
+                        params: params.to_vec(),
+                        buffers,
+                        state: TrainState::default(),
+                    }
                 }
                 fn params(&self) -> &[f32] {
                     &self.params
@@ -614,10 +864,22 @@ mod tests {
                 fn params_mut(&mut self) -> &mut [f32] {
                     &mut self.params
                 }
+                fn buffers(&self) -> &[f32] {
+                    &self.buffers
+                }
+                fn buffers_mut(&mut self) -> &mut [f32] {
+                    &mut self.buffers
+                }
+                fn train_state(&self) -> TrainState {
+                    self.state
+                }
+                fn set_train_state(&mut self, state: TrainState) {
+                    self.state = state;
+                }
                 fn forward_batch(&self, _: &[f32], _: &mut [f32]) {
                     unimplemented!()
                 }
-                fn loss_and_grad(&self, _: &[f32], _: &[u32], _: &mut [f32]) -> f32 {
+                fn loss_and_grad(&mut self, _: &[f32], _: &[u32], _: &mut [f32]) -> f32 {
                     unimplemented!()
                 }
             }
@@ -628,84 +890,123 @@ mod tests {
         /// One dense layer `fc` from 4 inputs to 3 outputs.
         #[derive(Debug)]
         Tiny {
-            const INPUT_SHAPE: &'static [usize] = &[4];
-            const INPUT_LEN: usize = 4;
-            const OUTPUT_LEN: usize = 3;
-            const PARAM_COUNT: usize = 15;
-            const PARAMS: &'static [ParamInfo] = &[
-                ParamInfo {
-                    name: "fc.weight",
-                    shape: &[3, 4],
-                    offset: 0,
-                },
-                ParamInfo {
-                    name: "fc.bias",
-                    shape: &[3],
-                    offset: 12,
-                },
-            ];
+            params: [("fc.weight", [3, 4]), ("fc.bias", [3])],
+            buffers: [],
+        }
+    }
+
+    layout_only! {
+        /// `fc: Dense(3, bias = false)` then `bn: BatchNorm1d`.
+        #[derive(Debug)]
+        TinyBn {
+            params: [("fc.weight", [3, 4]), ("bn.weight", [3]), ("bn.bias", [3])],
+            buffers: [("bn.running_mean", [3]), ("bn.running_var", [3])],
+        }
+    }
+
+    layout_only! {
+        /// Two BatchNorms without affine parameters around a dense layer.
+        TwoBn {
+            params: [("fc.weight", [2, 2])],
+            buffers: [
+                ("bn1.running_mean", [2]),
+                ("bn1.running_var", [2]),
+                ("bn2.running_mean", [2]),
+                ("bn2.running_var", [2]),
+            ],
         }
     }
 
     layout_only! {
         /// LeNet-5's parameter layout, as `cnn!` generates it for the declaration in DESIGN.md.
         LeNet5 {
-            const INPUT_SHAPE: &'static [usize] = &[1, 28, 28];
-            const INPUT_LEN: usize = 784;
-            const OUTPUT_LEN: usize = 10;
-            const PARAM_COUNT: usize = 61_706;
-            const PARAMS: &'static [ParamInfo] = &[
-                ParamInfo {
-                    name: "conv1.weight",
-                    shape: &[6, 1, 5, 5],
-                    offset: 0,
-                },
-                ParamInfo {
-                    name: "conv1.bias",
-                    shape: &[6],
-                    offset: 150,
-                },
-                ParamInfo {
-                    name: "conv2.weight",
-                    shape: &[16, 6, 5, 5],
-                    offset: 156,
-                },
-                ParamInfo {
-                    name: "conv2.bias",
-                    shape: &[16],
-                    offset: 2_556,
-                },
-                ParamInfo {
-                    name: "fc1.weight",
-                    shape: &[120, 400],
-                    offset: 2_572,
-                },
-                ParamInfo {
-                    name: "fc1.bias",
-                    shape: &[120],
-                    offset: 50_572,
-                },
-                ParamInfo {
-                    name: "fc2.weight",
-                    shape: &[84, 120],
-                    offset: 50_692,
-                },
-                ParamInfo {
-                    name: "fc2.bias",
-                    shape: &[84],
-                    offset: 60_772,
-                },
-                ParamInfo {
-                    name: "fc3.weight",
-                    shape: &[10, 84],
-                    offset: 60_856,
-                },
-                ParamInfo {
-                    name: "fc3.bias",
-                    shape: &[10],
-                    offset: 61_696,
-                },
-            ];
+            params: [
+                ("conv1.weight", [6, 1, 5, 5]),
+                ("conv1.bias", [6]),
+                ("conv2.weight", [16, 6, 5, 5]),
+                ("conv2.bias", [16]),
+                ("fc1.weight", [120, 400]),
+                ("fc1.bias", [120]),
+                ("fc2.weight", [84, 120]),
+                ("fc2.bias", [84]),
+                ("fc3.weight", [10, 84]),
+                ("fc3.bias", [10]),
+            ],
+            buffers: [],
+        }
+    }
+
+    layout_only! {
+        /// The layout `cnn!` generates for `../shared/golden/resnet_tiny/declaration.rs`:
+        /// parameters and buffers in declaration order, groups as dotted paths.
+        ResNetTiny {
+            params: [
+                ("conv1.weight", [8, 3, 3, 3]),
+                ("bn1.weight", [8]),
+                ("bn1.bias", [8]),
+                ("layer1.0.conv1.weight", [8, 8, 3, 3]),
+                ("layer1.0.bn1.weight", [8]),
+                ("layer1.0.bn1.bias", [8]),
+                ("layer1.0.conv2.weight", [8, 8, 3, 3]),
+                ("layer1.0.bn2.weight", [8]),
+                ("layer1.0.bn2.bias", [8]),
+                ("layer2.0.conv1.weight", [16, 8, 3, 3]),
+                ("layer2.0.bn1.weight", [16]),
+                ("layer2.0.bn1.bias", [16]),
+                ("layer2.0.conv2.weight", [16, 16, 3, 3]),
+                ("layer2.0.bn2.weight", [16]),
+                ("layer2.0.bn2.bias", [16]),
+                ("layer2.0.downsample.0.weight", [16, 8, 1, 1]),
+                ("layer2.0.downsample.1.weight", [16]),
+                ("layer2.0.downsample.1.bias", [16]),
+                ("fc.weight", [10, 16]),
+                ("fc.bias", [10]),
+            ],
+            buffers: [
+                ("bn1.running_mean", [8]),
+                ("bn1.running_var", [8]),
+                ("layer1.0.bn1.running_mean", [8]),
+                ("layer1.0.bn1.running_var", [8]),
+                ("layer1.0.bn2.running_mean", [8]),
+                ("layer1.0.bn2.running_var", [8]),
+                ("layer2.0.bn1.running_mean", [16]),
+                ("layer2.0.bn1.running_var", [16]),
+                ("layer2.0.bn2.running_mean", [16]),
+                ("layer2.0.bn2.running_var", [16]),
+                ("layer2.0.downsample.1.running_mean", [16]),
+                ("layer2.0.downsample.1.running_var", [16]),
+            ],
+        }
+    }
+
+    layout_only! {
+        /// The layout of `../shared/golden/bn_mlp/declaration.rs` (`fc1` without bias).
+        BnMlp {
+            params: [
+                ("fc1.weight", [32, 20]),
+                ("bn1.weight", [32]),
+                ("bn1.bias", [32]),
+                ("fc2.weight", [16, 32]),
+                ("fc2.bias", [16]),
+                ("fc3.weight", [5, 16]),
+                ("fc3.bias", [5]),
+            ],
+            buffers: [("bn1.running_mean", [32]), ("bn1.running_var", [32])],
+        }
+    }
+
+    layout_only! {
+        /// The layout of `../shared/golden/depthwise/declaration.rs`: its BatchNorm2d has
+        /// `affine = false`, so buffers but no parameters.
+        Depthwise {
+            params: [
+                ("dw.weight", [8, 1, 3, 3]),
+                ("pw.weight", [12, 8, 1, 1]),
+                ("pw.bias", [12]),
+                ("fc.weight", [6, 108]),
+                ("fc.bias", [6]),
+            ],
+            buffers: [("bn.running_mean", [8]), ("bn.running_var", [8])],
         }
     }
 
@@ -722,7 +1023,7 @@ mod tests {
         params[1] = f32::MIN_POSITIVE / 2.0;
         params[2] = f32::MAX;
         params[3] = f32::MIN;
-        Tiny { params }
+        Tiny::from_params(&params)
     }
 
     /// Writes `tensors` (name, dtype, shape, raw little-endian bytes) with safetensors' own
@@ -750,7 +1051,7 @@ mod tests {
         let bits = |p: &[f32]| p.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&back.params), bits(&net.params));
 
-        let mut into = Tiny { params: vec![9.0; 15] };
+        let mut into = Tiny::from_params(&[9.0; 15]);
         load_safetensors_into(&mut into, &path).unwrap();
         assert_eq!(bits(&into.params), bits(&net.params));
     }
@@ -939,7 +1240,7 @@ mod tests {
                 ("fc.bias", Dtype::F32, &[1, 3], f32_bytes(3)),
             ],
         );
-        let mut net = Tiny { params: vec![7.0; 15] };
+        let mut net = Tiny::from_params(&[7.0; 15]);
         let err = load_safetensors_into(&mut net, &path).unwrap_err();
         assert!(matches!(err, Error::ShapeMismatch { .. }), "{err:?}");
         assert_eq!(net.params, vec![7.0; 15]);
@@ -1073,7 +1374,7 @@ mod tests {
             let msg = err.to_string();
             assert!(msg.contains(want) && msg.contains("must be finite"), "{msg}");
 
-            let mut into = Tiny { params: vec![7.0; 15] };
+            let mut into = Tiny::from_params(&[7.0; 15]);
             load_safetensors_into(&mut into, &path).unwrap_err();
             assert_eq!(into.params, vec![7.0; 15]);
         }
@@ -1143,7 +1444,7 @@ mod tests {
             ),
             (
                 format!("{{{}}}", entries(2 + 1 + 65)),
-                "more than 67 entries, but the network has 2",
+                "more than 67 entries, but the network has 2 tensors",
             ),
         ];
         for (json, want) in cases {
@@ -1190,5 +1491,448 @@ mod tests {
             // Not all zero: the tensor really was read.
             assert!(values.iter().any(|&x| x != 0.0), "{}", info.name);
         }
+    }
+
+    /// `../shared/golden` beside the repository: PyTorch's files for the modern cases.
+    const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden");
+
+    fn bits(values: &[f32]) -> Vec<u32> {
+        values.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// A `TinyBn` with distinct values everywhere (a negative running mean, a zero and a
+    /// subnormal running variance), 12 steps taken, seed 9.
+    fn tiny_bn() -> TinyBn {
+        let params: Vec<f32> = (0..18).map(|i| i as f32 / 4.0 - 2.0).collect();
+        let mut net = TinyBn::from_params(&params);
+        net.buffers = vec![0.5, -1.25, 3.0, 0.0, 2.5, f32::MIN_POSITIVE / 2.0];
+        net.state = TrainState { seed: 9, steps: 12 };
+        net
+    }
+
+    /// One tensor of a file to write: name, dtype, shape, raw little-endian bytes.
+    type Raw = (&'static str, Dtype, Vec<usize>, Vec<u8>);
+
+    /// Writes a valid file for `TinyBn` (its step counter 5) after `edit` has broken it.
+    fn write_tiny_bn(path: &Path, edit: impl FnOnce(&mut Vec<Raw>)) {
+        let mut tensors: Vec<Raw> = vec![
+            ("fc.weight", Dtype::F32, vec![3, 4], f32_bytes(12)),
+            ("bn.weight", Dtype::F32, vec![3], f32_bytes(3)),
+            ("bn.bias", Dtype::F32, vec![3], f32_bytes(3)),
+            ("bn.running_mean", Dtype::F32, vec![3], f32_bytes(3)),
+            ("bn.running_var", Dtype::F32, vec![3], f32_bytes(3)),
+            (
+                "bn.num_batches_tracked",
+                Dtype::I64,
+                vec![],
+                5i64.to_le_bytes().to_vec(),
+            ),
+        ];
+        edit(&mut tensors);
+        let entries: Vec<(&str, Dtype, &[usize], Vec<u8>)> = tensors
+            .iter()
+            .map(|(name, dtype, shape, bytes)| (*name, *dtype, shape.as_slice(), bytes.clone()))
+            .collect();
+        write_raw(path, &entries);
+    }
+
+    /// Whether `net` is still `tiny_bn()`, bit for bit.
+    fn is_tiny_bn(net: &TinyBn) -> bool {
+        let want = tiny_bn();
+        bits(&net.params) == bits(&want.params) && bits(&net.buffers) == bits(&want.buffers) && net.state == want.state
+    }
+
+    #[test]
+    fn round_trip_keeps_params_buffers_and_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bn.safetensors");
+        let net = tiny_bn();
+        save_safetensors(&net, &path).unwrap();
+
+        let back: TinyBn = load_safetensors(&path).unwrap();
+        assert_eq!(bits(&back.params), bits(&net.params));
+        assert_eq!(bits(&back.buffers), bits(&net.buffers));
+        // The steps come from `num_batches_tracked`; the seed is not part of a `state_dict`, so
+        // a new network has `from_params`' seed.
+        assert_eq!(back.state, TrainState { seed: 0, steps: 12 });
+
+        let mut into = TinyBn::from_params(&[9.0; 18]);
+        into.state = TrainState { seed: 77, steps: 3 };
+        load_safetensors_into(&mut into, &path).unwrap();
+        assert_eq!(bits(&into.params), bits(&net.params));
+        assert_eq!(bits(&into.buffers), bits(&net.buffers));
+        assert_eq!(into.state, TrainState { seed: 77, steps: 12 });
+    }
+
+    #[test]
+    fn save_writes_the_state_dict() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bn.safetensors");
+        let net = tiny_bn();
+        save_safetensors(&net, &path).unwrap();
+
+        let bytes = fs::read(&path).unwrap();
+        let (_, metadata) = SafeTensors::read_metadata(&bytes).unwrap();
+        assert!(metadata.metadata().is_none());
+        let file = SafeTensors::deserialize(&bytes).unwrap();
+        let mut names = file.names();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "bn.bias",
+                "bn.num_batches_tracked",
+                "bn.running_mean",
+                "bn.running_var",
+                "bn.weight",
+                "fc.weight"
+            ]
+        );
+        let var = file.tensor("bn.running_var").unwrap();
+        assert_eq!((var.dtype(), var.shape()), (Dtype::F32, &[3][..]));
+        let want: Vec<u8> = net.buffers[3..].iter().flat_map(|x| x.to_le_bytes()).collect();
+        assert_eq!(var.data(), want);
+        // PyTorch's `num_batches_tracked`: an int64 scalar, the steps taken.
+        let counter = file.tensor("bn.num_batches_tracked").unwrap();
+        assert_eq!((counter.dtype(), counter.shape()), (Dtype::I64, &[][..]));
+        assert_eq!(counter.data(), 12i64.to_le_bytes());
+    }
+
+    #[test]
+    fn missing_buffer_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing.safetensors");
+        write_tiny_bn(&path, |t| t.retain(|e| e.0 != "bn.running_var"));
+        let err = load_safetensors::<TinyBn>(&path).unwrap_err();
+        match &err {
+            Error::MissingTensor { tensor, expected, .. } => {
+                assert_eq!(tensor, "bn.running_var");
+                assert_eq!(expected, &[3]);
+            }
+            other => panic!("expected MissingTensor, got {other:?}"),
+        }
+        assert!(err.to_string().contains("`bn.running_var`"), "{err}");
+
+        // Parameters are reported before buffers.
+        write_tiny_bn(&path, |t| t.retain(|e| e.0 != "bn.running_mean" && e.0 != "bn.bias"));
+        let err = load_safetensors::<TinyBn>(&path).unwrap_err();
+        assert!(
+            matches!(&err, Error::MissingTensor { tensor, .. } if tensor == "bn.bias"),
+            "{err:?}"
+        );
+        let mut net = tiny_bn();
+        load_safetensors_into(&mut net, &path).unwrap_err();
+        assert!(is_tiny_bn(&net));
+    }
+
+    #[test]
+    fn absent_step_counter_is_accepted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("no-counter.safetensors");
+        write_tiny_bn(&path, |t| t.retain(|e| e.0 != "bn.num_batches_tracked"));
+
+        let net: TinyBn = load_safetensors(&path).unwrap();
+        assert_eq!(net.buffers, [0.0, 1.0, 2.0, 0.0, 1.0, 2.0]);
+        assert_eq!(net.state, TrainState::default());
+
+        // Loaded into a network, the step count is left as it was.
+        let mut into = tiny_bn();
+        load_safetensors_into(&mut into, &path).unwrap();
+        assert_eq!(into.buffers, [0.0, 1.0, 2.0, 0.0, 1.0, 2.0]);
+        assert_eq!(into.state, TrainState { seed: 9, steps: 12 });
+    }
+
+    #[test]
+    fn step_counter_must_be_a_non_negative_i64_scalar() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("counter.safetensors");
+        let cases: [(Dtype, Vec<usize>, Vec<u8>, &str); 5] = [
+            (
+                Dtype::F32,
+                vec![],
+                5f32.to_le_bytes().to_vec(),
+                "has dtype F32, expected I64",
+            ),
+            (
+                Dtype::I32,
+                vec![],
+                5i32.to_le_bytes().to_vec(),
+                "has dtype I32, expected I64",
+            ),
+            (
+                Dtype::F64,
+                vec![],
+                5f64.to_le_bytes().to_vec(),
+                "has dtype F64, expected I64",
+            ),
+            // PyTorch writes a scalar; `[1]` is another shape.
+            (
+                Dtype::I64,
+                vec![1],
+                5i64.to_le_bytes().to_vec(),
+                "has shape [1], but the network declares []",
+            ),
+            (
+                Dtype::I64,
+                vec![],
+                (-3i64).to_le_bytes().to_vec(),
+                "holds -3; a count of training steps cannot be negative",
+            ),
+        ];
+        for (dtype, shape, bytes, want) in cases {
+            write_tiny_bn(&path, |t| {
+                t[5] = ("bn.num_batches_tracked", dtype, shape.clone(), bytes)
+            });
+            let err = load_safetensors::<TinyBn>(&path).unwrap_err();
+            match (&err, dtype, shape.as_slice()) {
+                (Error::DtypeMismatch { tensor, expected, .. }, _, _) => {
+                    assert_eq!((tensor.as_str(), expected.as_str()), ("bn.num_batches_tracked", "I64"))
+                }
+                (Error::ShapeMismatch { expected, got, .. }, Dtype::I64, [1]) => {
+                    assert_eq!((expected.as_slice(), got.as_slice()), (&[][..], &[1][..]))
+                }
+                (Error::Safetensors { .. }, Dtype::I64, []) => {}
+                _ => panic!("{dtype:?} {shape:?}: {err:?}"),
+            }
+            let msg = err.to_string();
+            assert!(msg.contains(&format!("`bn.num_batches_tracked` {want}")), "{msg}");
+
+            let mut net = tiny_bn();
+            load_safetensors_into(&mut net, &path).unwrap_err();
+            assert!(is_tiny_bn(&net), "{want}");
+        }
+    }
+
+    #[test]
+    fn largest_step_count_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("two.safetensors");
+        let counter = |steps: i64| steps.to_le_bytes().to_vec();
+        let mut tensors = vec![
+            ("fc.weight", Dtype::F32, &[2, 2][..], f32_bytes(4)),
+            ("bn1.running_mean", Dtype::F32, &[2][..], f32_bytes(2)),
+            ("bn1.running_var", Dtype::F32, &[2][..], f32_bytes(2)),
+            ("bn2.running_mean", Dtype::F32, &[2][..], f32_bytes(2)),
+            ("bn2.running_var", Dtype::F32, &[2][..], f32_bytes(2)),
+            ("bn2.num_batches_tracked", Dtype::I64, &[][..], counter(4)),
+        ];
+        write_raw(&path, &tensors);
+        assert_eq!(load_safetensors::<TwoBn>(&path).unwrap().state.steps, 4);
+        tensors.push(("bn1.num_batches_tracked", Dtype::I64, &[][..], counter(11)));
+        write_raw(&path, &tensors);
+        assert_eq!(load_safetensors::<TwoBn>(&path).unwrap().state.steps, 11);
+    }
+
+    #[test]
+    fn unexpected_step_counter_or_buffer_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("extra.safetensors");
+        // A step counter of a BatchNorm the network does not have.
+        write_tiny_bn(&path, |t| {
+            t.push((
+                "bn2.num_batches_tracked",
+                Dtype::I64,
+                vec![],
+                0i64.to_le_bytes().to_vec(),
+            ))
+        });
+        let err = load_safetensors::<TinyBn>(&path).unwrap_err();
+        assert!(
+            matches!(&err, Error::UnexpectedTensor { tensor, .. } if tensor == "bn2.num_batches_tracked"),
+            "{err:?}"
+        );
+        let mut net = tiny_bn();
+        load_safetensors_into(&mut net, &path).unwrap_err();
+        assert!(is_tiny_bn(&net));
+
+        // A network without BatchNorm has no buffers and no step counter.
+        write_raw(
+            &path,
+            &[
+                ("fc.weight", Dtype::F32, &[3, 4], f32_bytes(12)),
+                ("fc.bias", Dtype::F32, &[3], f32_bytes(3)),
+                ("fc.num_batches_tracked", Dtype::I64, &[], 0i64.to_le_bytes().to_vec()),
+            ],
+        );
+        let err = load_safetensors::<Tiny>(&path).unwrap_err();
+        assert!(
+            matches!(&err, Error::UnexpectedTensor { tensor, .. } if tensor == "fc.num_batches_tracked"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn wrong_buffer_dtype_or_shape_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("buffer.safetensors");
+        let f64s: Vec<u8> = (0..3).flat_map(|i| f64::from(i).to_le_bytes()).collect();
+        write_tiny_bn(&path, |t| t[3] = ("bn.running_mean", Dtype::F64, vec![3], f64s));
+        let err = load_safetensors::<TinyBn>(&path).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`bn.running_mean` has dtype F64, expected F32"),
+            "{err}"
+        );
+
+        write_tiny_bn(&path, |t| {
+            t[4] = ("bn.running_var", Dtype::F32, vec![1, 3], f32_bytes(3))
+        });
+        let err = load_safetensors::<TinyBn>(&path).unwrap_err();
+        assert!(
+            matches!(&err, Error::ShapeMismatch { tensor, .. } if tensor == "bn.running_var"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn non_finite_buffers_and_negative_variances_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("buffers.safetensors");
+        let cases = [
+            (
+                1,
+                f32::NAN,
+                "`bn.running_mean` holds NaN at index [1] (element 1 of 3); running statistics must be finite",
+            ),
+            (
+                5,
+                f32::INFINITY,
+                "`bn.running_var` holds inf at index [2] (element 2 of 3); running statistics must be finite",
+            ),
+            (
+                4,
+                -0.5,
+                "`bn.running_var` holds -0.5 at index [1] (element 1 of 3); a variance cannot be negative",
+            ),
+        ];
+        for (at, value, want) in cases {
+            let mut net = tiny_bn();
+            net.buffers[at] = value;
+            // Saving writes the value as it is...
+            save_safetensors(&net, &path).unwrap();
+            // ...but loading refuses it, naming the tensor and the index.
+            let err = load_safetensors::<TinyBn>(&path).unwrap_err();
+            assert!(matches!(err, Error::Safetensors { .. }), "{err:?}");
+            let msg = err.to_string();
+            assert!(msg.contains(want), "{msg}");
+
+            let mut into = tiny_bn();
+            load_safetensors_into(&mut into, &path).unwrap_err();
+            assert!(is_tiny_bn(&into), "{want}");
+        }
+
+        // A negative running mean is fine, and so is a variance of -0.
+        let mut net = tiny_bn();
+        net.buffers[3] = -0.0;
+        save_safetensors(&net, &path).unwrap();
+        let back: TinyBn = load_safetensors(&path).unwrap();
+        assert_eq!(bits(&back.buffers), bits(&net.buffers));
+    }
+
+    #[test]
+    fn size_bound_counts_buffers_and_step_counters() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("large.safetensors");
+        // 18 parameters, 6 buffer elements and 1 step counter: at most 200 data bytes.
+        save_safetensors(&tiny_bn(), &path).unwrap();
+        let mut bytes = fs::read(&path).unwrap();
+        bytes.resize(bytes.len() + 200, 0);
+        fs::write(&path, &bytes).unwrap();
+        let msg = load_safetensors::<TinyBn>(&path).unwrap_err().to_string();
+        assert!(msg.contains("at most 200 bytes of data"), "{msg}");
+
+        // Every tensor in an 8-byte dtype is exactly that bound: read, and reported as a
+        // dtype mismatch.
+        write_tiny_bn(&path, |t| {
+            for (_, dtype, shape, bytes) in t.iter_mut().filter(|e| e.1 == Dtype::F32) {
+                *dtype = Dtype::F64;
+                *bytes = vec![0; 8 * shape.iter().product::<usize>()];
+            }
+        });
+        let err = load_safetensors::<TinyBn>(&path).unwrap_err();
+        assert!(
+            matches!(&err, Error::DtypeMismatch { tensor, .. } if tensor == "fc.weight"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn header_entry_limit_counts_buffers_and_step_counters() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("header.safetensors");
+        let header = |n: usize| {
+            let entries: Vec<String> = (0..n)
+                .map(|i| format!(r#""t{i}":{{"dtype":"F32","shape":[],"data_offsets":[0,0]}}"#))
+                .collect();
+            let json = format!("{{{}}}", entries.join(","));
+            let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+            bytes.extend_from_slice(json.as_bytes());
+            bytes
+        };
+        // TinyBn has 6 tensors: 6 + `__metadata__` + 64 entries pass the structure check (and
+        // fail later, on their own), one more does not.
+        fs::write(&path, header(71)).unwrap();
+        let msg = load_safetensors::<TinyBn>(&path).unwrap_err().to_string();
+        assert!(!msg.contains("entries"), "{msg}");
+        fs::write(&path, header(72)).unwrap();
+        let msg = load_safetensors::<TinyBn>(&path).unwrap_err().to_string();
+        assert!(
+            msg.contains("more than 71 entries, but the network has 6 tensors"),
+            "{msg}"
+        );
+    }
+
+    /// `../shared/golden/{resnet_tiny,bn_mlp,depthwise}/weights.safetensors` were written by
+    /// `safetensors.torch.save_file(model.state_dict(), path)` (`../shared/golden/README.md`):
+    /// random parameters and running statistics, every `num_batches_tracked` 7. They load as
+    /// they are, and saved again they give the same tensors, byte for byte: what PyTorch wrote
+    /// is what PyTorch reads back with `strict=True`.
+    #[test]
+    fn pytorch_state_dicts_load_and_save_back_unchanged() {
+        fn check<N: Network>(case: &str) {
+            let path = Path::new(GOLDEN).join(case).join("weights.safetensors");
+            let theirs = fs::read(&path).unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e}; the golden files of ../shared must be beside the repository",
+                    path.display()
+                )
+            });
+            let theirs = SafeTensors::deserialize(&theirs).unwrap();
+            let net: N = load_safetensors(&path).unwrap();
+            assert_eq!(net.train_state(), TrainState { seed: 0, steps: 7 }, "{case}");
+            for (layout, values) in [(N::PARAMS, net.params()), (N::BUFFERS, net.buffers())] {
+                for info in layout {
+                    let want: Vec<f32> = theirs
+                        .tensor(info.name)
+                        .unwrap()
+                        .data()
+                        .chunks_exact(4)
+                        .map(f32_le)
+                        .collect();
+                    assert_eq!(values[info.range()], want, "{case}: {}", info.name);
+                }
+            }
+
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("ours.safetensors");
+            save_safetensors(&net, &path).unwrap();
+            let ours = fs::read(&path).unwrap();
+            let ours = SafeTensors::deserialize(&ours).unwrap();
+            let (mut names, mut want) = (ours.names(), theirs.names());
+            names.sort();
+            want.sort();
+            assert_eq!(names, want, "{case}");
+            for name in names {
+                let (a, b) = (ours.tensor(name).unwrap(), theirs.tensor(name).unwrap());
+                assert_eq!(
+                    (a.dtype(), a.shape(), a.data()),
+                    (b.dtype(), b.shape(), b.data()),
+                    "{case}: {name}"
+                );
+            }
+        }
+        check::<ResNetTiny>("resnet_tiny");
+        check::<BnMlp>("bn_mlp");
+        check::<Depthwise>("depthwise");
     }
 }

@@ -46,7 +46,7 @@ pub enum TrainError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The loss (or, after an epoch's last step, a parameter) became NaN or infinite.
+    /// The loss (or, after an epoch's last step, a parameter or a buffer) became NaN or infinite.
     ///
     /// Nothing of the diverged epoch is saved: the last checkpoint on disk is the last good
     /// one.

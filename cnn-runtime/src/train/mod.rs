@@ -44,7 +44,7 @@
 //! |---|---|
 //! | `config.json` | the hyperparameters (`training`), seed, model summary and parameter count, data folder with SHA-256 of its IDX files, crate version, git commit |
 //! | `metrics.jsonl`, `metrics.csv` | per epoch: `epoch, train_loss, test_loss, test_accuracy, lr, images_per_sec, epoch_time_s, wall_time_s` |
-//! | `checkpoints/last.safetensors` | parameters, optimizer state and progress after the last completed epoch |
+//! | `checkpoints/last.safetensors` | after the last completed epoch: the network's `state_dict` (parameters, buffers, `num_batches_tracked`), its [`TrainState`](crate::TrainState) (Dropout's seed, steps taken), the optimizer's state and the progress |
 //! | `checkpoints/best.safetensors` | the same, at the best test accuracy |
 //! | `curves.svg`, `curves.png` | train and test loss, and test accuracy, per epoch |
 //! | `confusion.svg`, `confusion.png` | the final network's confusion matrix on the test set |
@@ -56,9 +56,11 @@
 //! # Reproducibility
 //!
 //! The shuffle order of an epoch depends only on the seed and the epoch number, the learning
-//! rate only on the epoch, and the checkpoint holds the parameters and the optimizer's state:
-//! with one thread ([`TrainConfig::threads`]), a run stopped after any epoch and resumed with
-//! [`Trainer::resume`] ends with bitwise the same weights as one that ran through.
+//! rate only on the epoch, Dropout's masks only on the network's [`TrainState`](crate::TrainState)
+//! (its seed and the steps taken), and the checkpoint holds the parameters, the buffers
+//! (BatchNorm's running statistics), the `TrainState` and the optimizer's state: with one
+//! thread ([`TrainConfig::threads`]), a run stopped after any epoch and resumed with
+//! [`Trainer::resume`] ends with bitwise the same weights and buffers as one that ran through.
 
 mod atomic;
 mod checkpoint;
@@ -75,6 +77,8 @@ mod run_dir;
 mod samples;
 mod schedule;
 mod shuffle;
+#[cfg(test)]
+mod toy;
 mod trainer;
 
 pub use checkpoint::{Checkpoint, CheckpointInfo};

@@ -113,7 +113,9 @@ impl Trainer {
     /// Trains `net` on `train`, evaluating on `test` after every epoch, and writes the run
     /// folder: `config.json`, `metrics.jsonl`, `metrics.csv`, `checkpoints/last.safetensors`
     /// and `checkpoints/best.safetensors`, `curves.svg`/`.png`, `confusion.svg`/`.png` and
-    /// `log.txt`. When resuming, `net` is replaced by the last checkpoint's network.
+    /// `log.txt`. When resuming, `net` is replaced by the last checkpoint's network: its
+    /// parameters, buffers and [`TrainState`](crate::TrainState), so that Dropout's masks and
+    /// BatchNorm's running statistics continue as in an uninterrupted run.
     ///
     /// The last checkpoint is written before the first step (epoch 0) and after every epoch;
     /// the best whenever the test accuracy improves.
@@ -123,8 +125,9 @@ impl Trainer {
     /// - [`TrainError::Config`] if the configuration cannot work, the samples do not match
     ///   the network's input, or a set is empty;
     /// - [`TrainError::RunExists`] if a new run's named folder exists;
-    /// - [`TrainError::Diverged`] if the loss or a parameter becomes NaN or infinite: the
-    ///   message names the epoch and the step, and the last good checkpoint stays on disk;
+    /// - [`TrainError::Diverged`] if the loss, a parameter or a buffer (BatchNorm's running
+    ///   statistics) becomes NaN or infinite: the message names the epoch and the step, and the
+    ///   last good checkpoint stays on disk;
     /// - [`TrainError::Io`], [`TrainError::BadRunFile`] or [`TrainError::Plot`] if a run file
     ///   cannot be written or read back.
     pub fn fit<N, T, U>(&self, net: N, train: &T, test: &U) -> Result<TrainOutcome<N>, TrainError>
@@ -210,17 +213,9 @@ impl Trainer {
                 reporter.step(step + 1, seen, loss_sum / seen as f64);
             }
             let train_time = epoch_start.elapsed().as_secs_f64();
-            if let Some(i) = run.net.params().iter().position(|p| !p.is_finite()) {
+            if let Some(what) = first_non_finite(&run.net) {
                 reporter.abandon();
-                let name = N::PARAMS
-                    .iter()
-                    .find(|p| p.range().contains(&i))
-                    .map_or("?", |p| p.name);
-                return Err(diverged(
-                    format!("parameter {i} (in `{name}`) is not finite after the update"),
-                    epoch + 1,
-                    steps,
-                ));
+                return Err(diverged(what, epoch + 1, steps));
             }
             let eval = evaluate(&run.net, test, config.normalize);
             if !eval.loss.is_finite() {
@@ -397,6 +392,21 @@ impl<N> std::fmt::Debug for TrainOutcome<N> {
     }
 }
 
+/// Says which parameter or buffer of `net` is the first that is not finite, if one is: a
+/// checkpoint of it could not be loaded, and every later step would spread it.
+fn first_non_finite<N: Network>(net: &N) -> Option<String> {
+    [
+        ("parameter", N::PARAMS, net.params()),
+        ("buffer", N::BUFFERS, net.buffers()),
+    ]
+    .into_iter()
+    .find_map(|(what, layout, values)| {
+        let i = values.iter().position(|x| !x.is_finite())?;
+        let name = layout.iter().find(|p| p.range().contains(&i)).map_or("?", |p| p.name);
+        Some(format!("{what} {i} (in `{name}`) is not finite after the update"))
+    })
+}
+
 /// Where a run stands.
 struct Run<N> {
     dir: PathBuf,
@@ -405,4 +415,124 @@ struct Run<N> {
     optimizer: Optimizer,
     info: CheckpointInfo,
     history: Vec<EpochMetrics>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::toy::{Toy, ToyData};
+    use crate::train::OptimizerConfig;
+    use crate::TrainState;
+
+    fn bits(values: &[f32]) -> Vec<u32> {
+        values.iter().map(|x| x.to_bits()).collect()
+    }
+
+    fn config(runs: &Path, name: &str, optimizer: OptimizerConfig, epochs: usize) -> TrainConfig {
+        TrainConfig::new()
+            .epochs(epochs)
+            .batch_size(4)
+            .optimizer(optimizer)
+            .seed(5)
+            .threads(1)
+            .runs_dir(runs)
+            .run_name(name)
+            .progress(Progress::Silent)
+    }
+
+    /// A run stopped after one epoch and resumed ends bitwise where an uninterrupted one does:
+    /// parameters, running statistics and `TrainState`. Dropout's masks depend on the steps
+    /// taken, so this holds only because the checkpoint keeps them: resumed from a checkpoint
+    /// whose step count was reset, the run ends elsewhere.
+    #[test]
+    fn resumed_run_equals_an_uninterrupted_one_bitwise() {
+        let (train, test) = (ToyData { len: 24, offset: 0 }, ToyData { len: 10, offset: 100 });
+        let runs = tempfile::tempdir().unwrap();
+        let runs = runs.path();
+        for optimizer in [
+            OptimizerConfig::sgd(0.1).with_momentum(0.9),
+            OptimizerConfig::adam(0.01),
+        ] {
+            let name = optimizer.name();
+            let fit = |run: &str, epochs: usize| {
+                Trainer::new(config(runs, &format!("{name}-{run}"), optimizer, epochs))
+                    .fit(Toy::new(11), &train, &test)
+                    .unwrap()
+            };
+            let straight = fit("straight", 3);
+            assert_eq!(straight.net.train_state(), TrainState { seed: 11, steps: 18 });
+
+            let first = fit("stopped", 1);
+            // The network passed in is replaced by the checkpoint's, seed included.
+            let resumed = Trainer::resume(&first.run_dir)
+                .unwrap()
+                .epochs(3)
+                .fit(Toy::new(999), &train, &test)
+                .unwrap();
+            assert_eq!(bits(resumed.net.params()), bits(straight.net.params()), "{name}");
+            assert_eq!(bits(resumed.net.buffers()), bits(straight.net.buffers()), "{name}");
+            assert_eq!(resumed.net.train_state(), straight.net.train_state(), "{name}");
+            assert_eq!(resumed.history.len(), 3);
+            for (a, b) in resumed.history.iter().zip(&straight.history) {
+                assert_eq!((a.train_loss, a.test_loss), (b.train_loss, b.test_loss), "{name}");
+            }
+
+            // The same, from a checkpoint that lost the step count: other masks, other weights.
+            let lost = fit("lost", 1);
+            let last = lost.run_dir.join("checkpoints").join("last.safetensors");
+            let mut ck = Checkpoint::<Toy>::load(&last).unwrap();
+            ck.net.set_train_state(TrainState { seed: 11, steps: 0 });
+            checkpoint::save(&last, &ck.net, &ck.optimizer, &ck.info).unwrap();
+            let resumed = Trainer::resume(&lost.run_dir)
+                .unwrap()
+                .epochs(3)
+                .fit(Toy::new(11), &train, &test)
+                .unwrap();
+            assert_ne!(bits(resumed.net.params()), bits(straight.net.params()), "{name}");
+        }
+    }
+
+    #[test]
+    fn checkpoints_hold_the_networks_state() {
+        let (train, test) = (ToyData { len: 24, offset: 0 }, ToyData { len: 10, offset: 100 });
+        let runs = tempfile::tempdir().unwrap();
+        let config = config(runs.path(), "run", OptimizerConfig::sgd(0.1), 2);
+        let outcome = Trainer::new(config).fit(Toy::new(3), &train, &test).unwrap();
+        let dir = outcome.run_dir.join("checkpoints");
+
+        let last = Checkpoint::<Toy>::load(dir.join("last.safetensors")).unwrap();
+        assert_eq!(bits(last.net.params()), bits(outcome.net.params()));
+        assert_eq!(bits(last.net.buffers()), bits(outcome.net.buffers()));
+        assert_eq!(last.net.train_state(), TrainState { seed: 3, steps: 12 });
+        // Training moved the running statistics away from their initial values.
+        assert_ne!(last.net.buffers(), Toy::from_params(last.net.params()).buffers());
+
+        // The best checkpoint is the network of its epoch, with that epoch's step count.
+        let best = Checkpoint::<Toy>::load(dir.join("best.safetensors")).unwrap();
+        assert_eq!(best.net.train_state().steps, 6 * best.info.epoch as u64);
+
+        // Before the first step: the network as given.
+        let runs = tempfile::tempdir().unwrap();
+        let config = self::config(runs.path(), "none", OptimizerConfig::sgd(0.1), 0);
+        let outcome = Trainer::new(config).fit(Toy::new(4), &train, &test).unwrap();
+        let initial = Checkpoint::<Toy>::load(outcome.run_dir.join("checkpoints/last.safetensors")).unwrap();
+        assert_eq!(initial.net.train_state(), TrainState { seed: 4, steps: 0 });
+        assert_eq!(bits(initial.net.params()), bits(Toy::new(4).params()));
+    }
+
+    #[test]
+    fn non_finite_buffer_stops_the_run() {
+        let (train, test) = (ToyData { len: 24, offset: 0 }, ToyData { len: 10, offset: 100 });
+        let runs = tempfile::tempdir().unwrap();
+        let config = config(runs.path(), "nan", OptimizerConfig::sgd(0.1), 1);
+        let mut net = Toy::new(3);
+        // A running variance that is already infinite stays so: the loss is fine, the buffer not.
+        net.buffers_mut()[4] = f32::INFINITY;
+        let err = Trainer::new(config).fit(net, &train, &test).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            matches!(err, TrainError::Diverged { epoch: 1, .. }) && msg.contains("buffer 4 (in `bn.running_var`)"),
+            "{msg}"
+        );
+    }
 }

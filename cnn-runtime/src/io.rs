@@ -276,9 +276,21 @@ fn step_counters<N: Network>() -> impl Iterator<Item = String> {
         .map(|bn| format!("{bn}{NUM_BATCHES_TRACKED}"))
 }
 
-/// How many tensors a `state_dict` of `N` holds at most.
-fn tensor_count<N: Network>() -> usize {
-    N::PARAMS.len() + N::BUFFERS.len() + step_counters::<N>().count()
+/// How many tensors a `state_dict` of `N` holds at most, and which, for messages: `6
+/// parameters`, or `3 parameters, 2 buffers and 1 step counter`.
+fn tensor_count<N: Network>() -> (usize, String) {
+    let (params, buffers, counters) = (N::PARAMS.len(), N::BUFFERS.len(), step_counters::<N>().count());
+    let count = |n: usize, noun: &str| format!("{n} {noun}{}", if n == 1 { "" } else { "s" });
+    let which = match buffers {
+        0 => count(params, "parameter"),
+        _ => format!(
+            "{}, {} and {}",
+            count(params, "parameter"),
+            count(buffers, "buffer"),
+            count(counters, "step counter")
+        ),
+    };
+    (params + buffers + counters, which)
 }
 
 /// A file's tensors for network `N` once every check has passed: the views in layout order,
@@ -357,11 +369,14 @@ fn read_bounded<N: Network>(path: &Path) -> Result<Vec<u8>, Error> {
         .saturating_add(step_counters::<N>().count() as u64);
     let data_limit = (MAX_DTYPE_BYTES as u64).saturating_mul(values);
     let limit = (8 + header_len).saturating_add(data_limit);
+    let per = match N::BUFFERS {
+        [] => "per parameter",
+        _ => "per parameter, buffer element and step counter",
+    };
     let too_large = |len: u64| {
         invalid(format!(
             "the file is {len} bytes long, but a file for this network holds a {header_len}-byte \
-             header and at most {data_limit} bytes of data ({MAX_DTYPE_BYTES} per parameter, \
-             buffer element and step counter)"
+             header and at most {data_limit} bytes of data ({MAX_DTYPE_BYTES} {per})"
         ))
     };
     if file_len > limit {
@@ -390,7 +405,8 @@ fn parse<'data, N: Network>(path: &Path, bytes: &'data [u8]) -> Result<Checked<'
     // `read_bounded` has checked the prefix; a header reaching past the end of the file is
     // left for `deserialize` to report.
     if let Some(header) = header_of(bytes) {
-        check_header_structure(header, tensor_count::<N>()).map_err(invalid)?;
+        let (tensors, which) = tensor_count::<N>();
+        check_header_structure(header, tensors, &which).map_err(invalid)?;
     }
     let file = SafeTensors::deserialize(bytes).map_err(|e| invalid(describe(&e)))?;
     check_state::<N>(path, &file, &[])
@@ -611,8 +627,8 @@ fn header_of(bytes: &[u8]) -> Option<&[u8]> {
 /// and before any parsing: nesting at most [`MAX_DEPTH`] deep, the top-level object at most the
 /// network's `tensors` plus `__metadata__` plus [`EXTRA_ENTRIES`] (so a few unexpected tensors
 /// are still reported by name), and every other object or array at most [`MAX_MEMBERS`]
-/// members. Valid files are far inside these bounds.
-fn check_header_structure(header: &[u8], tensors: usize) -> Result<(), String> {
+/// members. Valid files are far inside these bounds. `which` says what the tensors are.
+fn check_header_structure(header: &[u8], tensors: usize, which: &str) -> Result<(), String> {
     let top_limit = tensors + 1 + EXTRA_ENTRIES;
     // members[d]: members counted so far in the open object or array at depth d (1-based).
     let mut members = [0usize; MAX_DEPTH + 1];
@@ -647,7 +663,7 @@ fn check_header_structure(header: &[u8], tensors: usize) -> Result<(), String> {
                 if depth == 1 && members[1] > top_limit {
                     return Err(format!(
                         "the header lists more than {top_limit} entries, but the network has \
-                         {tensors} tensors"
+                         {which}"
                     ));
                 }
                 if depth > 1 && members[depth] > MAX_MEMBERS {
@@ -1411,7 +1427,7 @@ mod tests {
         bytes.resize(bytes.len() + 200, 0);
         fs::write(&path, &bytes).unwrap();
         let msg = load_safetensors::<Tiny>(&path).unwrap_err().to_string();
-        assert!(msg.contains("at most 120 bytes of data"), "{msg}");
+        assert!(msg.contains("at most 120 bytes of data (8 per parameter)"), "{msg}");
     }
 
     #[test]
@@ -1444,7 +1460,7 @@ mod tests {
             ),
             (
                 format!("{{{}}}", entries(2 + 1 + 65)),
-                "more than 67 entries, but the network has 2 tensors",
+                "more than 67 entries, but the network has 2 parameters",
             ),
         ];
         for (json, want) in cases {
@@ -1839,7 +1855,10 @@ mod tests {
         bytes.resize(bytes.len() + 200, 0);
         fs::write(&path, &bytes).unwrap();
         let msg = load_safetensors::<TinyBn>(&path).unwrap_err().to_string();
-        assert!(msg.contains("at most 200 bytes of data"), "{msg}");
+        assert!(
+            msg.contains("at most 200 bytes of data (8 per parameter, buffer element and step counter)"),
+            "{msg}"
+        );
 
         // Every tensor in an 8-byte dtype is exactly that bound: read, and reported as a
         // dtype mismatch.
@@ -1877,7 +1896,7 @@ mod tests {
         fs::write(&path, header(72)).unwrap();
         let msg = load_safetensors::<TinyBn>(&path).unwrap_err().to_string();
         assert!(
-            msg.contains("more than 71 entries, but the network has 6 tensors"),
+            msg.contains("more than 71 entries, but the network has 3 parameters, 2 buffers and 1 step counter"),
             "{msg}"
         );
     }

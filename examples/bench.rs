@@ -255,7 +255,7 @@ mod layers {
             );
             pool(
                 "pool1",
-                Pool2d::new(PoolKind::Max, [6, 28, 28], [2, 2], [2, 2]),
+                Pool2d::new(PoolKind::Max, [6, 28, 28], [2, 2], [2, 2], [0, 0]),
                 batch,
                 secs,
             );
@@ -268,7 +268,7 @@ mod layers {
             );
             pool(
                 "pool2",
-                Pool2d::new(PoolKind::Max, [16, 10, 10], [2, 2], [2, 2]),
+                Pool2d::new(PoolKind::Max, [16, 10, 10], [2, 2], [2, 2], [0, 0]),
                 batch,
                 secs,
             );

@@ -1,5 +1,8 @@
 //! Central-difference gradient checks of whole generated networks, covering every layer kind,
-//! every activation (as a stage and after `->`), strides, padding, `(h, w)` forms and `bias = false`.
+//! every activation (as a stage and after `->`), strides, padding, `(h, w)` forms, `bias = false`,
+//! and the kinds of modern networks in training mode: BatchNorm (2d and 1d, with and without
+//! affine), residual blocks (identity and projection shortcuts), grouped convolutions, padded
+//! pools, global pooling and Dropout (its masks held fixed).
 
 mod common;
 
@@ -51,6 +54,55 @@ cnn! {
     }
 }
 
+cnn! {
+    struct BnResidual {
+        input: [2, 7, 7],
+        conv: Conv2d(4, kernel = 3, padding = 1),
+        bn: BatchNorm2d,
+        act: Tanh,
+        identity: Residual {
+            conv1: Conv2d(4, kernel = 3, padding = 1, bias = false),
+            bn1: BatchNorm2d(affine = false),
+        } -> Tanh,
+        projection: Sequential {
+            0: Residual {
+                conv1: Conv2d(6, kernel = 3, stride = 2, padding = 1),
+                bn1: BatchNorm2d(momentum = 0.3),
+                down: Shortcut {
+                    0: Conv2d(6, kernel = 1, stride = 2, bias = false),
+                    1: BatchNorm2d(eps = 1e-3),
+                },
+            } -> Sigmoid,
+        },
+        gap: GlobalAvgPool2d,
+        flatten: Flatten,
+        fc: Dense(3),
+    }
+}
+
+cnn! {
+    struct GroupedPools {
+        input: [4, 9, 9],
+        dw: Conv2d(8, kernel = 3, padding = 1, groups = 4) -> Tanh,
+        maxp: MaxPool2d(3, stride = 2, padding = 1),
+        pw: Conv2d(6, kernel = (1, 2), groups = 2, bias = false),
+        avgp: AvgPool2d(3, stride = 2, padding = 1),
+        flatten: Flatten,
+        fc: Dense(3),
+    }
+}
+
+cnn! {
+    struct BnDropout {
+        input: [10],
+        fc1: Dense(12),
+        bn: BatchNorm1d,
+        act: Tanh,
+        drop: Dropout(0.4),
+        fc2: Dense(4),
+    }
+}
+
 fn check<N: Network>(seed: u64, batch: usize, new: impl Fn(u64) -> N) {
     let net = new(seed);
     let input: Vec<f32> = seq(batch * N::INPUT_LEN, seed as f32).iter().map(|x| 2.0 * x).collect();
@@ -81,7 +133,7 @@ fn parameter_free_first_stages() {
 #[test]
 fn gradient_is_the_mean_over_the_batch() {
     // The gradient of a batch is the mean of the per-sample gradients.
-    let net = ConvMax::new(5);
+    let mut net = ConvMax::new(5);
     let input = seq(2 * ConvMax::INPUT_LEN, 0.5);
     let labels = [1, 3];
     let mut both = vec![0.0; ConvMax::PARAM_COUNT];
@@ -93,4 +145,19 @@ fn gradient_is_the_mean_over_the_batch() {
     for i in 0..both.len() {
         assert!((both[i] - (g0[i] + g1[i]) / 2.0).abs() < 1e-6, "param {i}");
     }
+}
+
+#[test]
+fn batchnorm_and_residual_blocks_in_training() {
+    check(6, 4, BnResidual::new);
+}
+
+#[test]
+fn grouped_convolutions_and_padded_pools() {
+    check(7, 3, GroupedPools::new);
+}
+
+#[test]
+fn batchnorm1d_and_dropout_in_training() {
+    check(8, 6, BnDropout::new);
 }

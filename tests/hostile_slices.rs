@@ -217,7 +217,7 @@ fn conv_geometry_rejects_a_zero_stride() {
 
 // ---- pooling: input [2, 4, 4], 2x2 window, stride 2 -> output [2, 2, 2] -------------------
 
-const POOL: Pool2d = Pool2d::new(PoolKind::Max, [2, 4, 4], [2, 2], [2, 2]);
+const POOL: Pool2d = Pool2d::new(PoolKind::Max, [2, 4, 4], [2, 2], [2, 2], [0, 0]);
 
 #[test]
 fn pool_accepts_the_right_lengths() {
@@ -246,14 +246,14 @@ fn pool_backward_rejects_a_wrong_dy() {
 #[test]
 #[should_panic(expected = "pool: dx must hold 32 elements, got 31")]
 fn pool_backward_rejects_a_wrong_dx() {
-    Pool2d::new(PoolKind::Avg, [2, 4, 4], [2, 2], [2, 2]).backward(1, &[0.0; 32], &[0.0; 8], &mut [0.0; 31]);
+    Pool2d::new(PoolKind::Avg, [2, 4, 4], [2, 2], [2, 2], [0, 0]).backward(1, &[0.0; 32], &[0.0; 8], &mut [0.0; 31]);
 }
 
 #[test]
-#[should_panic(expected = "Pool2d: the window does not fit the input")]
+#[should_panic(expected = "Pool2d: the window does not fit the padded input")]
 fn pool_geometry_rejects_a_window_larger_than_the_input() {
     let kernel = std::hint::black_box([5, 1]);
-    Pool2d::new(PoolKind::Max, [1, 4, 4], kernel, [1, 1]);
+    Pool2d::new(PoolKind::Max, [1, 4, 4], kernel, [1, 1], [0, 0]);
 }
 
 // ---- dense: 4 inputs, 3 outputs, bias -> 15 parameters ------------------------------------

@@ -3,8 +3,11 @@
 //! The compile-fail cases in the `cnn` crate's `tests/ui/` show the same errors as a user sees
 //! them; these tests pin the checker's numbers and the generated items' structure.
 
-use crate::check::{self, Model, Param, Shape};
+use crate::check;
+use crate::ir::{Model, Param, Shape};
 use crate::expand_cnn;
+use crate::ir::Op;
+use crate::plan::Kernel;
 use crate::parse::Decl;
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -213,8 +216,12 @@ fn lenet5_counts() {
         ]
     );
     // One op per conv, pool, dense and activation; `Flatten` only renames the layout.
-    assert_eq!(m.ops.len(), 11);
-    assert_eq!(m.ops.last().map(|o| o.params.end), Some(61_706));
+    assert_eq!(m.nodes.len(), 11);
+    let last = m.nodes.last().map(|n| match &n.op {
+        Op::Dense { params, .. } => params.end,
+        _ => 0,
+    });
+    assert_eq!(last, Some(61_706));
 }
 
 #[test]
@@ -254,15 +261,18 @@ fn memory_plan() {
         }
     });
     let p = crate::plan::plan(&m);
-    // Ops: conv [2,4,4] = 32 with its ReLU, the transpose back to sample-major 32, dense 3.
-    assert_eq!(p.ops.len(), 3);
-    assert!(matches!(p.ops[0].step, crate::plan::Step::Conv { relu: true, .. }));
+    // Steps: conv [2,4,4] = 32 with its ReLU, the transpose back to sample-major 32, dense 3.
+    assert_eq!(p.steps.len(), 3);
+    assert!(p.steps[0].relu);
+    assert!(matches!(p.steps[0].kernel, Kernel::Op(Op::Conv { .. })));
     assert!(matches!(
-        p.ops[1].step,
-        crate::plan::Step::ToSampleMajor { channels: 2, plane: 16 }
+        p.steps[1].kernel,
+        Kernel::ToSampleMajor { channels: 2, plane: 16 }
     ));
     assert_eq!(p.activations_len, 32 + 32 + 3);
-    assert_eq!(p.gradient_len, 36);
+    // The largest gradient (the input's is never computed), in two buffers taken in turn.
+    assert_eq!(p.gradient_len, 32);
+    assert_eq!(p.gradient_buffers, 2);
     // A stride-1 convolution's backward pass: the padded input [1, 6, 6] and its gradient, the
     // output gradient in 2 wide rows of 3*6 + 4 = 22 columns, pixel-major and masked [16, 2]
     // each, the weight gradient transposed [9, 2], and 1*3*3 rows of the input gradient's
@@ -283,12 +293,12 @@ fn only_a_relu_after_a_stride_one_convolution_joins_it() {
         }
     });
     let steps: Vec<String> = crate::plan::plan(&m)
-        .ops
+        .steps
         .iter()
-        .map(|op| match &op.step {
-            crate::plan::Step::Conv { relu, .. } => format!("conv{}", if *relu { "+relu" } else { "" }),
-            crate::plan::Step::Act(a) => format!("{a:?}"),
-            crate::plan::Step::ToSampleMajor { .. } => "transpose".into(),
+        .map(|step| match &step.kernel {
+            Kernel::Op(Op::Conv { .. }) => format!("conv{}", if step.relu { "+relu" } else { "" }),
+            Kernel::Op(Op::Act(a)) => format!("{a:?}"),
+            Kernel::ToSampleMajor { .. } => "transpose".into(),
             other => format!("{other:?}"),
         })
         .collect();
@@ -343,7 +353,7 @@ fn vector_input_and_activation_stages() {
     let m = model(quote! { struct Mlp { input: [20], act: Tanh, fc: Dense(5) -> Sigmoid } });
     assert_eq!(m.input, Shape::Flat(20));
     assert_eq!(m.param_count, 105);
-    assert_eq!(m.ops.len(), 3);
+    assert_eq!(m.nodes.len(), 3);
 }
 
 // ---- the expansion ----
@@ -665,7 +675,7 @@ fn never_panics() {
                     let decl = quote! { struct N { input: [2, #size, #size], c: Conv2d(3, kernel = #k, stride = #s, padding = #p), m: MaxPool2d(#k, stride = #s) } };
                     expand(decl.clone());
                     let conv = cnn_runtime::shape::conv_out(size, k, s, p);
-                    let pool = conv.and_then(|c| cnn_runtime::shape::pool_out(c, k, s));
+                    let pool = conv.and_then(|c| cnn_runtime::shape::pool_out(c, k, s, 0));
                     assert_eq!(errors(decl).is_empty(), pool.is_some(), "size {size} k {k} s {s} p {p}");
                 }
             }

@@ -1,9 +1,11 @@
-//! The main job: train LeNet-5 on all 60,000 MNIST training images, evaluate on the 10,000 test
-//! images after every epoch, and save the trained weights as safetensors.
+//! The main job: train LeNet-5 (or, with `--model resnet`, a small ResNet) on all 60,000 MNIST
+//! training images, evaluate on the 10,000 test images after every epoch, and save the trained
+//! weights as safetensors.
 //!
 //! ```text
 //! cargo run --release --example mnist [-- --epochs 4 --lr 0.03 --batch-size 64 --seed 1
 //!                                        --data data/mnist --out models/lenet5.safetensors]
+//! cargo run --release --example mnist -- --model resnet [--epochs 4 ...]
 //! cargo run --release --example mnist -- --resume runs/NAME [--epochs 5]
 //! ```
 //! Defaults: SGD, lr 0.03 annealed to 0 over the run (cosine), momentum 0.9, batch 64, 4 epochs,
@@ -36,10 +38,64 @@ cnn! {
     }
 }
 
+cnn! {
+    /// A small ResNet for 28x28 grayscale digits, torchvision-style: a 3x3 stem with BatchNorm,
+    /// three residual stages of 16, 32 and 64 channels (the last two halving the image, with
+    /// projection shortcuts), global average pooling, and Dropout before the classifier.
+    pub struct ResNet {
+        input: [1, 28, 28],
+        conv1: Conv2d(16, kernel = 3, padding = 1, bias = false),
+        bn1: BatchNorm2d,
+        relu: Relu,
+        layer1: Sequential {
+            0: Residual {
+                conv1: Conv2d(16, kernel = 3, padding = 1, bias = false),
+                bn1: BatchNorm2d,
+                relu: Relu,
+                conv2: Conv2d(16, kernel = 3, padding = 1, bias = false),
+                bn2: BatchNorm2d,
+            } -> Relu,
+        },
+        layer2: Sequential {
+            0: Residual {
+                conv1: Conv2d(32, kernel = 3, stride = 2, padding = 1, bias = false),
+                bn1: BatchNorm2d,
+                relu: Relu,
+                conv2: Conv2d(32, kernel = 3, padding = 1, bias = false),
+                bn2: BatchNorm2d,
+                downsample: Shortcut {
+                    0: Conv2d(32, kernel = 1, stride = 2, bias = false),
+                    1: BatchNorm2d,
+                },
+            } -> Relu,
+        },
+        layer3: Sequential {
+            0: Residual {
+                conv1: Conv2d(64, kernel = 3, stride = 2, padding = 1, bias = false),
+                bn1: BatchNorm2d,
+                relu: Relu,
+                conv2: Conv2d(64, kernel = 3, padding = 1, bias = false),
+                bn2: BatchNorm2d,
+                downsample: Shortcut {
+                    0: Conv2d(64, kernel = 1, stride = 2, bias = false),
+                    1: BatchNorm2d,
+                },
+            } -> Relu,
+        },
+        avgpool: GlobalAvgPool2d,
+        flatten: Flatten,
+        dropout: Dropout(0.2),
+        fc: Dense(10),
+    }
+}
+
 /// Train LeNet-5 on MNIST (or any IDX data set of 28x28 images with labels 0-9).
 #[derive(Parser, Debug)]
 #[command(long_about = None)]
 struct Args {
+    /// The network: LeNet-5, or a small ResNet with BatchNorm and Dropout [default: lenet5, or the resumed run's]
+    #[arg(long, value_enum)]
+    model: Option<Model>,
     /// Epochs to train (in all, when resuming) [default: 4]
     #[arg(long)]
     epochs: Option<usize>,
@@ -79,9 +135,24 @@ struct Args {
     /// Continue the run in this folder from its last checkpoint
     #[arg(long, value_name = "RUN_DIR")]
     resume: Option<PathBuf>,
-    /// Where to save the final weights
-    #[arg(long, default_value = "models/lenet5.safetensors")]
-    out: PathBuf,
+    /// Where to save the final weights [default: models/lenet5.safetensors, or models/resnet.safetensors]
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Model {
+    Lenet5,
+    Resnet,
+}
+
+impl Model {
+    fn summary(self) -> &'static str {
+        match self {
+            Model::Lenet5 => LeNet5::summary(),
+            Model::Resnet => ResNet::summary(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -98,7 +169,7 @@ enum Schedule {
 }
 
 /// A new run's configuration from the flags and the defaults.
-fn new_config(a: &Args) -> TrainConfig {
+fn new_config(a: &Args, model: Model) -> TrainConfig {
     let epochs = a.epochs.unwrap_or(4);
     let optimizer = match a.optimizer.unwrap_or(Optimizer::Sgd) {
         Optimizer::Sgd => OptimizerConfig::sgd(a.lr.unwrap_or(0.03)).with_momentum(a.momentum.unwrap_or(0.9)),
@@ -125,7 +196,7 @@ fn new_config(a: &Args) -> TrainConfig {
         .normalize(Mnist::MEAN, Mnist::STD)
         .runs_dir(a.runs_dir.clone().unwrap_or_else(|| "runs".into()))
         .data_dir(a.data.clone().unwrap_or_else(|| "data/mnist".into()))
-        .summary(LeNet5::summary());
+        .summary(model.summary());
     if let Some(name) = &a.run_name {
         config = config.run_name(name.clone());
     }
@@ -133,11 +204,13 @@ fn new_config(a: &Args) -> TrainConfig {
 }
 
 /// The trainer: a new run, or the resumed one with only what may change on resume.
-fn trainer(a: &Args) -> Result<Trainer, Box<dyn Error>> {
+fn trainer(a: &Args) -> Result<(Trainer, Model), Box<dyn Error>> {
     let Some(dir) = &a.resume else {
-        return Ok(Trainer::new(new_config(a)));
+        let model = a.model.unwrap_or(Model::Lenet5);
+        return Ok((Trainer::new(new_config(a, model)), model));
     };
     let fixed = [
+        ("--model", a.model.is_some()),
         ("--batch-size", a.batch_size.is_some()),
         ("--lr", a.lr.is_some()),
         ("--optimizer", a.optimizer.is_some()),
@@ -162,7 +235,13 @@ fn trainer(a: &Args) -> Result<Trainer, Box<dyn Error>> {
     if let Some(threads) = a.threads {
         trainer = trainer.threads(threads);
     }
-    Ok(trainer)
+    // The run's config holds the summary of the network it trains.
+    let summary = trainer.config().summary.clone();
+    let model = [Model::Lenet5, Model::Resnet]
+        .into_iter()
+        .find(|m| summary.as_deref() == Some(m.summary()))
+        .ok_or_else(|| format!("{} trains a network this example does not declare", dir.display()))?;
+    Ok((trainer, model))
 }
 
 fn main() -> std::process::ExitCode {
@@ -176,21 +255,38 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(args: Args) -> Result<(), Box<dyn Error>> {
-    let trainer = trainer(&args)?;
+    let (trainer, model) = trainer(&args)?;
     let data = args
         .data
         .clone()
         .or_else(|| trainer.config().data_dir.clone())
         .unwrap_or_else(|| "data/mnist".into());
     let mnist = Mnist::load(&data)?;
-    println!("{}", LeNet5::summary());
-    let start = Instant::now();
-    let outcome = trainer.fit(LeNet5::new(trainer.config().seed), &mnist.train, &mnist.test)?;
-
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+    println!("{}", model.summary());
+    let out = args.out.clone().unwrap_or_else(|| match model {
+        Model::Lenet5 => "models/lenet5.safetensors".into(),
+        Model::Resnet => "models/resnet.safetensors".into(),
+    });
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    cnn::io::save_safetensors(&outcome.net, &args.out)?;
+    let seed = trainer.config().seed;
+    let start = Instant::now();
+    match model {
+        Model::Lenet5 => {
+            let outcome = trainer.fit(LeNet5::new(seed), &mnist.train, &mnist.test)?;
+            report(&outcome, &out, start)
+        }
+        Model::Resnet => {
+            let outcome = trainer.fit(ResNet::new(seed), &mnist.train, &mnist.test)?;
+            report(&outcome, &out, start)
+        }
+    }
+}
+
+/// Saves the trained network and prints the closing line.
+fn report<N: Network>(outcome: &cnn::train::TrainOutcome<N>, out: &std::path::Path, start: Instant) -> Result<(), Box<dyn Error>> {
+    cnn::io::save_safetensors(&outcome.net, out)?;
     let accuracy = outcome
         .history
         .last()
@@ -200,7 +296,7 @@ fn run(args: Args) -> Result<(), Box<dyn Error>> {
         accuracy * 100.0,
         outcome.history.len(),
         start.elapsed().as_secs_f64(),
-        args.out.display(),
+        out.display(),
         outcome.run_dir.display()
     );
     Ok(())

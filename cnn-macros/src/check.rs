@@ -216,12 +216,13 @@ impl Checker {
         for entry in entries {
             match entry {
                 Entry::Stage(stage) => {
-                    self.name(&stage.name, group.is_some(), &mut names);
                     let path = format!("{prefix}{}", stage.name);
+                    self.name(&stage.name, &path, group.is_some(), &mut names);
                     flow = self.stage(&path, stage, flow);
                 }
                 Entry::Input(input) if group.is_some() => {
-                    self.errors.error(input.key.span(), msg::input_in_group());
+                    let group = prefix.strip_suffix('.').unwrap_or(prefix);
+                    self.errors.error(input.key.span(), msg::input_in_group(group));
                 }
                 Entry::Input(_) => {}
             }
@@ -229,7 +230,8 @@ impl Checker {
         flow
     }
 
-    fn name(&mut self, name: &Name, in_group: bool, seen: &mut HashSet<String>) {
+    /// Checks a stage's name (`path` is its full path, for messages).
+    fn name(&mut self, name: &Name, path: &str, in_group: bool, seen: &mut HashSet<String>) {
         let text = &name.text;
         if name.int {
             if !in_group {
@@ -244,7 +246,7 @@ impl Checker {
             self.errors.error(name.span, msg::not_snake_case(text));
         }
         if !seen.insert(text.clone()) {
-            self.errors.error(name.span, msg::duplicate_stage(text));
+            self.errors.error(name.span, msg::duplicate_stage(path));
         }
     }
 
@@ -274,7 +276,7 @@ impl Checker {
                 found => {
                     let message = match found {
                         Some(_) => msg::not_an_activation(path, &kind),
-                        None => msg::unknown_layer(&kind),
+                        None => msg::unknown_activation(path, &kind),
                     };
                     self.errors.error(act.kind.span(), message);
                 }
@@ -395,6 +397,14 @@ impl Checker {
     /// output to its shortcut's (the identity when it has no `Shortcut`).
     fn group(&mut self, path: &str, name: &Name, group: &Group, flow: Option<Flow>) -> (String, Option<Flow>) {
         let kind = group.kind.to_string();
+        if !kinds::BLOCKS.contains(&kind.as_str()) {
+            let message = match kinds::find(&kind) {
+                Some(_) => msg::layer_with_braces(path, &kind),
+                None => msg::unknown_block(path, &kind),
+            };
+            self.errors.error(group.kind.span(), message);
+            return (kind, None);
+        }
         if group.entries.is_empty() {
             self.errors.error(name.span, msg::empty_group(path, &kind));
             return (kind, None);
@@ -410,10 +420,7 @@ impl Checker {
                 self.errors.error(name.span, msg::shortcut_outside_residual(path));
                 (kind, None)
             }
-            _ => {
-                self.errors.error(group.kind.span(), msg::unknown_block(&kind));
-                (kind, None)
-            }
+            _ => unreachable!("`{kind}` is not one of the blocks"),
         }
     }
 
@@ -425,7 +432,9 @@ impl Checker {
         let mut shortcuts = group.entries.iter().filter_map(shortcut_of);
         let shortcut = shortcuts.next();
         for (extra, _) in shortcuts {
-            self.errors.error(extra.name.span, msg::second_shortcut(path));
+            let first = shortcut.map_or(String::new(), |(s, _)| format!("{prefix}{}", s.name));
+            let message = msg::second_shortcut(&format!("{prefix}{}", extra.name), &first);
+            self.errors.error(extra.name.span, message);
         }
         let main: Vec<&Entry> = group.entries.iter().filter(|e| !is_shortcut(e)).collect();
         // Names are unique across the main path and the shortcut.
@@ -437,13 +446,15 @@ impl Checker {
         }
         for entry in group.entries.iter() {
             match entry {
-                Entry::Stage(stage) if is_shortcut(entry) => self.name(&stage.name, true, &mut names),
+                Entry::Stage(stage) if is_shortcut(entry) => {
+                    self.name(&stage.name, &format!("{prefix}{}", stage.name), true, &mut names);
+                }
                 Entry::Stage(stage) => {
-                    self.name(&stage.name, true, &mut names);
                     let stage_path = format!("{prefix}{}", stage.name);
+                    self.name(&stage.name, &stage_path, true, &mut names);
                     main_flow = self.stage(&stage_path, stage, main_flow);
                 }
-                Entry::Input(input) => self.errors.error(input.key.span(), msg::input_in_group()),
+                Entry::Input(input) => self.errors.error(input.key.span(), msg::input_in_group(path)),
             }
         }
         let short_flow = match shortcut {
@@ -479,8 +490,8 @@ impl Checker {
             return (kind, None);
         };
         if main.shape != short.shape {
-            let message = if shortcut.is_some() {
-                msg::residual_mismatch_shortcut(path, &main.shape, &short.shape)
+            let message = if let Some((stage, _)) = shortcut {
+                msg::residual_mismatch_shortcut(path, &format!("{prefix}{}", stage.name), &main.shape, &short.shape)
             } else {
                 msg::residual_mismatch(path, &main.shape, &short.shape)
             };

@@ -100,8 +100,9 @@ pub fn reserved_name() -> String {
     "`input` is reserved for the input shape; give this stage another name".into()
 }
 
-pub fn duplicate_stage(name: &str) -> String {
-    format!("duplicate stage name `{name}`")
+/// `path` is the stage's full path: its name at the top level, `layer1.0.conv1` in a group.
+pub fn duplicate_stage(path: &str) -> String {
+    format!("duplicate stage name `{path}`")
 }
 
 pub fn not_snake_case(name: &str) -> String {
@@ -141,6 +142,21 @@ fn similar_layer(kind: &str) -> Option<&'static str> {
     })
 }
 
+/// An unknown kind after `->`: only the activations are worth listing there.
+pub fn unknown_activation(stage: &str, kind: &str) -> String {
+    let hint = match kind {
+        "Softmax" | "LogSoftmax" => "; a network ends with logits: the softmax belongs to the loss and to `predict`/`probabilities`, so remove it".to_string(),
+        _ => match similar_layer(kind) {
+            Some(known) => format!("; did you mean `{known}`?"),
+            None => String::new(),
+        },
+    };
+    format!(
+        "`{stage}`: unknown activation `{kind}` after `->`; expected one of {}{hint}",
+        activation_kinds()
+    )
+}
+
 pub fn not_an_activation(stage: &str, kind: &str) -> String {
     format!(
         "`{stage}`: only an activation may follow `->` ({}), found `{kind}`; declare it as a stage of its own",
@@ -164,10 +180,10 @@ pub fn duplicate_argument(stage: &str, arg: &str) -> String {
 }
 
 pub fn no_arguments(stage: &str, kind: &str) -> String {
-    let hint = if kind == "Relu" {
-        "; for a slope on negative inputs, use `LeakyRelu(0.01)`"
-    } else {
-        ""
+    let hint = match kind {
+        "Relu" => "; for a slope on negative inputs, use `LeakyRelu(0.01)`",
+        "GlobalAvgPool2d" => "; it always averages each channel to 1x1, like PyTorch's `AdaptiveAvgPool2d(1)`: write `GlobalAvgPool2d`",
+        _ => "",
     };
     format!("`{stage}`: {kind} takes no arguments{hint}")
 }
@@ -356,8 +372,8 @@ fn dims(shape: &[usize]) -> String {
 
 // Groups and blocks.
 
-pub fn input_in_group() -> String {
-    "`input` belongs at the top of the network, not inside a group".into()
+pub fn input_in_group(group: &str) -> String {
+    format!("`{group}`: `input` belongs at the top of the network, not inside a group; remove it (a group's input is the output of the stage before it)")
 }
 
 pub fn int_name_outside_group(name: &str) -> String {
@@ -368,16 +384,40 @@ pub fn empty_group(path: &str, kind: &str) -> String {
     format!("`{path}`: this {kind} is empty; give it at least one stage, e.g. `{kind} {{ relu: Relu }}`, or remove it")
 }
 
-pub fn unknown_block(kind: &str) -> String {
-    format!("unknown block `{kind}`; expected one of {}", BLOCKS.join(", "))
+pub fn unknown_block(path: &str, kind: &str) -> String {
+    format!("`{path}`: unknown block `{kind}`; expected one of {}", BLOCKS.join(", "))
+}
+
+/// A layer kind written with braces, as if it were a block.
+pub fn layer_with_braces(path: &str, kind: &str) -> String {
+    format!("`{path}`: {kind} is a layer, not a block: its arguments go in parentheses, e.g. `{path}: {}`; only {} take stages in braces", layer_example(kind), BLOCKS.join(", "))
+}
+
+fn layer_example(kind: &str) -> &'static str {
+    match kind {
+        "Conv2d" => "Conv2d(8, kernel = 3)",
+        "Dense" => "Dense(10)",
+        "MaxPool2d" => "MaxPool2d(2)",
+        "AvgPool2d" => "AvgPool2d(2)",
+        "BatchNorm2d" => "BatchNorm2d(eps = 1e-5)",
+        "BatchNorm1d" => "BatchNorm1d(eps = 1e-5)",
+        "Dropout" => "Dropout(0.5)",
+        "LeakyRelu" => "LeakyRelu(0.2)",
+        "Flatten" => "Flatten",
+        "GlobalAvgPool2d" => "GlobalAvgPool2d",
+        "Sigmoid" => "Sigmoid",
+        "Tanh" => "Tanh",
+        _ => "Relu",
+    }
 }
 
 pub fn shortcut_outside_residual(path: &str) -> String {
-    format!("`{path}`: a Shortcut belongs inside a Residual block (the path the block's input takes around its main path)")
+    format!("`{path}`: a Shortcut belongs inside a Residual block (the path the block's input takes around its main path); move it into a `Residual {{ ... }}`, or make it a `Sequential`")
 }
 
-pub fn second_shortcut(path: &str) -> String {
-    format!("`{path}`: a Residual block has at most one Shortcut; merge them into one")
+/// `path` is the second Shortcut's, `first` the first's.
+pub fn second_shortcut(path: &str, first: &str) -> String {
+    format!("`{path}`: a Residual block has at most one Shortcut, and `{first}` is already one; merge them into one")
 }
 
 pub fn empty_main_path(path: &str) -> String {
@@ -392,14 +432,29 @@ pub fn residual_mismatch(path: &str, main: &Shape, input: &Shape) -> String {
     format!("`{path}`: the main path gives {main} but the shortcut gives {input}; add a `Shortcut {{ ... }}` that maps {input} to {main}")
 }
 
-pub fn residual_mismatch_shortcut(path: &str, main: &Shape, short: &Shape) -> String {
-    format!("`{path}`: the main path gives {main} but the shortcut gives {short}; change one of them so that both give the same shape")
+pub fn residual_mismatch_shortcut(path: &str, shortcut: &str, main: &Shape, short: &Shape) -> String {
+    format!("`{path}`: the main path gives {main} but the shortcut `{shortcut}` gives {short}; change one of them so that both give the same shape")
 }
 
 // The layers of modern networks.
 
 pub fn groups_do_not_divide(stage: &str, groups: usize, c: usize, out: usize, shape: &Shape) -> String {
-    format!("`{stage}`: `groups = {groups}` must divide both the input channels ({c}, from {shape}) and the output channels ({out}); for a depthwise convolution use `groups = {c}`")
+    let common: Vec<String> = (1..=c.min(out))
+        .filter(|g| c % g == 0 && out % g == 0)
+        .map(|g| g.to_string())
+        .collect();
+    let mut fix = match &common[..] {
+        [one] => format!("use `groups = {one}`"),
+        [init @ .., last] => format!("use {} or {last}", init.join(", ")),
+        [] => String::new(),
+    };
+    if c % groups == 0 {
+        fix += &format!(", or make the output channels a multiple of {groups}");
+    }
+    if c > 1 && out % c == 0 {
+        fix += &format!(" (`groups = {c}` is a depthwise convolution)");
+    }
+    format!("`{stage}`: `groups = {groups}` must divide both the input channels ({c}, from {shape}) and the output channels ({out}); {fix}")
 }
 
 pub fn pool_padding_too_big(stage: &str, padding: [usize; 2], kernel: [usize; 2]) -> String {
@@ -413,11 +468,17 @@ pub fn pool_padding_too_big(stage: &str, padding: [usize; 2], kernel: [usize; 2]
 }
 
 pub fn not_number(stage: &str, arg: &str, text: &str) -> String {
-    format!("`{stage}`: {arg} must be a number, found `{text}`")
+    let hint = if text.starts_with('"') {
+        "; write it without the quotes"
+    } else {
+        ""
+    };
+    format!("`{stage}`: {arg} must be a number, found `{text}`{hint}")
 }
 
-pub fn bad_float(stage: &str, arg: &str, want: &str, text: &str) -> String {
-    format!("`{stage}`: {arg} must be {want}, found {text}")
+/// A number out of range; `fix` says what to write instead.
+pub fn bad_float(stage: &str, arg: &str, want: &str, text: &str, fix: &str) -> String {
+    format!("`{stage}`: {arg} must be {want}, found {text}; {fix}")
 }
 
 pub fn batchnorm_rank(stage: &str, kind: &str, shape: &Shape, image: bool) -> String {

@@ -6,7 +6,7 @@
 //! entry  := "input" ":" "[" expr ("," expr)* "]"
 //!         | name ":" (layer | group) ("->" layer)?
 //! name   := Ident | LitInt
-//! group  := Ident "{" body? "}"
+//! group  := Ident "{" body? "}"      (a block's; after another Ident, the braces are skipped)
 //! layer  := Ident ( "(" arg ("," arg)* ")" )?
 //! arg    := expr | Ident "=" expr
 //! ```
@@ -327,10 +327,15 @@ impl Parse for Entry {
             let kind: Ident = input.parse()?;
             let content;
             syn::braced!(content in input);
-            Body::Group(Group {
-                kind,
-                entries: parse_body(&content)?,
-            })
+            // The stages of something that is not a block (`Conv2d { ... }`, `Parallel { ... }`)
+            // are left unread: `check` says what is wrong with the kind, and nothing else.
+            let entries = if crate::kinds::BLOCKS.contains(&kind.to_string().as_str()) {
+                parse_body(&content)?
+            } else {
+                content.parse::<TokenStream>()?;
+                Vec::new()
+            };
+            Body::Group(Group { kind, entries })
         } else {
             Body::Layer(input.parse()?)
         };

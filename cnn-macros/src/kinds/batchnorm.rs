@@ -35,14 +35,14 @@ fn check(cx: &mut Checker, stage: &str, layer: &Layer, shape: Option<Shape>, ima
         let eps = args.named("eps").map_or(Some(EPS), |v| {
             cx.float(stage, "`eps`", v)
                 .filter(|&e| e > 0.0 && (e as f32) > 0.0 || {
-                    cx.err(v.loc(), msg::bad_float(stage, "`eps`", "a positive number", &v.text()));
+                    cx.err(v.loc(), msg::bad_float(stage, "`eps`", "a positive number", &v.text(), "PyTorch's default is `eps = 1e-5`"));
                     false
                 })
         });
         let momentum = args.named("momentum").map_or(Some(MOMENTUM), |v| {
             cx.float(stage, "`momentum`", v)
                 .filter(|m| (0.0..=1.0).contains(m) || {
-                    cx.err(v.loc(), msg::bad_float(stage, "`momentum`", "a number from 0 to 1", &v.text()));
+                    cx.err(v.loc(), msg::bad_float(stage, "`momentum`", "a number from 0 to 1", &v.text(), "PyTorch's default is `momentum = 0.1` (Keras' `momentum = 0.99` is PyTorch's 0.01)"));
                     false
                 })
         });

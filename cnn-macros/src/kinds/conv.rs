@@ -81,7 +81,14 @@ fn check(cx: &mut Checker, stage: &str, layer: &Layer, shape: Option<Shape>) -> 
     if !c.is_multiple_of(groups) || !out.is_multiple_of(groups) {
         let loc = args.named("groups").map_or(&layer.loc, Value::loc);
         cx.err(loc, msg::groups_do_not_divide(stage, groups, c, out, &shape));
-        return (text, None);
+        // The output shape does not depend on `groups`: the stages after it are still checked.
+        let oh = cnn_runtime::shape::conv_out(h, kernel[0], stride[0], padding[0]);
+        let ow = cnn_runtime::shape::conv_out(w, kernel[1], stride[1], padding[1]);
+        let out = oh
+            .zip(ow)
+            .filter(|&(oh, ow)| elems(&[out, oh, ow]).is_some())
+            .map(|(oh, ow)| Built::Same(Shape::Image([out, oh, ow])));
+        return (text, out);
     }
     // One group's convolution: `groups` of them side by side make the layer.
     let (c, oc) = (c / groups, out / groups);

@@ -19,7 +19,7 @@ pub const DROPOUT: Kind = Kind {
 fn check(cx: &mut Checker, stage: &str, layer: &Layer, shape: Option<Shape>) -> (String, Option<Built>) {
     let p = cx.args(stage, layer, 1, &[]).and_then(|args| match args.positional.first() {
         Some(v) => cx.float(stage, "the drop probability", v).filter(|p| (0.0..1.0).contains(p) || {
-            cx.err(v.loc(), msg::bad_float(stage, "the drop probability", "in [0, 1)", &v.text()));
+            cx.err(v.loc(), msg::bad_float(stage, "the drop probability", "in [0, 1)", &v.text(), "write e.g. `Dropout(0.5)`"));
             false
         }),
         None => {

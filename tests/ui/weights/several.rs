@@ -1,9 +1,10 @@
 // Every mismatch is reported at once: a wrong shape, a missing tensor, an unexpected one.
-// (trybuild builds this in target/tests/trybuild/cnn/, its CARGO_MANIFEST_DIR: hence the ../)
+// (trybuild builds this in <target dir>/tests/trybuild/cnn/, its CARGO_MANIFEST_DIR, where tests/ui.rs
+// copies tests/ui/weights/fixtures/: hence `fixtures/...`)
 use cnn::prelude::*;
 
 cnn! {
-    #[weights = "../../../../tests/ui/weights/fixtures/several.safetensors"]
+    #[weights = "fixtures/several.safetensors"]
     struct Net {
         input: [1, 4, 4],
         conv: Conv2d(2, kernel = 3) -> Relu,

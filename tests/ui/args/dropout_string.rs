@@ -1,0 +1,12 @@
+use cnn::prelude::*;
+
+cnn! {
+    struct Net {
+        input: [784],
+        fc1: Dense(100) -> Relu,
+        drop: Dropout("0.5"),
+        fc2: Dense(10),
+    }
+}
+
+fn main() {}

@@ -285,7 +285,11 @@ fn run(args: Args) -> Result<(), Box<dyn Error>> {
 }
 
 /// Saves the trained network and prints the closing line.
-fn report<N: Network>(outcome: &cnn::train::TrainOutcome<N>, out: &std::path::Path, start: Instant) -> Result<(), Box<dyn Error>> {
+fn report<N: Network>(
+    outcome: &cnn::train::TrainOutcome<N>,
+    out: &std::path::Path,
+    start: Instant,
+) -> Result<(), Box<dyn Error>> {
     cnn::io::save_safetensors(&outcome.net, out)?;
     let accuracy = outcome
         .history

@@ -62,7 +62,16 @@ fn inference_is_the_identity() {
     net.forward_batch(&x, &mut logits);
     let p = net.params();
     for o in 0..2 {
-        let want: f64 = p[o * N..(o + 1) * N].iter().zip(&x).map(|(w, x)| (*w as f64) * (*x as f64)).sum::<f64>() + p[2 * N + o] as f64;
-        assert!((logits[o] as f64 - want).abs() < 1e-4, "logit {o}: {} vs {want}", logits[o]);
+        let want: f64 = p[o * N..(o + 1) * N]
+            .iter()
+            .zip(&x)
+            .map(|(w, x)| (*w as f64) * (*x as f64))
+            .sum::<f64>()
+            + p[2 * N + o] as f64;
+        assert!(
+            (logits[o] as f64 - want).abs() < 1e-4,
+            "logit {o}: {} vs {want}",
+            logits[o]
+        );
     }
 }

@@ -265,7 +265,11 @@ fn check_modern_case<N: Network>(case: &str) {
         }
         assert_close(&format!("{file} losses"), &losses, &want.f32s("losses"));
         for b in N::BUFFERS {
-            assert_close(&format!("{file} {}", b.name), &net.buffers()[b.range()], &want.f32s(b.name));
+            assert_close(
+                &format!("{file} {}", b.name),
+                &net.buffers()[b.range()],
+                &want.f32s(b.name),
+            );
             let stage = b.name.rsplit_once('.').unwrap().0;
             let tracked = want.i64(&format!("{stage}.num_batches_tracked"));
             assert_eq!(weights.i64(&format!("{stage}.num_batches_tracked")) + 3, tracked);
@@ -312,8 +316,14 @@ fn modern_layouts_are_pytorchs() {
     let st = SafeTensors::deserialize(&weights.0).unwrap();
     // Every tensor of PyTorch's state_dict is a parameter, a buffer, or a batch counter.
     for (name, _) in st.tensors() {
-        let known = ResNetTiny::PARAMS.iter().chain(ResNetTiny::BUFFERS).any(|p| p.name == name);
+        let known = ResNetTiny::PARAMS
+            .iter()
+            .chain(ResNetTiny::BUFFERS)
+            .any(|p| p.name == name);
         assert!(known || name.ends_with(".num_batches_tracked"), "{name}");
     }
-    assert_eq!(st.len(), ResNetTiny::PARAMS.len() + ResNetTiny::BUFFERS.len() + ResNetTiny::BUFFERS.len() / 2);
+    assert_eq!(
+        st.len(),
+        ResNetTiny::PARAMS.len() + ResNetTiny::BUFFERS.len() + ResNetTiny::BUFFERS.len() / 2
+    );
 }

@@ -59,10 +59,26 @@ fn check<N: Network>(net: &N) {
             cnn::set_threads(threads);
             let first = step(net, &x, &y);
             let again = step(net, &x, &y);
-            assert_eq!(first.0.to_bits(), again.0.to_bits(), "{threads} threads, batch {n}: loss differs between runs");
-            assert_eq!(bits(&first.1), bits(&again.1), "{threads} threads, batch {n}: gradient differs between runs");
-            assert_eq!(bits(&first.2), bits(&again.2), "{threads} threads, batch {n}: logits differ between runs");
-            assert_eq!(bits(&first.3), bits(&again.3), "{threads} threads, batch {n}: buffers differ between runs");
+            assert_eq!(
+                first.0.to_bits(),
+                again.0.to_bits(),
+                "{threads} threads, batch {n}: loss differs between runs"
+            );
+            assert_eq!(
+                bits(&first.1),
+                bits(&again.1),
+                "{threads} threads, batch {n}: gradient differs between runs"
+            );
+            assert_eq!(
+                bits(&first.2),
+                bits(&again.2),
+                "{threads} threads, batch {n}: logits differ between runs"
+            );
+            assert_eq!(
+                bits(&first.3),
+                bits(&again.3),
+                "{threads} threads, batch {n}: buffers differ between runs"
+            );
             results.push(first);
         }
         let (loss1, grad1, logits1, buffers1) = &results[0];
@@ -82,7 +98,10 @@ fn check<N: Network>(net: &N) {
                 );
             }
             for (b, b1) in buffers.iter().zip(buffers1) {
-                assert!((b - b1).abs() <= 1e-5 * b1.abs().max(1.0), "batch {n}: buffer {b} vs {b1}");
+                assert!(
+                    (b - b1).abs() <= 1e-5 * b1.abs().max(1.0),
+                    "batch {n}: buffer {b} vs {b1}"
+                );
             }
         }
     }

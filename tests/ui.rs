@@ -28,7 +28,10 @@ fn ui() {
 /// weight cases name `fixtures/NAME.safetensors`: copy `tests/ui/weights/fixtures/` there, so
 /// they work wherever the target folder is (`CARGO_TARGET_DIR`, `build.target-dir`, ...).
 fn copy_weight_fixtures() {
-    let project = trybuild_target_dir().join("tests").join("trybuild").join(env!("CARGO_PKG_NAME"));
+    let project = trybuild_target_dir()
+        .join("tests")
+        .join("trybuild")
+        .join(env!("CARGO_PKG_NAME"));
     let from = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/weights/fixtures");
     let to = project.join("fixtures");
     // Start afresh, so a fixture removed from the repository is gone here too.

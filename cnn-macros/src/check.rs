@@ -282,7 +282,13 @@ impl Checker {
                 }
             }
         }
-        if let (Some(Shape::Image(_)), Some(Flow { shape: Shape::Flat(_), .. })) = (flow.map(|f| f.shape), after) {
+        if let (
+            Some(Shape::Image(_)),
+            Some(Flow {
+                shape: Shape::Flat(_), ..
+            }),
+        ) = (flow.map(|f| f.shape), after)
+        {
             self.flat_since = Some(path.to_string());
         }
         if let Some(out) = after {
@@ -327,7 +333,16 @@ impl Checker {
 
     /// Records an op reading `inputs` and giving a new value of shape `out`; reports the total
     /// that would no longer fit, if one would not.
-    fn node(&mut self, stage: &str, loc: &Loc, op: Op, inputs: &[ValueId], shape: Shape, out: Shape, cost: Cost) -> Option<Flow> {
+    fn node(
+        &mut self,
+        stage: &str,
+        loc: &Loc,
+        op: Op,
+        inputs: &[ValueId],
+        shape: Shape,
+        out: Shape,
+        cost: Cost,
+    ) -> Option<Flow> {
         if let Err((what, limit)) = self.model.cost(&cost) {
             self.err(loc, msg::overflow(stage, what, &shape, limit));
             return None;
@@ -344,7 +359,14 @@ impl Checker {
 
     /// Adds named tensors `stage.what` to the parameter or buffer table; returns their range, or
     /// `None` (reported on `loc`) if the table would grow past the limit.
-    pub fn tensors(&mut self, table: Table, stage: &str, loc: &Loc, shape: Shape, tensors: &[(&str, Vec<usize>)]) -> Option<Range<usize>> {
+    pub fn tensors(
+        &mut self,
+        table: Table,
+        stage: &str,
+        loc: &Loc,
+        shape: Shape,
+        tensors: &[(&str, Vec<usize>)],
+    ) -> Option<Range<usize>> {
         let (list, total) = match table {
             Table::Params => (&mut self.model.params, &mut self.model.param_count),
             Table::Buffers => (&mut self.model.buffers, &mut self.model.buffer_count),
@@ -424,7 +446,14 @@ impl Checker {
         }
     }
 
-    fn residual(&mut self, path: &str, prefix: &str, span: Span, group: &Group, flow: Option<Flow>) -> (String, Option<Flow>) {
+    fn residual(
+        &mut self,
+        path: &str,
+        prefix: &str,
+        span: Span,
+        group: &Group,
+        flow: Option<Flow>,
+    ) -> (String, Option<Flow>) {
         let kind = "Residual".to_string();
         // The shortcut is an entry of the block like the others (its name is in the block's
         // namespace), but it reads the block's input, not the main path's.
@@ -465,13 +494,15 @@ impl Checker {
                 let params_before = self.model.param_count;
                 let macs_before = self.model.macs;
                 let out = if g.entries.is_empty() {
-                    self.errors.error(stage.name.span, msg::empty_group(&short_path, "Shortcut"));
+                    self.errors
+                        .error(stage.name.span, msg::empty_group(&short_path, "Shortcut"));
                     None
                 } else {
                     self.stages(&format!("{short_path}."), &g.entries, flow, Some("Shortcut"))
                 };
                 if let Some(act) = &stage.activation {
-                    self.errors.error(act.kind.span(), msg::activation_on_shortcut(&short_path));
+                    self.errors
+                        .error(act.kind.span(), msg::activation_on_shortcut(&short_path));
                 }
                 if let Some(out) = out {
                     let row_data = Row {
@@ -506,7 +537,15 @@ impl Checker {
             scratch_len: 0,
         };
         let loc = Loc::of(&group.kind);
-        let out = self.node(path, &loc, Op::Add, &[main.value, short.value], main.shape, main.shape, cost);
+        let out = self.node(
+            path,
+            &loc,
+            Op::Add,
+            &[main.value, short.value],
+            main.shape,
+            main.shape,
+            cost,
+        );
         (kind, out)
     }
 }

@@ -36,7 +36,6 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
         gradient_buffers,
         scratch_len,
         saved_len,
-        loss_buffer,
         ..
     } = plan;
     let infer_one = activations_len + scratch_len;
@@ -65,7 +64,11 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
         .iter()
         .map(|b| {
             let (s, e) = (b.offset, b.offset + b.shape.iter().product::<usize>());
-            let v = if b.name.ends_with(".running_var") { 1.0f32 } else { 0.0f32 };
+            let v = if b.name.ends_with(".running_var") {
+                1.0f32
+            } else {
+                0.0f32
+            };
             quote!(buffers[#s..#e].fill(#v);)
         })
         .collect();
@@ -73,23 +76,30 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
     // fit a 512 KB L2 cache; batch-64 inference ran about 5% faster than a layer at a time
     // (cnn bench, 2-core EPYC).
     let infer_block = 8usize;
-    let forward_eval = forward_body(&plan, false);
-    let forward_train = if plan.trains_differently {
-        forward_body(&plan, true)
-    } else {
-        quote!(Self::__forward_eval(params, buffers, batch, input, acts, scratch);)
-    };
-    let backward_body = backward_body(&plan);
+    let forward_eval = forward_body(&plan);
+    let Training {
+        prelude,
+        phases,
+        between,
+    } = training(&plan);
+    let phase_count = phases.len();
+    let phase_arms = phases.iter().enumerate().map(|(i, code)| quote!(#i => { #code }));
+    let between_arms = between.iter().enumerate().map(|(i, code)| quote!(#i => { #code }));
+    let partial_len = plan
+        .steps
+        .iter()
+        .map(|s| match &s.kernel {
+            Kernel::Op(op) => kinds::partial_len(op),
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0);
     let name_str = name.to_string();
     let logits = if plan.output == 0 {
         quote!(input)
     } else {
         quote!(&acts[batch * (#activations_len - #output_len)..])
     };
-    let loss_at = loss_buffer * gradient_len;
-    // A training step of a network with BatchNorm normalizes with the whole batch's
-    // statistics: it runs on one thread.
-    let split_training = !model.has_batch_norm();
     let pretrained = embedded.map(|e| pretrained(e, param_count, buffer_count));
     let pretrained_std = embedded.map(|_| {
         quote! {
@@ -234,36 +244,40 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
                     assert!(batch > 0, "{}::loss_and_grad: the batch is empty (no labels)", #name_str);
                     assert_eq!(input.len(), batch * #input_len, "{}::loss_and_grad: input must hold labels.len() * INPUT_LEN = {} * {} values, got {}", #name_str, batch, #input_len, input.len());
                     assert_eq!(grad.len(), #param_count, "{}::loss_and_grad: grad must hold PARAM_COUNT = {} values, got {}", #name_str, #param_count, grad.len());
-                    let chunks = if #split_training {
-                        ::cnn::__private::chunks_for(batch, ::cnn::__private::MIN_ROWS_PER_THREAD)
-                    } else {
-                        1
-                    };
+                    let chunks = ::cnn::__private::chunks_for(batch, ::cnn::__private::MIN_ROWS_PER_THREAD);
                     let key = self.state;
                     self.state.steps += 1;
                     let (params, buffers, workspace) = (&self.params[..], &mut self.buffers[..], &self.workspace);
                     if chunks == 1 {
-                        return workspace.with(Self::workspace_len(batch), |ws| Self::__train(params, buffers, key, 0, batch, input, labels, batch, grad, ws));
+                        return workspace.with(Self::workspace_len(batch), |ws| Self::__train(params, buffers, key, batch, input, labels, grad, ws));
                     }
-                    // Each thread writes its share of the gradient into its own slot; the shares are
-                    // then added in chunk order, so a thread count always gives the same bits.
-                    workspace.run(
+                    // Each part of the batch runs on its own thread, in its own slot (working
+                    // memory, then its share of the gradient); the phases meet where BatchNorm
+                    // needs the whole batch's statistics. The shares are then added in part
+                    // order, so a thread count always gives the same bits.
+                    let share = |rows: usize| Self::workspace_len(rows);
+                    workspace.phases(
                         batch,
                         chunks,
-                        |n| #param_count + Self::workspace_len(n),
-                        |_, rows, slot| {
-                            let (g, ws) = slot.split_at_mut(#param_count);
+                        |n| share(n) + #param_count,
+                        Self::PHASES,
+                        |phase, _, rows, slot| {
+                            let (ws, g) = slot.split_at_mut(share(rows.len()));
                             let x = &input[rows.start * #input_len..rows.end * #input_len];
-                            Self::__train(params, &mut [], key, rows.start, rows.len(), x, &labels[rows], batch, g, ws)
+                            Self::__phase(phase, params, key, rows.start, rows.len(), x, &labels[rows], batch, g, ws)
                         },
-                        |slots, losses| {
-                            grad.copy_from_slice(&slots[0][..#param_count]);
-                            for slot in &slots[1..] {
-                                for (g, s) in grad.iter_mut().zip(&slot[..#param_count]) {
-                                    *g += s;
+                        |phase, slots| Self::__between(phase, batch, slots, buffers),
+                        |slots, loss| {
+                            for (i, slot) in slots.iter().enumerate() {
+                                let at = share(::cnn::__private::chunk_range(batch, chunks, i).len());
+                                let part = &slot[at..at + #param_count];
+                                if i == 0 {
+                                    grad.copy_from_slice(part);
+                                } else {
+                                    grad.iter_mut().zip(part).for_each(|(g, s)| *g += s);
                                 }
                             }
-                            losses.iter().sum::<f32>()
+                            loss
                         },
                     )
                 }
@@ -339,6 +353,12 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
             /// Memory plan: `f32`s a training step keeps between its forward and backward
             /// passes (BatchNorm's batch statistics), whatever the batch size.
             pub const SAVED_LEN: usize = #saved_len;
+            /// Memory plan: `f32`s of the partial sums the parts of a batch split across
+            /// threads exchange (BatchNorm's), whatever the batch size.
+            pub const PARTIAL_LEN: usize = #partial_len;
+            /// A training step runs in this many phases; the parts of a batch split across
+            /// threads meet between two (for BatchNorm's statistics of the whole batch).
+            pub const PHASES: usize = #phase_count;
 
             /// `f32`s of working memory that inference on `batch` samples uses
             /// ([`Self::forward_into`]).
@@ -349,7 +369,7 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
             /// `f32`s of working memory that a training step on `batch` samples uses
             /// ([`Self::loss_and_grad_into`]).
             pub const fn workspace_len(batch: usize) -> usize {
-                batch * (Self::ACTIVATIONS_LEN + Self::GRADIENT_BUFFERS * Self::GRADIENT_BUFFER_LEN) + Self::SAVED_LEN + Self::SCRATCH_LEN
+                Self::PARTIAL_LEN + Self::SAVED_LEN + batch * (Self::ACTIVATIONS_LEN + Self::GRADIENT_BUFFERS * Self::GRADIENT_BUFFER_LEN) + Self::SCRATCH_LEN
             }
 
             /// A table of the stages: kind, output shape, parameters and multiply-adds.
@@ -425,7 +445,7 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
                 assert!(ws.len() >= need, "{}::loss_and_grad_into: ws must hold workspace_len({}) = {} values, got {}", #name_str, batch, need, ws.len());
                 let key = *state;
                 state.steps += 1;
-                Self::__train(params, buffers, key, 0, batch, input, labels, batch, grad, &mut ws[..need])
+                Self::__train(params, buffers, key, batch, input, labels, grad, &mut ws[..need])
             }
 
             fn __argmax(logits: &[f32; #output_len]) -> usize {
@@ -455,18 +475,51 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
                 }
             }
 
-            /// Loss and gradient of `batch` samples, the batch's samples `first..first + batch`,
-            /// as their share of a batch of `total`, in `ws` (`workspace_len(batch)` long).
+            /// A training step on one thread: every phase in turn, in `ws`
+            /// (`workspace_len(batch)` long).
             #[inline]
-            fn __train(params: &[f32], buffers: &mut [f32], key: ::cnn::__private::TrainState, first: usize, batch: usize, input: &[f32], labels: &[u32], total: usize, grad: &mut [f32], ws: &mut [f32]) -> f32 {
-                let (acts, rest) = ws.split_at_mut(batch * Self::ACTIVATIONS_LEN);
-                let (grads, rest) = rest.split_at_mut(batch * Self::GRADIENT_BUFFERS * Self::GRADIENT_BUFFER_LEN);
-                let (saved, scratch) = rest.split_at_mut(Self::SAVED_LEN);
-                Self::__forward_train(params, buffers, key, first, batch, input, acts, saved, scratch);
-                let dlogits = &mut grads[batch * #loss_at..][..batch * #output_len];
-                let loss = ::cnn::__private::softmax_cross_entropy_part(#logits, labels, #output_len, dlogits, total);
-                Self::__backward(params, grad, key, first, batch, input, acts, grads, saved, scratch);
+            fn __train(params: &[f32], buffers: &mut [f32], key: ::cnn::__private::TrainState, batch: usize, input: &[f32], labels: &[u32], grad: &mut [f32], ws: &mut [f32]) -> f32 {
+                let mut loss = 0.0;
+                for phase in 0..Self::PHASES {
+                    loss += Self::__phase(phase, params, key, 0, batch, input, labels, batch, grad, ws);
+                    if phase + 1 < Self::PHASES {
+                        Self::__between(phase, batch, &mut [&mut *ws], buffers);
+                    }
+                }
                 loss
+            }
+
+            /// Phase `phase` of a training step on `batch` samples, the batch's samples
+            /// `first..first + batch`, as their share of a batch of `total`, in `ws`
+            /// (`workspace_len(batch)` long: partial sums, saved statistics, activations,
+            /// gradient buffers, scratch). Returns the share of the loss (in the phase that
+            /// computes it, 0 in the others).
+            #[inline]
+            fn __phase(phase: usize, params: &[f32], key: ::cnn::__private::TrainState, first: usize, batch: usize, input: &[f32], labels: &[u32], total: usize, grad: &mut [f32], ws: &mut [f32]) -> f32 {
+                let _ = (params, key, first, labels, total, &grad);
+                let (partial, rest) = ws.split_at_mut(Self::PARTIAL_LEN);
+                let (saved, rest) = rest.split_at_mut(Self::SAVED_LEN);
+                let (acts, rest) = rest.split_at_mut(batch * Self::ACTIVATIONS_LEN);
+                let (grads, scratch) = rest.split_at_mut(batch * Self::GRADIENT_BUFFERS * Self::GRADIENT_BUFFER_LEN);
+                let _ = (&partial, &saved, &acts, &grads, &scratch);
+                #prelude
+                let mut loss = 0.0;
+                match phase {
+                    #(#phase_arms)*
+                    _ => {}
+                }
+                loss
+            }
+
+            /// What runs between phase `phase` and the next, over every part's slot (each
+            /// starting as `__phase`'s `ws`): BatchNorm's statistics of the whole batch.
+            #[inline]
+            fn __between<S: ::core::convert::AsRef<[f32]> + ::core::convert::AsMut<[f32]>>(phase: usize, batch: usize, slots: &mut [S], buffers: &mut [f32]) {
+                let _ = (batch, &slots, &buffers);
+                match phase {
+                    #(#between_arms)*
+                    _ => {}
+                }
             }
 
             #[inline]
@@ -475,17 +528,6 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
                 #forward_eval
             }
 
-            #[inline]
-            fn __forward_train(params: &[f32], buffers: &mut [f32], key: ::cnn::__private::TrainState, first: usize, batch: usize, input: &[f32], acts: &mut [f32], saved: &mut [f32], scratch: &mut [f32]) {
-                let _ = (params, &buffers, key, first, batch, input, &acts, &saved, &scratch);
-                #forward_train
-            }
-
-            #[inline]
-            fn __backward(params: &[f32], grad: &mut [f32], key: ::cnn::__private::TrainState, first: usize, batch: usize, input: &[f32], acts: &[f32], grads: &mut [f32], saved: &[f32], scratch: &mut [f32]) {
-                let _ = (params, &grad, key, first, batch, input, acts, &grads, saved, &scratch);
-                #backward_body
-            }
         }
     }
 }
@@ -551,34 +593,41 @@ fn layout_tokens(layout: Layout) -> TokenStream {
     }
 }
 
-/// Splits `acts` into one slice per region (`a1`, `a2`, ...), then calls each step in order;
-/// `train` picks the training forward pass of the kinds that have one.
-fn forward_body(plan: &Plan, train: bool) -> TokenStream {
+/// Inference: splits `acts` into one slice per region (`a1`, `a2`, ...), then calls each step
+/// in order.
+fn forward_body(plan: &Plan) -> TokenStream {
     let mut body = TokenStream::new();
     for (reg, len) in plan.regs.iter().enumerate().skip(1) {
         let a = format_ident!("a{}", reg);
         body.extend(quote!(let (#a, acts) = acts.split_at_mut(batch * #len);));
     }
     for step in &plan.steps {
-        let x: Vec<TokenStream> = step.inputs.iter().map(|&r| {
-            let a = region(r);
-            if r == 0 { a } else { quote!(&*#a) }
-        }).collect();
+        let x: Vec<TokenStream> = step
+            .inputs
+            .iter()
+            .map(|&r| {
+                let a = region(r);
+                if r == 0 {
+                    a
+                } else {
+                    quote!(&*#a)
+                }
+            })
+            .collect();
         let y = region(step.output);
         let layout = layout_tokens(step.layout);
         body.extend(match &step.kernel {
             Kernel::Op(op) => {
-                let (s, e) = (step.saved.start, step.saved.end);
                 let call = Call {
                     x,
                     y,
                     layout,
                     relu: step.relu,
-                    saved: quote!(&mut saved[#s..#e]),
+                    saved: step.saved.clone(),
                     dy: TokenStream::new(),
                     dx: Vec::new(),
                 };
-                kinds::forward(op, &call, train)
+                kinds::forward(op, &call, false)
             }
             Kernel::ToSampleMajor { channels, plane } => {
                 let x = &x[0];
@@ -593,24 +642,97 @@ fn forward_body(plan: &Plan, train: bool) -> TokenStream {
     body
 }
 
-/// Walks the steps in reverse over the gradient buffers `g0`, `g1`, ... (`plan.loss_buffer`
-/// holds d loss / d logits on entry); the first step computes no input gradient.
-fn backward_body(plan: &Plan) -> TokenStream {
-    let mut body = TokenStream::new();
+/// A training step as code: the region and gradient-buffer slices, then the phases (forward
+/// pass, loss, backward pass over the gradient buffers `g0`, `g1`, ... in reverse), cut where
+/// the parts of a batch must meet (BatchNorm), and the code that runs at each meeting.
+struct Training {
+    /// The slices every phase sees.
+    prelude: TokenStream,
+    phases: Vec<TokenStream>,
+    /// `between[i]` runs after phase `i`.
+    between: Vec<TokenStream>,
+}
+
+impl Training {
+    fn add(&mut self, pieces: Vec<kinds::Piece>) {
+        for piece in pieces {
+            match piece {
+                kinds::Piece::Code(code) => self.phases.last_mut().into_iter().for_each(|p| p.extend(code.clone())),
+                kinds::Piece::Barrier(code) => {
+                    self.between.push(code);
+                    self.phases.push(TokenStream::new());
+                }
+            }
+        }
+    }
+}
+
+fn training(plan: &Plan) -> Training {
+    let mut prelude = TokenStream::new();
     for (reg, len) in plan.regs.iter().enumerate().skip(1) {
         let a = format_ident!("a{}", reg);
-        body.extend(quote!(let (#a, acts) = acts.split_at(batch * #len);));
+        prelude.extend(quote!(let (#a, acts) = acts.split_at_mut(batch * #len);));
     }
     let gl = plan.gradient_len;
     for slot in 0..plan.gradient_buffers {
         let g = buffer(slot);
-        body.extend(quote!(let (#g, grads) = grads.split_at_mut(batch * #gl);));
+        prelude.extend(quote!(let (#g, grads) = grads.split_at_mut(batch * #gl);));
     }
+    let mut t = Training {
+        prelude,
+        phases: vec![TokenStream::new()],
+        between: Vec::new(),
+    };
+    let read = |r: Reg| {
+        let a = region(r);
+        if r == 0 {
+            a
+        } else {
+            quote!(&*#a)
+        }
+    };
+    for step in &plan.steps {
+        let x: Vec<TokenStream> = step.inputs.iter().map(|&r| read(r)).collect();
+        let y = region(step.output);
+        let layout = layout_tokens(step.layout);
+        let pieces = match &step.kernel {
+            Kernel::Op(op) => {
+                let call = Call {
+                    x,
+                    y,
+                    layout,
+                    relu: step.relu,
+                    saved: step.saved.clone(),
+                    dy: TokenStream::new(),
+                    dx: Vec::new(),
+                };
+                kinds::forward_train(op, &call)
+            }
+            Kernel::ToSampleMajor { channels, plane } => {
+                let x = &x[0];
+                vec![kinds::Piece::Code(
+                    quote!(::cnn::__private::to_sample_major(#channels, batch, #plane, #x, #y);),
+                )]
+            }
+            Kernel::ToChannelMajor { channels, plane } => {
+                let x = &x[0];
+                vec![kinds::Piece::Code(
+                    quote!(::cnn::__private::to_channel_major(#channels, batch, #plane, #x, #y);),
+                )]
+            }
+        };
+        t.add(pieces);
+    }
+    let (logits, out_len) = (read(plan.output), plan.regs[plan.output]);
+    let dl = buffer(plan.loss_buffer);
+    t.add(vec![kinds::Piece::Code(quote! {
+        loss = ::cnn::__private::softmax_cross_entropy_part(#logits, labels, #out_len, &mut #dl[..batch * #out_len], total);
+    })]);
     for back in &plan.backward {
         let step = &plan.steps[back.step];
         let out_len = plan.regs[step.output];
-        let x: Vec<TokenStream> = step.inputs.iter().map(|&r| region(r)).collect();
-        let y = region(step.output);
+        let x: Vec<TokenStream> = step.inputs.iter().map(|&r| read(r)).collect();
+        let y = read(step.output);
         let dyb = buffer(back.dy);
         let dy = quote!(&#dyb[..batch * #out_len]);
         let dx: Vec<Option<TokenStream>> = step
@@ -625,37 +747,43 @@ fn backward_body(plan: &Plan) -> TokenStream {
             })
             .collect();
         let layout = layout_tokens(step.layout);
-        body.extend(match &step.kernel {
+        let mut pieces = match &step.kernel {
             Kernel::Op(op) => {
-                let (s, e) = (step.saved.start, step.saved.end);
                 let call = Call {
                     x,
                     y,
                     layout,
                     relu: step.relu,
-                    saved: quote!(&saved[#s..#e]),
+                    saved: step.saved.clone(),
                     dy,
                     dx,
                 };
-                kinds::backward(op, &call)
+                kinds::backward_train(op, &call)
             }
             // Transposes only pass the gradient on, transposed back.
             Kernel::ToSampleMajor { channels, plane } => match &dx[0] {
-                Some(dx) => quote!(::cnn::__private::to_channel_major(#channels, batch, #plane, #dy, #dx);),
-                None => TokenStream::new(),
+                Some(dx) => vec![kinds::Piece::Code(
+                    quote!(::cnn::__private::to_channel_major(#channels, batch, #plane, #dy, #dx);),
+                )],
+                None => Vec::new(),
             },
             Kernel::ToChannelMajor { channels, plane } => match &dx[0] {
-                Some(dx) => quote!(::cnn::__private::to_sample_major(#channels, batch, #plane, #dy, #dx);),
-                None => TokenStream::new(),
+                Some(dx) => vec![kinds::Piece::Code(
+                    quote!(::cnn::__private::to_sample_major(#channels, batch, #plane, #dy, #dx);),
+                )],
+                None => Vec::new(),
             },
-        });
+        };
         for &(into, from) in &back.add {
             let (gi, gf) = (buffer(into), buffer(from));
             let len = step.inputs.iter().map(|&r| plan.regs[r]).max().unwrap_or(0);
-            body.extend(quote!(::cnn::__private::add_assign(&mut #gi[..batch * #len], &#gf[..batch * #len]);));
+            pieces.push(kinds::Piece::Code(
+                quote!(::cnn::__private::add_assign(&mut #gi[..batch * #len], &#gf[..batch * #len]);),
+            ));
         }
+        t.add(pieces);
     }
-    body
+    t
 }
 
 /// When the declaration has errors: the struct with its API, every body unreachable, so that

@@ -8,8 +8,8 @@
 //! A declaration is flattened to a list of token texts, delimiters included, mutated, and
 //! re-lexed; a mutation that unbalances the delimiters does not lex and the case is skipped.
 
-use crate::ir::MAX_ELEMS;
 use crate::expand_cnn;
+use crate::ir::MAX_ELEMS;
 use proc_macro2::{Delimiter, Spacing, TokenStream, TokenTree};
 use proptest::prelude::*;
 use proptest::sample::{select, Index};

@@ -85,7 +85,10 @@ pub enum Op {
         buffers: Range<usize>,
     },
     /// `stage`: which Dropout of the network, for its masks.
-    Dropout { geom: Dropout, stage: u32 },
+    Dropout {
+        geom: Dropout,
+        stage: u32,
+    },
     /// A residual block's sum, `inputs[0] + inputs[1]`.
     Add,
 }
@@ -137,13 +140,6 @@ pub struct Model {
     pub zeros: Vec<Range<usize>>,
     pub macs: usize,
     pub rows: Vec<Row>,
-}
-
-impl Model {
-    /// Whether a training step needs the whole batch at once (BatchNorm's batch statistics).
-    pub fn has_batch_norm(&self) -> bool {
-        self.buffer_count > 0
-    }
 }
 
 /// What is known of a declaration that has errors, for the stubbed struct.

@@ -182,7 +182,9 @@ pub fn duplicate_argument(stage: &str, arg: &str) -> String {
 pub fn no_arguments(stage: &str, kind: &str) -> String {
     let hint = match kind {
         "Relu" => "; for a slope on negative inputs, use `LeakyRelu(0.01)`",
-        "GlobalAvgPool2d" => "; it always averages each channel to 1x1, like PyTorch's `AdaptiveAvgPool2d(1)`: write `GlobalAvgPool2d`",
+        "GlobalAvgPool2d" => {
+            "; it always averages each channel to 1x1, like PyTorch's `AdaptiveAvgPool2d(1)`: write `GlobalAvgPool2d`"
+        }
         _ => "",
     };
     format!("`{stage}`: {kind} takes no arguments{hint}")
@@ -354,7 +356,10 @@ pub fn tensor_dtype(tensor: &str, file: &str, dtype: &str) -> String {
 }
 
 pub fn counter_form(tensor: &str, file: &str, dtype: &str, shape: &[usize]) -> String {
-    format!("`{tensor}` is {dtype} {} in weight file `{file}`; a BatchNorm's batch counter is an I64 scalar (shape [])", dims(shape))
+    format!(
+        "`{tensor}` is {dtype} {} in weight file `{file}`; a BatchNorm's batch counter is an I64 scalar (shape [])",
+        dims(shape)
+    )
 }
 
 pub fn tensor_shape(tensor: &str, declared: &[usize], file: &str, found: &[usize]) -> String {
@@ -385,7 +390,10 @@ pub fn empty_group(path: &str, kind: &str) -> String {
 }
 
 pub fn unknown_block(path: &str, kind: &str) -> String {
-    format!("`{path}`: unknown block `{kind}`; expected one of {}", BLOCKS.join(", "))
+    format!(
+        "`{path}`: unknown block `{kind}`; expected one of {}",
+        BLOCKS.join(", ")
+    )
 }
 
 /// A layer kind written with braces, as if it were a block.
@@ -425,7 +433,9 @@ pub fn empty_main_path(path: &str) -> String {
 }
 
 pub fn activation_on_shortcut(path: &str) -> String {
-    format!("`{path}`: a Shortcut takes no `->` activation; put it after the Residual block, where it applies to the sum")
+    format!(
+        "`{path}`: a Shortcut takes no `->` activation; put it after the Residual block, where it applies to the sum"
+    )
 }
 
 pub fn residual_mismatch(path: &str, main: &Shape, input: &Shape) -> String {
@@ -483,7 +493,9 @@ pub fn bad_float(stage: &str, arg: &str, want: &str, text: &str, fix: &str) -> S
 
 pub fn batchnorm_rank(stage: &str, kind: &str, shape: &Shape, image: bool) -> String {
     if image {
-        format!("`{stage}`: {kind} needs an image input [C, H, W] but receives {shape}; use `BatchNorm1d` for a flat input")
+        format!(
+            "`{stage}`: {kind} needs an image input [C, H, W] but receives {shape}; use `BatchNorm1d` for a flat input"
+        )
     } else {
         format!("`{stage}`: {kind} needs a flat input [N] but receives {shape}; use `BatchNorm2d` for an image")
     }

@@ -345,11 +345,7 @@ impl Parse for Entry {
         } else {
             None
         };
-        Ok(Entry::Stage(Stage {
-            name,
-            body,
-            activation,
-        }))
+        Ok(Entry::Stage(Stage { name, body, activation }))
     }
 }
 

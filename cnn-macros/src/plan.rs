@@ -29,9 +29,15 @@ pub type Reg = usize;
 pub enum Kernel {
     Op(Op),
     /// Channel-major `[C, batch, HW]` to sample-major `[batch, C, HW]`.
-    ToSampleMajor { channels: usize, plane: usize },
+    ToSampleMajor {
+        channels: usize,
+        plane: usize,
+    },
     /// Sample-major to channel-major.
-    ToChannelMajor { channels: usize, plane: usize },
+    ToChannelMajor {
+        channels: usize,
+        plane: usize,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -81,8 +87,6 @@ pub struct Plan {
     pub scratch_len: usize,
     /// What training forward passes keep for the backward pass: independent of the batch size.
     pub saved_len: usize,
-    /// Whether a training forward pass differs from inference (BatchNorm, Dropout).
-    pub trains_differently: bool,
 }
 
 struct Region {
@@ -144,7 +148,6 @@ pub fn plan(model: &Model) -> Plan {
         backward,
         scratch_len: p.steps.iter().map(|s| step_scratch(&s.kernel)).max().unwrap_or(0),
         saved_len: p.saved_len,
-        trains_differently: model.nodes.iter().any(|n| kinds::trains_differently(&n.op)),
         steps: p.steps,
         regs,
         output,
@@ -184,7 +187,9 @@ impl Planner<'_> {
             Needs::ChannelMajor => Layout::ChannelMajor,
             Needs::SampleMajor => Layout::SampleMajor,
             // A sum of two layouts is taken channel-major, a convolution's.
-            Needs::Same if inputs.iter().any(|&r| self.regions[r].layout == Layout::ChannelMajor) => Layout::ChannelMajor,
+            Needs::Same if inputs.iter().any(|&r| self.regions[r].layout == Layout::ChannelMajor) => {
+                Layout::ChannelMajor
+            }
             Needs::Same => Layout::SampleMajor,
         };
         let inputs: Vec<Reg> = inputs.iter().map(|&r| self.convert(r, want)).collect();
@@ -209,7 +214,16 @@ impl Planner<'_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn push(&mut self, kernel: Kernel, layout: Layout, inputs: Vec<Reg>, len: usize, out_layout: Layout, image: Option<(usize, usize)>, saved: Range<usize>) -> Reg {
+    fn push(
+        &mut self,
+        kernel: Kernel,
+        layout: Layout,
+        inputs: Vec<Reg>,
+        len: usize,
+        out_layout: Layout,
+        image: Option<(usize, usize)>,
+        saved: Range<usize>,
+    ) -> Reg {
         let output = self.regions.len();
         self.regions.push(Region {
             len,

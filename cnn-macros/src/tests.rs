@@ -4,11 +4,11 @@
 //! them; these tests pin the checker's numbers and the generated items' structure.
 
 use crate::check;
-use crate::ir::{Model, Param, Shape};
 use crate::expand_cnn;
 use crate::ir::Op;
-use crate::plan::Kernel;
+use crate::ir::{Model, Param, Shape};
 use crate::parse::Decl;
+use crate::plan::Kernel;
 use proc_macro2::TokenStream;
 use quote::quote;
 use syn::{Expr, File, ImplItem, Item, ItemImpl, ItemStruct, Lit};

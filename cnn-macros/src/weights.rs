@@ -240,7 +240,12 @@ fn compare(
             None => errors.push(syn::Error::new_spanned(attr, message)),
         }
     }
-    let declared: Vec<&str> = model.params.iter().chain(&model.buffers).map(|p| p.name.as_str()).collect();
+    let declared: Vec<&str> = model
+        .params
+        .iter()
+        .chain(&model.buffers)
+        .map(|p| p.name.as_str())
+        .collect();
     // PyTorch's BatchNorm also saves how many batches it has seen: an optional I64 scalar.
     let counters: Vec<String> = model
         .buffers

@@ -17,6 +17,8 @@
 //! so the results stay within `f32` rounding of PyTorch's whatever the batch size.
 
 use crate::layout::Layout;
+use crate::parts::chunk_range;
+use core::ops::Range;
 
 /// The geometry and hyper-parameters of one batch normalization layer.
 ///
@@ -105,14 +107,27 @@ impl BatchNorm {
     }
 
     /// Elements that [`forward_train`](Self::forward_train) keeps for
-    /// [`backward`](Self::backward): the batch mean `[C]` then `1 / sqrt(var + eps)` `[C]`.
+    /// [`backward`](Self::backward), `[C]` each: the batch mean as the sum of two `f32`s (the
+    /// mean rounded, then the rest), `1 / sqrt(var + eps)`, and the backward pass's channel
+    /// means of `dy` and of `dy * xhat`.
     ///
     /// ```
     /// use cnn_runtime::batchnorm::BatchNorm;
-    /// assert_eq!(BatchNorm::new(3, 4, 1e-5, 0.1, true).saved_len(), 6);
+    /// assert_eq!(BatchNorm::new(3, 4, 1e-5, 0.1, true).saved_len(), 15);
     /// ```
     pub const fn saved_len(&self) -> usize {
-        2 * self.c
+        5 * self.c
+    }
+
+    /// Elements of one part's partial sums ([`partial_stats`](Self::partial_stats),
+    /// [`partial_grad`](Self::partial_grad)): two `f64`s per channel, each as two `f32`s.
+    ///
+    /// ```
+    /// use cnn_runtime::batchnorm::BatchNorm;
+    /// assert_eq!(BatchNorm::new(3, 4, 1e-5, 0.1, true).partial_len(), 12);
+    /// ```
+    pub const fn partial_len(&self) -> usize {
+        4 * self.c
     }
 
     /// Eval mode: `y = (x - running_mean) / sqrt(running_var + eps) * weight + bias`, for a
@@ -160,9 +175,13 @@ impl BatchNorm {
     }
 
     /// Train mode: normalizes each channel with the mean and biased variance of its
-    /// `batch * plane` elements, writes them to `saved` (the mean, then `1 / sqrt(var + eps)`),
+    /// `batch * plane` elements, writes them to `saved` (see [`saved_len`](Self::saved_len)),
     /// and updates the running statistics in `buffers` (the unbiased variance for
     /// `running_var`).
+    ///
+    /// This is [`partial_stats`](Self::partial_stats), [`combine_stats`](Self::combine_stats)
+    /// and [`normalize`](Self::normalize) on one part: a batch split across threads runs the
+    /// three steps with the parts' statistics combined between them.
     ///
     /// # Panics
     ///
@@ -174,10 +193,10 @@ impl BatchNorm {
     /// use cnn_runtime::{batchnorm::BatchNorm, layout::Layout};
     /// const G: BatchNorm = BatchNorm::new(1, 2, 0.0, 0.5, false);
     /// let mut buffers = [0.0, 1.0];
-    /// let (mut saved, mut y) = ([0.0; 2], [0.0; 4]);
+    /// let (mut saved, mut y) = ([0.0; 5], [0.0; 4]);
     /// G.forward_train(2, &[1.0, 3.0, 5.0, 7.0], Layout::SampleMajor, &[], &mut buffers, &mut saved, &mut y);
     /// assert_eq!(saved[0], 4.0); // mean
-    /// assert_eq!(saved[1], 1.0 / 5.0f32.sqrt()); // biased variance 5
+    /// assert_eq!(saved[2], 1.0 / 5.0f32.sqrt()); // biased variance 5
     /// assert_eq!(buffers[0], 2.0); // 0.5 * 0 + 0.5 * 4
     /// assert!((buffers[1] - (0.5 + 0.5 * 20.0 / 3.0)).abs() < 1e-6); // unbiased variance 20 / 3
     /// ```
@@ -192,37 +211,99 @@ impl BatchNorm {
         saved: &mut [f32],
         y: &mut [f32],
     ) {
+        self.check_data(batch, y.len(), "y");
+        self.check_buffers(buffers.len(), "buffers");
+        self.check_saved(saved.len());
+        let n = batch * self.plane;
+        for ch in 0..self.c {
+            let (mean, m2) = self.channel_stats(batch, x, layout, ch);
+            self.finish_stats(ch, n, mean, m2, buffers, saved);
+        }
+        self.normalize(batch, x, layout, params, saved, y);
+    }
+
+    /// One part of a batch (`batch` of its samples) in train mode, step 1 of 3: each channel's
+    /// mean and sum of squared deviations over the part, into `partial`
+    /// ([`partial_len`](Self::partial_len)), for [`combine_stats`](Self::combine_stats).
+    ///
+    /// # Panics
+    ///
+    /// If `x` does not hold `batch*C*plane` elements or `partial` `partial_len()`.
+    ///
+    /// ```
+    /// use cnn_runtime::{batchnorm::BatchNorm, layout::Layout};
+    /// // A batch of 4 split in two parts, combined, then normalized part by part.
+    /// const G: BatchNorm = BatchNorm::new(1, 1, 0.0, 0.5, false);
+    /// let x = [1.0, 3.0, 5.0, 7.0];
+    /// let (mut p0, mut p1) = ([0.0; 4], [0.0; 4]);
+    /// G.partial_stats(2, &x[..2], Layout::SampleMajor, &mut p0);
+    /// G.partial_stats(2, &x[2..], Layout::SampleMajor, &mut p1);
+    /// let (mut buffers, mut saved) = ([0.0, 1.0], [0.0; 5]);
+    /// G.combine_stats([(2, &p0[..]), (2, &p1[..])], &mut buffers, &mut saved);
+    /// let mut y = [0.0; 4];
+    /// G.normalize(2, &x[..2], Layout::SampleMajor, &[], &saved, &mut y[..2]);
+    /// G.normalize(2, &x[2..], Layout::SampleMajor, &[], &saved, &mut y[2..]);
+    /// let mut whole = [0.0; 4];
+    /// G.forward_train(4, &x, Layout::SampleMajor, &[], &mut [0.0, 1.0], &mut [0.0; 5], &mut whole);
+    /// assert_eq!(y, whole);
+    /// ```
+    pub fn partial_stats(&self, batch: usize, x: &[f32], layout: Layout, partial: &mut [f32]) {
+        self.check_partial(partial.len());
+        for ch in 0..self.c {
+            let (mean, m2) = self.channel_stats(batch, x, layout, ch);
+            put(partial, ch, mean);
+            put(partial, self.c + ch, m2);
+        }
+    }
+
+    /// Step 2 of 3: the statistics of the whole batch from its parts' `(samples, partial)`, in
+    /// order (Chan's combination of means and squared deviations, in `f64`), into `saved`; and
+    /// the running statistics updated in `buffers`.
+    ///
+    /// # Panics
+    ///
+    /// If a slice has the wrong length, or the parts hold fewer than 2 values per channel.
+    pub fn combine_stats<'a>(
+        &self,
+        parts: impl IntoIterator<Item = (usize, &'a [f32])> + Clone,
+        buffers: &mut [f32],
+        saved: &mut [f32],
+    ) {
+        self.check_buffers(buffers.len(), "buffers");
+        self.check_saved(saved.len());
+        for (_, partial) in parts.clone() {
+            self.check_partial(partial.len());
+        }
+        for ch in 0..self.c {
+            // Count, mean and squared deviations of the parts so far, combined in order.
+            let (mut n, mut mean, mut m2) = (0usize, 0.0f64, 0.0f64);
+            for (samples, partial) in parts.clone() {
+                let m = samples * self.plane;
+                let (mean_b, m2_b) = (get(partial, ch), get(partial, self.c + ch));
+                let total = (n + m) as f64;
+                let delta = mean_b - mean;
+                if m > 0 {
+                    mean += delta * m as f64 / total;
+                    m2 += m2_b + delta * delta * (n as f64) * (m as f64) / total;
+                }
+                n += m;
+            }
+            self.finish_stats(ch, n, mean, m2, buffers, saved);
+        }
+    }
+
+    /// Step 3 of 3: `y` from `x` (one part of the batch) with the statistics in `saved`.
+    ///
+    /// # Panics
+    ///
+    /// If a slice has the wrong length.
+    pub fn normalize(&self, batch: usize, x: &[f32], layout: Layout, params: &[f32], saved: &[f32], y: &mut [f32]) {
         self.check_data(batch, x.len(), "x");
         self.check_data(batch, y.len(), "y");
         self.check_params(params.len());
-        self.check_buffers(buffers.len(), "buffers");
-        self.check_buffers(saved.len(), "saved");
-        let n = batch * self.plane;
-        assert!(
-            n >= 2,
-            "BatchNorm: expected more than 1 value per channel when training, got batch*plane = {batch}*{} = {n}",
-            self.plane
-        );
-        let m = self.momentum as f64;
+        self.check_saved(saved.len());
         for ch in 0..self.c {
-            let sum: f64 = self
-                .planes(batch, layout, ch)
-                .map(|at| sum_f64(&x[at..][..self.plane]))
-                .sum();
-            let mean = sum / n as f64;
-            let squares: f64 = self
-                .planes(batch, layout, ch)
-                .map(|at| {
-                    x[at..][..self.plane]
-                        .iter()
-                        .map(|&v| (v as f64 - mean) * (v as f64 - mean))
-                        .sum::<f64>()
-                })
-                .sum();
-            let var = squares / n as f64;
-            let invstd = 1.0 / crate::math::sqrt((var + self.eps as f64) as f32);
-            let (hi, lo) = split(mean);
-            (saved[ch], saved[self.c + ch]) = (hi, invstd);
+            let (hi, lo, invstd) = (saved[ch], saved[self.c + ch], saved[2 * self.c + ch]);
             let (scale, shift) = self.scale_shift(params, ch, invstd);
             for at in self.planes(batch, layout, ch) {
                 let (xp, yp) = (&x[at..][..self.plane], &mut y[at..][..self.plane]);
@@ -230,11 +311,45 @@ impl BatchNorm {
                     .zip(xp)
                     .for_each(|(y, &x)| *y = ((x - hi) - lo) * scale + shift);
             }
-            let unbiased = squares / (n - 1) as f64;
-            let (rm, rv) = (buffers[ch] as f64, buffers[self.c + ch] as f64);
-            buffers[ch] = ((1.0 - m) * rm + m * mean) as f32;
-            buffers[self.c + ch] = ((1.0 - m) * rv + m * unbiased) as f32;
         }
+    }
+
+    /// A channel's mean and sum of squared deviations over the part, in `f64`, two passes.
+    fn channel_stats(&self, batch: usize, x: &[f32], layout: Layout, ch: usize) -> (f64, f64) {
+        self.check_data(batch, x.len(), "x");
+        let n = batch * self.plane;
+        let sum: f64 = self
+            .planes(batch, layout, ch)
+            .map(|at| sum_f64(&x[at..][..self.plane]))
+            .sum();
+        let mean = sum / n as f64;
+        let m2: f64 = self
+            .planes(batch, layout, ch)
+            .map(|at| {
+                x[at..][..self.plane]
+                    .iter()
+                    .map(|&v| (v as f64 - mean) * (v as f64 - mean))
+                    .sum::<f64>()
+            })
+            .sum();
+        (mean, m2)
+    }
+
+    /// Channel `ch`'s statistics over `n` values into `saved` and the running statistics.
+    fn finish_stats(&self, ch: usize, n: usize, mean: f64, m2: f64, buffers: &mut [f32], saved: &mut [f32]) {
+        assert!(
+            n >= 2,
+            "BatchNorm: expected more than 1 value per channel when training, got batch*plane = {n}"
+        );
+        let var = m2 / n as f64;
+        let invstd = 1.0 / crate::math::sqrt((var + self.eps as f64) as f32);
+        (saved[ch], saved[self.c + ch]) = split(mean);
+        saved[2 * self.c + ch] = invstd;
+        let m = self.momentum as f64;
+        let unbiased = m2 / (n - 1) as f64;
+        let (rm, rv) = (buffers[ch] as f64, buffers[self.c + ch] as f64);
+        buffers[ch] = ((1.0 - m) * rm + m * mean) as f32;
+        buffers[self.c + ch] = ((1.0 - m) * rv + m * unbiased) as f32;
     }
 
     /// Train-mode backward pass: overwrites `dparams` (`param_len()` elements: d weight, then
@@ -246,6 +361,9 @@ impl BatchNorm {
     /// `dx = weight * invstd / n * (n * dy - sum dy - xhat * sum dy * xhat)` (weight 1 when
     /// not affine).
     ///
+    /// This is [`partial_grad`](Self::partial_grad), [`combine_grad`](Self::combine_grad) and
+    /// [`input_grad`](Self::input_grad) on one part.
+    ///
     /// # Panics
     ///
     /// If `x`, `dy` or `dx` does not hold `batch*C*plane` elements, `params` or `dparams`
@@ -255,12 +373,12 @@ impl BatchNorm {
     /// use cnn_runtime::{batchnorm::BatchNorm, layout::Layout};
     /// const G: BatchNorm = BatchNorm::new(1, 1, 0.0, 0.1, true);
     /// let (x, params) = ([1.0, 3.0], [1.0, 0.0]);
-    /// let (mut buffers, mut saved, mut y) = ([0.0, 1.0], [0.0; 2], [0.0; 2]);
+    /// let (mut buffers, mut saved, mut y) = ([0.0, 1.0], [0.0; 5], [0.0; 2]);
     /// G.forward_train(2, &x, Layout::SampleMajor, &params, &mut buffers, &mut saved, &mut y);
     /// assert_eq!(y, [-1.0, 1.0]);
     /// // The loss y[1]: dy = (0, 1). A shift of x changes nothing, so dx sums to zero.
     /// let (mut dparams, mut dx) = ([0.0; 2], [0.0; 2]);
-    /// G.backward(2, &x, Layout::SampleMajor, &params, &saved, &[0.0, 1.0], &mut dparams, Some(&mut dx));
+    /// G.backward(2, &x, Layout::SampleMajor, &params, &mut saved, &[0.0, 1.0], &mut dparams, Some(&mut dx));
     /// assert_eq!(dparams, [1.0, 1.0]); // d weight = xhat[1], d bias = 1
     /// assert_eq!(dx[0] + dx[1], 0.0);
     /// ```
@@ -271,52 +389,169 @@ impl BatchNorm {
         x: &[f32],
         layout: Layout,
         params: &[f32],
+        saved: &mut [f32],
+        dy: &[f32],
+        dparams: &mut [f32],
+        dx: Option<&mut [f32]>,
+    ) {
+        self.check_saved(saved.len());
+        let n = batch * self.plane;
+        for ch in 0..self.c {
+            let (sum_dy, sum_dy_xc) = self.channel_grad(batch, x, layout, saved, dy, ch);
+            self.finish_grad(ch, n, sum_dy, sum_dy_xc, saved);
+        }
+        self.grad_params(batch, x, layout, saved, dy, dparams);
+        if let Some(dx) = dx {
+            self.input_grad(batch, x, layout, params, saved, dy, dx);
+        }
+    }
+
+    /// One part of the batch, backward step 1 of 3: overwrites `dparams` with the part's share
+    /// of d weight and d bias (the parts' shares add up to the batch's), and writes each
+    /// channel's sums of `dy` and of `dy * (x - mean)` over the part into `partial`.
+    ///
+    /// # Panics
+    ///
+    /// If a slice has the wrong length.
+    #[allow(clippy::too_many_arguments)]
+    pub fn partial_grad(
+        &self,
+        batch: usize,
+        x: &[f32],
+        layout: Layout,
         saved: &[f32],
         dy: &[f32],
         dparams: &mut [f32],
-        mut dx: Option<&mut [f32]>,
+        partial: &mut [f32],
+    ) {
+        self.check_partial(partial.len());
+        self.check_saved(saved.len());
+        for ch in 0..self.c {
+            let (sum_dy, sum_dy_xc) = self.channel_grad(batch, x, layout, saved, dy, ch);
+            put(partial, ch, sum_dy);
+            put(partial, self.c + ch, sum_dy_xc);
+        }
+        self.grad_params(batch, x, layout, saved, dy, dparams);
+    }
+
+    /// Backward step 2 of 3: the whole batch's sums from its parts' `(samples, partial)`, in
+    /// order, into `saved` (for [`input_grad`](Self::input_grad)).
+    ///
+    /// # Panics
+    ///
+    /// If a slice has the wrong length.
+    pub fn combine_grad<'a>(&self, parts: impl IntoIterator<Item = (usize, &'a [f32])> + Clone, saved: &mut [f32]) {
+        self.check_saved(saved.len());
+        for (_, partial) in parts.clone() {
+            self.check_partial(partial.len());
+        }
+        for ch in 0..self.c {
+            let (mut n, mut sum_dy, mut sum_dy_xc) = (0, 0.0f64, 0.0f64);
+            for (samples, partial) in parts.clone() {
+                n += samples * self.plane;
+                sum_dy += get(partial, ch);
+                sum_dy_xc += get(partial, self.c + ch);
+            }
+            self.finish_grad(ch, n, sum_dy, sum_dy_xc, saved);
+        }
+    }
+
+    /// [`combine_stats`](Self::combine_stats) over the parts of a batch of `batch` split in
+    /// `slots.len()` parts ([`chunk_range`]), each part's working memory a slot that starts with
+    /// its partial sums and holds its copy of the saved statistics at `saved`: the statistics
+    /// go to every slot, the running statistics to `buffers`. What the generated code calls
+    /// between the phases of a training step.
+    ///
+    /// # Panics
+    ///
+    /// If `slots` is empty or a slice has the wrong length.
+    ///
+    /// ```
+    /// use cnn_runtime::{batchnorm::BatchNorm, layout::Layout};
+    /// const G: BatchNorm = BatchNorm::new(1, 1, 0.0, 1.0, false);
+    /// // Two parts of a batch of 4, each slot: partial sums (4), then saved statistics (5).
+    /// let x = [1.0, 3.0, 5.0, 7.0];
+    /// let mut slots = vec![vec![0.0; 9], vec![0.0; 9]];
+    /// G.partial_stats(2, &x[..2], Layout::SampleMajor, &mut slots[0][..4]);
+    /// G.partial_stats(2, &x[2..], Layout::SampleMajor, &mut slots[1][..4]);
+    /// let mut buffers = [0.0, 1.0];
+    /// G.combine_stats_in(4, &mut slots, 4..9, &mut buffers);
+    /// assert_eq!((slots[0][4], slots[1][4]), (4.0, 4.0)); // the mean, in both
+    /// assert_eq!(buffers[0], 4.0); // momentum 1: the batch's mean
+    /// ```
+    pub fn combine_stats_in<S: AsRef<[f32]> + AsMut<[f32]>>(
+        &self,
+        batch: usize,
+        slots: &mut [S],
+        saved: Range<usize>,
+        buffers: &mut [f32],
+    ) {
+        let chunks = slots.len();
+        let pl = self.partial_len();
+        let (first, rest) = slots.split_first_mut().expect("BatchNorm: no parts");
+        let (head, tail) = first.as_mut().split_at_mut(saved.start);
+        let out = &mut tail[..saved.len()];
+        let parts = core::iter::once((chunk_range(batch, chunks, 0).len(), &head[..pl])).chain(
+            rest.iter()
+                .enumerate()
+                .map(|(i, s)| (chunk_range(batch, chunks, i + 1).len(), &s.as_ref()[..pl])),
+        );
+        self.combine_stats(parts, buffers, out);
+        for s in rest {
+            s.as_mut()[saved.clone()].copy_from_slice(out);
+        }
+    }
+
+    /// [`combine_grad`](Self::combine_grad) over the parts' slots, as
+    /// [`combine_stats_in`](Self::combine_stats_in): the sums go to every slot's `saved`.
+    ///
+    /// # Panics
+    ///
+    /// If `slots` is empty or a slice has the wrong length.
+    pub fn combine_grad_in<S: AsRef<[f32]> + AsMut<[f32]>>(&self, batch: usize, slots: &mut [S], saved: Range<usize>) {
+        let chunks = slots.len();
+        let pl = self.partial_len();
+        let (first, rest) = slots.split_first_mut().expect("BatchNorm: no parts");
+        let (head, tail) = first.as_mut().split_at_mut(saved.start);
+        let out = &mut tail[..saved.len()];
+        let parts = core::iter::once((chunk_range(batch, chunks, 0).len(), &head[..pl])).chain(
+            rest.iter()
+                .enumerate()
+                .map(|(i, s)| (chunk_range(batch, chunks, i + 1).len(), &s.as_ref()[..pl])),
+        );
+        self.combine_grad(parts, out);
+        for s in rest {
+            s.as_mut()[saved.clone()].copy_from_slice(out);
+        }
+    }
+
+    /// Backward step 3 of 3: `dx` of one part, from `dy` and the sums in `saved`.
+    ///
+    /// # Panics
+    ///
+    /// If a slice has the wrong length.
+    #[allow(clippy::too_many_arguments)]
+    pub fn input_grad(
+        &self,
+        batch: usize,
+        x: &[f32],
+        layout: Layout,
+        params: &[f32],
+        saved: &[f32],
+        dy: &[f32],
+        dx: &mut [f32],
     ) {
         self.check_data(batch, x.len(), "x");
         self.check_data(batch, dy.len(), "dy");
-        if let Some(dx) = dx.as_deref() {
-            self.check_data(batch, dx.len(), "dx");
-        }
+        self.check_data(batch, dx.len(), "dx");
         self.check_params(params.len());
-        assert_eq!(
-            dparams.len(),
-            self.param_len(),
-            "BatchNorm: dparams must hold {} elements, got {}",
-            self.param_len(),
-            dparams.len()
-        );
-        self.check_buffers(saved.len(), "saved");
-        let n = batch * self.plane;
-        for ch in 0..self.c {
-            // The mean again in f64, as the forward pass computed it (`saved` holds it rounded
-            // to f32, which a channel far from zero with a small spread would feel), and
-            // `sum dy * xhat = invstd * (sum dy * x - mean * sum dy)`, all in one pass.
-            let invstd = saved[self.c + ch];
-            let (mut sum_x, mut sum_dy, mut sum_dy_x) = (0.0f64, 0.0f64, 0.0f64);
-            for at in self.planes(batch, layout, ch) {
-                let (xp, gp) = (&x[at..][..self.plane], &dy[at..][..self.plane]);
-                sum_x += sum_f64(xp);
-                for (&x, &g) in xp.iter().zip(gp) {
-                    sum_dy += g as f64;
-                    sum_dy_x += g as f64 * x as f64;
-                }
-            }
-            let mean = sum_x / n as f64;
-            let sum_dy_xhat = invstd as f64 * (sum_dy_x - mean * sum_dy);
-            let (hi, lo) = split(mean);
-            if self.affine {
-                (dparams[ch], dparams[self.c + ch]) = (sum_dy_xhat as f32, sum_dy as f32);
-            }
-            let Some(dx) = dx.as_deref_mut() else {
-                continue;
-            };
+        self.check_saved(saved.len());
+        let c = self.c;
+        for ch in 0..c {
+            let (hi, lo, invstd) = (saved[ch], saved[c + ch], saved[2 * c + ch]);
+            let (mean_dy, mean_dy_xhat) = (saved[3 * c + ch], saved[4 * c + ch]);
             let weight = if self.affine { params[ch] } else { 1.0 };
             let scale = weight * invstd;
-            let (mean_dy, mean_dy_xhat) = ((sum_dy / n as f64) as f32, (sum_dy_xhat / n as f64) as f32);
             for at in self.planes(batch, layout, ch) {
                 let (xp, gp) = (&x[at..][..self.plane], &dy[at..][..self.plane]);
                 let dxp = &mut dx[at..][..self.plane];
@@ -325,6 +560,57 @@ impl BatchNorm {
                     *d = scale * (g - mean_dy - xhat * mean_dy_xhat);
                 }
             }
+        }
+    }
+
+    /// A channel's sums of `dy` and of `dy * (x - mean)` over the part, in `f64`.
+    fn channel_grad(
+        &self,
+        batch: usize,
+        x: &[f32],
+        layout: Layout,
+        saved: &[f32],
+        dy: &[f32],
+        ch: usize,
+    ) -> (f64, f64) {
+        self.check_data(batch, x.len(), "x");
+        self.check_data(batch, dy.len(), "dy");
+        let mean = saved[ch] as f64 + saved[self.c + ch] as f64;
+        let (mut sum_dy, mut sum_dy_xc) = (0.0f64, 0.0f64);
+        for at in self.planes(batch, layout, ch) {
+            let (xp, gp) = (&x[at..][..self.plane], &dy[at..][..self.plane]);
+            for (&x, &g) in xp.iter().zip(gp) {
+                sum_dy += g as f64;
+                sum_dy_xc += g as f64 * (x as f64 - mean);
+            }
+        }
+        (sum_dy, sum_dy_xc)
+    }
+
+    /// Channel `ch`'s means of `dy` and `dy * xhat` over `n` values into `saved`.
+    fn finish_grad(&self, ch: usize, n: usize, sum_dy: f64, sum_dy_xc: f64, saved: &mut [f32]) {
+        let c = self.c;
+        let invstd = saved[2 * c + ch] as f64;
+        saved[3 * c + ch] = (sum_dy / n as f64) as f32;
+        saved[4 * c + ch] = (invstd * sum_dy_xc / n as f64) as f32;
+    }
+
+    /// `dparams` of one part: d weight = sum dy * xhat, d bias = sum dy (nothing when not affine).
+    fn grad_params(&self, batch: usize, x: &[f32], layout: Layout, saved: &[f32], dy: &[f32], dparams: &mut [f32]) {
+        assert_eq!(
+            dparams.len(),
+            self.param_len(),
+            "BatchNorm: dparams must hold {} elements, got {}",
+            self.param_len(),
+            dparams.len()
+        );
+        if !self.affine {
+            return;
+        }
+        for ch in 0..self.c {
+            let (sum_dy, sum_dy_xc) = self.channel_grad(batch, x, layout, saved, dy, ch);
+            let invstd = saved[2 * self.c + ch] as f64;
+            (dparams[ch], dparams[self.c + ch]) = ((invstd * sum_dy_xc) as f32, sum_dy as f32);
         }
     }
 
@@ -362,6 +648,24 @@ impl BatchNorm {
         );
     }
 
+    fn check_saved(&self, len: usize) {
+        assert_eq!(
+            len,
+            self.saved_len(),
+            "BatchNorm: saved must hold 5*C = {} elements, got {len}",
+            self.saved_len()
+        );
+    }
+
+    fn check_partial(&self, len: usize) {
+        assert_eq!(
+            len,
+            self.partial_len(),
+            "BatchNorm: partial must hold 4*C = {} elements, got {len}",
+            self.partial_len()
+        );
+    }
+
     fn check_buffers(&self, len: usize, what: &str) {
         assert_eq!(
             len,
@@ -378,6 +682,16 @@ impl BatchNorm {
 fn split(v: f64) -> (f32, f32) {
     let hi = v as f32;
     (hi, (v - hi as f64) as f32)
+}
+
+/// Writes `v` as entry `i` of a slice of `f64`s held as pairs of `f32`s ([`split`]).
+fn put(slice: &mut [f32], i: usize, v: f64) {
+    (slice[2 * i], slice[2 * i + 1]) = split(v);
+}
+
+/// Entry `i` of a slice written by [`put`].
+fn get(slice: &[f32], i: usize) -> f64 {
+    slice[2 * i] as f64 + slice[2 * i + 1] as f64
 }
 
 /// The sum of `x` in `f64`.
@@ -479,7 +793,7 @@ mod tests {
                 let close = |a: f32, b: f64| (a as f64 - b).abs() < 1e-6 * (1.0 + b.abs());
                 assert!(close(saved[ch], mean), "{g:?}: saved mean");
                 assert!(
-                    close(saved[g.c + ch], 1.0 / (var + g.eps as f64).sqrt()),
+                    close(saved[2 * g.c + ch], 1.0 / (var + g.eps as f64).sqrt()),
                     "{g:?}: saved invstd"
                 );
                 let want_mean = (1.0 - m) * before[ch] as f64 + m * mean;
@@ -503,7 +817,7 @@ mod tests {
         // A channel far from zero with a small spread: a one-pass variance in f32 would lose it.
         let g = BatchNorm::new(1, 4, 1e-5, 0.1, false);
         let x: Vec<f32> = seq(32, 0.3).iter().map(|v| 1000.0 + v * 0.01).collect();
-        let (mut buf, mut saved, mut y) = (vec![0.0, 1.0], vec![0.0; 2], vec![0.0; 32]);
+        let (mut buf, mut saved, mut y) = (vec![0.0, 1.0], vec![0.0; 5], vec![0.0; 32]);
         g.forward_train(8, &x, Layout::SampleMajor, &[], &mut buf, &mut saved, &mut y);
         let (mean, var, _) = stats(&g, 8, &x, 0);
         assert_normalized(&g, 8, &x, &y, &[], &[mean], &[var]);
@@ -511,7 +825,7 @@ mod tests {
         // The backward pass against its formula in f64.
         let dy = seq(32, 1.4);
         let mut dx = vec![f32::NAN; 32];
-        g.backward(8, &x, Layout::SampleMajor, &[], &saved, &dy, &mut [], Some(&mut dx));
+        g.backward(8, &x, Layout::SampleMajor, &[], &mut saved, &dy, &mut [], Some(&mut dx));
         let invstd = 1.0 / (var + g.eps as f64).sqrt();
         let xhat: Vec<f64> = x.iter().map(|&v| (v as f64 - mean) * invstd).collect();
         let sum_dy: f64 = dy.iter().map(|&v| v as f64).sum();
@@ -542,7 +856,7 @@ mod tests {
                 let (mut buf, mut saved, mut y) = (buf0.clone(), vec![0.0; g.saved_len()], vec![0.0; x.len()]);
                 g.forward_train(batch, x, layout, &p, &mut buf, &mut saved, &mut y);
                 let (mut dp, mut dx) = (vec![0.0; g.param_len()], vec![0.0; x.len()]);
-                g.backward(batch, x, layout, &p, &saved, dy, &mut dp, Some(&mut dx));
+                g.backward(batch, x, layout, &p, &mut saved, dy, &mut dp, Some(&mut dx));
                 (eval, y, buf, saved, dp, dx)
             };
             let sm = run(Layout::SampleMajor, &x, &dy);
@@ -574,13 +888,22 @@ mod tests {
             let (mut b, mut saved, mut y) = (buf.clone(), vec![0.0; g.saved_len()], vec![0.0; x.len()]);
             g.forward_train(batch, &x, Layout::SampleMajor, &p, &mut b, &mut saved, &mut y);
             let (mut dp, mut dx) = (vec![f32::NAN; g.param_len()], vec![f32::NAN; x.len()]);
-            g.backward(batch, &x, Layout::SampleMajor, &p, &saved, &r, &mut dp, Some(&mut dx));
+            g.backward(
+                batch,
+                &x,
+                Layout::SampleMajor,
+                &p,
+                &mut saved,
+                &r,
+                &mut dp,
+                Some(&mut dx),
+            );
             assert_grad_matches(&format!("{g:?} dx"), &x, &dx, |x| loss(x, &p));
             assert_grad_matches(&format!("{g:?} dparams"), &p, &dp, |p| loss(&x, p));
 
             // Without dx, the same parameter gradient.
             let mut dp2 = vec![f32::NAN; g.param_len()];
-            g.backward(batch, &x, Layout::SampleMajor, &p, &saved, &r, &mut dp2, None);
+            g.backward(batch, &x, Layout::SampleMajor, &p, &mut saved, &r, &mut dp2, None);
             assert_eq!(dp, dp2);
         }
     }
@@ -597,7 +920,16 @@ mod tests {
             g.forward_train(batch, &x, Layout::SampleMajor, p, &mut buf, &mut saved, &mut y);
             let mut dp = vec![0.0; g.param_len()];
             let mut dx = vec![0.0; x.len()];
-            g.backward(batch, &x, Layout::SampleMajor, p, &saved, &dy, &mut dp, Some(&mut dx));
+            g.backward(
+                batch,
+                &x,
+                Layout::SampleMajor,
+                p,
+                &mut saved,
+                &dy,
+                &mut dp,
+                Some(&mut dx),
+            );
             let mut eval = vec![0.0; x.len()];
             g.forward_eval(batch, &x, Layout::SampleMajor, p, &buffers(g), &mut eval);
             (y, buf, dx, eval)
@@ -610,7 +942,7 @@ mod tests {
     fn training_on_one_value_per_channel_panics() {
         let g = BatchNorm::new(3, 1, 1e-5, 0.1, true);
         let p = [1.0, 1.0, 1.0, 0.0, 0.0, 0.0];
-        let (mut buf, mut saved, mut y) = ([0.0; 6], [0.0; 6], [0.0; 3]);
+        let (mut buf, mut saved, mut y) = ([0.0; 6], [0.0; 15], [0.0; 3]);
         g.forward_train(
             1,
             &[1.0, 2.0, 3.0],
@@ -627,5 +959,82 @@ mod tests {
     fn wrong_param_length_panics() {
         let g = BatchNorm::new(2, 1, 1e-5, 0.1, true);
         g.forward_eval(1, &[0.0; 2], Layout::SampleMajor, &[0.0; 3], &[0.0; 4], &mut [0.0; 2]);
+    }
+
+    /// A batch split in parts (as across threads): statistics and sums combined between the
+    /// steps give the whole batch's results, to f32 rounding.
+    #[test]
+    fn parts_combined_equal_the_whole() {
+        for (g, batch) in CASES {
+            let batch = batch + 3;
+            let (x, p) = (input(&g, batch, 0.4), params(&g));
+            let dy = seq(x.len(), 2.1);
+            let n = g.in_len();
+            let (mut buf, mut saved, mut y) = (buffers(&g), vec![0.0; g.saved_len()], vec![0.0; x.len()]);
+            g.forward_train(batch, &x, Layout::SampleMajor, &p, &mut buf, &mut saved, &mut y);
+            let (mut dp, mut dx) = (vec![0.0; g.param_len()], vec![0.0; x.len()]);
+            g.backward(
+                batch,
+                &x,
+                Layout::SampleMajor,
+                &p,
+                &mut saved,
+                &dy,
+                &mut dp,
+                Some(&mut dx),
+            );
+
+            let cuts = [0, 1, batch / 2, batch];
+            let rows: Vec<_> = cuts.windows(2).map(|w| w[0]..w[1]).collect();
+            let mut partials = vec![vec![0.0; g.partial_len()]; rows.len()];
+            for (r, part) in rows.iter().zip(&mut partials) {
+                g.partial_stats(r.len(), &x[r.start * n..r.end * n], Layout::SampleMajor, part);
+            }
+            let (mut buf2, mut saved2, mut y2) = (buffers(&g), vec![0.0; g.saved_len()], vec![0.0; x.len()]);
+            let parts = rows.iter().zip(&partials).map(|(r, part)| (r.len(), &part[..]));
+            g.combine_stats(parts.clone(), &mut buf2, &mut saved2);
+            let (mut dp2, mut dx2) = (vec![0.0; g.param_len()], vec![0.0; x.len()]);
+            for (r, part) in rows.iter().zip(&mut partials) {
+                let (xs, ys) = (&x[r.start * n..r.end * n], &mut y2[r.start * n..r.end * n]);
+                g.normalize(r.len(), xs, Layout::SampleMajor, &p, &saved2, ys);
+                let mut share = vec![0.0; g.param_len()];
+                g.partial_grad(
+                    r.len(),
+                    xs,
+                    Layout::SampleMajor,
+                    &saved2,
+                    &dy[r.start * n..r.end * n],
+                    &mut share,
+                    part,
+                );
+                dp2.iter_mut().zip(&share).for_each(|(a, b)| *a += b);
+            }
+            let parts = rows.iter().zip(&partials).map(|(r, part)| (r.len(), &part[..]));
+            g.combine_grad(parts, &mut saved2);
+            for r in &rows {
+                let span = r.start * n..r.end * n;
+                g.input_grad(
+                    r.len(),
+                    &x[span.clone()],
+                    Layout::SampleMajor,
+                    &p,
+                    &saved2,
+                    &dy[span.clone()],
+                    &mut dx2[span],
+                );
+            }
+            let near = |a: &[f32], b: &[f32], what: &str| {
+                for (i, (u, v)) in a.iter().zip(b).enumerate() {
+                    assert!(
+                        (u - v).abs() <= 1e-5 * v.abs().max(1.0),
+                        "{g:?} {what}[{i}]: {u} vs {v}"
+                    );
+                }
+            };
+            near(&y2, &y, "y");
+            near(&buf2, &buf, "buffers");
+            near(&dp2, &dp, "dparams");
+            near(&dx2, &dx, "dx");
+        }
     }
 }

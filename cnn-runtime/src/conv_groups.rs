@@ -32,7 +32,11 @@ fn gather_params(g: &Conv2d, groups: usize, i: usize, params: &[f32], p: &mut [f
 }
 
 fn check(g: &Conv2d, groups: usize, batch: usize, x: usize, params: usize, y: usize, scratch: usize) {
-    let (xl, pl, yl) = (groups * g.in_len() * batch, groups * g.param_len(), groups * g.out_len() * batch);
+    let (xl, pl, yl) = (
+        groups * g.in_len() * batch,
+        groups * g.param_len(),
+        groups * g.out_len() * batch,
+    );
     assert!(
         x == xl && params == pl && y == yl,
         "grouped conv2d: x, params and y must hold {xl}, {pl} and {yl} elements, got {x}, {params} and {y}"
@@ -66,7 +70,16 @@ fn check(g: &Conv2d, groups: usize, batch: usize, x: usize, params: usize, y: us
 /// assert_eq!(y, [10.5, 20.5, 299.5, 399.5]);
 /// ```
 #[allow(clippy::too_many_arguments)]
-pub fn grouped_forward(g: &Conv2d, groups: usize, batch: usize, x: &[f32], params: &[f32], y: &mut [f32], relu: bool, scratch: &mut [f32]) {
+pub fn grouped_forward(
+    g: &Conv2d,
+    groups: usize,
+    batch: usize,
+    x: &[f32],
+    params: &[f32],
+    y: &mut [f32],
+    relu: bool,
+    scratch: &mut [f32],
+) {
     check(g, groups, batch, x.len(), params.len(), y.len(), scratch.len());
     let (xs, ys) = (g.in_len() * batch, g.out_len() * batch);
     let (p, rest) = scratch.split_at_mut(g.param_len());
@@ -116,9 +129,21 @@ pub fn grouped_backward(
     scratch: &mut [f32],
 ) {
     check(g, groups, batch, x.len(), params.len(), dy.len(), scratch.len());
-    assert_eq!(dparams.len(), params.len(), "grouped conv2d: dparams must hold {} elements, got {}", params.len(), dparams.len());
+    assert_eq!(
+        dparams.len(),
+        params.len(),
+        "grouped conv2d: dparams must hold {} elements, got {}",
+        params.len(),
+        dparams.len()
+    );
     if let Some(dx) = &dx {
-        assert_eq!(dx.len(), x.len(), "grouped conv2d: dx must hold {} elements, got {}", x.len(), dx.len());
+        assert_eq!(
+            dx.len(),
+            x.len(),
+            "grouped conv2d: dx must hold {} elements, got {}",
+            x.len(),
+            dx.len()
+        );
     }
     let (xs, ys, wl) = (g.in_len() * batch, g.out_len() * batch, g.weight_len());
     let (p, rest) = scratch.split_at_mut(g.param_len());
@@ -154,11 +179,18 @@ mod tests {
                 let grp = o / g.oc;
                 for i in 0..g.oh {
                     for j in 0..g.ow {
-                        let mut acc = if g.bias { params[oc * g.weight_len() / g.oc + o] } else { 0.0 };
+                        let mut acc = if g.bias {
+                            params[oc * g.weight_len() / g.oc + o]
+                        } else {
+                            0.0
+                        };
                         for ci in 0..g.c {
                             for u in 0..g.kh {
                                 for v in 0..g.kw {
-                                    let (r, s) = ((i * g.sh + u) as isize - g.ph as isize, (j * g.sw + v) as isize - g.pw as isize);
+                                    let (r, s) = (
+                                        (i * g.sh + u) as isize - g.ph as isize,
+                                        (j * g.sw + v) as isize - g.pw as isize,
+                                    );
                                     if r < 0 || s < 0 || r >= g.h as isize || s >= g.w as isize {
                                         continue;
                                     }
@@ -185,13 +217,20 @@ mod tests {
 
     fn values(n: usize, seed: u32) -> Vec<f32> {
         (0..n)
-            .map(|i| ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32 / (1u32 << 24) as f32 - 0.5)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+            })
             .collect()
     }
 
     #[test]
     fn forward_matches_the_definition() {
-        for (groups, cg, ocg, k, s, p, bias) in [(4, 1, 2, 3, 1, 1, true), (2, 3, 2, 3, 2, 1, false), (3, 2, 1, 1, 1, 0, true), (5, 1, 1, 3, 1, 1, true)] {
+        for (groups, cg, ocg, k, s, p, bias) in [
+            (4, 1, 2, 3, 1, 1, true),
+            (2, 3, 2, 3, 2, 1, false),
+            (3, 2, 1, 1, 1, 0, true),
+            (5, 1, 1, 3, 1, 1, true),
+        ] {
             let g = Conv2d::new([cg, 7, 6], ocg, [k, k], [s, s], [p, p], bias);
             let batch = 3;
             let x = values(batch * groups * g.in_len(), 1);
@@ -199,7 +238,16 @@ mod tests {
             let want = naive(&g, groups, batch, &x, &params);
             let mut y = vec![0.0; want.len()];
             let mut scratch = vec![0.0; scratch_len(&g)];
-            grouped_forward(&g, groups, batch, &to_cm(&x, batch, groups * cg, 42), &params, &mut y, false, &mut scratch);
+            grouped_forward(
+                &g,
+                groups,
+                batch,
+                &to_cm(&x, batch, groups * cg, 42),
+                &params,
+                &mut y,
+                false,
+                &mut scratch,
+            );
             let want = to_cm(&want, batch, groups * ocg, g.oh * g.ow);
             for (a, b) in y.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-5, "groups {groups}: {a} vs {b}");
@@ -221,7 +269,19 @@ mod tests {
             y.iter().zip(&coef).map(|(a, b)| (a * b) as f64).sum()
         };
         let (mut dp, mut dx) = (vec![0.0; params.len()], vec![0.0; x.len()]);
-        grouped_backward(&g, groups, batch, &x, &params, &[], false, &coef, &mut dp, Some(&mut dx), &mut scratch);
+        grouped_backward(
+            &g,
+            groups,
+            batch,
+            &x,
+            &params,
+            &[],
+            false,
+            &coef,
+            &mut dp,
+            Some(&mut dx),
+            &mut scratch,
+        );
         let h = 1e-2;
         for i in (0..params.len()).step_by(7) {
             let (mut a, mut b) = (params.clone(), params.clone());

@@ -33,6 +33,7 @@ mod network;
 pub mod optim;
 #[cfg(feature = "std")]
 pub mod parallel;
+pub mod parts;
 pub mod pool;
 pub mod residual;
 pub mod shape;

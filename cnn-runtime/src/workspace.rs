@@ -29,20 +29,7 @@ pub struct Workspace {
     slots: Mutex<Vec<Vec<f32>>>,
 }
 
-/// The rows of chunk `i` when `0..batch` is split into `chunks` contiguous parts whose sizes
-/// differ by at most one (the first `batch % chunks` are the longer ones).
-///
-/// ```
-/// use cnn_runtime::workspace::chunk_range;
-/// assert_eq!(chunk_range(10, 3, 0), 0..4);
-/// assert_eq!(chunk_range(10, 3, 1), 4..7);
-/// assert_eq!(chunk_range(10, 3, 2), 7..10);
-/// ```
-pub fn chunk_range(batch: usize, chunks: usize, i: usize) -> Range<usize> {
-    let (base, extra) = (batch / chunks, batch % chunks);
-    let start = i * base + i.min(extra);
-    start..start + base + usize::from(i < extra)
-}
+pub use crate::parts::chunk_range;
 
 /// How many chunks to split a batch into: one per thread of [`crate::parallel::threads`], but
 /// no chunk smaller than `min_rows` (where a thread would cost more than it saves).
@@ -137,6 +124,87 @@ impl Workspace {
         };
         fan_out(&mut slots[..chunks], 0, &mut results[..chunks], &run_one);
         finish(&slots[..chunks], &results[..chunks])
+    }
+
+    /// [`run`](Self::run) in `phases` steps over the same parts and slots: `work(phase, i,
+    /// rows, slot)` runs for every part on its own thread, then `between(phase, slots)` on the
+    /// calling thread (with every slot, to combine what the parts computed: BatchNorm's batch
+    /// statistics), then the next phase. The slots keep their contents from phase to phase.
+    /// Returns `finish(slots, total)`, `total` the sum of every `work` result, added in phase
+    /// and part order.
+    ///
+    /// # Panics
+    ///
+    /// As [`run`](Self::run).
+    ///
+    /// ```
+    /// use cnn_runtime::workspace::Workspace;
+    /// let ws = Workspace::default();
+    /// // Phase 0: each part sums its rows into slot[0]; between: slot[1] of each part gets the
+    /// // total; phase 1: each part returns its share of the total.
+    /// let total = ws.phases(10, 2, |_| 2, 2, |phase, _, rows, slot| {
+    ///     if phase == 0 {
+    ///         slot[0] = rows.map(|r| r as f32).sum();
+    ///         0.0
+    ///     } else {
+    ///         slot[0] / slot[1]
+    ///     }
+    /// }, |_, slots| {
+    ///     let sum: f32 = slots.iter().map(|s| s[0]).sum();
+    ///     slots.iter_mut().for_each(|s| s[1] = sum);
+    /// }, |_, total| total);
+    /// assert_eq!(total, 1.0);
+    /// ```
+    #[allow(clippy::too_many_arguments)]
+    pub fn phases<R>(
+        &self,
+        batch: usize,
+        chunks: usize,
+        slot_len: impl Fn(usize) -> usize + Sync,
+        phases: usize,
+        work: impl Fn(usize, usize, Range<usize>, &mut [f32]) -> f32 + Sync,
+        mut between: impl FnMut(usize, &mut [Vec<f32>]),
+        finish: impl FnOnce(&[Vec<f32>], f32) -> R,
+    ) -> R {
+        assert!(
+            (1..=MAX_CHUNKS).contains(&chunks),
+            "workspace: {chunks} chunks; expected 1 to {MAX_CHUNKS}"
+        );
+        assert!(
+            batch == 0 || chunks <= batch,
+            "workspace: {chunks} chunks for a batch of {batch}"
+        );
+        let mut fresh = Vec::new();
+        let mut guard = match self.slots.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        let slots = guard.as_deref_mut().unwrap_or(&mut fresh);
+        if slots.len() < chunks {
+            slots.resize_with(chunks, Vec::new);
+        }
+        let len = slot_len(chunk_range(batch, chunks, 0).len());
+        for slot in &mut slots[..chunks] {
+            if slot.len() < len {
+                slot.resize(len, 0.0);
+            }
+        }
+        let mut total = 0.0f32;
+        for phase in 0..phases {
+            let mut results = [0.0f32; MAX_CHUNKS];
+            let run_one = |i: usize, slot: &mut Vec<f32>| {
+                let rows = chunk_range(batch, chunks, i);
+                let len = slot_len(rows.len());
+                work(phase, i, rows, &mut slot[..len])
+            };
+            fan_out(&mut slots[..chunks], 0, &mut results[..chunks], &run_one);
+            total += results[..chunks].iter().sum::<f32>();
+            if phase + 1 < phases {
+                between(phase, &mut slots[..chunks]);
+            }
+        }
+        finish(&slots[..chunks], total)
     }
 }
 

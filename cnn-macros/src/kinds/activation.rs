@@ -36,7 +36,13 @@ pub const LEAKY_RELU: Kind = Kind {
 };
 
 /// `fixed`: the activation of a kind without arguments; `None` for `LeakyRelu`.
-fn check(cx: &mut Checker, stage: &str, layer: &Layer, shape: Option<Shape>, fixed: Option<Activation>) -> (String, Option<Built>) {
+fn check(
+    cx: &mut Checker,
+    stage: &str,
+    layer: &Layer,
+    shape: Option<Shape>,
+    fixed: Option<Activation>,
+) -> (String, Option<Built>) {
     let kind = layer.kind.to_string();
     let act = match fixed {
         Some(act) => cx.args(stage, layer, 0, &[]).map(|_| act),
@@ -95,6 +101,8 @@ pub fn forward(a: &Activation, call: &Call) -> TokenStream {
 
 pub fn backward(a: &Activation, call: &Call) -> TokenStream {
     let (a, x, y, dy) = (tokens(a), &call.x[0], &call.y, &call.dy);
-    let Some(dx) = &call.dx[0] else { return TokenStream::new() };
+    let Some(dx) = &call.dx[0] else {
+        return TokenStream::new();
+    };
     quote!(#a.backward(#x, #y, #dy, #dx);)
 }

@@ -2,7 +2,7 @@
 //! `BatchNorm1d(...)` over a vector's elements: batch statistics in a training step, running
 //! statistics (buffers) at inference.
 
-use super::{dx_option, Built, Call, Kind, Needs};
+use super::{Built, Call, Kind, Needs, Piece};
 use crate::check::{Checker, Cost, Table};
 use crate::ir::{Op, Shape};
 use crate::messages as msg;
@@ -33,18 +33,38 @@ fn check(cx: &mut Checker, stage: &str, layer: &Layer, shape: Option<Shape>, ima
     let args = cx.args(stage, layer, 0, &["eps", "momentum", "affine"]);
     let settings = args.and_then(|args| {
         let eps = args.named("eps").map_or(Some(EPS), |v| {
-            cx.float(stage, "`eps`", v)
-                .filter(|&e| e > 0.0 && (e as f32) > 0.0 || {
-                    cx.err(v.loc(), msg::bad_float(stage, "`eps`", "a positive number", &v.text(), "PyTorch's default is `eps = 1e-5`"));
+            cx.float(stage, "`eps`", v).filter(|&e| {
+                e > 0.0 && (e as f32) > 0.0 || {
+                    cx.err(
+                        v.loc(),
+                        msg::bad_float(
+                            stage,
+                            "`eps`",
+                            "a positive number",
+                            &v.text(),
+                            "PyTorch's default is `eps = 1e-5`",
+                        ),
+                    );
                     false
-                })
+                }
+            })
         });
         let momentum = args.named("momentum").map_or(Some(MOMENTUM), |v| {
-            cx.float(stage, "`momentum`", v)
-                .filter(|m| (0.0..=1.0).contains(m) || {
-                    cx.err(v.loc(), msg::bad_float(stage, "`momentum`", "a number from 0 to 1", &v.text(), "PyTorch's default is `momentum = 0.1` (Keras' `momentum = 0.99` is PyTorch's 0.01)"));
+            cx.float(stage, "`momentum`", v).filter(|m| {
+                (0.0..=1.0).contains(m) || {
+                    cx.err(
+                        v.loc(),
+                        msg::bad_float(
+                            stage,
+                            "`momentum`",
+                            "a number from 0 to 1",
+                            &v.text(),
+                            "PyTorch's default is `momentum = 0.1` (Keras' `momentum = 0.99` is PyTorch's 0.01)",
+                        ),
+                    );
                     false
-                })
+                }
+            })
         });
         let affine = args
             .named("affine")
@@ -88,8 +108,13 @@ fn check(cx: &mut Checker, stage: &str, layer: &Layer, shape: Option<Shape>, ima
         return (text, None);
     };
     let params = if affine {
-        let Some(params) = cx.tensors(Table::Params, stage, &layer.loc, shape, &[("weight", vec![c]), ("bias", vec![c])])
-        else {
+        let Some(params) = cx.tensors(
+            Table::Params,
+            stage,
+            &layer.loc,
+            shape,
+            &[("weight", vec![c]), ("bias", vec![c])],
+        ) else {
             return (text, None);
         };
         cx.init_constant(params.start..params.start + c, params.start + c..params.end);
@@ -124,19 +149,48 @@ fn geom_tokens(g: &BatchNorm) -> TokenStream {
     quote!(::cnn::__private::BatchNorm::new(#c, #plane, #eps, #momentum, #affine))
 }
 
-pub fn forward(g: &BatchNorm, params: &Range<usize>, buffers: &Range<usize>, call: &Call, train: bool) -> TokenStream {
+/// Inference: the running statistics.
+pub fn forward(g: &BatchNorm, params: &Range<usize>, buffers: &Range<usize>, call: &Call) -> TokenStream {
     let (geom, ps, pe, bs, be) = (geom_tokens(g), params.start, params.end, buffers.start, buffers.end);
-    let (x, y, layout, saved) = (&call.x[0], &call.y, &call.layout, &call.saved);
-    if train {
-        quote!({ const G: ::cnn::__private::BatchNorm = #geom; G.forward_train(batch, #x, #layout, &params[#ps..#pe], &mut buffers[#bs..#be], #saved, #y); })
-    } else {
-        quote!({ const G: ::cnn::__private::BatchNorm = #geom; G.forward_eval(batch, #x, #layout, &params[#ps..#pe], &buffers[#bs..#be], #y); })
-    }
+    let (x, y, layout) = (&call.x[0], &call.y, &call.layout);
+    quote!({ const G: ::cnn::__private::BatchNorm = #geom; G.forward_eval(batch, #x, #layout, &params[#ps..#pe], &buffers[#bs..#be], #y); })
 }
 
-pub fn backward(g: &BatchNorm, params: &Range<usize>, call: &Call) -> TokenStream {
+/// A training step: each part's statistics, the whole batch's from them (and the running
+/// statistics updated) at a barrier, then each part normalized.
+pub fn forward_train(g: &BatchNorm, params: &Range<usize>, buffers: &Range<usize>, call: &Call) -> Vec<Piece> {
+    let (geom, ps, pe, bs, be) = (geom_tokens(g), params.start, params.end, buffers.start, buffers.end);
+    let (x, y, layout) = (&call.x[0], &call.y, &call.layout);
+    let (ss, se, pl) = (call.saved.start, call.saved.end, g.partial_len());
+    vec![
+        Piece::Code(
+            quote!({ const G: ::cnn::__private::BatchNorm = #geom; G.partial_stats(batch, #x, #layout, &mut partial[..#pl]); }),
+        ),
+        Piece::Barrier(
+            quote!({ const G: ::cnn::__private::BatchNorm = #geom; G.combine_stats_in(batch, slots, Self::PARTIAL_LEN + #ss..Self::PARTIAL_LEN + #se, &mut buffers[#bs..#be]); }),
+        ),
+        Piece::Code(
+            quote!({ const G: ::cnn::__private::BatchNorm = #geom; G.normalize(batch, #x, #layout, &params[#ps..#pe], &saved[#ss..#se], #y); }),
+        ),
+    ]
+}
+
+/// Each part's share of the parameter gradient and its sums; where the input gradient is
+/// wanted, the whole batch's sums at a barrier, then each part's input gradient.
+pub fn backward_train(g: &BatchNorm, params: &Range<usize>, call: &Call) -> Vec<Piece> {
     let (geom, ps, pe) = (geom_tokens(g), params.start, params.end);
-    let (x, dy, layout, saved) = (&call.x[0], &call.dy, &call.layout, &call.saved);
-    let dx = dx_option(&call.dx[0]);
-    quote!({ const G: ::cnn::__private::BatchNorm = #geom; G.backward(batch, #x, #layout, &params[#ps..#pe], #saved, #dy, &mut grad[#ps..#pe], #dx); })
+    let (x, dy, layout) = (&call.x[0], &call.dy, &call.layout);
+    let (ss, se, pl) = (call.saved.start, call.saved.end, g.partial_len());
+    let mut pieces = vec![Piece::Code(
+        quote!({ const G: ::cnn::__private::BatchNorm = #geom; G.partial_grad(batch, #x, #layout, &saved[#ss..#se], #dy, &mut grad[#ps..#pe], &mut partial[..#pl]); }),
+    )];
+    if let Some(dx) = &call.dx[0] {
+        pieces.push(Piece::Barrier(
+            quote!({ const G: ::cnn::__private::BatchNorm = #geom; G.combine_grad_in(batch, slots, Self::PARTIAL_LEN + #ss..Self::PARTIAL_LEN + #se); }),
+        ));
+        pieces.push(Piece::Code(
+            quote!({ const G: ::cnn::__private::BatchNorm = #geom; G.input_grad(batch, #x, #layout, &params[#ps..#pe], &saved[#ss..#se], #dy, #dx); }),
+        ));
+    }
+    pieces
 }

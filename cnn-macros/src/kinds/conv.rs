@@ -50,9 +50,7 @@ fn check(cx: &mut Checker, stage: &str, layer: &Layer, shape: Option<Shape>) -> 
         }
         Some(v) => cx.pair(stage, "`padding`", v, 0),
     };
-    let bias = args
-        .named("bias")
-        .map_or(Some(true), |v| cx.boolean(stage, "bias", v));
+    let bias = args.named("bias").map_or(Some(true), |v| cx.boolean(stage, "bias", v));
     let groups = args
         .named("groups")
         .map_or(Some(1), |v| cx.size(stage, "`groups`", v, 1));

@@ -30,9 +30,7 @@ fn check(cx: &mut Checker, stage: &str, layer: &Layer, shape: Option<Shape>) -> 
             None
         }
     };
-    let bias = args
-        .named("bias")
-        .map_or(Some(true), |v| cx.boolean(stage, "bias", v));
+    let bias = args.named("bias").map_or(Some(true), |v| cx.boolean(stage, "bias", v));
     let (Some(out), Some(bias)) = (out, bias) else {
         return ("Dense".into(), None);
     };

@@ -17,16 +17,32 @@ pub const DROPOUT: Kind = Kind {
 };
 
 fn check(cx: &mut Checker, stage: &str, layer: &Layer, shape: Option<Shape>) -> (String, Option<Built>) {
-    let p = cx.args(stage, layer, 1, &[]).and_then(|args| match args.positional.first() {
-        Some(v) => cx.float(stage, "the drop probability", v).filter(|p| (0.0..1.0).contains(p) || {
-            cx.err(v.loc(), msg::bad_float(stage, "the drop probability", "in [0, 1)", &v.text(), "write e.g. `Dropout(0.5)`"));
-            false
-        }),
-        None => {
-            cx.err(&layer.loc, msg::missing_argument(stage, "the drop probability", "Dropout(0.5)"));
-            None
-        }
-    });
+    let p = cx
+        .args(stage, layer, 1, &[])
+        .and_then(|args| match args.positional.first() {
+            Some(v) => cx.float(stage, "the drop probability", v).filter(|p| {
+                (0.0..1.0).contains(p) || {
+                    cx.err(
+                        v.loc(),
+                        msg::bad_float(
+                            stage,
+                            "the drop probability",
+                            "in [0, 1)",
+                            &v.text(),
+                            "write e.g. `Dropout(0.5)`",
+                        ),
+                    );
+                    false
+                }
+            }),
+            None => {
+                cx.err(
+                    &layer.loc,
+                    msg::missing_argument(stage, "the drop probability", "Dropout(0.5)"),
+                );
+                None
+            }
+        });
     let text = match p {
         Some(p) => format!("Dropout({p})"),
         None => "Dropout".to_string(),
@@ -79,7 +95,9 @@ pub fn forward(g: &Dropout, stage: u32, call: &Call, train: bool) -> TokenStream
 
 pub fn backward(g: &Dropout, stage: u32, call: &Call) -> TokenStream {
     let (dy, layout) = (&call.dy, &call.layout);
-    let Some(dx) = &call.dx[0] else { return TokenStream::new() };
+    let Some(dx) = &call.dx[0] else {
+        return TokenStream::new();
+    };
     let (geom, key) = (geom_tokens(g), key(stage));
     quote!({ const G: ::cnn::__private::Dropout = #geom; G.backward(batch, first, #key, #dy, #layout, #dx); })
 }

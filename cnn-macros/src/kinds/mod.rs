@@ -91,11 +91,6 @@ pub fn needs(op: &Op) -> Needs {
     }
 }
 
-/// Whether the forward pass differs between training and inference.
-pub fn trains_differently(op: &Op) -> bool {
-    matches!(op, Op::BatchNorm { .. } | Op::Dropout { .. })
-}
-
 /// `f32`s an op keeps from its training forward pass for its backward pass, whatever the batch
 /// size (BatchNorm's batch statistics).
 pub fn saved_len(op: &Op) -> usize {
@@ -125,12 +120,45 @@ pub struct Call {
     pub layout: TokenStream,
     /// A ReLU the op applies to its own output (a convolution's).
     pub relu: bool,
-    /// Where a training forward pass keeps what its backward pass reads.
-    pub saved: TokenStream,
+    /// Where a training forward pass keeps what its backward pass reads (a range of `saved`,
+    /// at the same place in every part's slot after `Self::PARTIAL_LEN` floats).
+    pub saved: std::ops::Range<usize>,
     /// Backward only: the output gradient (`&[f32]`), and per input the gradient to write
     /// (`&mut [f32]`), `None` for the network's input.
     pub dy: TokenStream,
     pub dx: Vec<Option<TokenStream>>,
+}
+
+/// A piece of a training step's code: code that runs on each part of the batch (its own
+/// thread), or a barrier with the code that then runs once over every part's slot (`between`:
+/// BatchNorm's statistics of the whole batch) before the next piece.
+pub enum Piece {
+    Code(TokenStream),
+    Barrier(TokenStream),
+}
+
+/// The forward pass of an op in a training step.
+pub fn forward_train(op: &Op, call: &Call) -> Vec<Piece> {
+    match op {
+        Op::BatchNorm { geom, params, buffers } => batchnorm::forward_train(geom, params, buffers, call),
+        _ => vec![Piece::Code(forward(op, call, true))],
+    }
+}
+
+/// The backward pass of an op in a training step.
+pub fn backward_train(op: &Op, call: &Call) -> Vec<Piece> {
+    match op {
+        Op::BatchNorm { geom, params, .. } => batchnorm::backward_train(geom, params, call),
+        _ => vec![Piece::Code(backward(op, call))],
+    }
+}
+
+/// `f32`s an op's parts exchange at a barrier (each part's partial sums).
+pub fn partial_len(op: &Op) -> usize {
+    match op {
+        Op::BatchNorm { geom, .. } => geom.partial_len(),
+        _ => 0,
+    }
 }
 
 /// The forward call of an op, in training or inference.
@@ -140,25 +168,26 @@ pub fn forward(op: &Op, call: &Call, train: bool) -> TokenStream {
         Op::Pool(g) => pool::forward(g, call),
         Op::Dense { geom, params } => dense::forward(geom, params, call),
         Op::Act(a) => activation::forward(a, call),
-        Op::BatchNorm { geom, params, buffers } => batchnorm::forward(geom, params, buffers, call, train),
+        Op::BatchNorm { geom, params, buffers } => batchnorm::forward(geom, params, buffers, call),
         Op::Dropout { geom, stage } => dropout::forward(geom, *stage, call, train),
         Op::Add => add::forward(call),
     }
 }
 
-/// The backward call of an op (after a training forward pass). Empty when there is nothing to
-/// compute: no parameters, and no input gradient wanted.
+/// The backward call of an op (after a training forward pass) that needs no barrier. Empty
+/// when there is nothing to compute: no parameters, and no input gradient wanted.
 pub fn backward(op: &Op, call: &Call) -> TokenStream {
     let wants_dx = call.dx.iter().any(Option::is_some);
     match op {
         Op::Conv { geom, groups, params } => conv::backward(geom, *groups, params, call),
         Op::Dense { geom, params } => dense::backward(geom, params, call),
-        Op::BatchNorm { geom, params, .. } => batchnorm::backward(geom, params, call),
         _ if !wants_dx => TokenStream::new(),
         Op::Pool(g) => pool::backward(g, call),
         Op::Act(a) => activation::backward(a, call),
         Op::Dropout { geom, stage } => dropout::backward(geom, *stage, call),
         Op::Add => add::backward(call),
+        // Needs its barrier: see `backward_train`.
+        Op::BatchNorm { .. } => TokenStream::new(),
     }
 }
 

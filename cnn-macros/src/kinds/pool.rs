@@ -29,7 +29,13 @@ pub const GLOBAL_AVG_POOL2D: Kind = Kind {
     check: global,
 };
 
-fn check(cx: &mut Checker, stage: &str, layer: &Layer, shape: Option<Shape>, kind: PoolKind) -> (String, Option<Built>) {
+fn check(
+    cx: &mut Checker,
+    stage: &str,
+    layer: &Layer,
+    shape: Option<Shape>,
+    kind: PoolKind,
+) -> (String, Option<Built>) {
     let name = if kind == PoolKind::Max {
         "MaxPool2d"
     } else {
@@ -134,6 +140,8 @@ pub fn forward(g: &Pool2d, call: &Call) -> TokenStream {
 
 pub fn backward(g: &Pool2d, call: &Call) -> TokenStream {
     let (geom, x, dy) = (geom_tokens(g), &call.x[0], &call.dy);
-    let Some(dx) = &call.dx[0] else { return TokenStream::new() };
+    let Some(dx) = &call.dx[0] else {
+        return TokenStream::new();
+    };
     quote!({ const G: ::cnn::__private::Pool2d = #geom; G.backward(batch, #x, #dy, #dx); })
 }

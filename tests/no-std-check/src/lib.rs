@@ -90,7 +90,13 @@ pub fn take_static_buffers() -> Option<&'static mut Buffers> {
 /// The logits of one image with the embedded weights, read in place, working in `bufs`.
 pub fn logits(bufs: &mut Buffers, image: &[f32; LeNet5::INPUT_LEN]) -> [f32; LeNet5::OUTPUT_LEN] {
     let mut out = [0.0; LeNet5::OUTPUT_LEN];
-    LeNet5::forward_into(LeNet5::pretrained_params(), LeNet5::pretrained_buffers(), image, &mut out, &mut bufs.ws);
+    LeNet5::forward_into(
+        LeNet5::pretrained_params(),
+        LeNet5::pretrained_buffers(),
+        image,
+        &mut out,
+        &mut bufs.ws,
+    );
     out
 }
 
@@ -114,7 +120,15 @@ pub fn fine_tune_step(
     }
     // LeNet-5 has no BatchNorm and no Dropout: no buffers, and the train state is not read.
     let mut state = cnn::TrainState::default();
-    let loss = LeNet5::loss_and_grad_into(&bufs.params, &mut [], &mut state, images, labels, &mut bufs.grad, &mut bufs.ws);
+    let loss = LeNet5::loss_and_grad_into(
+        &bufs.params,
+        &mut [],
+        &mut state,
+        images,
+        labels,
+        &mut bufs.grad,
+        &mut bufs.ws,
+    );
     cnn::optim::sgd_step(&mut bufs.params, &bufs.grad, &mut bufs.momentum, lr, momentum);
     loss
 }

@@ -225,3 +225,54 @@ fn a_file_for_another_architecture_is_refused_naming_the_tensor() {
     let text = err.to_string();
     assert!(text.contains("conv1.weight") && text.contains("missing"), "{text}");
 }
+
+cnn! {
+    /// The golden `resnet_tiny` case with PyTorch's state_dict embedded at compile time:
+    /// parameters and BatchNorm buffers (and its `num_batches_tracked`, which may be there).
+    #[weights = "tests/golden/resnet_tiny/weights.safetensors"]
+    pub struct EmbeddedResNet {
+        input: [3, 16, 16],
+        conv1: Conv2d(8, kernel = 3, padding = 1, bias = false),
+        bn1: BatchNorm2d,
+        relu: Relu,
+        layer1: Sequential {
+            0: Residual {
+                conv1: Conv2d(8, kernel = 3, padding = 1, bias = false),
+                bn1: BatchNorm2d,
+                relu: Relu,
+                conv2: Conv2d(8, kernel = 3, padding = 1, bias = false),
+                bn2: BatchNorm2d,
+            } -> Relu,
+        },
+        layer2: Sequential {
+            0: Residual {
+                conv1: Conv2d(16, kernel = 3, stride = 2, padding = 1, bias = false),
+                bn1: BatchNorm2d,
+                relu: Relu,
+                conv2: Conv2d(16, kernel = 3, padding = 1, bias = false),
+                bn2: BatchNorm2d,
+                downsample: Shortcut {
+                    0: Conv2d(16, kernel = 1, stride = 2, bias = false),
+                    1: BatchNorm2d,
+                },
+            } -> Relu,
+        },
+        avgpool: GlobalAvgPool2d,
+        flatten: Flatten,
+        fc: Dense(10),
+    }
+}
+
+#[test]
+fn embedded_weights_carry_the_batchnorm_buffers() -> Result<(), cnn::Error> {
+    let loaded: EmbeddedResNet = cnn::io::load_safetensors("tests/golden/resnet_tiny/weights.safetensors")?;
+    let embedded = EmbeddedResNet::pretrained();
+    assert_eq!(EmbeddedResNet::pretrained_params(), loaded.params());
+    assert_eq!(EmbeddedResNet::pretrained_buffers(), loaded.buffers());
+    // The file's running statistics are not the initial ones: eval mode reads them.
+    assert!(loaded.buffers().iter().any(|&b| b != 0.0 && b != 1.0));
+    let x: Vec<f32> = (0..EmbeddedResNet::INPUT_LEN).map(|i| (i as f32 * 0.7).sin()).collect();
+    let input: &[f32; EmbeddedResNet::INPUT_LEN] = x.as_slice().try_into().unwrap();
+    assert_eq!(embedded.forward(input), loaded.forward(input));
+    Ok(())
+}

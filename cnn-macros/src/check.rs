@@ -326,32 +326,26 @@ impl Checker {
                 value: flow.value,
                 shape,
             }),
-            Built::Op { op, out, cost } => self.node(stage, &layer.loc, op, &[flow.value], flow.shape, out, cost),
+            Built::Op { op, out, cost } => self.node(stage, &layer.loc, op, &[flow], out, cost),
         };
         (text, out)
     }
 
-    /// Records an op reading `inputs` and giving a new value of shape `out`; reports the total
-    /// that would no longer fit, if one would not.
-    fn node(
-        &mut self,
-        stage: &str,
-        loc: &Loc,
-        op: Op,
-        inputs: &[ValueId],
-        shape: Shape,
-        out: Shape,
-        cost: Cost,
-    ) -> Option<Flow> {
+    /// Records an op reading `inputs` (the first one's shape is the one messages give) and
+    /// giving a new value of shape `out`; reports the total that would no longer fit, if one
+    /// would not.
+    fn node(&mut self, stage: &str, loc: &Loc, op: Op, inputs: &[Flow], out: Shape, cost: Cost) -> Option<Flow> {
         if let Err((what, limit)) = self.model.cost(&cost) {
+            let shape = inputs.first().map_or(out, |f| f.shape);
             self.err(loc, msg::overflow(stage, what, &shape, limit));
             return None;
         }
+        let inputs: Vec<ValueId> = inputs.iter().map(|f| f.value).collect();
         let value = self.model.values.len();
         self.model.values.push(out);
         self.model.nodes.push(Node {
             op,
-            inputs: inputs.to_vec(),
+            inputs,
             output: value,
         });
         Some(Flow { value, shape: out })
@@ -537,15 +531,7 @@ impl Checker {
             scratch_len: 0,
         };
         let loc = Loc::of(&group.kind);
-        let out = self.node(
-            path,
-            &loc,
-            Op::Add,
-            &[main.value, short.value],
-            main.shape,
-            main.shape,
-            cost,
-        );
+        let out = self.node(path, &loc, Op::Add, &[main, short], main.shape, cost);
         (kind, out)
     }
 }

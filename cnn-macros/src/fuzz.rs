@@ -62,6 +62,44 @@ const SEEDS: &[&str] = &[
         tanh: Tanh,
         out: Dense(2, bias = true),
     }",
+    // A torchvision-style ResNet: groups, integer names, residual blocks with and without a
+    // shortcut, an activation after a block, BatchNorm, global pooling, Dropout.
+    "pub struct ResNet {
+        input: [3, 16, 16],
+        conv1: Conv2d(8, kernel = 3, padding = 1, bias = false),
+        bn1: BatchNorm2d,
+        relu: Relu,
+        layer1: Sequential {
+            0: Residual {
+                conv1: Conv2d(8, kernel = 3, padding = 1, bias = false),
+                bn1: BatchNorm2d(eps = 1e-3, momentum = 0.2),
+            } -> Relu,
+            1: Residual {
+                conv1: Conv2d(16, kernel = 3, stride = 2, padding = 1),
+                bn1: BatchNorm2d(affine = false),
+                downsample: Shortcut {
+                    0: Conv2d(16, kernel = 1, stride = 2, bias = false),
+                    1: BatchNorm2d,
+                },
+            },
+        },
+        avgpool: GlobalAvgPool2d,
+        flatten: Flatten,
+        drop: Dropout(0.25),
+        fc: Dense(10),
+    }",
+    // Grouped and depthwise convolutions, padded pools, BatchNorm1d.
+    "struct Depthwise {
+        input: [4, 12, 12],
+        dw: Conv2d(8, kernel = 3, padding = 1, groups = 4) -> Relu,
+        pool: MaxPool2d(3, stride = 2, padding = 1),
+        pw: Conv2d(6, kernel = (1, 3), groups = 2, padding = (0, 1)),
+        avg: AvgPool2d(3, stride = 2, padding = 1),
+        flatten: Flatten,
+        fc: Dense(12, bias = false),
+        bn: BatchNorm1d,
+        out: Dense(3),
+    }",
     // Embedded weights; only the path is mutated (the file is read relative to the crate).
     "#[weights = \"missing.safetensors\"]
     pub struct Pretrained {
@@ -319,8 +357,11 @@ fn run_ints_only(input: TokenStream) {
     assert!(outcome.tokens, "an intact header must give tokens\ninput: {shown}");
     for message in &outcome.errors {
         // The seed with `#[weights]` names a file that does not exist: that error names it.
+        // Integer stage names made equal name the stage that repeats.
         assert!(
-            message.starts_with('`') || message.starts_with("cannot read weight file `"),
+            message.starts_with('`')
+                || message.starts_with("cannot read weight file `")
+                || message.starts_with("duplicate stage name `"),
             "the error does not name a stage or the input: {message}\ninput: {shown}"
         );
     }

@@ -35,6 +35,12 @@ pub fn trailing_tokens() -> String {
     "unexpected tokens after the network's closing brace".into()
 }
 
+pub fn bad_stage_name(text: &str) -> String {
+    format!(
+        "`{text}` is not a stage name; write a snake_case name, e.g. `conv1`, or inside a group an integer, e.g. `0`"
+    )
+}
+
 pub fn expected_colon(name: &str) -> String {
     format!("expected `:` after `{name}`, as in `{name}: Dense(10)`")
 }
@@ -449,22 +455,42 @@ pub fn residual_mismatch_shortcut(path: &str, shortcut: &str, main: &Shape, shor
 // The layers of modern networks.
 
 pub fn groups_do_not_divide(stage: &str, groups: usize, c: usize, out: usize, shape: &Shape) -> String {
-    let common: Vec<String> = (1..=c.min(out))
-        .filter(|g| c % g == 0 && out % g == 0)
-        .map(|g| g.to_string())
-        .collect();
+    let common: Vec<String> = common_divisors(c, out).iter().map(|g| g.to_string()).collect();
     let mut fix = match &common[..] {
         [one] => format!("use `groups = {one}`"),
         [init @ .., last] => format!("use {} or {last}", init.join(", ")),
         [] => String::new(),
     };
-    if c % groups == 0 {
+    if c.is_multiple_of(groups) {
         fix += &format!(", or make the output channels a multiple of {groups}");
     }
-    if c > 1 && out % c == 0 {
+    if c > 1 && out.is_multiple_of(c) {
         fix += &format!(" (`groups = {c}` is a depthwise convolution)");
     }
     format!("`{stage}`: `groups = {groups}` must divide both the input channels ({c}, from {shape}) and the output channels ({out}); {fix}")
+}
+
+/// The divisors of both `a` and `b`, ascending: those of their greatest common divisor, found
+/// up to its square root (channel counts may be in the billions).
+fn common_divisors(a: usize, b: usize) -> Vec<usize> {
+    let (mut x, mut y) = (a, b);
+    while y != 0 {
+        (x, y) = (y, x % y);
+    }
+    let mut small = Vec::new();
+    let mut large = Vec::new();
+    let mut d = 1;
+    while d <= x / d {
+        if x.is_multiple_of(d) {
+            small.push(d);
+            if d != x / d {
+                large.push(x / d);
+            }
+        }
+        d += 1;
+    }
+    small.extend(large.into_iter().rev());
+    small
 }
 
 pub fn pool_padding_too_big(stage: &str, padding: [usize; 2], kernel: [usize; 2]) -> String {

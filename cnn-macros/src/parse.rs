@@ -294,13 +294,16 @@ impl Parse for Entry {
                 span: lit.span(),
                 int: true,
             }
-        } else {
+        } else if input.peek(Ident) {
             let ident: Ident = input.parse()?;
             Name {
                 text: ident.to_string(),
                 span: ident.span(),
                 int: false,
             }
+        } else {
+            let token: proc_macro2::TokenTree = input.parse()?;
+            return Err(syn::Error::new_spanned(&token, msg::bad_stage_name(&token.to_string())));
         };
         if !input.peek(Token![:]) {
             return Err(input.error(msg::expected_colon(&name.text)));

@@ -26,12 +26,12 @@ use core::ops::Range;
 /// use cnn_runtime::{batchnorm::BatchNorm, layout::Layout};
 /// // BatchNorm1d(2): two channels of one element each.
 /// const G: BatchNorm = BatchNorm::new(2, 1, 1e-5, 0.1, true);
-/// assert_eq!((G.param_len(), G.buffer_len(), G.saved_len()), (4, 4, 4));
+/// assert_eq!((G.param_len(), G.buffer_len(), G.saved_len()), (4, 4, 10));
 ///
 /// let x = [1.0, 10.0, 3.0, 30.0]; // [batch = 2, C = 2]
 /// let params = [1.0, 1.0, 0.0, 0.0]; // weight 1, bias 0: PyTorch's initial values
 /// let mut buffers = [0.0, 0.0, 1.0, 1.0]; // running mean 0, running variance 1
-/// let (mut saved, mut y) = ([0.0; 4], [0.0; 4]);
+/// let (mut saved, mut y) = ([0.0; 10], [0.0; 4]);
 /// G.forward_train(2, &x, Layout::SampleMajor, &params, &mut buffers, &mut saved, &mut y);
 /// // Each channel becomes -1, 1 (up to eps).
 /// assert!(y.iter().zip([-1.0, -1.0, 1.0, 1.0]).all(|(a, b)| (a - b).abs() < 1e-4));

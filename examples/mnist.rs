@@ -11,6 +11,7 @@
 //! Defaults: SGD, lr 0.03 annealed to 0 over the run (cosine), momentum 0.9, batch 64, 4 epochs,
 //! inputs normalized with MNIST's mean and standard deviation: about 99.1% test accuracy. (PyTorch's
 //! usual recipe, constant lr 0.01, is `--lr 0.01 --schedule constant`: about 98.5-98.9%.)
+//! With `--model resnet`: lr 0.05 and 8 epochs, 99.55% (about 80 s an epoch on 2 cores).
 //! Every run gets a folder under `--runs-dir` (config, metrics, checkpoints, curves, confusion matrix); see `cnn::train`.
 
 use std::error::Error;
@@ -96,13 +97,13 @@ struct Args {
     /// The network: LeNet-5, or a small ResNet with BatchNorm and Dropout [default: lenet5, or the resumed run's]
     #[arg(long, value_enum)]
     model: Option<Model>,
-    /// Epochs to train (in all, when resuming) [default: 4]
+    /// Epochs to train (in all, when resuming) [default: 4 for lenet5, 8 for resnet]
     #[arg(long)]
     epochs: Option<usize>,
     /// Samples per step [default: 64]
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Learning rate [default: 0.03 for SGD, 0.001 for Adam]
+    /// Learning rate [default: 0.03 for SGD (0.05 for resnet), 0.001 for Adam]
     #[arg(long)]
     lr: Option<f32>,
     /// The optimizer [default: sgd]
@@ -147,6 +148,22 @@ enum Model {
 }
 
 impl Model {
+    /// Epochs by default: LeNet-5 reaches about 99.1% in 4, the ResNet 99.5% in 8.
+    fn epochs(self) -> usize {
+        match self {
+            Model::Lenet5 => 4,
+            Model::Resnet => 8,
+        }
+    }
+
+    /// SGD's learning rate by default (annealed to 0 by the cosine schedule).
+    fn sgd_lr(self) -> f32 {
+        match self {
+            Model::Lenet5 => 0.03,
+            Model::Resnet => 0.05,
+        }
+    }
+
     fn summary(self) -> &'static str {
         match self {
             Model::Lenet5 => LeNet5::summary(),
@@ -170,9 +187,9 @@ enum Schedule {
 
 /// A new run's configuration from the flags and the defaults.
 fn new_config(a: &Args, model: Model) -> TrainConfig {
-    let epochs = a.epochs.unwrap_or(4);
+    let epochs = a.epochs.unwrap_or(model.epochs());
     let optimizer = match a.optimizer.unwrap_or(Optimizer::Sgd) {
-        Optimizer::Sgd => OptimizerConfig::sgd(a.lr.unwrap_or(0.03)).with_momentum(a.momentum.unwrap_or(0.9)),
+        Optimizer::Sgd => OptimizerConfig::sgd(a.lr.unwrap_or(model.sgd_lr())).with_momentum(a.momentum.unwrap_or(0.9)),
         Optimizer::Adam => OptimizerConfig::adam(a.lr.unwrap_or(1e-3)),
     };
     let schedule = match a.schedule.unwrap_or(Schedule::Cosine) {

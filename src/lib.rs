@@ -83,6 +83,8 @@ pub mod __private {
     pub const MIN_ROWS_PER_THREAD: usize = 4;
     pub use cnn_runtime::{Network, ParamInfo, TrainState};
     #[cfg(feature = "std")]
+    pub use std::borrow::Cow;
+    #[cfg(feature = "std")]
     pub use std::vec::Vec;
 
     // The generated code cannot test this crate's features (a `#[cfg(feature = "std")]` in it

@@ -12,6 +12,9 @@ use cnn_runtime::layout::Layout;
 use proc_macro2::{Ident, TokenStream};
 use quote::{format_ident, quote};
 
+/// The most `f32`s of working memory `forward` keeps on the stack (256 KB).
+const STACK_FLOATS: usize = 1 << 16;
+
 /// The network struct, its inherent API and its `Network` impl.
 ///
 /// What needs a heap (the struct that owns its parameters, buffers and workspace, `new`, the
@@ -39,6 +42,16 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
         ..
     } = plan;
     let infer_one = activations_len + scratch_len;
+    // One sample's working memory on the stack when it is small (LeNet-5: 50 KB); threads other
+    // than the main one often have 2 MB stacks.
+    let forward_one = if infer_one <= STACK_FLOATS {
+        quote! {
+            let mut ws = [0.0f32; #infer_one];
+            Self::__infer(&self.params, &self.buffers, 1, input, &mut output, &mut ws);
+        }
+    } else {
+        quote!(::cnn::__private::Network::forward_batch(self, input, &mut output);)
+    };
     let table = |list: &[crate::ir::Param]| -> Vec<TokenStream> {
         list.iter()
             .map(|p| {
@@ -103,12 +116,16 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
     let pretrained = embedded.map(|e| pretrained(e, param_count, buffer_count));
     let pretrained_std = embedded.map(|_| {
         quote! {
-            /// The network with the weights (and buffers) embedded at compile time (a copy of
-            /// [`Self::pretrained_params`] and [`Self::pretrained_buffers`]).
+            /// The network with the weights (and buffers) embedded at compile time, read in place
+            /// ([`Self::pretrained_params`], [`Self::pretrained_buffers`]): allocates nothing and
+            /// copies nothing, until something changes them (`params_mut`, a training step).
             pub fn pretrained() -> Self {
-                let mut net = <Self as ::cnn::__private::Network>::from_params(Self::pretrained_params());
-                net.buffers.copy_from_slice(Self::pretrained_buffers());
-                net
+                Self {
+                    params: ::cnn::__private::Cow::Borrowed(Self::pretrained_params()),
+                    buffers: ::cnn::__private::Cow::Borrowed(Self::pretrained_buffers()),
+                    state: ::core::default::Default::default(),
+                    workspace: ::core::default::Default::default(),
+                }
             }
         }
     });
@@ -126,8 +143,9 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
             #(#attrs)*
             #[doc = #doc]
             #vis struct #name {
-                params: ::cnn::__private::Vec<f32>,
-                buffers: ::cnn::__private::Vec<f32>,
+                // Borrowed from the binary for `pretrained()`, copied on the first change.
+                params: ::cnn::__private::Cow<'static, [f32]>,
+                buffers: ::cnn::__private::Cow<'static, [f32]>,
                 state: ::cnn::__private::TrainState,
                 workspace: ::cnn::__private::Workspace,
             }
@@ -144,16 +162,18 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
                     buffers.resize(Self::BUFFER_COUNT, 0.0f32);
                     Self::init_buffers(&mut buffers);
                     let state = ::cnn::__private::TrainState { seed, steps: 0 };
-                    Self { params, buffers, state, workspace: ::core::default::Default::default() }
+                    Self { params: params.into(), buffers: buffers.into(), state, workspace: ::core::default::Default::default() }
                 }
 
                 #pretrained_std
 
                 /// The logits of one sample (inference: BatchNorm uses its running statistics,
-                /// Dropout passes its input through).
+                /// Dropout passes its input through). Allocates nothing: a small network's
+                /// working memory is on the stack, a large one's in the network's workspace
+                /// (allocated by its first call).
                 pub fn forward(&self, input: &[f32; #input_len]) -> [f32; #output_len] {
                     let mut output = [0.0f32; #output_len];
-                    ::cnn::__private::Network::forward_batch(self, input, &mut output);
+                    #forward_one
                     output
                 }
 
@@ -184,7 +204,7 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
                     let mut buffers = ::cnn::__private::Vec::new();
                     buffers.resize(Self::BUFFER_COUNT, 0.0f32);
                     Self::init_buffers(&mut buffers);
-                    Self { params: params.to_vec(), buffers, state: ::core::default::Default::default(), workspace: ::core::default::Default::default() }
+                    Self { params: params.to_vec().into(), buffers: buffers.into(), state: ::core::default::Default::default(), workspace: ::core::default::Default::default() }
                 }
 
                 fn params(&self) -> &[f32] {
@@ -192,7 +212,7 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
                 }
 
                 fn params_mut(&mut self) -> &mut [f32] {
-                    &mut self.params
+                    self.params.to_mut()
                 }
 
                 fn buffers(&self) -> &[f32] {
@@ -200,7 +220,7 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
                 }
 
                 fn buffers_mut(&mut self) -> &mut [f32] {
-                    &mut self.buffers
+                    self.buffers.to_mut()
                 }
 
                 fn train_state(&self) -> ::cnn::__private::TrainState {
@@ -247,7 +267,7 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
                     let chunks = ::cnn::__private::chunks_for(batch, ::cnn::__private::MIN_ROWS_PER_THREAD);
                     let key = self.state;
                     self.state.steps += 1;
-                    let (params, buffers, workspace) = (&self.params[..], &mut self.buffers[..], &self.workspace);
+                    let (params, buffers, workspace) = (&self.params[..], self.buffers.to_mut().as_mut_slice(), &self.workspace);
                     if chunks == 1 {
                         return workspace.with(Self::workspace_len(batch), |ws| Self::__train(params, buffers, key, batch, input, labels, grad, ws));
                     }

@@ -23,9 +23,15 @@ pub fn set_threads(n: usize) {
 }
 
 /// The number of threads a training step uses.
+///
+/// The default, every core, is asked of the operating system once per process (which reads
+/// cgroup files and allocates); every later call is an atomic load.
 pub fn threads() -> usize {
     match THREADS.load(Ordering::Relaxed) {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        0 => *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         n => n,
     }
 }
+
+/// The machine's cores as the operating system reported them the first time they were needed.
+static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();

@@ -42,9 +42,12 @@ pub use crate::parts::chunk_range;
 /// set_threads(0);
 /// ```
 pub fn chunks_for(batch: usize, min_rows: usize) -> usize {
-    crate::parallel::threads()
-        .min(batch / min_rows.max(1))
-        .clamp(1, MAX_CHUNKS)
+    let most = batch / min_rows.max(1);
+    // Too small to split: no need to know the thread count.
+    if most < 2 {
+        return 1;
+    }
+    crate::parallel::threads().min(most).clamp(1, MAX_CHUNKS)
 }
 
 impl Workspace {

@@ -80,6 +80,17 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A data file or folder other than IDX is unusable: a CIFAR-10 batch of the wrong length
+    /// or with a label of 10 or more, an image that does not decode or has another size, a
+    /// class folder present in one split only, a folder in none of the known formats, ...
+    /// `path` is the file, or the class folder.
+    #[error("{}: {reason}", path.display())]
+    Data {
+        /// The file or folder.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// An image file and its label file disagree on the number of samples.
     #[error("{} holds {images} images but {} holds {labels} labels", images_path.display(), labels_path.display())]
     CountMismatch {

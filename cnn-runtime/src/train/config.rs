@@ -131,13 +131,117 @@ pub enum Shuffle {
     Never,
 }
 
-/// Input normalization, `(pixel / 255 - mean) / std`, as torchvision's `Normalize`.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+/// Input normalization, `(pixel / 255 - mean[c]) / std[c]` for channel `c`, as torchvision's
+/// `Normalize`. One value for every channel, or one per channel.
+///
+/// In `config.json` a single value is a number (as before per-channel normalization
+/// existed), several an array; both forms are read back.
+///
+/// ```
+/// use cnn_runtime::train::Normalize;
+/// let n = Normalize::per_channel(&[0.5, 0.25], &[0.5, 0.5]);
+/// let mut sample = [1.0, 0.0, 0.25, 0.75]; // [2, 1, 2]
+/// n.apply(&mut sample);
+/// assert_eq!(sample, [1.0, -1.0, 0.0, 1.0]);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Normalize {
-    /// Subtracted from every pixel (after scaling to 0..1).
-    pub mean: f32,
-    /// Divides every pixel after the mean is subtracted.
-    pub std: f32,
+    /// Subtracted from every pixel (after scaling to 0..1): one value, or one per channel.
+    #[serde(with = "one_or_many")]
+    pub mean: Vec<f32>,
+    /// Divides every pixel after the mean is subtracted: as many values as `mean`.
+    #[serde(with = "one_or_many")]
+    pub std: Vec<f32>,
+}
+
+impl Normalize {
+    /// The same `mean` and `std` for every channel.
+    pub fn new(mean: f32, std: f32) -> Normalize {
+        Normalize {
+            mean: vec![mean],
+            std: vec![std],
+        }
+    }
+
+    /// One `mean` and `std` per channel, e.g. [`Cifar10::MEAN`](crate::data::Cifar10::MEAN)
+    /// and [`Cifar10::STD`](crate::data::Cifar10::STD), or those
+    /// [`Dataset::channel_mean_std`](crate::data::Dataset::channel_mean_std) computes.
+    pub fn per_channel(mean: &[f32], std: &[f32]) -> Normalize {
+        Normalize {
+            mean: mean.to_vec(),
+            std: std.to_vec(),
+        }
+    }
+
+    /// Normalizes one sample in place: its values split into `mean.len()` equal planes.
+    ///
+    /// # Panics
+    ///
+    /// If the sample's length is not a multiple of the number of channels.
+    pub fn apply(&self, sample: &mut [f32]) {
+        let channels = self.mean.len().max(1);
+        assert_eq!(
+            sample.len() % channels,
+            0,
+            "Normalize::apply: {} values do not split into {channels} channels",
+            sample.len()
+        );
+        let plane = sample.len() / channels;
+        if plane == 0 {
+            return;
+        }
+        for ((values, &mean), &std) in sample.chunks_exact_mut(plane).zip(&self.mean).zip(&self.std) {
+            values.iter_mut().for_each(|x| *x = (*x - mean) / std);
+        }
+    }
+
+    /// What would fail later, with a message that says what to change.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if self.mean.is_empty() || self.mean.len() != self.std.len() {
+            return Err(format!(
+                "normalization needs as many standard deviations as means (at least one), got {} and {}",
+                self.mean.len(),
+                self.std.len()
+            ));
+        }
+        if let Some((m, s)) = self
+            .mean
+            .iter()
+            .zip(&self.std)
+            .find(|(m, s)| !(s.is_finite() && **s != 0.0 && m.is_finite()))
+        {
+            return Err(format!(
+                "normalization needs a finite mean and a non-zero std, got mean {m} std {s}"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A `Vec<f32>` written as a number when it holds one value, read from a number or an array.
+mod one_or_many {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(values: &[f32], s: S) -> Result<S::Ok, S::Error> {
+        match values {
+            [one] => one.serialize(s),
+            many => many.serialize(s),
+        }
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(f32),
+        Many(Vec<f32>),
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
+        Ok(match OneOrMany::deserialize(d)? {
+            OneOrMany::One(x) => vec![x],
+            OneOrMany::Many(v) => v,
+        })
+    }
 }
 
 /// How a run reports its progress on standard output.
@@ -157,7 +261,7 @@ pub enum Progress {
 ///
 /// Built with chained setters from [`TrainConfig::new`]'s defaults: 1 epoch, batch 64, SGD lr
 /// 0.01 without momentum, constant rate, seed 0, shuffled every epoch, every core, no
-/// normalization, run folders under `runs/`, named by the start time.
+/// normalization, no augmentation, run folders under `runs/`, named by the start time.
 ///
 /// The hyperparameters are saved as the `training` object of `config.json`; the run folder's
 /// place and name, the data folder and the summary are recorded elsewhere in that file.
@@ -193,8 +297,13 @@ pub struct TrainConfig {
     /// reproducible, also across a resume. The trainer applies it with
     /// [`parallel::set_threads`](crate::parallel::set_threads), which is process-wide.
     pub threads: usize,
-    /// Input normalization, if any.
+    /// Input normalization, if any (training and test samples alike).
     pub normalize: Option<Normalize>,
+    /// Random transforms of the training samples, drawn per sample and epoch from `seed`
+    /// (test samples are never augmented). Needs samples with a
+    /// [`shape`](super::Samples::shape).
+    #[serde(default)]
+    pub augment: crate::data::Augment,
     /// The folder that holds run folders.
     #[serde(skip)]
     pub runs_dir: PathBuf,
@@ -223,6 +332,7 @@ impl Default for TrainConfig {
             shuffle: Shuffle::EveryEpoch,
             threads: 0,
             normalize: None,
+            augment: crate::data::Augment::none(),
             runs_dir: PathBuf::from("runs"),
             run_name: None,
             data_dir: None,
@@ -280,9 +390,35 @@ impl TrainConfig {
         self
     }
 
-    /// Normalizes inputs as `(pixel / 255 - mean) / std`.
+    /// Normalizes inputs as `(pixel / 255 - mean) / std`, every channel alike.
     pub fn normalize(mut self, mean: f32, std: f32) -> Self {
-        self.normalize = Some(Normalize { mean, std });
+        self.normalize = Some(Normalize::new(mean, std));
+        self
+    }
+
+    /// Normalizes channel `c` of the inputs as `(pixel / 255 - mean[c]) / std[c]`.
+    ///
+    /// ```
+    /// use cnn_runtime::data::Cifar10;
+    /// use cnn_runtime::train::TrainConfig;
+    /// let config = TrainConfig::new().normalize_channels(&Cifar10::MEAN, &Cifar10::STD);
+    /// assert_eq!(config.normalize.unwrap().mean.len(), 3);
+    /// ```
+    pub fn normalize_channels(mut self, mean: &[f32], std: &[f32]) -> Self {
+        self.normalize = Some(Normalize::per_channel(mean, std));
+        self
+    }
+
+    /// Sets [`TrainConfig::augment`].
+    ///
+    /// ```
+    /// use cnn_runtime::data::Augment;
+    /// use cnn_runtime::train::TrainConfig;
+    /// let config = TrainConfig::new().augment(Augment::none().with_crop(4).with_flip());
+    /// assert!(config.augment.flip);
+    /// ```
+    pub fn augment(mut self, augment: crate::data::Augment) -> Self {
+        self.augment = augment;
         self
     }
 
@@ -327,13 +463,8 @@ impl TrainConfig {
                 self.optimizer.lr()
             ));
         }
-        if let Some(n) = self.normalize {
-            if !(n.std.is_finite() && n.std != 0.0 && n.mean.is_finite()) {
-                return Err(format!(
-                    "normalization needs a finite mean and a non-zero std, got mean {} std {}",
-                    n.mean, n.std
-                ));
-            }
+        if let Some(n) = &self.normalize {
+            n.validate()?;
         }
         if let Some(name) = &self.run_name {
             if name.is_empty() || name.contains(['/', '\\']) || name == "." || name == ".." {

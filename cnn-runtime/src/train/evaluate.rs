@@ -34,7 +34,7 @@ pub struct Evaluation {
 ///
 /// If the samples' `input_len` is not the network's `INPUT_LEN`, or a label is not below
 /// `OUTPUT_LEN`.
-pub fn evaluate<N: Network, S: Samples + ?Sized>(net: &N, set: &S, normalize: Option<Normalize>) -> Evaluation {
+pub fn evaluate<N: Network, S: Samples + ?Sized>(net: &N, set: &S, normalize: Option<&Normalize>) -> Evaluation {
     assert_eq!(
         set.input_len(),
         N::INPUT_LEN,
@@ -77,14 +77,16 @@ pub fn evaluate<N: Network, S: Samples + ?Sized>(net: &N, set: &S, normalize: Op
 pub(crate) fn load_batch<S: Samples + ?Sized>(
     set: &S,
     indices: &[usize],
-    normalize: Option<Normalize>,
+    normalize: Option<&Normalize>,
     inputs: &mut Vec<f32>,
     labels: &mut Vec<u32>,
 ) {
     inputs.resize(indices.len() * set.input_len(), 0.0);
     labels.resize(indices.len(), 0);
     set.gather(indices, inputs, labels);
-    if let Some(Normalize { mean, std }) = normalize {
-        inputs.iter_mut().for_each(|x| *x = (*x - mean) / std);
+    if let Some(normalize) = normalize {
+        for sample in inputs.chunks_exact_mut(set.input_len().max(1)) {
+            normalize.apply(sample);
+        }
     }
 }

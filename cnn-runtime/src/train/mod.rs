@@ -63,6 +63,7 @@
 //! [`Trainer::resume`] ends with bitwise the same weights and buffers as one that ran through.
 
 mod atomic;
+mod batches;
 mod checkpoint;
 mod compare;
 mod config;

@@ -4,7 +4,7 @@ use crate::data::Dataset;
 
 /// A labelled data set the trainer can read batches from.
 ///
-/// Implemented for [`Dataset`] (pixels scaled to 0..1) and for [`Subset`], a part of another
+/// Implemented for [`Dataset`] (pixels scaled to 0..1, any `[C, H, W]`) and for [`Subset`], a part of another
 /// set. Implement it for your own data to train on it.
 ///
 /// ```
@@ -36,6 +36,12 @@ pub trait Samples {
     /// `f32`s per sample; must equal the network's `INPUT_LEN`.
     fn input_len(&self) -> usize;
 
+    /// The shape `[C, H, W]` of each sample, if samples are images: what augmentation
+    /// ([`TrainConfig::augment`](super::TrainConfig::augment)) needs. `None` by default.
+    fn shape(&self) -> Option<[usize; 3]> {
+        None
+    }
+
     /// Writes samples `indices` into `inputs` (`indices.len() * input_len()` long) and their
     /// labels into `labels` (`indices.len()` long).
     fn gather(&self, indices: &[usize], inputs: &mut [f32], labels: &mut [u32]);
@@ -47,7 +53,11 @@ impl Samples for Dataset {
     }
 
     fn input_len(&self) -> usize {
-        self.rows() * self.cols()
+        self.shape().iter().product()
+    }
+
+    fn shape(&self) -> Option<[usize; 3]> {
+        Some(Dataset::shape(self))
     }
 
     fn gather(&self, indices: &[usize], inputs: &mut [f32], labels: &mut [u32]) {
@@ -96,6 +106,10 @@ impl<S: Samples + ?Sized> Samples for Subset<'_, S> {
 
     fn input_len(&self) -> usize {
         self.set.input_len()
+    }
+
+    fn shape(&self) -> Option<[usize; 3]> {
+        self.set.shape()
     }
 
     fn gather(&self, indices: &[usize], inputs: &mut [f32], labels: &mut [u32]) {

@@ -39,6 +39,17 @@ pub enum LrSchedule {
         /// The final rate.
         min_lr: f32,
     },
+    /// The same half cosine over `t_max` epochs, but updated at every step rather than every
+    /// epoch: step `s` of `n` in epoch `e` gets
+    /// `min_lr + (base - min_lr) * (1 + cos(pi * (e + s / n) / t_max)) / 2`. What short runs
+    /// need (a one-epoch run decays from the base rate to `min_lr` within the epoch), as
+    /// `CosineAnnealingLR` stepped per batch with `T_max = t_max * n`.
+    CosineSteps {
+        /// Epochs from the base rate to `min_lr` (at least 1).
+        t_max: usize,
+        /// The final rate.
+        min_lr: f32,
+    },
 }
 
 impl LrSchedule {
@@ -60,21 +71,41 @@ impl LrSchedule {
                 let decays = epoch / step_size.max(1);
                 (base as f64 * (gamma as f64).powi(decays.min(i32::MAX as usize) as i32)) as f32
             }
-            LrSchedule::Cosine { t_max, min_lr } => {
+            LrSchedule::Cosine { t_max, min_lr } | LrSchedule::CosineSteps { t_max, min_lr } => {
                 let t_max = t_max.max(1);
-                let progress = epoch.min(t_max) as f64 / t_max as f64;
-                let (base, min_lr) = (base as f64, min_lr as f64);
-                (min_lr + (base - min_lr) * (1.0 + (std::f64::consts::PI * progress).cos()) / 2.0) as f32
+                cosine(base, min_lr, epoch.min(t_max) as f64 / t_max as f64)
             }
         }
     }
 
-    /// `"constant"`, `"step"` or `"cosine"`, as in `config.json`.
+    /// The learning rate of step `step` (from 0) of `steps` in epoch `epoch`: the epoch's rate
+    /// ([`LrSchedule::lr`]), except for [`LrSchedule::CosineSteps`], which moves every step.
+    ///
+    /// ```
+    /// use cnn_runtime::train::LrSchedule;
+    /// let s = LrSchedule::CosineSteps { t_max: 1, min_lr: 0.0 };
+    /// assert_eq!(s.lr_at(0.1, 0, 0, 100), 0.1);
+    /// assert!((s.lr_at(0.1, 0, 50, 100) - 0.05).abs() < 1e-7);
+    /// assert_eq!(LrSchedule::Constant.lr_at(0.1, 3, 7, 10), 0.1);
+    /// ```
+    pub fn lr_at(&self, base: f32, epoch: usize, step: usize, steps: usize) -> f32 {
+        match *self {
+            LrSchedule::CosineSteps { t_max, min_lr } => {
+                let (t_max, steps) = (t_max.max(1), steps.max(1));
+                let done = (epoch * steps + step.min(steps)).min(t_max * steps);
+                cosine(base, min_lr, done as f64 / (t_max * steps) as f64)
+            }
+            _ => self.lr(base, epoch),
+        }
+    }
+
+    /// `"constant"`, `"step"`, `"cosine"` or `"cosine_steps"`, as in `config.json`.
     pub fn name(&self) -> &'static str {
         match self {
             LrSchedule::Constant => "constant",
             LrSchedule::Step { .. } => "step",
             LrSchedule::Cosine { .. } => "cosine",
+            LrSchedule::CosineSteps { .. } => "cosine_steps",
         }
     }
 
@@ -82,16 +113,26 @@ impl LrSchedule {
     pub(crate) fn validate(&self) -> Result<(), String> {
         match *self {
             LrSchedule::Step { step_size: 0, .. } => Err("the step schedule needs step_size >= 1".into()),
-            LrSchedule::Cosine { t_max: 0, .. } => Err("the cosine schedule needs t_max >= 1".into()),
+            LrSchedule::Cosine { t_max: 0, .. } | LrSchedule::CosineSteps { t_max: 0, .. } => {
+                Err("the cosine schedule needs t_max >= 1".into())
+            }
             LrSchedule::Step { gamma, .. } if !(gamma.is_finite() && gamma > 0.0) => {
                 Err(format!("the step schedule needs a positive gamma, got {gamma}"))
             }
-            LrSchedule::Cosine { min_lr, .. } if !(min_lr.is_finite() && min_lr >= 0.0) => {
+            LrSchedule::Cosine { min_lr, .. } | LrSchedule::CosineSteps { min_lr, .. }
+                if !(min_lr.is_finite() && min_lr >= 0.0) =>
+            {
                 Err(format!("the cosine schedule needs min_lr >= 0, got {min_lr}"))
             }
             _ => Ok(()),
         }
     }
+}
+
+/// `min_lr + (base - min_lr) * (1 + cos(pi * progress)) / 2`, in `f64`, rounded once.
+fn cosine(base: f32, min_lr: f32, progress: f64) -> f32 {
+    let (base, min_lr) = (base as f64, min_lr as f64);
+    (min_lr + (base - min_lr) * (1.0 + (std::f64::consts::PI * progress).cos()) / 2.0) as f32
 }
 
 #[cfg(test)]
@@ -136,6 +177,21 @@ mod tests {
         let s = LrSchedule::Cosine { t_max: 2, min_lr: 0.1 };
         assert!((s.lr(0.5, 1) - 0.3).abs() < 1e-7);
         assert_eq!(s.lr(0.5, 2), 0.1);
+    }
+
+    #[test]
+    fn cosine_steps_moves_within_the_epoch_and_ends_at_min() {
+        let s = LrSchedule::CosineSteps { t_max: 2, min_lr: 0.0 };
+        // Half-way through the first of two epochs: a quarter of the way.
+        assert!((s.lr_at(1.0, 0, 5, 10) - 0.853_553_4).abs() < 1e-6);
+        assert!((s.lr_at(1.0, 1, 0, 10) - 0.5).abs() < 1e-7);
+        assert_eq!(s.lr_at(1.0, 2, 0, 10), 0.0);
+        assert_eq!(s.lr_at(1.0, 7, 3, 10), 0.0);
+        // Strictly decreasing over the run.
+        let all: Vec<f32> = (0..20).map(|i| s.lr_at(1.0, i / 10, i % 10, 10)).collect();
+        assert!(all.windows(2).all(|w| w[1] < w[0]), "{all:?}");
+        // The per-epoch rate is the epoch's first step's.
+        assert_eq!(s.lr(1.0, 1), s.lr_at(1.0, 1, 0, 10));
     }
 
     #[test]

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use super::batches::{for_each_batch, Loader};
 use super::checkpoint::{self, Checkpoint, CheckpointInfo};
-use super::evaluate::load_batch;
 use super::optimizer::Optimizer;
 use super::progress::Reporter;
 use super::run_dir::{self, ConfigFile, DataInfo, ModelInfo};
@@ -133,7 +133,7 @@ impl Trainer {
     pub fn fit<N, T, U>(&self, net: N, train: &T, test: &U) -> Result<TrainOutcome<N>, TrainError>
     where
         N: Network,
-        T: Samples + ?Sized,
+        T: Samples + Sync + ?Sized,
         U: Samples + ?Sized,
     {
         let config = &self.config;
@@ -146,6 +146,24 @@ impl Trainer {
                     N::INPUT_SHAPE
                 )));
             }
+        }
+        if let Some(n) = &config.normalize {
+            let channels = n.mean.len();
+            let fits = match train.shape() {
+                Some([c, ..]) => channels == 1 || channels == c,
+                None => train.input_len() % channels == 0,
+            };
+            if !fits {
+                return Err(TrainError::Config(format!(
+                    "normalization gives {channels} means and deviations, but the samples (shape {:?}) have another number of channels",
+                    train.shape().map_or(vec![train.input_len()], |s| s.to_vec())
+                )));
+            }
+        }
+        if !config.augment.is_none() && train.shape().is_none() {
+            return Err(TrainError::Config(
+                "augmentation needs image samples: the training set has no shape [C, H, W] (Samples::shape)".into(),
+            ));
         }
         if train.is_empty() || test.is_empty() {
             return Err(TrainError::Config(format!(
@@ -176,11 +194,19 @@ impl Trainer {
             config.epochs,
             crate::parallel::threads()
         ));
+        if !config.augment.is_none() {
+            let a = config.augment;
+            reporter.line(&format!(
+                "augmentation on the fly: random crop padding {}, random shift {}, horizontal flip {}",
+                a.crop_padding,
+                a.shift,
+                if a.flip { "on" } else { "off" }
+            ));
+        }
         reporter.header();
 
         let session = Instant::now();
         let wall_before = run.history.last().map_or(0.0, |m| m.wall_time_s);
-        let (mut inputs, mut labels) = (Vec::new(), Vec::new());
         let mut grad = vec![0.0f32; N::PARAM_COUNT];
         let mut last_eval: Option<Evaluation> = None;
         let diverged = |what: String, epoch: usize, step: usize| TrainError::Diverged {
@@ -191,17 +217,23 @@ impl Trainer {
             checkpoint: Some(last_path.clone()),
         };
 
+        let loader = Loader {
+            set: train,
+            normalize: config.normalize.as_ref(),
+            augment: config.augment,
+            seed: config.seed,
+        };
         for epoch in run.info.epoch..config.epochs {
             let epoch_start = Instant::now();
-            let lr = config.schedule.lr(config.optimizer.lr(), epoch);
-            run.optimizer.set_lr(lr);
+            let lr = config.schedule.lr_at(config.optimizer.lr(), epoch, 0, steps);
             let order = epoch_order(config.shuffle, config.seed, epoch, train.len());
             reporter.start_epoch(epoch + 1, config.epochs, train.len());
             let mut loss_sum = 0.0f64;
             let mut seen = 0usize;
-            for (step, batch) in order.chunks(config.batch_size).enumerate() {
-                load_batch(train, batch, config.normalize, &mut inputs, &mut labels);
-                let loss = run.net.loss_and_grad(&inputs, &labels, &mut grad);
+            for_each_batch(&loader, epoch, &order, config.batch_size, |step, batch, data| {
+                run.optimizer
+                    .set_lr(config.schedule.lr_at(config.optimizer.lr(), epoch, step, steps));
+                let loss = run.net.loss_and_grad(&data.inputs, &data.labels, &mut grad);
                 if !loss.is_finite() {
                     reporter.abandon();
                     return Err(diverged(format!("the loss is {loss}"), epoch + 1, step + 1));
@@ -211,13 +243,14 @@ impl Trainer {
                 loss_sum += f64::from(loss) * batch.len() as f64;
                 seen += batch.len();
                 reporter.step(step + 1, seen, loss_sum / seen as f64);
-            }
+                Ok(())
+            })?;
             let train_time = epoch_start.elapsed().as_secs_f64();
             if let Some(what) = first_non_finite(&run.net) {
                 reporter.abandon();
                 return Err(diverged(what, epoch + 1, steps));
             }
-            let eval = evaluate(&run.net, test, config.normalize);
+            let eval = evaluate(&run.net, test, config.normalize.as_ref());
             if !eval.loss.is_finite() {
                 reporter.abandon();
                 return Err(diverged(format!("the test loss is {}", eval.loss), epoch + 1, steps));
@@ -250,7 +283,7 @@ impl Trainer {
 
         let eval = match last_eval {
             Some(eval) => eval,
-            None => evaluate(&run.net, test, config.normalize),
+            None => evaluate(&run.net, test, config.normalize.as_ref()),
         };
         if run.history.is_empty() {
             // No epoch at all (epochs = 0): still leave every file, empty.

@@ -38,13 +38,13 @@
 //! # Ok::<(), cnn_runtime::Error>(())
 //! ```
 
-use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 
+use super::Dataset;
 use crate::Error;
 
 /// Number of classes: labels are `0..CLASSES`.
@@ -61,34 +61,9 @@ const IDX_UBYTE: u8 = 0x08;
 /// its (untrusted) header; the buffer then doubles as data arrives.
 const MIN_READ_CHUNK: usize = 64 << 10;
 
-/// One split of a data set: `len()` grayscale images of `rows x cols` pixels (`u8`), each
-/// with a label in `0..10`.
-///
-/// ```
-/// use cnn_runtime::data::Dataset;
-///
-/// let test = Dataset::load(
-///     "../data/mnist/t10k-images-idx3-ubyte.gz",
-///     "../data/mnist/t10k-labels-idx1-ubyte.gz",
-/// )?;
-/// assert_eq!(test.len(), 10_000);
-/// assert_eq!(test.image(0).len(), test.rows() * test.cols());
-/// assert_eq!(test.label(0), 7);
-/// # Ok::<(), cnn_runtime::Error>(())
-/// ```
-#[derive(Clone, PartialEq, Eq)]
-pub struct Dataset {
-    /// `len * rows * cols` pixels, image after image, each row-major.
-    images: Vec<u8>,
-    /// One label per image, each below `CLASSES`.
-    labels: Vec<u8>,
-    /// Image height and width, both at least 1 (`load` rejects empty images).
-    rows: usize,
-    cols: usize,
-}
-
 impl Dataset {
-    /// Reads an image file and a label file in the IDX format, each gzipped or not.
+    /// Reads an image file and a label file in the IDX format, each gzipped or not: grayscale
+    /// images (`shape() == [1, rows, cols]`) with labels in `0..10` (`classes() == 10`).
     ///
     /// The images may have any size; [`Mnist::load`] insists on 28x28.
     ///
@@ -99,7 +74,7 @@ impl Dataset {
     ///     "../data/mnist/t10k-images-idx3-ubyte.gz",
     ///     "../data/mnist/t10k-labels-idx1-ubyte.gz",
     /// )?;
-    /// assert_eq!((test.len(), test.rows(), test.cols()), (10_000, 28, 28));
+    /// assert_eq!((test.len(), test.shape(), test.classes()), (10_000, [1, 28, 28], 10));
     /// # Ok::<(), cnn_runtime::Error>(())
     /// ```
     ///
@@ -114,125 +89,6 @@ impl Dataset {
     pub fn load(images: impl AsRef<Path>, labels: impl AsRef<Path>) -> Result<Dataset, Error> {
         load_split(images.as_ref(), labels.as_ref(), None)
     }
-
-    /// Number of samples.
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    /// Whether the data set holds no sample.
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// Height of each image in pixels (28 for MNIST).
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// Width of each image in pixels (28 for MNIST).
-    pub fn cols(&self) -> usize {
-        self.cols
-    }
-
-    /// The pixels of image `i`: `rows * cols` bytes, row-major, 0 = background, 255 = ink.
-    ///
-    /// # Panics
-    ///
-    /// If `i >= len()`.
-    pub fn image(&self, i: usize) -> &[u8] {
-        self.check_index(i);
-        let size = self.rows * self.cols;
-        &self.images[i * size..(i + 1) * size]
-    }
-
-    /// The label of sample `i`, in `0..10`.
-    ///
-    /// # Panics
-    ///
-    /// If `i >= len()`.
-    pub fn label(&self, i: usize) -> u8 {
-        self.check_index(i);
-        self.labels[i]
-    }
-
-    /// All labels, one per sample, each in `0..10`.
-    pub fn labels(&self) -> &[u8] {
-        &self.labels
-    }
-
-    /// Writes the samples `indices` into a batch: their pixels as `f32` in `[0, 1]` into
-    /// `images`, one image after another, and their labels into `labels`.
-    ///
-    /// A pixel `p` becomes `p as f32 / 255.0`, as torchvision's `ToTensor` computes it, so
-    /// inputs are bit-identical to PyTorch's.
-    ///
-    /// ```
-    /// use cnn_runtime::data::Dataset;
-    ///
-    /// let test = Dataset::load(
-    ///     "../data/mnist/t10k-images-idx3-ubyte.gz",
-    ///     "../data/mnist/t10k-labels-idx1-ubyte.gz",
-    /// )?;
-    /// let batch = [3, 1, 4];
-    /// let mut images = vec![0.0; batch.len() * 28 * 28];
-    /// let mut labels = vec![0; batch.len()];
-    /// test.gather(&batch, &mut images, &mut labels);
-    /// assert_eq!(labels, [0, 2, 4]);
-    /// assert!(images.iter().all(|&x| (0.0..=1.0).contains(&x)));
-    /// # Ok::<(), cnn_runtime::Error>(())
-    /// ```
-    ///
-    /// # Panics
-    ///
-    /// If `images.len() != indices.len() * rows * cols` or `labels.len() != indices.len()`
-    /// (the message gives the expected and the actual length), or if an index is not below
-    /// `len()`.
-    pub fn gather(&self, indices: &[usize], images: &mut [f32], labels: &mut [u32]) {
-        let size = self.rows * self.cols;
-        assert_eq!(
-            images.len(),
-            indices.len() * size,
-            "gather: `images` must hold {} samples of {}x{} pixels ({} f32s), but holds {}",
-            indices.len(),
-            self.rows,
-            self.cols,
-            indices.len() * size,
-            images.len()
-        );
-        assert_eq!(
-            labels.len(),
-            indices.len(),
-            "gather: `labels` must hold one label per index ({}), but holds {}",
-            indices.len(),
-            labels.len()
-        );
-        for ((&i, dst), label) in indices.iter().zip(images.chunks_exact_mut(size)).zip(labels) {
-            for (x, &p) in dst.iter_mut().zip(self.image(i)) {
-                *x = f32::from(p) / 255.0;
-            }
-            *label = u32::from(self.labels[i]);
-        }
-    }
-
-    fn check_index(&self, i: usize) {
-        assert!(
-            i < self.len(),
-            "sample index {i} is out of range for a data set of {} samples",
-            self.len()
-        );
-    }
-}
-
-/// Shows the sizes, not the pixels.
-impl fmt::Debug for Dataset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Dataset")
-            .field("len", &self.len())
-            .field("rows", &self.rows)
-            .field("cols", &self.cols)
-            .finish_non_exhaustive()
-    }
 }
 
 /// MNIST, or any data set in the same format and layout (Fashion-MNIST, KMNIST): 28x28
@@ -244,7 +100,7 @@ impl fmt::Debug for Dataset {
 /// let mnist = Mnist::load("../data/mnist")?;
 /// let mut counts = [0; 10];
 /// for &label in mnist.test.labels() {
-///     counts[usize::from(label)] += 1;
+///     counts[label as usize] += 1;
 /// }
 /// assert_eq!(counts[1], 1135);
 /// # Ok::<(), cnn_runtime::Error>(())
@@ -341,12 +197,13 @@ fn load_split(images_path: &Path, labels_path: &Path, side: Option<(usize, usize
             labels: labels.count,
         });
     }
-    Ok(Dataset {
-        images: images.data,
-        labels: labels.data,
-        rows: images.rows,
-        cols: images.cols,
-    })
+    let labels = labels.data.into_iter().map(u32::from).collect();
+    Ok(Dataset::new(
+        [1, images.rows, images.cols],
+        usize::from(CLASSES),
+        images.data,
+        labels,
+    ))
 }
 
 /// Which of the two IDX file kinds is expected.
@@ -620,10 +477,10 @@ mod tests {
     const TRAIN_COUNTS: [usize; 10] = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949];
     const TEST_COUNTS: [usize; 10] = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009];
 
-    fn class_counts(labels: &[u8]) -> [usize; 10] {
+    fn class_counts(labels: &[u32]) -> [usize; 10] {
         let mut counts = [0; 10];
         for &label in labels {
-            counts[usize::from(label)] += 1;
+            counts[label as usize] += 1;
         }
         counts
     }
@@ -974,7 +831,10 @@ mod tests {
         let (images, labels) = synthetic(0, 28, 28);
         let data = load_pair(dir.path(), &images, &labels, Store::Gzip).unwrap();
         assert!(data.is_empty());
-        assert_eq!(format!("{data:?}"), "Dataset { len: 0, rows: 28, cols: 28, .. }");
+        assert_eq!(
+            format!("{data:?}"),
+            "Dataset { len: 0, shape: [1, 28, 28], classes: 10, .. }"
+        );
     }
 
     #[test]

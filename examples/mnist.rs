@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
-use cnn::data::Mnist;
+use cnn::data::{load_any, Mnist};
 use cnn::prelude::*;
 use cnn::train::{LrSchedule, OptimizerConfig, TrainConfig, Trainer};
 
@@ -124,7 +124,7 @@ struct Args {
     /// Seed of the initialization and the shuffling [default: 1]
     #[arg(long)]
     seed: Option<u64>,
-    /// Folder with the four IDX files (train-images-idx3-ubyte, ... with or without .gz), e.g. Fashion-MNIST [default: data/mnist, or the resumed run's]
+    /// The data set: a folder with the four IDX files (train-images-idx3-ubyte, ... with or without .gz, e.g. Fashion-MNIST), or an image folder of 28x28 grayscale images (train/<class>/*.png, test/<class>/*.png) in 10 classes; the format is told from the contents [default: data/mnist, or the resumed run's]
     #[arg(long)]
     data: Option<PathBuf>,
     /// Folder that holds the run folders [default: runs]
@@ -278,7 +278,18 @@ fn run(args: Args) -> Result<(), Box<dyn Error>> {
         .clone()
         .or_else(|| trainer.config().data_dir.clone())
         .unwrap_or_else(|| "data/mnist".into());
-    let mnist = Mnist::load(&data)?;
+    // MNIST's IDX files, a CIFAR-format folder or an image folder: whichever `data` holds, if
+    // its images are 28x28 grayscale.
+    let mnist = load_any(&data, [1, 28, 28])?;
+    if mnist.class_names.len() != 10 {
+        return Err(format!(
+            "{} holds {} classes ({}), but these networks classify into 10",
+            data.display(),
+            mnist.class_names.len(),
+            mnist.class_names.join(", ")
+        )
+        .into());
+    }
     println!("{}", model.summary());
     let out = args.out.clone().unwrap_or_else(|| match model {
         Model::Lenet5 => "models/lenet5.safetensors".into(),

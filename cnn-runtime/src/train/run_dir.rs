@@ -145,14 +145,15 @@ pub(crate) fn git_state() -> (Option<String>, Option<bool>) {
     (commit, dirty)
 }
 
-/// SHA-256 of every IDX file (a name with `-idx` in it) directly in `dir`, by name.
+/// SHA-256 of every IDX file (a name with `-idx` in it) and CIFAR batch (`*.bin`) directly in
+/// `dir`, by name. (An image folder's files are not summed: there may be millions.)
 pub(crate) fn checksums(dir: &Path) -> Result<Vec<FileChecksum>, TrainError> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(TrainError::io(dir))? {
         let entry = entry.map_err(TrainError::io(dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
-        if !name.contains("-idx") || !path.is_file() {
+        if !(name.contains("-idx") || name.ends_with(".bin")) || !path.is_file() {
             continue;
         }
         let bytes = std::fs::read(&path).map_err(TrainError::io(&path))?;

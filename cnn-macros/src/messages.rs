@@ -363,9 +363,18 @@ pub fn tensor_dtype(tensor: &str, file: &str, dtype: &str) -> String {
 
 pub fn counter_form(tensor: &str, file: &str, dtype: &str, shape: &[usize]) -> String {
     format!(
-        "`{tensor}` is {dtype} {} in weight file `{file}`; a BatchNorm's batch counter is an I64 scalar (shape [])",
+        "`{tensor}` is {dtype} {} in weight file `{file}`; a BatchNorm's batch counter is a non-negative I64 scalar (shape [])",
         dims(shape)
     )
+}
+
+pub fn tensor_value(tensor: &str, file: &str, index: &[usize], value: f32) -> String {
+    let rule = if value.is_finite() {
+        "a variance cannot be negative"
+    } else {
+        "a trained network holds only finite values"
+    };
+    format!("`{tensor}` holds {value} at index {index:?} in weight file `{file}`; {rule}")
 }
 
 pub fn tensor_shape(tensor: &str, declared: &[usize], file: &str, found: &[usize]) -> String {

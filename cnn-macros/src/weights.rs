@@ -1,18 +1,19 @@
-//! Pass 2, for `#[weights = "file.safetensors"]`: read the file's header while expanding and
-//! check every tensor's name, dtype and shape against the declared parameters, so that a file
-//! that does not fit the architecture is a compile error, not a run-time one.
+//! Pass 2, for `#[weights = "file.safetensors"]`: read the file while expanding and check it
+//! against the declaration, so that a file that does not fit the architecture is a compile
+//! error, not a run-time one.
 //!
-//! A safetensors file is an 8-byte little-endian header length `N`, `N` bytes of JSON mapping
-//! each tensor's name to `{"dtype", "shape", "data_offsets": [begin, end]}` (offsets into the
-//! data that follows the header; an optional `"__metadata__"` entry maps strings to strings),
-//! then the data. The JSON is parsed with `serde_json`.
+//! The file is read and checked by the same rules as `cnn::io::load_safetensors` at run time
+//! (`cnn_runtime::safetensors_rules`): the same bound on its size, the same header checks and
+//! parser, the same refusal of NaN and infinite values (and of a negative `running_var`). On
+//! top, every mismatch is reported at once, each missing or mismatched tensor on the stage that
+//! declares it, each unexpected one on the attribute.
 
-use crate::ir::Model;
+use crate::ir::{Model, Param};
 use crate::messages as msg;
 use crate::parse::{Body, Decl, Entry};
 use crate::report::Errors;
+use cnn_runtime::safetensors_rules::{self as rules, Dtype, SafeTensors, MAX_DTYPE_BYTES, MAX_HEADER_LEN};
 use proc_macro2::Span;
-use serde_json::Value;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
@@ -30,9 +31,6 @@ pub struct Embedded {
     pub buffer_moves: Vec<(usize, usize)>,
 }
 
-/// A header longer than this is taken for damage (the `safetensors` library's own limit).
-const MAX_HEADER: u64 = 100_000_000;
-
 /// `Ok(None)` without the attribute; every problem of the attribute or the file as errors.
 pub fn check(decl: &Decl, model: &Model) -> syn::Result<Option<Embedded>> {
     let attrs = &decl.header.weights;
@@ -46,11 +44,18 @@ pub fn check(decl: &Decl, model: &Model) -> syn::Result<Option<Embedded>> {
         .map(PathBuf::from)
         .unwrap_or_default();
     let path = dir.join(&file);
-    let tensors = read_header(&path).map_err(|e| syn::Error::new_spanned(lit, e.message(&file)))?;
-    compare(decl, model, &file, attr, &tensors)?;
-    let moves = |list: &[crate::ir::Param]| {
+    let bytes = read_bounded(&path, model).map_err(|e| syn::Error::new_spanned(lit, e.message(&file)))?;
+    let counters = counters(model);
+    let tensors = model.params.len() + model.buffers.len() + counters.len();
+    let which = format!("{tensors} tensors");
+    let parsed = rules::parse(&bytes, tensors, &which)
+        .map_err(|e| syn::Error::new_spanned(lit, msg::weights_damaged(&file, &e)))?;
+    compare(decl, model, &file, attr, &parsed, &counters)?;
+    let start = bytes.as_ptr() as usize;
+    let moves = |list: &[Param]| {
         list.iter()
-            .filter_map(|p| tensors.get(&p.name).map(|t| (t.start, t.len)))
+            .filter_map(|p| parsed.tensor(&p.name).ok())
+            .map(|t| (t.data().as_ptr() as usize - start, t.data().len()))
             .collect()
     };
     let path = std::path::absolute(&path).unwrap_or(path);
@@ -61,6 +66,16 @@ pub fn check(decl: &Decl, model: &Model) -> syn::Result<Option<Embedded>> {
     }))
 }
 
+/// Every BatchNorm's `num_batches_tracked`, which a file may hold.
+fn counters(model: &Model) -> Vec<String> {
+    model
+        .buffers
+        .iter()
+        .filter_map(|b| b.name.strip_suffix(rules::RUNNING_MEAN))
+        .map(|stage| format!("{stage}{}", rules::NUM_BATCHES_TRACKED))
+        .collect()
+}
+
 fn path_of(attr: &Attribute) -> syn::Result<&LitStr> {
     if let Meta::NameValue(nv) = &attr.meta {
         if let Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) = &nv.value {
@@ -68,15 +83,6 @@ fn path_of(attr: &Attribute) -> syn::Result<&LitStr> {
         }
     }
     Err(syn::Error::new_spanned(attr, msg::weights_form()))
-}
-
-/// One tensor of the header, its offsets already checked against the file.
-struct Tensor {
-    dtype: String,
-    shape: Vec<usize>,
-    /// Byte offset of the data in the file.
-    start: usize,
-    len: usize,
 }
 
 enum ReadError {
@@ -93,133 +99,33 @@ impl ReadError {
     }
 }
 
-fn damaged<T>(what: String) -> Result<T, ReadError> {
-    Err(ReadError::Damaged(what))
-}
-
-/// Reads and validates the header alone: the data is only measured, never read.
-fn read_header(path: &Path) -> Result<HashMap<String, Tensor>, ReadError> {
-    let mut f = File::open(path).map_err(ReadError::Io)?;
+/// The file's bytes, if it is no longer than a file for this network can be: the length
+/// prefix, a header of at most `MAX_HEADER_LEN` bytes, and at most `MAX_DTYPE_BYTES` per value
+/// (the loader's bound).
+fn read_bounded(path: &Path, model: &Model) -> Result<Vec<u8>, ReadError> {
+    let f = File::open(path).map_err(ReadError::Io)?;
     let file_len = f.metadata().map_err(ReadError::Io)?.len();
-    if file_len < 8 {
-        return damaged(format!(
-            "it has {file_len} bytes, fewer than the 8 of the header length"
-        ));
+    let values = (model.param_count + model.buffer_count + counters(model).len()) as u64;
+    let limit = (8 + MAX_HEADER_LEN as u64).saturating_add(values.saturating_mul(MAX_DTYPE_BYTES as u64));
+    if file_len > limit {
+        return Err(ReadError::Damaged(format!(
+            "it is {file_len} bytes long, more than a file for this network can be ({limit}: a header of at most {MAX_HEADER_LEN} bytes and {MAX_DTYPE_BYTES} bytes per value)"
+        )));
     }
-    let mut len = [0u8; 8];
-    f.read_exact(&mut len).map_err(ReadError::Io)?;
-    let n = u64::from_le_bytes(len);
-    if n > MAX_HEADER || n > file_len - 8 {
-        return damaged(format!(
-            "its header length {n} runs past the end of the file ({file_len} bytes)"
-        ));
-    }
-    let mut json = vec![0u8; n as usize];
-    f.read_exact(&mut json).map_err(ReadError::Io)?;
-    let header: Value = match serde_json::from_slice(&json) {
-        Ok(v) => v,
-        Err(e) => return damaged(format!("its header is not valid JSON ({e})")),
-    };
-    let Value::Object(entries) = header else {
-        return damaged("its header is not a JSON object".into());
-    };
-    let data_start = 8 + n as usize;
-    let data_len = (file_len - 8 - n) as usize;
-    let mut tensors = HashMap::new();
-    for (name, entry) in &entries {
-        if name == "__metadata__" {
-            continue;
-        }
-        let tensor = parse_tensor(name, entry, data_len)?;
-        tensors.insert(
-            name.clone(),
-            Tensor {
-                start: data_start + tensor.start,
-                ..tensor
-            },
-        );
-    }
-    // Tensors must not share bytes: each one's data is its own.
-    let mut spans: Vec<(usize, usize, &str)> = tensors
-        .iter()
-        .map(|(name, t)| (t.start, t.start + t.len, name.as_str()))
-        .collect();
-    spans.sort();
-    for w in spans.windows(2) {
-        if w[1].0 < w[0].1 {
-            return damaged(format!("the data of `{}` and `{}` overlap", w[0].2, w[1].2));
-        }
-    }
-    Ok(tensors)
+    let mut bytes = Vec::with_capacity(file_len as usize);
+    f.take(limit + 1).read_to_end(&mut bytes).map_err(ReadError::Io)?;
+    Ok(bytes)
 }
 
-/// One header entry, with `start` relative to the data.
-fn parse_tensor(name: &str, entry: &Value, data_len: usize) -> Result<Tensor, ReadError> {
-    let bad = |what: &str| damaged(format!("the header entry of `{name}` {what}"));
-    let Some(dtype) = entry.get("dtype").and_then(Value::as_str) else {
-        return bad("has no string `dtype`");
-    };
-    let ints = |key: &str| -> Option<Vec<usize>> {
-        let items = entry.get(key)?.as_array()?;
-        items
-            .iter()
-            .map(|v| v.as_u64().and_then(|x| usize::try_from(x).ok()))
-            .collect()
-    };
-    let Some(shape) = ints("shape") else {
-        return bad("has no `shape` list of non-negative integers");
-    };
-    let offsets = match ints("data_offsets") {
-        Some(o) if o.len() == 2 => o,
-        _ => return bad("has no `data_offsets` pair of non-negative integers"),
-    };
-    let (begin, end) = (offsets[0], offsets[1]);
-    if begin > end || end > data_len {
-        return damaged(format!(
-            "the data_offsets [{begin}, {end}] of `{name}` run past the {data_len} bytes of data"
-        ));
-    }
-    let size = dtype_size(dtype);
-    let elements = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-    let want = elements.zip(size).and_then(|(e, s)| e.checked_mul(s));
-    match want {
-        Some(want) if want != end - begin => {
-            return damaged(format!(
-                "`{name}` ({dtype} {shape:?}) needs {want} bytes but its data_offsets [{begin}, {end}] hold {}",
-                end - begin
-            ))
-        }
-        None if size.is_some() => return bad("has a shape too large to exist"),
-        _ => {}
-    }
-    Ok(Tensor {
-        dtype: dtype.to_string(),
-        shape,
-        start: begin,
-        len: end - begin,
-    })
-}
-
-/// Bytes per element of a safetensors dtype; `None` for one this checker does not know (which
-/// is then only reported as not F32).
-fn dtype_size(dtype: &str) -> Option<usize> {
-    Some(match dtype {
-        "BOOL" | "U8" | "I8" | "F8_E5M2" | "F8_E4M3" => 1,
-        "I16" | "U16" | "F16" | "BF16" => 2,
-        "I32" | "U32" | "F32" => 4,
-        "I64" | "U64" | "F64" => 8,
-        _ => return None,
-    })
-}
-
-/// The declared parameters against the file's tensors: all mismatches at once, each missing
-/// or mismatched tensor on the stage that declares it, each unexpected one on the attribute.
+/// The declared parameters and buffers against the file's tensors: all mismatches at once,
+/// then the values of those that match.
 fn compare(
     decl: &Decl,
     model: &Model,
     file: &str,
     attr: &Attribute,
-    tensors: &HashMap<String, Tensor>,
+    tensors: &SafeTensors<'_>,
+    counters: &[String],
 ) -> syn::Result<()> {
     let mut stage_spans: HashMap<String, Span> = HashMap::new();
     stage_names("", &decl.entries, &mut stage_spans);
@@ -228,16 +134,31 @@ fn compare(
         stage_spans.get(stage).copied()
     };
     let mut errors = Errors::default();
+    let mut report = |name: &str, message: String| match stage_of(name) {
+        Some(span) => errors.error(span, message),
+        None => errors.push(syn::Error::new_spanned(attr, message)),
+    };
+    let dtype_name = |d: Dtype| format!("{d:?}");
     for p in model.params.iter().chain(&model.buffers) {
-        let message = match tensors.get(&p.name) {
-            None => msg::tensor_missing(&p.name, file, &p.shape),
-            Some(t) if t.dtype != "F32" => msg::tensor_dtype(&p.name, file, &t.dtype),
-            Some(t) if t.shape != p.shape => msg::tensor_shape(&p.name, &p.shape, file, &t.shape),
-            Some(_) => continue,
+        let message = match tensors.tensor(&p.name) {
+            Err(_) => msg::tensor_missing(&p.name, file, &p.shape),
+            Ok(t) if t.dtype() != Dtype::F32 => msg::tensor_dtype(&p.name, file, &dtype_name(t.dtype())),
+            Ok(t) if t.shape() != p.shape => msg::tensor_shape(&p.name, &p.shape, file, t.shape()),
+            // The loader's rule: a trained network holds no NaN or infinity, and no negative
+            // running variance.
+            Ok(t) => match rules::first_bad_value(&p.name, t.data()) {
+                Some((index, value)) => msg::tensor_value(&p.name, file, &rules::unravel(index, &p.shape), value),
+                None => continue,
+            },
         };
-        match stage_of(&p.name) {
-            Some(span) => errors.error(span, message),
-            None => errors.push(syn::Error::new_spanned(attr, message)),
+        report(&p.name, message);
+    }
+    for name in counters {
+        if let Ok(t) = tensors.tensor(name) {
+            let count = <[u8; 8]>::try_from(t.data()).map(i64::from_le_bytes);
+            if t.dtype() != Dtype::I64 || !t.shape().is_empty() || count.is_ok_and(|c| c < 0) {
+                report(name, msg::counter_form(name, file, &dtype_name(t.dtype()), t.shape()));
+            }
         }
     }
     let declared: Vec<&str> = model
@@ -246,34 +167,18 @@ fn compare(
         .chain(&model.buffers)
         .map(|p| p.name.as_str())
         .collect();
-    // PyTorch's BatchNorm also saves how many batches it has seen: an optional I64 scalar.
-    let counters: Vec<String> = model
-        .buffers
-        .iter()
-        .filter_map(|b| b.name.strip_suffix(".running_mean"))
-        .map(|stage| format!("{stage}.num_batches_tracked"))
+    let mut extra: Vec<String> = tensors
+        .names()
+        .into_iter()
+        .filter(|name| !declared.contains(&name.as_str()) && !counters.contains(name))
+        .cloned()
         .collect();
-    for name in &counters {
-        if let Some(t) = tensors.get(name) {
-            if t.dtype != "I64" || !t.shape.is_empty() {
-                let span = stage_of(name);
-                let message = msg::counter_form(name, file, &t.dtype, &t.shape);
-                match span {
-                    Some(span) => errors.error(span, message),
-                    None => errors.push(syn::Error::new_spanned(attr, message)),
-                }
-            }
-        }
-    }
-    let mut extra: Vec<(&String, &Tensor)> = tensors
-        .iter()
-        .filter(|(name, _)| !declared.contains(&name.as_str()) && !counters.contains(name))
-        .collect();
-    extra.sort_by_key(|(name, _)| *name);
-    for (name, t) in extra {
+    extra.sort();
+    for name in extra {
+        let shape = tensors.tensor(&name).map(|t| t.shape().to_vec()).unwrap_or_default();
         errors.push(syn::Error::new_spanned(
             attr,
-            msg::tensor_unexpected(name, file, &t.shape, &declared),
+            msg::tensor_unexpected(&name, file, &shape, &declared),
         ));
     }
     errors.into_result()

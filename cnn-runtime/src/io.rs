@@ -84,33 +84,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use safetensors::tensor::{Dtype, SafeTensorError, TensorView, View};
 use safetensors::SafeTensors;
 
+use crate::safetensors_rules::{
+    self as rules, describe, f32_le, unravel, MAX_DTYPE_BYTES, MAX_HEADER_LEN, NUM_BATCHES_TRACKED, RUNNING_MEAN,
+};
 use crate::{Error, Network, ParamInfo, TrainState};
-
-/// Longest JSON header accepted, in bytes. A header lists names, dtypes, shapes and offsets:
-/// about 100 bytes per tensor, a few KB for any network `cnn!` declares. (safetensors itself
-/// accepts up to 100 MB.)
-const MAX_HEADER_LEN: usize = 1 << 20;
-
-/// Most bytes per value (parameter, buffer element, step counter) a file is allowed before it
-/// is read: the size of the widest safetensors dtype (`F64`, `I64`, `U64`), so that a file of
-/// the right shapes in a wrong dtype is read and reported as a dtype mismatch.
-const MAX_DTYPE_BYTES: usize = 8;
-
-/// Deepest nesting of objects and arrays in a header; a valid one nests 3 deep.
-const MAX_DEPTH: usize = 8;
-
-/// Most members of any object or array in a header other than the top-level one; a tensor
-/// entry has 3, a shape as many as its dimensions.
-const MAX_MEMBERS: usize = 64;
-
-/// Top-level header entries tolerated beyond the network's tensors and `__metadata__`.
-const EXTRA_ENTRIES: usize = 64;
-
-/// `state_dict` name suffixes: a BatchNorm `X` has the buffers `X.running_mean` and
-/// `X.running_var`, and the step counter `X.num_batches_tracked`.
-const RUNNING_MEAN: &str = ".running_mean";
-const RUNNING_VAR: &str = ".running_var";
-const NUM_BATCHES_TRACKED: &str = ".num_batches_tracked";
 
 /// Writes the state of `net` to `path` as a safetensors file, as PyTorch's `state_dict` holds
 /// it.
@@ -404,11 +381,8 @@ fn parse<'data, N: Network>(path: &Path, bytes: &'data [u8]) -> Result<Checked<'
     };
     // `read_bounded` has checked the prefix; a header reaching past the end of the file is
     // left for `deserialize` to report.
-    if let Some(header) = header_of(bytes) {
-        let (tensors, which) = tensor_count::<N>();
-        check_header_structure(header, tensors, &which).map_err(invalid)?;
-    }
-    let file = SafeTensors::deserialize(bytes).map_err(|e| invalid(describe(&e)))?;
+    let (tensors, which) = tensor_count::<N>();
+    let file = rules::parse(bytes, tensors, &which).map_err(invalid)?;
     check_state::<N>(path, &file, &[])
 }
 
@@ -540,13 +514,7 @@ fn check_values(path: &Path, layout: &[ParamInfo], views: &[TensorView<'_>], rul
         // every output it touches: refuse it here, naming where it is, rather than predict
         // garbage later. A variance below zero would make BatchNorm take the square root of
         // a negative number at inference: the same damage.
-        let variance = info.name.ends_with(RUNNING_VAR);
-        let first_bad = data
-            .chunks_exact(4)
-            .map(f32_le)
-            .enumerate()
-            .find(|&(_, x)| !x.is_finite() || (variance && x < 0.0));
-        if let Some((index, value)) = first_bad {
+        if let Some((index, value)) = rules::first_bad_value(info.name, data) {
             let rule = if value.is_finite() {
                 "a variance cannot be negative"
             } else {
@@ -592,91 +560,6 @@ fn decode(views: &[TensorView<'_>], layout: &[ParamInfo], values: &mut [f32]) {
             *dst = f32_le(chunk);
         }
     }
-}
-
-/// The `f32` in the first four bytes of `chunk`, little-endian (`chunks_exact(4)` gives four).
-fn f32_le(chunk: &[u8]) -> f32 {
-    f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]])
-}
-
-/// The multi-dimensional index of element `flat` of a row-major tensor of `shape`.
-fn unravel(mut flat: usize, shape: &[usize]) -> Vec<usize> {
-    let mut index = vec![0; shape.len()];
-    for (i, &dim) in index.iter_mut().zip(shape).rev() {
-        *i = flat % dim.max(1);
-        flat /= dim.max(1);
-    }
-    index
-}
-
-/// The JSON header of a safetensors file: the `n` bytes after the 8-byte length prefix `n`,
-/// if the file holds them.
-fn header_of(bytes: &[u8]) -> Option<&[u8]> {
-    let prefix: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
-    let len = usize::try_from(u64::from_le_bytes(prefix)).ok()?;
-    bytes.get(8..8usize.checked_add(len)?)
-}
-
-/// Refuses a header shaped so that parsing it would cost far more memory than its size.
-///
-/// safetensors parses the header through serde's `flatten`, which first buffers every JSON
-/// value as a generic tree of 32-byte nodes: an array of a million zeros (2 MB of text) would
-/// become a 32 MB allocation. A valid header for a network is one object holding, per
-/// tensor (parameter, buffer or step counter), an object of three fields with two short arrays
-/// (`shape`, `data_offsets`), plus an optional `__metadata__` object of strings. So, lexically
-/// and before any parsing: nesting at most [`MAX_DEPTH`] deep, the top-level object at most the
-/// network's `tensors` plus `__metadata__` plus [`EXTRA_ENTRIES`] (so a few unexpected tensors
-/// are still reported by name), and every other object or array at most [`MAX_MEMBERS`]
-/// members. Valid files are far inside these bounds. `which` says what the tensors are.
-fn check_header_structure(header: &[u8], tensors: usize, which: &str) -> Result<(), String> {
-    let top_limit = tensors + 1 + EXTRA_ENTRIES;
-    // members[d]: members counted so far in the open object or array at depth d (1-based).
-    let mut members = [0usize; MAX_DEPTH + 1];
-    let mut depth = 0;
-    let (mut in_string, mut escaped) = (false, false);
-    for &b in header {
-        if in_string {
-            // Inside a string only an unescaped quote matters; brackets and commas are text.
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'{' | b'[' => {
-                if depth == MAX_DEPTH {
-                    return Err(format!(
-                        "the header nests more than {MAX_DEPTH} levels deep; a safetensors \
-                         header is an object of tensor entries"
-                    ));
-                }
-                depth += 1;
-                members[depth] = 1;
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            b',' if depth > 0 => {
-                members[depth] += 1;
-                if depth == 1 && members[1] > top_limit {
-                    return Err(format!(
-                        "the header lists more than {top_limit} entries, but the network has \
-                         {which}"
-                    ));
-                }
-                if depth > 1 && members[depth] > MAX_MEMBERS {
-                    return Err(format!(
-                        "an object or array in the header has more than {MAX_MEMBERS} members; \
-                         a tensor entry has 3 fields and a shape a handful of dimensions"
-                    ));
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 /// A network whose layout table reaches past its buffer is a bug in its `Network`
@@ -771,32 +654,6 @@ fn temporary_path(path: &Path) -> std::io::Result<PathBuf> {
     tmp.push(name);
     tmp.push(format!(".{}-{n}.tmp", std::process::id()));
     Ok(path.with_file_name(tmp))
-}
-
-/// A sentence for a safetensors error, whose `Display` is only its variant name.
-fn describe(e: &SafeTensorError) -> String {
-    match e {
-        SafeTensorError::HeaderTooSmall => "shorter than the 8-byte header length; truncated or empty".to_owned(),
-        SafeTensorError::HeaderTooLarge => {
-            "the header length is implausibly large (over 100 MB); not a safetensors file".to_owned()
-        }
-        SafeTensorError::InvalidHeaderLength => {
-            "the header length points past the end of the file; truncated or not a safetensors file".to_owned()
-        }
-        SafeTensorError::InvalidHeader => "the header is not valid UTF-8".to_owned(),
-        SafeTensorError::InvalidHeaderStart | SafeTensorError::InvalidHeaderDeserialization => {
-            "the header is not valid safetensors JSON".to_owned()
-        }
-        SafeTensorError::MetadataIncompleteBuffer => {
-            "the data section does not match the header's offsets; truncated or has trailing bytes".to_owned()
-        }
-        SafeTensorError::InvalidOffset(name) => {
-            format!("tensor `{name}` has data offsets that overlap or leave a gap")
-        }
-        SafeTensorError::TensorInvalidInfo => "a tensor's byte range does not match its shape and dtype".to_owned(),
-        SafeTensorError::ValidationOverflow => "a tensor's shape overflows when multiplied out".to_owned(),
-        other => format!("{other:?}"),
-    }
 }
 
 #[cfg(test)]

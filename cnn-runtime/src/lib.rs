@@ -12,6 +12,10 @@
 //! (`-C target-feature=+avx2,+fma`).
 #![cfg_attr(not(feature = "std"), no_std)]
 
+// The safetensors rules need `String` and `Vec` even when the rest of the crate is `no_std`.
+#[cfg(all(feature = "rules", not(feature = "std")))]
+extern crate std;
+
 pub mod activation;
 pub mod batchnorm;
 pub mod conv;
@@ -36,6 +40,8 @@ pub mod parallel;
 pub mod parts;
 pub mod pool;
 pub mod residual;
+#[cfg(feature = "rules")]
+pub mod safetensors_rules;
 pub mod shape;
 pub mod simd;
 #[cfg(test)]

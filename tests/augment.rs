@@ -295,6 +295,33 @@ fn augmentation_overhead_benchmark() {
     };
     let (a, b) = (median(&mut with), median(&mut without));
     let overhead = 100.0 * (a / b - 1.0);
+    // What preparing the data costs in itself, on one thread, as the trainer's loader does it:
+    // gather (pixel / 255), draw and apply the transforms, normalize. Short and single-threaded,
+    // so other load on the machine hardly moves it.
+    let normalize = cnn::train::Normalize::per_channel(&[0.49, 0.48, 0.45], &[0.25, 0.24, 0.26]);
+    let prepare = |augment: Augment| {
+        let start = std::time::Instant::now();
+        let (mut inputs, mut labels, mut scratch) = (vec![0.0; 128 * 3072], vec![0; 128], Vec::new());
+        let order: Vec<usize> = (0..n).collect();
+        for batch in order.chunks(128) {
+            train.gather(batch, &mut inputs, &mut labels);
+            for (sample, &i) in inputs.chunks_exact_mut(3072).zip(batch) {
+                augment.apply(&augment.draw(1, 0, i), [3, 32, 32], sample, &mut scratch);
+                normalize.apply(sample);
+            }
+        }
+        start.elapsed().as_secs_f64()
+    };
+    let (mut prep_with, mut prep_without): (Vec<f64>, Vec<f64>) =
+        (0..5).map(|_| (prepare(cifar), prepare(Augment::none()))).unzip();
+    let (pa, pb) = (median(&mut prep_with), median(&mut prep_without));
+    println!(
+        "data preparation of an epoch on one thread (median of 5): {:.1} ms with crop+flip, {:.1} ms without: \
+         {:.2}% of the augmented epoch's training time",
+        pa * 1e3,
+        pb * 1e3,
+        100.0 * pa / a
+    );
     println!(
         "epoch of {n} images, median of 3: {a:.2} s with crop+flip, {b:.2} s without: {overhead:+.1}% \
          ({:.0} vs {:.0} images/s); all: {with:.2?} vs {without:.2?}",

@@ -254,7 +254,7 @@ fn decompression_bombs_are_refused_with_little_memory() {
     let bomb = dir.path().join("train/a/m.png");
 
     // A header claiming 60000x60000 pixels (10.8 GB as RGB): refused from the header.
-    let rows = zlib(&vec![0u8; 4 * 13]);
+    let rows = zlib(&[0u8; 4 * 13]);
     fs::write(
         &bomb,
         png(&[(b"IHDR", ihdr(60_000, 60_000)), (b"IDAT", rows), (b"IEND", vec![])]),

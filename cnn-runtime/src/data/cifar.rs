@@ -152,8 +152,8 @@ fn check_length(path: &Path, len: u64) -> Result<(), Error> {
             "the file is empty; a CIFAR-10 batch holds records of 3073 bytes (10,000 of them)",
         ));
     }
-    if len % record != 0 {
-        let hint = if len % (record + 1) == 0 {
+    if !len.is_multiple_of(record) {
+        let hint = if len.is_multiple_of(record + 1) {
             " (records of 3074 bytes: this looks like CIFAR-100, which has two label bytes)"
         } else {
             ""

@@ -151,7 +151,7 @@ impl Trainer {
             let channels = n.mean.len();
             let fits = match train.shape() {
                 Some([c, ..]) => channels == 1 || channels == c,
-                None => train.input_len() % channels == 0,
+                None => train.input_len().is_multiple_of(channels),
             };
             if !fits {
                 return Err(TrainError::Config(format!(

@@ -218,20 +218,7 @@ fn decode(path: &Path, shape: [usize; 3], pixels: &mut Vec<u8>) -> Result<(), Er
         )));
     }
 
-    let reader = |bytes: &[u8]| {
-        // Sniffing reads the in-memory bytes: it cannot fail.
-        let mut reader = ImageReader::new(Cursor::new(bytes.to_vec()))
-            .with_guessed_format()
-            .map_err(|e| data_error(path, format!("cannot be read: {e}")))?;
-        let mut limits = Limits::default();
-        limits.max_image_width = Some(u32::try_from(w).unwrap_or(u32::MAX));
-        limits.max_image_height = Some(u32::try_from(h).unwrap_or(u32::MAX));
-        // The decoded image (at most 16 bytes a pixel), and as much again for the decoder.
-        limits.max_alloc = Some(((w * h) as u64).saturating_mul(32).saturating_add(1 << 20));
-        reader.limits(limits);
-        Ok::<_, Error>(reader)
-    };
-    let format = reader(&bytes)?.format();
+    let format = limited_reader(path, &bytes, w, h, true)?.format();
     match format {
         Some(ImageFormat::Png | ImageFormat::Jpeg) => {}
         Some(other) => {
@@ -242,9 +229,9 @@ fn decode(path: &Path, shape: [usize; 3], pixels: &mut Vec<u8>) -> Result<(), Er
         None => return Err(bad("not a PNG or JPEG image (unrecognized content)".to_owned())),
     }
     // The header's size first, to say what is wrong before any decoding.
-    let size = ImageReader::new(Cursor::new(&bytes[..]))
-        .with_guessed_format()
-        .map_err(|e| bad(format!("cannot be read: {e}")))?
+    // (Width and height unlimited here, so that a wrong size is reported as such: reading the
+    // header allocates nothing by it.)
+    let size = limited_reader(path, &bytes, w, h, false)?
         .into_dimensions()
         .map_err(|e| bad(format!("does not decode: {e}")))?;
     if size != (w as u32, h as u32) {
@@ -253,7 +240,7 @@ fn decode(path: &Path, shape: [usize; 3], pixels: &mut Vec<u8>) -> Result<(), Er
             size.0, size.1
         )));
     }
-    let image = reader(&bytes)?
+    let image = limited_reader(path, &bytes, w, h, true)?
         .decode()
         .map_err(|e| bad(format!("does not decode: {e}")))?;
     pixels.reserve(c * h * w);
@@ -274,6 +261,29 @@ fn decode(path: &Path, shape: [usize; 3], pixels: &mut Vec<u8>) -> Result<(), Er
         }));
     }
     Ok(())
+}
+
+/// A reader of the in-memory file `bytes`, its format sniffed from the content, under limits:
+/// at most `w x h` pixels (if `limit_size`), and an allocation budget of 32 bytes a pixel (the decoded image at
+/// up to 16 bytes a pixel, and as much again for the decoder) plus 1 MiB.
+fn limited_reader<'a>(
+    path: &Path,
+    bytes: &'a [u8],
+    w: usize,
+    h: usize,
+    limit_size: bool,
+) -> Result<ImageReader<Cursor<&'a [u8]>>, Error> {
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| data_error(path, format!("cannot be read: {e}")))?;
+    let mut limits = Limits::default();
+    if limit_size {
+        limits.max_image_width = Some(u32::try_from(w).unwrap_or(u32::MAX));
+        limits.max_image_height = Some(u32::try_from(h).unwrap_or(u32::MAX));
+    }
+    limits.max_alloc = Some(((w * h) as u64).saturating_mul(32).saturating_add(1 << 20));
+    reader.limits(limits);
+    Ok(reader)
 }
 
 /// Whether the image has a single color channel (with or without alpha).

@@ -1,11 +1,16 @@
 //! `Cifar10::load` and format detection on CIFAR-format files the tests write: exact pixels and
-//! labels in file order, every error naming its file, and damaged copies that never panic.
+//! labels in file order, every error naming its file, damaged copies that never panic, and
+//! memory bounded by the files (a counting allocator, `tests/counting/`).
 
 use std::fs;
 use std::path::Path;
 
 use cnn::data::{load_any, Cifar10, Format};
 use proptest::prelude::*;
+
+mod counting;
+
+use counting::largest_allocation;
 
 const IMAGE: usize = 3072;
 const RECORD: usize = 3073;
@@ -105,6 +110,30 @@ fn every_damage_is_an_error_naming_the_file() {
         matches!(&err, cnn::Error::Io { path, .. } if path.ends_with("test_batch.bin")),
         "{err:?}"
     );
+}
+
+#[test]
+fn memory_is_bounded_by_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = write_set(dir.path(), [2; 6]);
+    // A sparse 3 GB file one byte longer than a million records: refused from its length,
+    // before anything is read or allocated for it.
+    let huge = fs::File::create(dir.path().join("data_batch_2.bin")).unwrap();
+    huge.set_len(3073 * 1_000_000 + 1).unwrap();
+    let (largest, result) = largest_allocation(|| Cifar10::load(dir.path()));
+    let msg = result.unwrap_err().to_string();
+    assert!(
+        msg.contains("data_batch_2.bin") && msg.contains("1000000 records and 1 bytes"),
+        "{msg}"
+    );
+    assert!(largest < 64 << 10, "largest allocation {largest} bytes");
+
+    // A good set: no allocation larger than twice the split's pixels (the pixel buffer grows
+    // file by file, at most doubling).
+    fs::write(dir.path().join("data_batch_2.bin"), &files[1]).unwrap();
+    let (largest, result) = largest_allocation(|| Cifar10::load(dir.path()));
+    assert_eq!(result.unwrap().train.len(), 10);
+    assert!(largest <= 2 * 10 * IMAGE, "largest allocation {largest} bytes");
 }
 
 #[test]

@@ -66,6 +66,9 @@ pub mod prelude {
 pub mod __private {
     pub use cnn_runtime::activation::Activation;
     pub use cnn_runtime::batchnorm::BatchNorm;
+    pub use cnn_runtime::compiled::{argmax, forward_into, loss_and_grad_into, Compiled};
+    #[cfg(feature = "std")]
+    pub use cnn_runtime::compiled::{forward_batch, loss_and_grad};
     pub use cnn_runtime::conv::Conv2d;
     pub use cnn_runtime::conv_groups::{grouped_backward, grouped_forward};
     pub use cnn_runtime::dense::Dense;
@@ -77,10 +80,7 @@ pub mod __private {
     pub use cnn_runtime::pool::{Pool2d, PoolKind};
     pub use cnn_runtime::residual::{add, add_assign};
     #[cfg(feature = "std")]
-    pub use cnn_runtime::workspace::{chunk_range, chunks_for, Workspace};
-
-    /// Fewer samples than this per thread and a batch is not split.
-    pub const MIN_ROWS_PER_THREAD: usize = 4;
+    pub use cnn_runtime::workspace::Workspace;
     pub use cnn_runtime::{Network, ParamInfo, TrainState};
     #[cfg(feature = "std")]
     pub use std::borrow::Cow;

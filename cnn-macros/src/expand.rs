@@ -47,7 +47,7 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
     let forward_one = if infer_one <= STACK_FLOATS {
         quote! {
             let mut ws = [0.0f32; #infer_one];
-            Self::__infer(&self.params, &self.buffers, 1, input, &mut output, &mut ws);
+            <Self as ::cnn::__private::Compiled>::infer(&self.params, &self.buffers, 1, input, &mut output, &mut ws);
         }
     } else {
         quote!(::cnn::__private::Network::forward_batch(self, input, &mut output);)
@@ -85,7 +85,7 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
             quote!(buffers[#s..#e].fill(#v);)
         })
         .collect();
-    // Samples per block of inference (see `__infer`): 8 LeNet-5 samples' activations, 450 KB,
+    // Samples per block of inference (see `Compiled::infer`): 8 LeNet-5 samples' activations, 450 KB,
     // fit a 512 KB L2 cache; batch-64 inference ran about 5% faster than a layer at a time
     // (cnn bench, 2-core EPYC).
     let infer_block = 8usize;
@@ -179,7 +179,7 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
 
                 /// The class with the largest logit (the first, on a tie).
                 pub fn predict(&self, input: &[f32; #input_len]) -> usize {
-                    Self::__argmax(&self.forward(input))
+                    ::cnn::__private::argmax(&self.forward(input))
                 }
 
                 /// The softmax of the logits of one sample: class probabilities summing to 1.
@@ -232,74 +232,12 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
                 }
 
                 fn forward_batch(&self, input: &[f32], output: &mut [f32]) {
-                    assert!(input.len().is_multiple_of(#input_len), "{}::forward_batch: input length {} is not a multiple of INPUT_LEN = {}", #name_str, input.len(), #input_len);
-                    let batch = input.len() / #input_len;
-                    assert_eq!(output.len(), batch * #output_len, "{}::forward_batch: output must hold batch * OUTPUT_LEN = {} * {} values, got {}", #name_str, batch, #output_len, output.len());
-                    let chunks = ::cnn::__private::chunks_for(batch, ::cnn::__private::MIN_ROWS_PER_THREAD);
-                    let (params, buffers) = (&self.params[..], &self.buffers[..]);
-                    if chunks == 1 {
-                        return self.workspace.with(Self::inference_len(batch), |ws| Self::__infer(params, buffers, batch, input, output, ws));
-                    }
-                    self.workspace.run(
-                        batch,
-                        chunks,
-                        |n| n * #output_len + Self::inference_len(n),
-                        |_, rows, slot| {
-                            let n = rows.len();
-                            let (logits, ws) = slot.split_at_mut(n * #output_len);
-                            Self::__infer(params, buffers, n, &input[rows.start * #input_len..rows.end * #input_len], logits, ws);
-                            0.0
-                        },
-                        |slots, _| {
-                            for (i, slot) in slots.iter().enumerate() {
-                                let rows = ::cnn::__private::chunk_range(batch, chunks, i);
-                                output[rows.start * #output_len..rows.end * #output_len].copy_from_slice(&slot[..rows.len() * #output_len]);
-                            }
-                        },
-                    )
+                    ::cnn::__private::forward_batch::<Self>(&self.workspace, &self.params, &self.buffers, input, output)
                 }
 
                 fn loss_and_grad(&mut self, input: &[f32], labels: &[u32], grad: &mut [f32]) -> f32 {
-                    let batch = labels.len();
-                    assert!(batch > 0, "{}::loss_and_grad: the batch is empty (no labels)", #name_str);
-                    assert_eq!(input.len(), batch * #input_len, "{}::loss_and_grad: input must hold labels.len() * INPUT_LEN = {} * {} values, got {}", #name_str, batch, #input_len, input.len());
-                    assert_eq!(grad.len(), #param_count, "{}::loss_and_grad: grad must hold PARAM_COUNT = {} values, got {}", #name_str, #param_count, grad.len());
-                    let chunks = ::cnn::__private::chunks_for(batch, ::cnn::__private::MIN_ROWS_PER_THREAD);
-                    let key = self.state;
-                    self.state.steps += 1;
-                    let (params, buffers, workspace) = (&self.params[..], self.buffers.to_mut().as_mut_slice(), &self.workspace);
-                    if chunks == 1 {
-                        return workspace.with(Self::workspace_len(batch), |ws| Self::__train(params, buffers, key, batch, input, labels, grad, ws));
-                    }
-                    // Each part of the batch runs on its own thread, in its own slot (working
-                    // memory, then its share of the gradient); the phases meet where BatchNorm
-                    // needs the whole batch's statistics. The shares are then added in part
-                    // order, so a thread count always gives the same bits.
-                    let share = |rows: usize| Self::workspace_len(rows);
-                    workspace.phases(
-                        batch,
-                        chunks,
-                        |n| share(n) + #param_count,
-                        Self::PHASES,
-                        |phase, _, rows, slot| {
-                            let (ws, g) = slot.split_at_mut(share(rows.len()));
-                            let x = &input[rows.start * #input_len..rows.end * #input_len];
-                            Self::__phase(phase, params, key, rows.start, rows.len(), x, &labels[rows], batch, g, ws)
-                        },
-                        |phase, slots| Self::__between(phase, batch, slots, buffers),
-                        |slots, loss| {
-                            for (i, slot) in slots.iter().enumerate() {
-                                let at = share(::cnn::__private::chunk_range(batch, chunks, i).len());
-                                let part = &slot[at..at + #param_count];
-                                if i == 0 {
-                                    grad.copy_from_slice(part);
-                                } else {
-                                    grad.iter_mut().zip(part).for_each(|(g, s)| *g += s);
-                                }
-                            }
-                            loss
-                        },
-                    )
+                    let buffers = self.buffers.to_mut();
+                    ::cnn::__private::loss_and_grad::<Self>(&self.workspace, &self.params, buffers, &mut self.state, input, labels, grad)
                 }
             }
         }
@@ -321,13 +259,13 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
                 pub fn forward(&self, input: &[f32; #input_len]) -> [f32; #output_len] {
                     let mut output = [0.0f32; #output_len];
                     let mut ws = [0.0f32; #infer_one];
-                    Self::__infer(self.params, self.buffers, 1, input, &mut output, &mut ws);
+                    <Self as ::cnn::__private::Compiled>::infer(self.params, self.buffers, 1, input, &mut output, &mut ws);
                     output
                 }
 
                 /// The class with the largest logit (the first, on a tie).
                 pub fn predict(&self, input: &[f32; #input_len]) -> usize {
-                    Self::__argmax(&self.forward(input))
+                    ::cnn::__private::argmax(&self.forward(input))
                 }
 
                 /// The softmax of the logits of one sample: class probabilities summing to 1.
@@ -431,14 +369,7 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
             ///
             /// If a length does not fit, as above; the message gives expected and actual lengths.
             pub fn forward_into(params: &[f32], buffers: &[f32], input: &[f32], output: &mut [f32], ws: &mut [f32]) {
-                assert_eq!(params.len(), #param_count, "{}::forward_into: params must hold PARAM_COUNT = {} values, got {}", #name_str, #param_count, params.len());
-                assert_eq!(buffers.len(), #buffer_count, "{}::forward_into: buffers must hold BUFFER_COUNT = {} values, got {}", #name_str, #buffer_count, buffers.len());
-                assert!(input.len().is_multiple_of(#input_len), "{}::forward_into: input length {} is not a multiple of INPUT_LEN = {}", #name_str, input.len(), #input_len);
-                let batch = input.len() / #input_len;
-                assert_eq!(output.len(), batch * #output_len, "{}::forward_into: output must hold batch * OUTPUT_LEN = {} * {} values, got {}", #name_str, batch, #output_len, output.len());
-                let need = Self::inference_len(batch);
-                assert!(ws.len() >= need, "{}::forward_into: ws must hold inference_len({}) = {} values, got {}", #name_str, batch, need, ws.len());
-                Self::__infer(params, buffers, batch, input, output, &mut ws[..need]);
+                ::cnn::__private::forward_into::<Self>(params, buffers, input, output, ws)
             }
 
             /// A training step without an allocator: the mean softmax cross-entropy of a batch,
@@ -455,34 +386,37 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
             /// If a length does not fit, as above, the batch is empty, or a label is not below
             /// `OUTPUT_LEN`.
             pub fn loss_and_grad_into(params: &[f32], buffers: &mut [f32], state: &mut ::cnn::__private::TrainState, input: &[f32], labels: &[u32], grad: &mut [f32], ws: &mut [f32]) -> f32 {
-                let batch = labels.len();
-                assert!(batch > 0, "{}::loss_and_grad_into: the batch is empty (no labels)", #name_str);
-                assert_eq!(params.len(), #param_count, "{}::loss_and_grad_into: params must hold PARAM_COUNT = {} values, got {}", #name_str, #param_count, params.len());
-                assert_eq!(buffers.len(), #buffer_count, "{}::loss_and_grad_into: buffers must hold BUFFER_COUNT = {} values, got {}", #name_str, #buffer_count, buffers.len());
-                assert_eq!(input.len(), batch * #input_len, "{}::loss_and_grad_into: input must hold labels.len() * INPUT_LEN = {} * {} values, got {}", #name_str, batch, #input_len, input.len());
-                assert_eq!(grad.len(), #param_count, "{}::loss_and_grad_into: grad must hold PARAM_COUNT = {} values, got {}", #name_str, #param_count, grad.len());
-                let need = Self::workspace_len(batch);
-                assert!(ws.len() >= need, "{}::loss_and_grad_into: ws must hold workspace_len({}) = {} values, got {}", #name_str, batch, need, ws.len());
-                let key = *state;
-                state.steps += 1;
-                Self::__train(params, buffers, key, batch, input, labels, grad, &mut ws[..need])
+                ::cnn::__private::loss_and_grad_into::<Self>(params, buffers, state, input, labels, grad, ws)
             }
 
-            fn __argmax(logits: &[f32; #output_len]) -> usize {
-                let mut best = 0;
-                for (i, &z) in logits.iter().enumerate() {
-                    if z > logits[best] {
-                        best = i;
-                    }
-                }
-                best
-            }
-
-            /// Logits of `batch` samples into `logits`, in `ws` (`inference_len(batch)` long): a
-            /// block of a few samples at a time through every layer, so that their activations
-            /// stay in cache from one layer to the next.
             #[inline]
-            fn __infer(params: &[f32], buffers: &[f32], batch: usize, input: &[f32], logits: &mut [f32], ws: &mut [f32]) {
+            fn __forward_eval(params: &[f32], buffers: &[f32], batch: usize, input: &[f32], acts: &mut [f32], scratch: &mut [f32]) {
+                let _ = (params, buffers, batch, input, &acts, &scratch);
+                #forward_eval
+            }
+        }
+
+        #[allow(clippy::too_many_arguments, clippy::identity_op, clippy::erasing_op, clippy::unnecessary_cast, clippy::let_unit_value)]
+        impl ::cnn::__private::Compiled for #name {
+            const NAME: &'static str = #name_str;
+            const INPUT_LEN: usize = #input_len;
+            const OUTPUT_LEN: usize = #output_len;
+            const PARAM_COUNT: usize = #param_count;
+            const BUFFER_COUNT: usize = #buffer_count;
+            const PHASES: usize = #phase_count;
+
+            fn inference_len(batch: usize) -> usize {
+                Self::inference_len(batch)
+            }
+
+            fn workspace_len(batch: usize) -> usize {
+                Self::workspace_len(batch)
+            }
+
+            /// A block of a few samples at a time through every layer, so that their
+            /// activations stay in cache from one layer to the next.
+            #[inline]
+            fn infer(params: &[f32], buffers: &[f32], batch: usize, input: &[f32], logits: &mut [f32], ws: &mut [f32]) {
                 let (total, all_input) = (batch, input);
                 let mut done = 0;
                 while done < total {
@@ -495,27 +429,13 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
                 }
             }
 
-            /// A training step on one thread: every phase in turn, in `ws`
-            /// (`workspace_len(batch)` long).
-            #[inline]
-            fn __train(params: &[f32], buffers: &mut [f32], key: ::cnn::__private::TrainState, batch: usize, input: &[f32], labels: &[u32], grad: &mut [f32], ws: &mut [f32]) -> f32 {
-                let mut loss = 0.0;
-                for phase in 0..Self::PHASES {
-                    loss += Self::__phase(phase, params, key, 0, batch, input, labels, batch, grad, ws);
-                    if phase + 1 < Self::PHASES {
-                        Self::__between(phase, batch, &mut [&mut *ws], buffers);
-                    }
-                }
-                loss
-            }
-
             /// Phase `phase` of a training step on `batch` samples, the batch's samples
             /// `first..first + batch`, as their share of a batch of `total`, in `ws`
             /// (`workspace_len(batch)` long: partial sums, saved statistics, activations,
             /// gradient buffers, scratch). Returns the share of the loss (in the phase that
             /// computes it, 0 in the others).
             #[inline]
-            fn __phase(phase: usize, params: &[f32], key: ::cnn::__private::TrainState, first: usize, batch: usize, input: &[f32], labels: &[u32], total: usize, grad: &mut [f32], ws: &mut [f32]) -> f32 {
+            fn phase(phase: usize, params: &[f32], key: ::cnn::__private::TrainState, first: usize, batch: usize, input: &[f32], labels: &[u32], total: usize, grad: &mut [f32], ws: &mut [f32]) -> f32 {
                 let _ = (params, key, first, labels, total, &grad);
                 let (partial, rest) = ws.split_at_mut(Self::PARTIAL_LEN);
                 let (saved, rest) = rest.split_at_mut(Self::SAVED_LEN);
@@ -532,22 +452,15 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
             }
 
             /// What runs between phase `phase` and the next, over every part's slot (each
-            /// starting as `__phase`'s `ws`): BatchNorm's statistics of the whole batch.
+            /// starting as `phase`'s `ws`): BatchNorm's statistics of the whole batch.
             #[inline]
-            fn __between<S: ::core::convert::AsRef<[f32]> + ::core::convert::AsMut<[f32]>>(phase: usize, batch: usize, slots: &mut [S], buffers: &mut [f32]) {
+            fn between<S: ::core::convert::AsRef<[f32]> + ::core::convert::AsMut<[f32]>>(phase: usize, batch: usize, slots: &mut [S], buffers: &mut [f32]) {
                 let _ = (batch, &slots, &buffers);
                 match phase {
                     #(#between_arms)*
                     _ => {}
                 }
             }
-
-            #[inline]
-            fn __forward_eval(params: &[f32], buffers: &[f32], batch: usize, input: &[f32], acts: &mut [f32], scratch: &mut [f32]) {
-                let _ = (params, buffers, batch, input, &acts, &scratch);
-                #forward_eval
-            }
-
         }
     }
 }

@@ -18,6 +18,8 @@ extern crate std;
 
 pub mod activation;
 pub mod batchnorm;
+#[doc(hidden)]
+pub mod compiled;
 pub mod conv;
 pub mod conv_groups;
 #[cfg(feature = "std")]

@@ -1,4 +1,4 @@
-//! The generated API of DESIGN.md: constants, constructors, forward, predict, probabilities,
+//! The generated API the README describes: constants, constructors, forward, predict, probabilities,
 //! summary, the `Network` impl and weight files, on LeNet-5.
 
 use cnn::prelude::*;

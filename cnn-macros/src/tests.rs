@@ -467,7 +467,7 @@ fn no_attributes_private_struct() {
 
 // ---- errors ----
 
-/// DESIGN.md's examples. Lists that grew since (the arguments of `Conv2d`, the layer kinds) keep
+/// The product contract's examples (the README's errors). Lists that grew since (the arguments of `Conv2d`, the layer kinds) keep
 /// the example's text as their beginning.
 #[test]
 fn design_examples_word_for_word() {

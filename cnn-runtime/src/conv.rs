@@ -10,9 +10,11 @@
 //! contiguous, shifted view of it, so the product `weight [OC, C*KH*KW] x taps` runs on
 //! gathered rows ([`gather_gemm`]) with no unfolded copy. Its output is "wide": one row of the
 //! padded width per output row, whose extra columns are dropped when the result is written
-//! out. The backward pass is the same product twice: the weight gradient as output gradient
-//! times the taps ([`gather_gemm_nt`]), the input gradient as a stride-1 convolution of the
-//! padded output gradient with the flipped kernel.
+//! out. The backward pass: the weight gradient is the output gradient times the taps (dot
+//! products along the wide rows, [`gather_gemm_nt`], or tap by tap, [`gather_rows_gemm`],
+//! whichever wastes fewer lanes); the input gradient is `weight^T x dy`, one row per kernel
+//! tap, folded back onto the padded image by summing shifted windows ([`sum_shifted`]: each
+//! pixel written once).
 //!
 //! Other strides unfold each sample into columns (im2col, `[C*KH*KW, OH*OW]`) and multiply.
 

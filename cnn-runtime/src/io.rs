@@ -76,10 +76,9 @@
 
 use std::borrow::Cow;
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
 
 use safetensors::tensor::{Dtype, SafeTensorError, TensorView, View};
 use safetensors::SafeTensors;
@@ -617,49 +616,19 @@ impl View for Tensor {
     }
 }
 
-/// Writes `bytes` to a fresh temporary file next to `path`, flushes it to disk and renames it
-/// over `path`; rename within one directory is atomic on the platforms we support. The
-/// temporary file is removed if anything fails.
+/// [`crate::atomic::write_atomically`], its error naming the file.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    let io_err = |source| Error::Io {
+    crate::atomic::write_atomically(path, bytes).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let tmp = temporary_path(path).map_err(io_err)?;
-    let written = write_new(&tmp, bytes).and_then(|()| fs::rename(&tmp, path));
-    if let Err(source) = written {
-        // Best effort: the error that matters is the one that stopped the save.
-        let _ = fs::remove_file(&tmp);
-        return Err(io_err(source));
-    }
-    Ok(())
-}
-
-/// Creates `path`, which must not exist yet, and writes `bytes` to it durably.
-fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file: File = OpenOptions::new().write(true).create_new(true).open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
-/// `dir/.NAME.PID-N.tmp` beside `dir/NAME`: hidden, and unique per process and call, so
-/// concurrent saves to the same path do not write into each other's temporary file.
-fn temporary_path(path: &Path) -> std::io::Result<PathBuf> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "the path does not end in a file name"))?;
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut tmp = std::ffi::OsString::from(".");
-    tmp.push(name);
-    tmp.push(format!(".{}-{n}.tmp", std::process::id()));
-    Ok(path.with_file_name(tmp))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use std::fs;
 
     /// `layout` laid out back to back from offset 0, as `cnn!` lays out its flat buffers.
     const fn packed<const K: usize>(layout: [(&'static str, &'static [usize]); K]) -> [ParamInfo; K] {
@@ -791,7 +760,7 @@ mod tests {
     }
 
     layout_only! {
-        /// LeNet-5's parameter layout, as `cnn!` generates it for the declaration in DESIGN.md.
+        /// LeNet-5's parameter layout, as `cnn!` generates it for the README's declaration.
         LeNet5 {
             params: [
                 ("conv1.weight", [6, 1, 5, 5]),

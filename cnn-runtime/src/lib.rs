@@ -17,6 +17,8 @@
 extern crate std;
 
 pub mod activation;
+#[cfg(feature = "std")]
+mod atomic;
 pub mod batchnorm;
 #[doc(hidden)]
 pub mod compiled;

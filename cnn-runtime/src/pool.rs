@@ -141,7 +141,9 @@ impl Pool2d {
         self.c * self.oh * self.ow
     }
 
-    /// Pools a batch: `x: [batch, C, H, W]` into `y: [batch, C, OH, OW]`.
+    /// Pools a batch: `x`, `batch * C` planes of `H x W` in either layout (sample-major
+    /// `[batch, C, H, W]` or channel-major `[C, batch, H, W]`: each plane is pooled on its
+    /// own), into `y`, the same planes of `OH x OW` in the same order.
     ///
     /// # Panics
     ///

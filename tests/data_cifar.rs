@@ -128,12 +128,11 @@ fn memory_is_bounded_by_the_files() {
     );
     assert!(largest < 64 << 10, "largest allocation {largest} bytes");
 
-    // A good set: no allocation larger than twice the split's pixels (the pixel buffer grows
-    // file by file, at most doubling).
+    // A good set: no allocation larger than the split's pixels (the buffer is sized once).
     fs::write(dir.path().join("data_batch_2.bin"), &files[1]).unwrap();
     let (largest, result) = largest_allocation(|| Cifar10::load(dir.path()));
     assert_eq!(result.unwrap().train.len(), 10);
-    assert!(largest <= 2 * 10 * IMAGE, "largest allocation {largest} bytes");
+    assert!(largest <= 10 * IMAGE, "largest allocation {largest} bytes");
 }
 
 #[test]

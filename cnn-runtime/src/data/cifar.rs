@@ -103,7 +103,18 @@ impl Cifar10 {
 
 /// Reads the records of `files`, one after another, into one split.
 fn read_split(files: &[PathBuf]) -> Result<Dataset, Error> {
-    let (mut images, mut labels) = (Vec::new(), Vec::new());
+    // Sized once from the lengths of the files that look right, so the pixels are not copied
+    // as the buffer grows and it is no larger than they are; a file of the wrong length counts
+    // for nothing here, and fails below before it is read.
+    let records: usize = files
+        .iter()
+        .filter_map(|path| std::fs::metadata(path).ok())
+        .map(|m| m.len())
+        .filter(|&len| check_length(Path::new(""), len).is_ok())
+        .map(|len| usize::try_from(len / RECORD as u64).unwrap_or(0))
+        .sum();
+    let mut images = Vec::with_capacity(records.saturating_mul(IMAGE));
+    let mut labels = Vec::with_capacity(records);
     for path in files {
         read_file(path, &mut images, &mut labels)?;
     }
@@ -124,8 +135,6 @@ fn read_file(path: &Path, images: &mut Vec<u8>, labels: &mut Vec<u32>) -> Result
     // One byte more than the metadata said: a file that grew meanwhile is caught too.
     file.take(len as u64 + 1).read_to_end(&mut bytes).map_err(io)?;
     check_length(path, bytes.len() as u64)?;
-    images.reserve(bytes.len() / RECORD * IMAGE);
-    labels.reserve(bytes.len() / RECORD);
     for (i, record) in bytes.chunks_exact(RECORD).enumerate() {
         let label = record[0];
         if usize::from(label) >= CLASSES {

@@ -36,13 +36,20 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! # Batches
+//!
+//! Each training batch is gathered (pixels scaled to 0..1), augmented sample by sample and
+//! normalized ([`TrainConfig::normalize`], one value or one per channel) on a thread of its
+//! own while the network trains on the previous batch, so the steps do not wait for data;
+//! nothing of it is stored between epochs. Test samples are normalized, never augmented.
+//!
 //! # The run folder
 //!
 //! Each run writes `RUNS_DIR/NAME/` (the name given, or the start time):
 //!
 //! | file | content |
 //! |---|---|
-//! | `config.json` | the hyperparameters (`training`), seed, model summary and parameter count, data folder with SHA-256 of its IDX files, crate version, git commit |
+//! | `config.json` | the hyperparameters (`training`), seed, model summary and parameter count, data folder with SHA-256 of its IDX and CIFAR files, crate version, git commit |
 //! | `metrics.jsonl`, `metrics.csv` | per epoch: `epoch, train_loss, test_loss, test_accuracy, lr, images_per_sec, epoch_time_s, wall_time_s` |
 //! | `checkpoints/last.safetensors` | after the last completed epoch: the network's `state_dict` (parameters, buffers, `num_batches_tracked`), its [`TrainState`](crate::TrainState) (Dropout's seed, steps taken), the optimizer's state and the progress |
 //! | `checkpoints/best.safetensors` | the same, at the best test accuracy |
@@ -55,8 +62,10 @@
 //!
 //! # Reproducibility
 //!
-//! The shuffle order of an epoch depends only on the seed and the epoch number, the learning
-//! rate only on the epoch, Dropout's masks only on the network's [`TrainState`](crate::TrainState)
+//! The shuffle order of an epoch depends only on the seed and the epoch number, each sample's
+//! augmentation ([`TrainConfig::augment`]) only on the seed, the epoch and the sample's index,
+//! the learning rate only on the epoch (and the step, for
+//! [`LrSchedule::CosineSteps`]), Dropout's masks only on the network's [`TrainState`](crate::TrainState)
 //! (its seed and the steps taken), and the checkpoint holds the parameters, the buffers
 //! (BatchNorm's running statistics), the `TrainState` and the optimizer's state: with one
 //! thread ([`TrainConfig::threads`]), a run stopped after any epoch and resumed with

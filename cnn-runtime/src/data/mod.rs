@@ -1,7 +1,7 @@
 //! Labelled image data sets: images of any shape `[C, H, W]` as `u8`, any number of classes,
 //! read from the three formats users have on disk, and augmented on the fly.
 //!
-//! - [`Mnist`]: IDX files (MNIST, Fashion-MNIST, KMNIST), gzipped or not ([`idx`](self) rules);
+//! - [`Mnist`]: IDX files (MNIST, Fashion-MNIST, KMNIST), gzipped or not;
 //! - [`Cifar10`]: CIFAR-10's binary version (`data_batch_1.bin` .. `data_batch_5.bin`,
 //!   `test_batch.bin`);
 //! - [`ImageFolder`]: `DIR/train/<class>/*` and `DIR/test/<class>/*`, PNG and JPEG, with
@@ -13,7 +13,7 @@
 //! [`Dataset::gather`] turns samples into the `f32` batch a network takes; [`Augment`] changes
 //! them on the way (random crop, flip, shift), per sample and epoch, never storing a copy.
 //!
-//! Loaders treat files as untrusted: whatever the bytes, they return an [`Error`] naming the
+//! Loaders treat files as untrusted: whatever the bytes, they return an [`Error`](crate::Error) naming the
 //! file (or the class folder) and never panic; memory is bounded by what the files hold.
 //!
 //! ```
@@ -25,6 +25,37 @@
 //! assert_eq!(test.label(0), 7);
 //! # Ok::<(), cnn_runtime::Error>(())
 //! ```
+//!
+//! # IDX files
+//!
+//! An IDX file is a big-endian header, then raw bytes:
+//!
+//! - images: magic `0x00000803` (2051: unsigned bytes, three dimensions), then `count`,
+//!   `rows`, `cols` as `u32` (16 bytes in all), then `count * rows * cols` pixels, row-major,
+//!   0 = background, 255 = ink;
+//! - labels: magic `0x00000801` (2049: unsigned bytes, one dimension), then `count` (8 bytes
+//!   in all), then `count` label bytes.
+//!
+//! Each file may be gzip-compressed as a whole; that is detected from its first two bytes
+//! (`1f 8b`), not from its name. Files are checked strictly: the magic number, a length that
+//! is exactly header plus data, labels in `0..10`, and image and label counts that agree.
+//!
+//! ## Untrusted IDX files
+//!
+//! Whatever the bytes, loading never panics and every failure is an [`Error`](crate::Error) naming the
+//! file. In particular:
+//!
+//! - the magic number must be two zero bytes, type code `0x08` (unsigned byte; the other IDX
+//!   types are refused by name) and the dimension count of the file's kind;
+//! - sizes from the header are multiplied with overflow checks; a product this machine cannot
+//!   address is an error, and so is an image of zero rows or columns;
+//! - a plain file's length is compared with its header before its data is read, so a header
+//!   claiming more than the file holds allocates nothing;
+//! - a gzipped file is inflated at most to the size its header declares plus one byte: one
+//!   byte more means trailing data (an error), and a gzip bomb is never inflated past that.
+//!   The buffer starts at 64 KiB and doubles as data really arrives, so memory is bounded by
+//!   both the declared size plus one and twice what the stream actually holds;
+//! - labels are checked to be below 10, reporting the first one that is not and its index.
 
 mod augment;
 mod cifar;

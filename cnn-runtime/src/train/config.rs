@@ -474,3 +474,39 @@ impl TrainConfig {
         self.schedule.validate()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalization_reads_old_and_new_config_files() {
+        // Written before per-channel normalization: numbers.
+        let old: Normalize = serde_json::from_str(r#"{"mean": 0.1307, "std": 0.3081}"#).unwrap();
+        assert_eq!(old, Normalize::new(0.1307, 0.3081));
+        assert_eq!(serde_json::to_string(&old).unwrap(), r#"{"mean":0.1307,"std":0.3081}"#);
+        let rgb = Normalize::per_channel(&[0.5, 0.4, 0.3], &[0.2, 0.2, 0.25]);
+        let json = serde_json::to_string(&rgb).unwrap();
+        assert_eq!(json, r#"{"mean":[0.5,0.4,0.3],"std":[0.2,0.2,0.25]}"#);
+        assert_eq!(serde_json::from_str::<Normalize>(&json).unwrap(), rgb);
+        // A config without `augment` (older runs) reads as no augmentation.
+        let mut value = serde_json::to_value(TrainConfig::new()).unwrap();
+        value.as_object_mut().unwrap().remove("augment");
+        let config: TrainConfig = serde_json::from_value(value).unwrap();
+        assert!(config.augment.is_none());
+    }
+
+    #[test]
+    fn normalization_is_checked() {
+        let bad = |n: Normalize| {
+            TrainConfig::new()
+                .normalize_channels(&n.mean, &n.std)
+                .validate()
+                .unwrap_err()
+        };
+        assert!(bad(Normalize::per_channel(&[0.5, 0.5], &[0.2])).contains("as many"));
+        assert!(bad(Normalize::per_channel(&[], &[])).contains("at least one"));
+        assert!(bad(Normalize::per_channel(&[0.5, 0.5], &[0.2, 0.0])).contains("non-zero std"));
+        assert!(TrainConfig::new().normalize(0.1, 0.3).validate().is_ok());
+    }
+}

@@ -44,6 +44,7 @@ pub enum LrSchedule {
     /// `min_lr + (base - min_lr) * (1 + cos(pi * (e + s / n) / t_max)) / 2`. What short runs
     /// need (a one-epoch run decays from the base rate to `min_lr` within the epoch), as
     /// `CosineAnnealingLR` stepped per batch with `T_max = t_max * n`.
+    #[serde(rename = "cosine_steps")]
     CosineSteps {
         /// Epochs from the base rate to `min_lr` (at least 1).
         t_max: usize,
@@ -215,9 +216,11 @@ mod tests {
                 gamma: 0.5,
             },
             LrSchedule::Cosine { t_max: 3, min_lr: 1e-4 },
+            LrSchedule::CosineSteps { t_max: 2, min_lr: 0.0 },
         ] {
             let json = serde_json::to_string(&s).unwrap();
             assert_eq!(serde_json::from_str::<LrSchedule>(&json).unwrap(), s, "{json}");
+            assert!(json.contains(&format!(r#""kind":"{}""#, s.name())), "{json}");
         }
         assert_eq!(
             serde_json::to_string(&LrSchedule::Step {

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
-use cnn::data::{load_any, Mnist};
+use cnn::data::{load_any, Augment, Mnist};
 use cnn::prelude::*;
 use cnn::train::{LrSchedule, OptimizerConfig, TrainConfig, Trainer};
 
@@ -118,6 +118,9 @@ struct Args {
     /// Epochs between two decays of the step schedule [default: 1]
     #[arg(long)]
     step_size: Option<usize>,
+    /// Augmentation: shift each training digit by a random -N..=N pixels down and right, each epoch anew [default: 0, off]
+    #[arg(long, value_name = "N")]
+    shift: Option<usize>,
     /// Threads per training step; 0 uses every core. 1 makes runs bitwise reproducible [default: 0]
     #[arg(long)]
     threads: Option<usize>,
@@ -211,6 +214,7 @@ fn new_config(a: &Args, model: Model) -> TrainConfig {
         .seed(a.seed.unwrap_or(1))
         .threads(a.threads.unwrap_or(0))
         .normalize(Mnist::MEAN, Mnist::STD)
+        .augment(Augment::none().with_shift(a.shift.unwrap_or(0)))
         .runs_dir(a.runs_dir.clone().unwrap_or_else(|| "runs".into()))
         .data_dir(a.data.clone().unwrap_or_else(|| "data/mnist".into()))
         .summary(model.summary());
@@ -234,6 +238,7 @@ fn trainer(a: &Args) -> Result<(Trainer, Model), Box<dyn Error>> {
         ("--momentum", a.momentum.is_some()),
         ("--schedule", a.schedule.is_some()),
         ("--step-size", a.step_size.is_some()),
+        ("--shift", a.shift.is_some()),
         ("--seed", a.seed.is_some()),
         ("--runs-dir", a.runs_dir.is_some()),
         ("--run-name", a.run_name.is_some()),

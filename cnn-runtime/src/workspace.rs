@@ -21,7 +21,7 @@ pub const MAX_CHUNKS: usize = 64;
 /// let total = ws.run(10, 2, |n| n, |_, range, slot| {
 ///     for (s, i) in slot.iter_mut().zip(range) { *s = i as f32; }
 ///     slot.iter().sum::<f32>()
-/// }, |_, parts| parts.iter().sum::<f32>());
+/// }, |_, total| total);
 /// assert_eq!(total, 45.0);
 /// ```
 #[derive(Default)]
@@ -81,8 +81,9 @@ impl Workspace {
     /// Splits `0..batch` into `chunks` parts ([`chunk_range`]) and runs `work(i, rows, slot)` for
     /// each on its own thread (rayon's pool), where `slot` holds `slot_len(rows.len())` `f32`s
     /// (contents unspecified) that belong to part `i` alone. Then, on the calling thread,
-    /// `finish(slots, results)` sees every part's slot and result, in order, to combine them in
-    /// a fixed order: the same thread count always gives bitwise the same answer.
+    /// `finish(slots, total)` sees every part's slot, in order, and the sum of the results
+    /// (added in part order), to combine them in a fixed order: the same thread count always
+    /// gives bitwise the same answer. [`phases`](Self::phases) in one phase.
     ///
     /// # Panics
     ///
@@ -93,40 +94,17 @@ impl Workspace {
         chunks: usize,
         slot_len: impl Fn(usize) -> usize + Sync,
         work: impl Fn(usize, Range<usize>, &mut [f32]) -> f32 + Sync,
-        finish: impl FnOnce(&[Vec<f32>], &[f32]) -> R,
+        finish: impl FnOnce(&[Vec<f32>], f32) -> R,
     ) -> R {
-        assert!(
-            (1..=MAX_CHUNKS).contains(&chunks),
-            "workspace: {chunks} chunks; expected 1 to {MAX_CHUNKS}"
-        );
-        assert!(
-            batch == 0 || chunks <= batch,
-            "workspace: {chunks} chunks for a batch of {batch}"
-        );
-        let mut fresh = Vec::new();
-        let mut guard = match self.slots.try_lock() {
-            Ok(guard) => Some(guard),
-            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-            Err(TryLockError::WouldBlock) => None,
-        };
-        let slots = guard.as_deref_mut().unwrap_or(&mut fresh);
-        if slots.len() < chunks {
-            slots.resize_with(chunks, Vec::new);
-        }
-        let len = slot_len(chunk_range(batch, chunks, 0).len());
-        for slot in &mut slots[..chunks] {
-            if slot.len() < len {
-                slot.resize(len, 0.0);
-            }
-        }
-        let mut results = [0.0f32; MAX_CHUNKS];
-        let run_one = |i: usize, slot: &mut Vec<f32>| {
-            let rows = chunk_range(batch, chunks, i);
-            let len = slot_len(rows.len());
-            work(i, rows, &mut slot[..len])
-        };
-        fan_out(&mut slots[..chunks], 0, &mut results[..chunks], &run_one);
-        finish(&slots[..chunks], &results[..chunks])
+        self.phases(
+            batch,
+            chunks,
+            slot_len,
+            1,
+            |_, i, rows, slot| work(i, rows, slot),
+            |_, _| {},
+            finish,
+        )
     }
 
     /// [`run`](Self::run) in `phases` steps over the same parts and slots: `work(phase, i,
@@ -274,11 +252,11 @@ mod tests {
                     slot[0] = i as f32;
                     rows.len() as f32
                 },
-                |slots, parts| {
+                |slots, total| {
                     for (i, s) in slots.iter().enumerate() {
                         assert_eq!(s[0], i as f32);
                     }
-                    parts.iter().sum::<f32>()
+                    total
                 },
             );
             assert_eq!(got, 20.0);

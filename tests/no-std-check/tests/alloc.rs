@@ -8,35 +8,11 @@
 
 use cnn::Network;
 use no_std_check::LeNet5;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-struct Counting;
+#[path = "../../common/count_allocations.rs"]
+mod count_allocations;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: defers to the system allocator and only counts calls.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+use count_allocations::allocations;
 
 fn image(phase: f32) -> [f32; LeNet5::INPUT_LEN] {
     core::array::from_fn(|i| ((i as f32 + phase) * 0.37).sin())
@@ -46,13 +22,16 @@ fn image(phase: f32) -> [f32; LeNet5::INPUT_LEN] {
 #[test]
 fn pretrained_forward_and_predict_allocate_nothing() {
     let (a, b) = (image(0.0), image(1.5));
-    let before = ALLOCATIONS.load(Ordering::SeqCst);
-    let net = LeNet5::pretrained();
-    let logits = net.forward(&a);
-    let class = net.predict(&b);
-    let library = no_std_check::classify(&b);
-    let after = ALLOCATIONS.load(Ordering::SeqCst);
-    assert_eq!(after - before, 0, "allocations by pretrained(), forward and predict");
+    let (mut net, mut logits, mut class, mut library) = (None, [0.0; LeNet5::OUTPUT_LEN], 0, 1);
+    let n = allocations(|| {
+        let pretrained = LeNet5::pretrained();
+        logits = pretrained.forward(&a);
+        class = pretrained.predict(&b);
+        library = no_std_check::classify(&b);
+        net = Some(pretrained);
+    });
+    assert_eq!(n, 0, "allocations by pretrained(), forward and predict");
+    let net = net.expect("set above");
     assert_eq!(class, library);
     // The same bits as the batch API, which works in the network's workspace.
     let mut batch = [0.0; LeNet5::OUTPUT_LEN];

@@ -1,7 +1,7 @@
 //! Train a ResNet-8 on CIFAR-10 (binary version), evaluating on the test set after every epoch.
 //!
 //! ```text
-//! cargo run --release --example cifar -- --data DIR [--epochs 1 --batch-size 128 --lr 0.2 --seed 1]
+//! cargo run --release --example cifar -- --data DIR [--epochs 1 --batch-size 32 --lr 0.1 --seed 1]
 //! cargo run --release --example cifar -- --data DIR --no-augment
 //! cargo run --release --example cifar -- --resume runs/NAME [--epochs 5]
 //! ```
@@ -10,8 +10,9 @@
 //! `test_batch.bin`, or the folder `cifar-10-batches-bin` the archive unpacks to), or any data
 //! set of 32x32 RGB images: an image folder (`train/<class>/*.png`, `test/<class>/*.png`) too.
 //!
-//! Defaults, chosen for short runs (one epoch, ~1 minute on 2 cores): batch 128, SGD with
-//! Nesterov momentum 0.9, lr 0.2 decayed to 0 along a cosine at every step over the epochs
+//! Defaults, chosen for short runs (one epoch, ~1 minute on 2 cores): batch 32 (on the CPU a
+//! smaller batch costs no throughput and gives a one-epoch run 1,563 steps instead of 391), SGD
+//! with Nesterov momentum 0.9, lr 0.1 decayed to 0 along a cosine at every step over the epochs
 //! asked for, weight decay 5e-4, inputs normalized by the training split's per-channel mean and
 //! deviation; augmentation (CIFAR's RandomCrop(32, padding = 4) and horizontal flips) from 3
 //! epochs on, flips alone below: on so short a run the network underfits, and crops only slow
@@ -100,10 +101,10 @@ struct Args {
     /// Epochs to train (in all, when resuming) [default: 1]
     #[arg(long)]
     epochs: Option<usize>,
-    /// Samples per step [default: 128]
+    /// Samples per step [default: 32]
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Learning rate at the start of the cosine [default: 0.2 for SGD, 0.002 for Adam]
+    /// Learning rate at the start of the cosine [default: 0.1 for SGD, 0.002 for Adam]
     #[arg(long)]
     lr: Option<f32>,
     /// The optimizer [default: sgd]
@@ -174,7 +175,7 @@ fn new_config(a: &Args, data: &Path, mean: &[f32], std: &[f32]) -> TrainConfig {
     let epochs = a.epochs.unwrap_or(1);
     let decay = a.weight_decay.unwrap_or(5e-4);
     let optimizer = match a.optimizer.unwrap_or(Optimizer::Sgd) {
-        Optimizer::Sgd => match OptimizerConfig::sgd(a.lr.unwrap_or(0.2)).with_momentum(a.momentum.unwrap_or(0.9)) {
+        Optimizer::Sgd => match OptimizerConfig::sgd(a.lr.unwrap_or(0.1)).with_momentum(a.momentum.unwrap_or(0.9)) {
             OptimizerConfig::Sgd {
                 lr,
                 momentum,
@@ -209,7 +210,7 @@ fn new_config(a: &Args, data: &Path, mean: &[f32], std: &[f32]) -> TrainConfig {
     };
     let mut config = TrainConfig::new()
         .epochs(epochs)
-        .batch_size(a.batch_size.unwrap_or(128))
+        .batch_size(a.batch_size.unwrap_or(32))
         .optimizer(optimizer)
         .schedule(schedule)
         .seed(a.seed.unwrap_or(1))

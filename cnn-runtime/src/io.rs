@@ -779,7 +779,7 @@ mod tests {
     }
 
     layout_only! {
-        /// The layout `cnn!` generates for `../shared/golden/resnet_tiny/declaration.rs`:
+        /// The layout `cnn!` generates for `tests/golden/resnet_tiny/declaration.rs`:
         /// parameters and buffers in declaration order, groups as dotted paths.
         ResNetTiny {
             params: [
@@ -822,7 +822,7 @@ mod tests {
     }
 
     layout_only! {
-        /// The layout of `../shared/golden/bn_mlp/declaration.rs` (`fc1` without bias).
+        /// The layout of `tests/golden/bn_mlp/declaration.rs` (`fc1` without bias).
         BnMlp {
             params: [
                 ("fc1.weight", [32, 20]),
@@ -838,7 +838,7 @@ mod tests {
     }
 
     layout_only! {
-        /// The layout of `../shared/golden/depthwise/declaration.rs`: its BatchNorm2d has
+        /// The layout of `tests/golden/depthwise/declaration.rs`: its BatchNorm2d has
         /// `affine = false`, so buffers but no parameters.
         Depthwise {
             params: [
@@ -1335,8 +1335,9 @@ mod tests {
         }
     }
 
-    /// `../shared/golden` beside the repository: PyTorch's files for the modern cases.
-    const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/golden");
+    /// `tests/golden` of the repository (a copy of `../shared/golden`): PyTorch's files for the
+    /// modern cases.
+    const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/golden");
 
     fn bits(values: &[f32]) -> Vec<u32> {
         values.iter().map(|x| x.to_bits()).collect()

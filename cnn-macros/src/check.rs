@@ -48,7 +48,12 @@ pub fn check(decl: &Decl) -> Result<Model, (syn::Error, Partial)> {
         output_len: out.map(|f| f.shape.len()),
     };
     match (cx.errors.into_result(), input, out) {
-        (Ok(()), Some(input), Some(out)) => Ok(cx.model.finish(input, out)),
+        (Ok(()), Some(input), Some(out)) => {
+            let sites = std::mem::take(&mut cx.model.sites);
+            let model = cx.model.finish(input, out);
+            check_memory(&model, &sites).map_err(|e| (e, partial))?;
+            Ok(model)
+        }
         (Err(e), _, _) => Err((e, partial)),
         // Unreachable in practice: an unknown shape always comes with an error.
         (Ok(()), _, _) => Err((
@@ -80,49 +85,25 @@ struct Builder {
     zeros: Vec<Range<usize>>,
     macs: usize,
     rows: Vec<Row>,
-    activations_len: usize,
-    max_len: usize,
-    scratch_len: usize,
+    /// Per node: its stage, where it is declared, and the shape flowing in (for messages).
+    sites: Vec<(String, Loc, Shape)>,
 }
 
-/// What one op adds to the network's totals; every field already known to fit.
+/// What one op adds to the network's totals; already known to fit.
 pub struct Cost {
-    pub in_len: usize,
-    pub out_len: usize,
     pub macs: usize,
-    pub scratch_len: usize,
 }
 
 impl Builder {
     /// Adds an op's cost to the totals, or names the total that would no longer fit (and
     /// records nothing).
     fn cost(&mut self, cost: &Cost) -> Result<(), (&'static str, Limit)> {
-        let macs = self
+        // The memory a training step needs is checked on the plan, once the graph is whole
+        // (`check_memory`): the same computation as the generated `workspace_len`.
+        self.macs = self
             .macs
             .checked_add(cost.macs)
             .ok_or(("network's number of multiply-adds", Limit::Count))?;
-        let activations_len = self
-            .activations_len
-            .checked_add(cost.out_len)
-            .ok_or(("network's activations", Limit::Memory))?;
-        let max_len = self.max_len.max(cost.in_len).max(cost.out_len);
-        // The sum of every op's scratch is an upper bound of the largest.
-        let scratch_len = self
-            .scratch_len
-            .checked_add(cost.scratch_len)
-            .ok_or(("scratch for the unfolded inputs", Limit::Memory))?;
-        // A training step holds every activation, the gradient buffers (at most three at a
-        // time live: a residual block's fork) and the scratch at once (per sample): that one
-        // buffer must be possible.
-        let workspace = max_len
-            .checked_mul(3)
-            .and_then(|g| g.checked_add(activations_len))
-            .and_then(|n| n.checked_add(scratch_len));
-        workspace
-            .filter(|&n| n <= MAX_ELEMS)
-            .ok_or(("working memory of a training step", Limit::Memory))?;
-        (self.macs, self.activations_len, self.max_len, self.scratch_len) =
-            (macs, activations_len, max_len, scratch_len);
         Ok(())
     }
 
@@ -143,6 +124,23 @@ impl Builder {
             rows: self.rows,
         }
     }
+}
+
+/// A training step keeps every activation, the gradient buffers and the scratch of one sample
+/// in one buffer, `workspace_len(1)` floats: that buffer must be possible. Reported on the stage
+/// after which it no longer fits.
+fn check_memory(model: &Model, sites: &[(String, Loc, Shape)]) -> Result<(), syn::Error> {
+    let plan = crate::plan::plan(model);
+    let Some(step) = plan.first_step_over(MAX_ELEMS) else {
+        return Ok(());
+    };
+    // A transpose the plan added counts against the node before it.
+    let node = plan.steps[..=step].iter().rev().find_map(|s| s.node).unwrap_or(0);
+    let Some((stage, loc, shape)) = sites.get(node) else {
+        return Ok(());
+    };
+    let message = msg::overflow(stage, "working memory of a training step", shape, Limit::Memory);
+    Err(syn::Error::new_spanned(&loc.0, message))
 }
 
 /// Product of sizes, `None` on overflow: for counts, such as multiply-adds.
@@ -340,6 +338,8 @@ impl Checker {
             self.err(loc, msg::overflow(stage, what, &shape, limit));
             return None;
         }
+        let shape = inputs.first().map_or(out, |f| f.shape);
+        self.model.sites.push((stage.to_string(), loc.clone(), shape));
         let inputs: Vec<ValueId> = inputs.iter().map(|f| f.value).collect();
         let value = self.model.values.len();
         self.model.values.push(out);
@@ -523,13 +523,7 @@ impl Checker {
             self.errors.error(span, message);
             return (kind, None);
         }
-        let n = main.shape.len();
-        let cost = Cost {
-            in_len: n,
-            out_len: n,
-            macs: 0,
-            scratch_len: 0,
-        };
+        let cost = Cost { macs: 0 };
         let loc = Loc::of(&group.kind);
         let out = self.node(path, &loc, Op::Add, &[main, short], main.shape, cost);
         (kind, out)

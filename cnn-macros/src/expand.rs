@@ -98,15 +98,7 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
     let phase_count = phases.len();
     let phase_arms = phases.iter().enumerate().map(|(i, code)| quote!(#i => { #code }));
     let between_arms = between.iter().enumerate().map(|(i, code)| quote!(#i => { #code }));
-    let partial_len = plan
-        .steps
-        .iter()
-        .map(|s| match &s.kernel {
-            Kernel::Op(op) => kinds::partial_len(op),
-            _ => 0,
-        })
-        .max()
-        .unwrap_or(0);
+    let partial_len = plan.partial_len;
     let name_str = name.to_string();
     let logits = if plan.output == 0 {
         quote!(input)

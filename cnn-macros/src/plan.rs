@@ -52,6 +52,8 @@ pub struct Step {
     pub output: Reg,
     /// Where in the saved region a training forward pass keeps what its backward pass reads.
     pub saved: Range<usize>,
+    /// The graph node this step computes (`None` for a transpose the plan added).
+    pub node: Option<usize>,
 }
 
 /// One step of the backward pass.
@@ -87,6 +89,36 @@ pub struct Plan {
     pub scratch_len: usize,
     /// What training forward passes keep for the backward pass: independent of the batch size.
     pub saved_len: usize,
+    /// The partial sums the parts of a batch exchange: independent of the batch size.
+    pub partial_len: usize,
+}
+
+impl Plan {
+    /// The working memory of a training step on one sample, as the generated
+    /// `workspace_len(1)` computes it (partial sums, saved statistics, activations, gradient
+    /// buffers, scratch), with the activations and the largest gradient and scratch of the
+    /// steps up to `upto` only: the whole step's at `upto == steps.len()`. `None` past `usize`.
+    pub fn workspace_upto(&self, upto: usize) -> Option<usize> {
+        let steps = &self.steps[..upto];
+        let acts = steps
+            .iter()
+            .try_fold(0usize, |sum, s| sum.checked_add(self.regs[s.output]))?;
+        let widest = steps.iter().map(|s| self.regs[s.output]).max().unwrap_or(0);
+        let scratch = steps.iter().map(|s| step_scratch(&s.kernel)).max().unwrap_or(0);
+        self.partial_len
+            .checked_add(self.saved_len)?
+            .checked_add(acts)?
+            .checked_add(self.gradient_buffers.checked_mul(widest)?)?
+            .checked_add(scratch)
+    }
+
+    /// The first step after which a training step's working memory on one sample is more than
+    /// `limit` floats, if any: the stage a declaration too large is reported on.
+    pub fn first_step_over(&self, limit: usize) -> Option<usize> {
+        (1..=self.steps.len())
+            .find(|&n| self.workspace_upto(n).is_none_or(|w| w > limit))
+            .map(|n| n - 1)
+    }
 }
 
 struct Region {
@@ -125,13 +157,13 @@ pub fn plan(model: &Model) -> Plan {
     }
     readers[model.output] += 1;
     let mut reg_of: HashMap<ValueId, Reg> = HashMap::from([(INPUT, 0)]);
-    for node in &model.nodes {
+    for (index, node) in model.nodes.iter().enumerate() {
         let inputs: Vec<Reg> = node.inputs.iter().map(|v| reg_of[v]).collect();
         if let Some(reg) = p.fuse_relu(&node.op, node.inputs[0], &inputs, &readers) {
             reg_of.insert(node.output, reg);
             continue;
         }
-        let reg = p.op(node.op.clone(), &inputs, node.output);
+        let reg = p.op(node.op.clone(), &inputs, node.output, index);
         reg_of.insert(node.output, reg);
     }
     let mut output = reg_of[&model.output];
@@ -148,6 +180,15 @@ pub fn plan(model: &Model) -> Plan {
         backward,
         scratch_len: p.steps.iter().map(|s| step_scratch(&s.kernel)).max().unwrap_or(0),
         saved_len: p.saved_len,
+        partial_len: p
+            .steps
+            .iter()
+            .map(|s| match &s.kernel {
+                Kernel::Op(op) => kinds::partial_len(op),
+                _ => 0,
+            })
+            .max()
+            .unwrap_or(0),
         steps: p.steps,
         regs,
         output,
@@ -180,7 +221,7 @@ impl Planner<'_> {
     }
 
     /// Adds a step for `op` on `inputs`, transposing them first where it needs another layout.
-    fn op(&mut self, op: Op, inputs: &[Reg], value: ValueId) -> Reg {
+    fn op(&mut self, op: Op, inputs: &[Reg], value: ValueId, node: usize) -> Reg {
         let needs = kinds::needs(&op);
         let want = match needs {
             Needs::Any | Needs::AnyToChannelMajor => self.regions[inputs[0]].layout,
@@ -210,7 +251,11 @@ impl Planner<'_> {
         let saved = self.saved_len..self.saved_len + kinds::saved_len(&op);
         self.saved_len = saved.end;
         let len = self.model.values[value].len();
-        self.push(Kernel::Op(op), want, inputs, len, layout, image, saved)
+        let reg = self.push(Kernel::Op(op), want, inputs, len, layout, image, saved);
+        if let Some(step) = self.steps.last_mut() {
+            step.node = Some(node);
+        }
+        reg
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -237,6 +282,7 @@ impl Planner<'_> {
             inputs,
             output,
             saved,
+            node: None,
         });
         output
     }

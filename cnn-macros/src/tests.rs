@@ -790,3 +790,25 @@ fn expansion_size() {
     // 6,084 tokens before it moved there, 5,119 after.
     assert!(count < 5_500, "LeNet-5 expands to {count} tokens");
 }
+
+/// The limit on a training step's memory is checked on the plan's own total, the one the
+/// generated `workspace_len(1)` gives: a ReLU on `[N]` keeps its output and one gradient buffer,
+/// `2 N` floats, so `N = 2^31` is the largest that fits.
+#[test]
+fn memory_limit_is_the_generated_workspace() {
+    let fits = model(quote! { struct N { input: [2147483648], a: Relu } });
+    let plan = crate::plan::plan(&fits);
+    let whole = plan.workspace_upto(plan.steps.len());
+    let generated = plan.partial_len
+        + plan.saved_len
+        + plan.activations_len
+        + plan.gradient_buffers * plan.gradient_len
+        + plan.scratch_len;
+    assert_eq!(whole, Some(generated));
+    assert_eq!(generated, crate::ir::MAX_ELEMS);
+    let e = error(quote! { struct N { input: [2147483649], a: Relu } });
+    assert!(
+        e.starts_with("`a`: on input [2147483649], the working memory of a training step"),
+        "{e}"
+    );
+}

@@ -123,13 +123,7 @@ fn check(cx: &mut Checker, stage: &str, layer: &Layer, shape: Option<Shape>, ima
         let at = cx.param_count();
         at..at
     };
-    let n = shape.len();
-    let cost = Cost {
-        in_len: n,
-        out_len: n,
-        macs: 0,
-        scratch_len: 0,
-    };
+    let cost = Cost { macs: 0 };
     let geom = BatchNorm::new(c, plane, eps as f32, momentum as f32, affine);
     let op = Op::BatchNorm { geom, params, buffers };
     (text, Some(Built::Op { op, out: shape, cost }))

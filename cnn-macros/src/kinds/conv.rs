@@ -141,7 +141,7 @@ fn check(cx: &mut Checker, stage: &str, layer: &Layer, shape: Option<Shape>) -> 
             elems(&[unfolded.max(direct).checked_add(copies)?])
         }),
     );
-    let (Some(_), Some(out_len), Some(macs), Some(scratch_len)) = sizes else {
+    let (Some(_), Some(_), Some(macs), Some(_)) = sizes else {
         let (what, limit) = match sizes {
             (None, ..) => ("weight", Limit::Memory),
             (_, None, ..) => ("output", Limit::Memory),
@@ -159,12 +159,7 @@ fn check(cx: &mut Checker, stage: &str, layer: &Layer, shape: Option<Shape>) -> 
         return (text, None);
     };
     let geom = Conv2d::new([c, h, w], oc, kernel, stride, padding, bias);
-    let cost = Cost {
-        in_len: shape.len(),
-        out_len,
-        macs,
-        scratch_len,
-    };
+    let cost = Cost { macs };
     let op = Op::Conv { geom, groups, params };
     let built = Built::Op {
         op,

@@ -61,12 +61,7 @@ fn check(cx: &mut Checker, stage: &str, layer: &Layer, shape: Option<Shape>) -> 
     let Some(params) = cx.tensors(Table::Params, stage, &layer.loc, Shape::Flat(inputs), &tensors) else {
         return (text, None);
     };
-    let cost = Cost {
-        in_len: inputs,
-        out_len: out,
-        macs: weight_len,
-        scratch_len: 0,
-    };
+    let cost = Cost { macs: weight_len };
     let op = Op::Dense {
         geom: Dense::new(inputs, out, bias),
         params,

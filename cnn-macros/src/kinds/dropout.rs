@@ -51,13 +51,7 @@ fn check(cx: &mut Checker, stage: &str, layer: &Layer, shape: Option<Shape>) -> 
         return (text, shape.map(Built::Same));
     };
     let (c, plane) = shape.channels();
-    let n = shape.len();
-    let cost = Cost {
-        in_len: n,
-        out_len: n,
-        macs: 0,
-        scratch_len: 0,
-    };
+    let cost = Cost { macs: 0 };
     let op = Op::Dropout {
         geom: Dropout::new(p as f32, c, plane),
         stage: cx.dropouts,

@@ -97,7 +97,7 @@ fn check(
         return (text, None);
     };
     let op = Op::Pool(Pool2d::new(kind, [c, h, w], kernel, stride, padding));
-    (text, Some(built(op, shape, [c, oh, ow])))
+    (text, Some(built(op, [c, oh, ow])))
 }
 
 fn global(cx: &mut Checker, stage: &str, layer: &Layer, shape: Option<Shape>) -> (String, Option<Built>) {
@@ -107,16 +107,11 @@ fn global(cx: &mut Checker, stage: &str, layer: &Layer, shape: Option<Shape>) ->
         return (text, None);
     };
     let op = Op::Pool(Pool2d::new(PoolKind::Avg, [c, h, w], [h, w], [h, w], [0, 0]));
-    (text, Some(built(op, Shape::Image([c, h, w]), [c, 1, 1])))
+    (text, Some(built(op, [c, 1, 1])))
 }
 
-fn built(op: Op, shape: Shape, out: [usize; 3]) -> Built {
-    let cost = Cost {
-        in_len: shape.len(),
-        out_len: out.iter().product(),
-        macs: 0,
-        scratch_len: 0,
-    };
+fn built(op: Op, out: [usize; 3]) -> Built {
+    let cost = Cost { macs: 0 };
     Built::Op {
         op,
         out: Shape::Image(out),

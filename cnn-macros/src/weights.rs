@@ -103,8 +103,19 @@ impl ReadError {
 /// prefix, a header of at most `MAX_HEADER_LEN` bytes, and at most `MAX_DTYPE_BYTES` per value
 /// (the loader's bound).
 fn read_bounded(path: &Path, model: &Model) -> Result<Vec<u8>, ReadError> {
-    let f = File::open(path).map_err(ReadError::Io)?;
+    let mut f = File::open(path).map_err(ReadError::Io)?;
     let file_len = f.metadata().map_err(ReadError::Io)?.len();
+    // The header's length first, so that an oversized header is named as such.
+    let mut prefix = [0u8; 8];
+    if file_len >= 8 {
+        f.read_exact(&mut prefix).map_err(ReadError::Io)?;
+        let header_len = u64::from_le_bytes(prefix);
+        if header_len > MAX_HEADER_LEN as u64 {
+            return Err(ReadError::Damaged(format!(
+                "its header is {header_len} bytes long, more than the {MAX_HEADER_LEN} bytes accepted"
+            )));
+        }
+    }
     let values = (model.param_count + model.buffer_count + counters(model).len()) as u64;
     let limit = (8 + MAX_HEADER_LEN as u64).saturating_add(values.saturating_mul(MAX_DTYPE_BYTES as u64));
     if file_len > limit {
@@ -113,7 +124,10 @@ fn read_bounded(path: &Path, model: &Model) -> Result<Vec<u8>, ReadError> {
         )));
     }
     let mut bytes = Vec::with_capacity(file_len as usize);
-    f.take(limit + 1).read_to_end(&mut bytes).map_err(ReadError::Io)?;
+    bytes.extend_from_slice(&prefix[..file_len.min(8) as usize]);
+    f.take(limit + 1 - bytes.len() as u64)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Io)?;
     Ok(bytes)
 }
 

@@ -518,6 +518,22 @@ fn layout_tokens(layout: Layout) -> TokenStream {
     }
 }
 
+/// A transpose step's call: `from` into `to` forward, or (`backward`) the gradient back the
+/// other way. Nothing for an op.
+fn transpose_call(kernel: &Kernel, from: &TokenStream, to: &TokenStream, backward: bool) -> TokenStream {
+    let (channels, plane, to_sample_major) = match kernel {
+        Kernel::ToSampleMajor { channels, plane } => (channels, plane, !backward),
+        Kernel::ToChannelMajor { channels, plane } => (channels, plane, backward),
+        Kernel::Op(_) => return TokenStream::new(),
+    };
+    let function = if to_sample_major {
+        quote!(to_sample_major)
+    } else {
+        quote!(to_channel_major)
+    };
+    quote!(::cnn::__private::#function(#channels, batch, #plane, #from, #to);)
+}
+
 /// Inference: splits `acts` into one slice per region (`a1`, `a2`, ...), then calls each step
 /// in order.
 fn forward_body(plan: &Plan) -> TokenStream {
@@ -554,14 +570,7 @@ fn forward_body(plan: &Plan) -> TokenStream {
                 };
                 kinds::forward(op, &call, false)
             }
-            Kernel::ToSampleMajor { channels, plane } => {
-                let x = &x[0];
-                quote!(::cnn::__private::to_sample_major(#channels, batch, #plane, #x, #y);)
-            }
-            Kernel::ToChannelMajor { channels, plane } => {
-                let x = &x[0];
-                quote!(::cnn::__private::to_channel_major(#channels, batch, #plane, #x, #y);)
-            }
+            transpose => transpose_call(transpose, &x[0], &y, false),
         });
     }
     body
@@ -633,18 +642,7 @@ fn training(plan: &Plan) -> Training {
                 };
                 kinds::forward_train(op, &call)
             }
-            Kernel::ToSampleMajor { channels, plane } => {
-                let x = &x[0];
-                vec![kinds::Piece::Code(
-                    quote!(::cnn::__private::to_sample_major(#channels, batch, #plane, #x, #y);),
-                )]
-            }
-            Kernel::ToChannelMajor { channels, plane } => {
-                let x = &x[0];
-                vec![kinds::Piece::Code(
-                    quote!(::cnn::__private::to_channel_major(#channels, batch, #plane, #x, #y);),
-                )]
-            }
+            transpose => vec![kinds::Piece::Code(transpose_call(transpose, &x[0], &y, false))],
         };
         t.add(pieces);
     }
@@ -686,16 +684,8 @@ fn training(plan: &Plan) -> Training {
                 kinds::backward_train(op, &call)
             }
             // Transposes only pass the gradient on, transposed back.
-            Kernel::ToSampleMajor { channels, plane } => match &dx[0] {
-                Some(dx) => vec![kinds::Piece::Code(
-                    quote!(::cnn::__private::to_channel_major(#channels, batch, #plane, #dy, #dx);),
-                )],
-                None => Vec::new(),
-            },
-            Kernel::ToChannelMajor { channels, plane } => match &dx[0] {
-                Some(dx) => vec![kinds::Piece::Code(
-                    quote!(::cnn::__private::to_sample_major(#channels, batch, #plane, #dy, #dx);),
-                )],
+            transpose => match &dx[0] {
+                Some(dx) => vec![kinds::Piece::Code(transpose_call(transpose, &dy, dx, true))],
                 None => Vec::new(),
             },
         };

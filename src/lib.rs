@@ -47,7 +47,7 @@ pub use cnn_runtime::parallel::{set_threads, threads};
 pub use cnn_runtime::train;
 #[cfg(feature = "std")]
 pub use cnn_runtime::{data, io, Error};
-pub use cnn_runtime::{optim, Network, ParamInfo, TrainState};
+pub use cnn_runtime::{kernels, optim, Network, ParamInfo, TrainState};
 
 /// What a declaration needs in scope: the [`cnn!`] macro and the [`Network`] trait.
 ///

@@ -22,7 +22,7 @@ use crate::layout::Layout;
 use crate::shape::conv_out;
 use crate::simd::{
     gather_cols_gemm, gather_gemm, gather_gemm_nt, gather_rows_gemm, small_gemm, small_gemm_nt, sum, sum_shifted,
-    transpose, Gathered, Mat,
+    transpose, Gathered, Mat, Store,
 };
 
 /// The geometry of one convolution layer, all sizes known when the network is declared.
@@ -153,9 +153,9 @@ impl Conv2d {
     /// stride-1 convolution, an unfolded sample otherwise.
     pub const fn forward_scratch_len(&self) -> usize {
         if self.direct() {
-            self.padded_len() + self.weight_len()
+            self.padded_len() + self.out_len() + self.weight_len()
         } else {
-            self.cols_len()
+            self.cols_len() + self.out_len()
         }
     }
 
@@ -187,6 +187,15 @@ impl Conv2d {
     /// and a kernel of at most [`TAPS`] taps.
     pub const fn direct(&self) -> bool {
         self.sh == 1 && self.sw == 1 && self.kh * self.kw <= TAPS
+    }
+
+    /// The route [`direct`](Self::direct) says.
+    const fn route(&self) -> Route {
+        if self.direct() {
+            Route::Direct
+        } else {
+            Route::Unfolded
+        }
     }
 
     /// Whether the stride-1 forward pass goes a row of output pixels at a time, with the output
@@ -278,8 +287,10 @@ impl Conv2d {
         }
     }
 
-    /// The stride-1 forward pass; `y` holds the bias (or zeros when there is none). With `relu`,
-    /// each sample's output goes through a ReLU as soon as it is complete, while in cache.
+    /// The stride-1 forward pass. Each sample's output is computed in `scratch`, contiguous
+    /// and in cache, then written to its planes of the channel-major `y` with the bias added
+    /// and, as `then` says, a ReLU applied: one pass over `y`, whose planes lie `batch` planes
+    /// apart (writing them while accumulating would evict them from the cache in turn).
     #[allow(clippy::too_many_arguments)]
     fn forward_direct(
         &self,
@@ -287,59 +298,65 @@ impl Conv2d {
         x: &[f32],
         layout: Layout,
         weight: &[f32],
+        bias: Option<&[f32]>,
         y: &mut [f32],
         scratch: &mut [f32],
-        relu: bool,
+        then: Then,
     ) {
         let ([hp, wp], k, ohw) = (self.padded(), self.patch_len(), self.oh * self.ow);
         let taps = self.kh * self.kw;
         let (pad, rest) = scratch.split_at_mut(self.padded_len());
+        let (out, rest) = rest.split_at_mut(self.out_len());
         pad.fill(0.0);
         let (table, chunk) = self.tap_table(hp * wp, wp, self.c);
         // The taps of a chunk of channels, each a view of the padded sample whose OH*OW pixels
         // are rows of OW, WP apart.
         let taps_of = |c0: usize| (c0 * hp * wp, &table[..chunk.min(self.c - c0) * taps]);
-        if self.by_pixels() {
-            // y[:, b]^T [OH*OW, OC] += taps seen from each pixel [OH*OW, C*KH*KW] x weight^T.
-            let wt = &mut rest[..self.weight_len()];
-            transpose(self.oc, k, Mat::rows(weight, k), wt);
-            for b in 0..batch {
-                self.pad_sample(x, layout, batch, b, pad);
-                for c0 in (0..self.c).step_by(chunk) {
-                    let (at, offsets) = taps_of(c0);
-                    let a = Gathered::new(&pad[at..], offsets).image(self.ow, wp);
-                    let (wt, out) = (&wt[c0 * taps * self.oc..], &mut y[b * ohw..]);
-                    let kk = a.offsets.len();
-                    gather_cols_gemm(ohw, kk, self.oc, a, Mat::rows(wt, self.oc), out, [1, batch * ohw], true);
-                }
-                if relu {
-                    self.relu_sample(batch, b, y);
-                }
-            }
-            return;
+        let by_pixels = self.by_pixels();
+        let wt = &mut rest[..self.weight_len()];
+        if by_pixels {
+            transpose(self.oc, k, Mat::rows(weight, k), wt, self.oc);
         }
         for b in 0..batch {
             self.pad_sample(x, layout, batch, b, pad);
-            // y[:, b] [OC, OH*OW] += weight [OC, C*KH*KW] x taps [C*KH*KW, OH*OW].
             for c0 in (0..self.c).step_by(chunk) {
                 let (at, offsets) = taps_of(c0);
-                let bt = Gathered::new(&pad[at..], offsets).image(self.ow, wp);
-                let (w, out) = (Mat::rows(&weight[c0 * taps..], k), &mut y[b * ohw..]);
-                gather_gemm(self.oc, bt.offsets.len(), ohw, w, bt, out, batch * ohw, true);
+                let views = Gathered::new(&pad[at..], offsets).image(self.ow, wp);
+                let (kk, store) = (offsets.len(), Store::accumulate_if(c0 > 0));
+                if by_pixels {
+                    // out [OH*OW, OC] (+)= taps seen from each pixel [OH*OW, C*KH*KW] x weight^T.
+                    let wt = Mat::rows(&wt[c0 * taps * self.oc..], self.oc);
+                    gather_cols_gemm(ohw, kk, self.oc, views, wt, out, [self.oc, 1], store);
+                } else {
+                    // out [OC, OH*OW] (+)= weight [OC, C*KH*KW] x taps [C*KH*KW, OH*OW].
+                    let w = Mat::rows(&weight[c0 * taps..], k);
+                    gather_gemm(self.oc, kk, ohw, w, views, out, ohw, store);
+                }
             }
-            if relu {
-                self.relu_sample(batch, b, y);
+            if by_pixels {
+                let yb = &mut y[b * ohw..];
+                transpose(ohw, self.oc, Mat::rows(out, self.oc), yb, batch * ohw);
+                self.finish_sample(batch, yb, bias, then);
+            } else {
+                self.write_sample(batch, b, out, bias, then, y);
             }
         }
     }
 
-    /// `max(0, y)` over sample `b`'s output in the channel-major `y`.
-    fn relu_sample(&self, batch: usize, b: usize, y: &mut [f32]) {
+    /// Adds the bias to one sample's planes of the channel-major output (`y` starts at the
+    /// sample's first plane) and applies what `then` says.
+    fn finish_sample(&self, batch: usize, y: &mut [f32], bias: Option<&[f32]>, then: Then) {
         let ohw = self.oh * self.ow;
+        if bias.is_none() && then == Then::Nothing {
+            return;
+        }
         for o in 0..self.oc {
-            y[(o * batch + b) * ohw..][..ohw]
-                .iter_mut()
-                .for_each(|v| *v = v.max(0.0));
+            let b = bias.map_or(0.0, |bias| bias[o]);
+            let plane = &mut y[o * batch * ohw..][..ohw];
+            match then {
+                Then::Nothing => plane.iter_mut().for_each(|v| *v += b),
+                Then::Relu => plane.iter_mut().for_each(|v| *v = (*v + b).max(0.0)),
+            }
         }
     }
 
@@ -417,13 +434,13 @@ impl Conv2d {
                 }
             }
             if by_taps {
-                transpose(self.oc, ohw, Mat::rows(dyb, ld), dyt);
+                transpose(self.oc, ohw, Mat::rows(dyb, ld), dyt, self.oc);
                 // dweight^T [C*KH*KW, OC] += taps [C*KH*KW, OH*OW] x dy_b^T [OH*OW, OC].
                 for c0 in (0..self.c).step_by(chunk) {
                     let cc = chunk.min(self.c - c0);
                     let a = Gathered::new(&pad[c0 * hp * wp..], &table[..cc * taps]).image(self.ow, wp);
                     let (dy, out) = (Mat::rows(dyt, self.oc), &mut dwt[c0 * taps * self.oc..]);
-                    gather_rows_gemm(cc * taps, ohw, self.oc, a, dy, out, self.oc, true);
+                    gather_rows_gemm(cc * taps, ohw, self.oc, a, dy, out, self.oc, Store::Accumulate);
                 }
             } else {
                 // dweight [OC, C*KH*KW] += dy_wide [OC, N] x taps^T; the wide columns past OW
@@ -432,7 +449,16 @@ impl Conv2d {
                     let cc = chunk.min(self.c - c0);
                     let views = Gathered::new(&pad[c0 * hp * wp..], &table[..cc * taps]);
                     let out = &mut dweight[c0 * taps..];
-                    gather_gemm_nt(self.oc, cc * taps, n, Mat::rows(dyw, n), views, out, k, true);
+                    gather_gemm_nt(
+                        self.oc,
+                        cc * taps,
+                        n,
+                        Mat::rows(dyw, n),
+                        views,
+                        out,
+                        k,
+                        Store::Accumulate,
+                    );
                 }
             }
             let Some(dx) = dx.as_deref_mut() else { continue };
@@ -448,7 +474,7 @@ impl Conv2d {
                 Mat::rows(dyw, n),
                 dc,
                 row,
-                false,
+                Store::Overwrite,
             );
             for (ch, out) in dpad.chunks_exact_mut(hp * wp).enumerate() {
                 sum_shifted(&dcols[ch * taps * row..], &starts[..taps], out);
@@ -463,7 +489,7 @@ impl Conv2d {
         }
         if by_taps {
             // dweight was zeroed by the caller: the transpose is the whole gradient.
-            transpose(k, self.oc, Mat::rows(dwt, self.oc), dweight);
+            transpose(k, self.oc, Mat::rows(dwt, self.oc), dweight, k);
         }
     }
 
@@ -585,7 +611,7 @@ impl Conv2d {
     ///
     /// If a slice has the wrong length; the message gives the expected and the actual one.
     pub fn forward(&self, batch: usize, x: &[f32], layout: Layout, params: &[f32], y: &mut [f32], scratch: &mut [f32]) {
-        self.forward_by(self.direct(), false, batch, x, layout, params, y, scratch)
+        self.forward_by(self.route(), Then::Nothing, batch, x, layout, params, y, scratch)
     }
 
     /// `y = max(0, conv(x, weight) + bias)`: [`forward`](Self::forward) and a ReLU, which a
@@ -616,16 +642,15 @@ impl Conv2d {
         y: &mut [f32],
         scratch: &mut [f32],
     ) {
-        self.forward_by(self.direct(), true, batch, x, layout, params, y, scratch)
+        self.forward_by(self.route(), Then::Relu, batch, x, layout, params, y, scratch)
     }
 
-    /// [`forward`](Self::forward) by the stride-1 path when `direct`, by unfolding otherwise;
-    /// followed by a ReLU with `relu`.
+    /// [`forward`](Self::forward) by `route`, followed by what `then` says.
     #[allow(clippy::too_many_arguments)]
     fn forward_by(
         &self,
-        direct: bool,
-        relu: bool,
+        route: Route,
+        then: Then,
         batch: usize,
         x: &[f32],
         layout: Layout,
@@ -633,10 +658,9 @@ impl Conv2d {
         y: &mut [f32],
         scratch: &mut [f32],
     ) {
-        let need = if direct {
-            self.forward_scratch_len()
-        } else {
-            self.cols_len()
+        let need = match route {
+            Route::Direct => self.forward_scratch_len(),
+            Route::Unfolded => self.cols_len() + self.out_len(),
         };
         assert_eq!(
             params.len(),
@@ -666,32 +690,31 @@ impl Conv2d {
         );
         let (k, ohw) = (self.patch_len(), self.oh * self.ow);
         let (weight, bias) = params.split_at(self.weight_len());
-        if self.bias {
-            for (row, &b) in y.chunks_exact_mut(batch * ohw).zip(bias) {
-                row.fill(b);
-            }
-        } else if direct {
-            y.fill(0.0);
+        let bias = self.bias.then_some(bias);
+        if route == Route::Direct {
+            return self.forward_direct(batch, x, layout, weight, bias, y, scratch, then);
         }
-        if direct {
-            return self.forward_direct(batch, x, layout, weight, y, scratch, relu);
-        }
-        let cols = &mut scratch[..self.cols_len()];
+        let (cols, out) = scratch.split_at_mut(self.cols_len());
+        let out = &mut out[..self.out_len()];
         for b in 0..batch {
             self.im2col(x, layout, batch, b, cols);
-            // y[:, b] [OC, OH*OW] (+)= weight [OC, K] x cols [K, OH*OW]; rows batch*OH*OW apart.
-            small_gemm(
-                self.oc,
-                k,
-                ohw,
-                Mat::rows(weight, k),
-                Mat::rows(cols, ohw),
-                &mut y[b * ohw..],
-                batch * ohw,
-                self.bias,
-            );
-            if relu {
-                self.relu_sample(batch, b, y);
+            // out [OC, OH*OW] = weight [OC, K] x cols [K, OH*OW], in cache; then into y's planes.
+            let (w, cols) = (Mat::rows(weight, k), Mat::rows(cols, ohw));
+            small_gemm(self.oc, k, ohw, w, cols, out, ohw, Store::Overwrite);
+            self.write_sample(batch, b, out, bias, then, y);
+        }
+    }
+
+    /// Writes one sample's output `out` (`[OC, OH*OW]`, contiguous) to its planes of the
+    /// channel-major `y`, adding the bias and applying what `then` says.
+    fn write_sample(&self, batch: usize, b: usize, out: &[f32], bias: Option<&[f32]>, then: Then, y: &mut [f32]) {
+        let ohw = self.oh * self.ow;
+        for (o, src) in out.chunks_exact(ohw).enumerate() {
+            let dst = &mut y[(o * batch + b) * ohw..][..ohw];
+            let b = bias.map_or(0.0, |bias| bias[o]);
+            match then {
+                Then::Nothing => dst.iter_mut().zip(src).for_each(|(d, s)| *d = s + b),
+                Then::Relu => dst.iter_mut().zip(src).for_each(|(d, s)| *d = (s + b).max(0.0)),
             }
         }
     }
@@ -718,7 +741,7 @@ impl Conv2d {
         dx: Option<&mut [f32]>,
         scratch: &mut [f32],
     ) {
-        self.backward_by(self.direct(), None, batch, x, layout, params, dy, dparams, dx, scratch)
+        self.backward_by(self.route(), None, batch, x, layout, params, dy, dparams, dx, scratch)
     }
 
     /// The gradients of [`forward_relu`](Self::forward_relu), as [`backward`](Self::backward):
@@ -765,7 +788,18 @@ impl Conv2d {
             dy.len(),
             y.len()
         );
-        self.backward_by(true, Some(y), batch, x, layout, params, dy, dparams, dx, scratch)
+        self.backward_by(
+            Route::Direct,
+            Some(y),
+            batch,
+            x,
+            layout,
+            params,
+            dy,
+            dparams,
+            dx,
+            scratch,
+        )
     }
 
     /// [`backward`](Self::backward) by the stride-1 path when `direct`, by unfolding otherwise;
@@ -773,7 +807,7 @@ impl Conv2d {
     #[allow(clippy::too_many_arguments)]
     fn backward_by(
         &self,
-        direct: bool,
+        route: Route,
         relu_out: Option<&[f32]>,
         batch: usize,
         x: &[f32],
@@ -813,10 +847,9 @@ impl Conv2d {
             self.param_len(),
             dparams.len()
         );
-        let need = if direct {
-            self.scratch_len()
-        } else {
-            2 * self.cols_len() + self.out_len() + self.weight_len()
+        let need = match route {
+            Route::Direct => self.scratch_len(),
+            Route::Unfolded => 2 * self.cols_len() + self.out_len() + self.weight_len(),
         };
         assert!(
             scratch.len() >= need,
@@ -842,7 +875,7 @@ impl Conv2d {
             );
             dx.fill(0.0);
         }
-        if direct {
+        if route == Route::Direct {
             // Without a bias, the ReLU's masked bias gradient goes to an empty slice.
             let relu = relu_out.map(|y| (y, &mut dbias[..]));
             return self.backward_direct(batch, x, layout, weight, relu, dy, dweight, dx, scratch);
@@ -859,7 +892,16 @@ impl Conv2d {
             if self.oc < WIDE_OC {
                 // dweight [OC, K] += dy_b [OC, OH*OW] x cols^T [OH*OW, K]: with few output
                 // channels, dot products along the long axis, OH*OW, fill the kernel best.
-                small_gemm_nt(self.oc, k, ohw, dyb, Mat::rows(cols, ohw), dweight, k, true);
+                small_gemm_nt(
+                    self.oc,
+                    k,
+                    ohw,
+                    dyb,
+                    Mat::rows(cols, ohw),
+                    dweight,
+                    k,
+                    Store::Accumulate,
+                );
             } else {
                 // dweight^T [K, OC] += cols [K, OH*OW] x dy_b^T [OH*OW, OC]: the register-blocked
                 // kernel runs along K, with the output channels as its columns.
@@ -876,12 +918,21 @@ impl Conv2d {
                     Mat::rows(dyt, self.oc),
                     dwt,
                     self.oc,
-                    true,
+                    Store::Accumulate,
                 );
             }
             if let Some(dx) = dx.as_deref_mut() {
                 // dcols [K, OH*OW] = weight^T [K, OC] x dy_b [OC, OH*OW]
-                small_gemm(k, self.oc, ohw, Mat::transposed(weight, k), dyb, dcols, ohw, false);
+                small_gemm(
+                    k,
+                    self.oc,
+                    ohw,
+                    Mat::transposed(weight, k),
+                    dyb,
+                    dcols,
+                    ohw,
+                    Store::Overwrite,
+                );
                 self.col2im_add(dcols, layout, batch, b, dx);
             }
         }
@@ -893,6 +944,24 @@ impl Conv2d {
             }
         }
     }
+}
+
+/// How a convolution is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Route {
+    /// The stride-1 path: kernel taps read in place from a padded copy of each sample.
+    Direct,
+    /// Each sample unfolded into columns (im2col), then multiplied.
+    Unfolded,
+}
+
+/// What the forward pass applies to the convolution's output as it writes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Then {
+    /// Nothing: `y = conv(x) + bias`.
+    Nothing,
+    /// `y = max(0, conv(x) + bias)`.
+    Relu,
 }
 
 /// Most kernel taps a table of the stride-1 path holds (a 22x22 kernel); larger kernels take the
@@ -1037,31 +1106,20 @@ mod tests {
                 let x = seq(batch * g.in_len(), 0.3);
                 let p = seq(g.param_len(), 0.7);
                 let dy = seq(batch * g.out_len(), 1.9);
-                let run = |direct: bool, scratch: &mut [f32]| {
+                let run = |route: Route, scratch: &mut [f32]| {
                     let mut y = vec![f32::NAN; batch * g.out_len()];
-                    g.forward_by(direct, false, batch, &x, layout, &p, &mut y, scratch);
+                    g.forward_by(route, Then::Nothing, batch, &x, layout, &p, &mut y, scratch);
                     let mut dp = vec![f32::NAN; g.param_len()];
                     let mut dx = vec![f32::NAN; x.len()];
-                    g.backward_by(
-                        direct,
-                        None,
-                        batch,
-                        &x,
-                        layout,
-                        &p,
-                        &dy,
-                        &mut dp,
-                        Some(&mut dx),
-                        scratch,
-                    );
+                    g.backward_by(route, None, batch, &x, layout, &p, &dy, &mut dp, Some(&mut dx), scratch);
                     // Without dx, the parameter gradient is the same.
                     let mut dp_only = vec![f32::NAN; g.param_len()];
-                    g.backward_by(direct, None, batch, &x, layout, &p, &dy, &mut dp_only, None, scratch);
+                    g.backward_by(route, None, batch, &x, layout, &p, &dy, &mut dp_only, None, scratch);
                     assert_eq!(dp, dp_only, "{g:?}");
                     (y, dp, dx)
                 };
-                let direct = run(true, &mut scratch);
-                let unfolded = run(false, &mut scratch);
+                let direct = run(Route::Direct, &mut scratch);
+                let unfolded = run(Route::Unfolded, &mut scratch);
                 for (what, a, b) in [
                     ("y", &direct.0, &unfolded.0),
                     ("dparams", &direct.1, &unfolded.1),

@@ -3,7 +3,7 @@
 //! Layouts: input `[batch, IN]`, output `[batch, OUT]`, weight `[OUT, IN]`, bias `[OUT]`;
 //! the parameters of one layer are contiguous: weight, then bias.
 
-use crate::simd::{small_gemm, small_gemm_nt, Mat};
+use crate::simd::{small_gemm, small_gemm_nt, Mat, Store};
 
 /// The geometry of one dense layer.
 ///
@@ -64,7 +64,7 @@ impl Dense {
             Mat::rows(weight, self.inputs),
             y,
             self.outputs,
-            self.bias,
+            Store::accumulate_if(self.bias),
         );
     }
 
@@ -100,7 +100,7 @@ impl Dense {
             Mat::rows(x, self.inputs),
             dweight,
             self.inputs,
-            false,
+            Store::Overwrite,
         );
         dbias.fill(0.0);
         if self.bias {
@@ -128,7 +128,7 @@ impl Dense {
                 Mat::rows(weight, self.inputs),
                 dx,
                 self.inputs,
-                false,
+                Store::Overwrite,
             );
         }
     }

@@ -47,7 +47,7 @@ pub mod residual;
 #[cfg(feature = "rules")]
 pub mod safetensors_rules;
 pub mod shape;
-pub mod simd;
+pub(crate) mod simd;
 #[cfg(test)]
 pub(crate) mod testutil;
 #[cfg(feature = "std")]
@@ -58,3 +58,4 @@ pub mod workspace;
 #[cfg(feature = "std")]
 pub use error::Error;
 pub use network::{Network, ParamInfo, TrainState};
+pub use simd::kernels;

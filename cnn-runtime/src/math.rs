@@ -1,5 +1,5 @@
 //! The few `f32` functions the kernels need that `core` lacks: the standard library's with
-//! `std`, `libm`'s without (`mul_add` and `sqrt` are exactly rounded either way; `exp`, `ln` and
+//! `std`, `libm`'s without (`sqrt` is exactly rounded either way; `exp`, `ln` and
 //! `tanh` are not guaranteed to give the same last bit).
 
 #[cfg(feature = "std")]
@@ -20,10 +20,6 @@ mod imp {
     pub fn sqrt(x: f32) -> f32 {
         x.sqrt()
     }
-    #[inline(always)]
-    pub fn mul_add(a: f32, b: f32, c: f32) -> f32 {
-        a.mul_add(b, c)
-    }
 }
 
 #[cfg(not(feature = "std"))]
@@ -43,11 +39,6 @@ mod imp {
     #[inline]
     pub fn sqrt(x: f32) -> f32 {
         libm::sqrtf(x)
-    }
-    /// Fused, so exactly rounded: the same bits as std's `mul_add`.
-    #[inline(always)]
-    pub fn mul_add(a: f32, b: f32, c: f32) -> f32 {
-        libm::fmaf(a, b, c)
     }
 }
 

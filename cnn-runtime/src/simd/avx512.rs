@@ -1,0 +1,290 @@
+//! The AVX-512 path: 16-lane vectors, 32 registers, masked loads and stores.
+//!
+//! Every function here is `unsafe` for one reason, stated once: it is compiled with
+//! `#[target_feature(enable = "avx512f,avx2,fma")]`, so the CPU must have AVX-512F (an
+//! [`Isa`](super::Isa) of this path says so; every such CPU also has AVX2 and FMA). What each
+//! one reads and writes is checked by the safe entry points in `simd/mod.rs` before the call;
+//! each `# Safety` section says what those checks must guarantee. Masked loads read nothing
+//! past the lanes their mask turns on, so the edges of a block need no copies.
+
+use core::arch::x86_64::*;
+
+use super::operands::{Lhs, Rhs, RowAt, Store, Strides};
+use super::portable;
+
+/// Rows of C per register block of [`gemm`]: with two vectors a row, 24 of the 32 registers
+/// hold sums, and two hold the row of B.
+const MR: usize = 12;
+/// Lanes of a vector.
+const L: usize = 16;
+
+/// Rows and columns of C in a block of [`gemm_nt`]: 16 accumulators, 4 rows of A and a row of
+/// B in flight.
+pub const NT_ROWS: usize = 4;
+pub const NT_COLS: usize = 4;
+
+/// The lanes below `n` (at most 16) on.
+#[inline(always)]
+fn first(n: usize) -> __mmask16 {
+    if n >= L {
+        0xffff
+    } else {
+        ((1u32 << n) - 1) as __mmask16
+    }
+}
+
+/// `C (+)= A x B`: element `(i, p)` of A broadcast against 16 or 32 columns of row `p` of B,
+/// in blocks of up to 12 rows within each image row of B's columns (one vector a row when the
+/// image rows are at most 16 wide, two otherwise).
+///
+/// # Safety
+///
+/// The CPU has AVX-512F; A holds `(m, k)` at its row and column positions; each of the `k`
+/// rows of B holds its `n` columns (whole image rows as `b.spread` says) inside `b.data`; `C`
+/// reaches `(m, n)` at strides `cs` inside `c`.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Lhs<impl RowAt, impl RowAt>,
+    b: Rhs<impl RowAt>,
+    c: &mut [f32],
+    cs: Strides,
+    store: Store,
+) {
+    if k == 0 {
+        return portable::gemm(m, k, n, a, b, c, cs, store);
+    }
+    let one_vector = b.spread.rows(n).0 <= L;
+    // Blocks of at most MR rows, as even as can be: 16 rows as 8 + 8 rather than 12 + 4.
+    let mut blocks = m.div_ceil(MR);
+    let mut i = 0;
+    while i < m {
+        let rows = (m - i).div_ceil(blocks);
+        blocks -= 1;
+        let c = &mut c[i * cs[0]..];
+        /// `gemm_rows::<rows, vectors>` for the rows of this block.
+        macro_rules! rows {
+            ($v:literal) => {
+                match rows {
+                    12 => gemm_rows::<12, $v>(k, n, a, i, b, c, cs, store),
+                    11 => gemm_rows::<11, $v>(k, n, a, i, b, c, cs, store),
+                    10 => gemm_rows::<10, $v>(k, n, a, i, b, c, cs, store),
+                    9 => gemm_rows::<9, $v>(k, n, a, i, b, c, cs, store),
+                    8 => gemm_rows::<8, $v>(k, n, a, i, b, c, cs, store),
+                    7 => gemm_rows::<7, $v>(k, n, a, i, b, c, cs, store),
+                    6 => gemm_rows::<6, $v>(k, n, a, i, b, c, cs, store),
+                    5 => gemm_rows::<5, $v>(k, n, a, i, b, c, cs, store),
+                    4 => gemm_rows::<4, $v>(k, n, a, i, b, c, cs, store),
+                    3 => gemm_rows::<3, $v>(k, n, a, i, b, c, cs, store),
+                    2 => gemm_rows::<2, $v>(k, n, a, i, b, c, cs, store),
+                    _ => gemm_rows::<1, $v>(k, n, a, i, b, c, cs, store),
+                }
+            };
+        }
+        // SAFETY: A holds rows i..i+rows at each of its k columns, C `rows` rows of n at strides
+        // cs from here, every row of B n columns (the contract); the CPU has AVX-512F.
+        unsafe {
+            if one_vector {
+                rows!(1)
+            } else {
+                rows!(2)
+            }
+        }
+        i += rows;
+    }
+}
+
+/// Rows `i0..i0 + R` of C (`c` starts at row `i0`), in blocks of up to `16 V` columns within
+/// each image row of B's columns; the last block of a row is masked. With a column stride of C
+/// other than 1 the results are scattered element by element.
+///
+/// # Safety
+///
+/// As [`gemm`], for rows `i0..i0 + R` of A and the rows of C from `c`'s start.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_rows<const R: usize, const V: usize>(
+    k: usize,
+    n: usize,
+    a: Lhs<impl RowAt, impl RowAt>,
+    i0: usize,
+    b: Rhs<impl RowAt>,
+    c: &mut [f32],
+    cs: Strides,
+    store: Store,
+) {
+    let arows: [*const f32; R] = core::array::from_fn(|r| a.data[a.row.at(i0 + r)..].as_ptr());
+    let (width, stride) = b.spread.rows(n);
+    for (jb, jc) in (0..n / width).map(|g| (g * stride, g * width)) {
+        let mut jj = 0;
+        while jj < width {
+            let cols = (V * L).min(width - jj);
+            // B's columns from jb + jj, C's from j.
+            let j = jc + jj;
+            let masks: [__mmask16; V] = core::array::from_fn(|v| first(cols.saturating_sub(v * L)));
+            let mut acc = [[_mm512_setzero_ps(); V]; R];
+            let bj = b.data[jb + jj..].as_ptr();
+            for p in 0..k {
+                // SAFETY: A holds R rows at each of its k columns and every row of B its n
+                // columns (the contract); the masks keep the loads to the block's columns.
+                unsafe {
+                    let row = bj.add(b.row.at(p));
+                    let bv: [__m512; V] = core::array::from_fn(|v| {
+                        if cols >= (v + 1) * L {
+                            _mm512_loadu_ps(row.add(v * L))
+                        } else {
+                            _mm512_maskz_loadu_ps(masks[v], row.add(v * L))
+                        }
+                    });
+                    let ap = a.col.at(p);
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let av = _mm512_set1_ps(*arows[r].add(ap));
+                        for v in 0..V {
+                            acc[v] = _mm512_fmadd_ps(av, bv[v], acc[v]);
+                        }
+                    }
+                }
+            }
+            if cs[1] != 1 {
+                for (r, acc) in acc.iter().enumerate() {
+                    let mut lanes = [[0.0f32; L]; V];
+                    for v in 0..V {
+                        // SAFETY: `lanes[v]` holds one vector.
+                        unsafe { _mm512_storeu_ps(lanes[v].as_mut_ptr(), acc[v]) };
+                    }
+                    for (l, v) in lanes.as_flattened()[..cols].iter().enumerate() {
+                        let out = &mut c[r * cs[0] + (j + l) * cs[1]];
+                        *out = store.apply(*out, *v);
+                    }
+                }
+            } else {
+                for (r, acc) in acc.iter().enumerate() {
+                    for v in 0..V {
+                        if masks[v] == 0 {
+                            continue;
+                        }
+                        // SAFETY: row r of C has n columns from r * cs[0] (the contract); the
+                        // mask keeps the accesses to j..j+cols.
+                        unsafe {
+                            let out = c.as_mut_ptr().add(r * cs[0] + j + v * L);
+                            let sum = match store {
+                                Store::Overwrite => acc[v],
+                                Store::Accumulate => _mm512_add_ps(acc[v], _mm512_maskz_loadu_ps(masks[v], out)),
+                            };
+                            _mm512_mask_storeu_ps(out, masks[v], sum);
+                        }
+                    }
+                }
+            }
+            jj += cols;
+        }
+    }
+}
+
+/// `C (+)= A x B^T` in blocks of up to 4 x 4 entries of C: each step loads 16 elements of
+/// each of the block's rows of A and of B, for up to 16 FMAs; the accumulators are summed
+/// across lanes at the end, and the last step of a row is masked. Rows of A start at
+/// `a[arow.at(i)]`, rows of B at `b[brow.at(j)]`; `C(i, j)` is
+/// `c[i * cstride[0] + j * cstride[1]]`.
+///
+/// # Safety
+///
+/// The CPU has AVX-512F; the `m` rows of A and `n` rows of B hold `k` elements each inside
+/// `a` and `b`; `C` reaches `(m, n)` inside `c`.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_nt(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    arow: impl RowAt,
+    b: &[f32],
+    brow: impl RowAt,
+    c: &mut [f32],
+    cstride: Strides,
+    store: Store,
+) {
+    /// The `R x S` block function for the `(rows, cols)` given at run time.
+    macro_rules! block {
+        ($rows:expr, $cols:expr, $($r:literal)+ ; $($s:literal)+) => {
+            block!(@rows $rows, $cols, [$($s)+], $($r)+)
+        };
+        (@rows $rows:expr, $cols:expr, $ss:tt, $($r:literal)+) => {
+            match $rows {
+                $($r => block!(@cols $r, $cols, $ss),)+
+                _ => unreachable!(),
+            }
+        };
+        (@cols $r:literal, $cols:expr, [$($s:literal)+]) => {
+            match $cols {
+                $($s => nt_block::<$r, $s>,)+
+                _ => unreachable!(),
+            }
+        };
+    }
+    let mut i = 0;
+    while i < m {
+        let rows = NT_ROWS.min(m - i);
+        let mut j = 0;
+        while j < n {
+            let cols = NT_COLS.min(n - j);
+            let run = block!(rows, cols, 1 2 3 4; 1 2 3 4);
+            // The block's rows of A and of B; past the block's size, repeats of its last row.
+            let arows = core::array::from_fn(|r| a[arow.at(i + r.min(rows - 1))..].as_ptr());
+            let brows = core::array::from_fn(|s| b[brow.at(j + s.min(cols - 1))..].as_ptr());
+            let out = &mut c[i * cstride[0] + j * cstride[1]..];
+            // SAFETY: the rows of A and B hold k elements, C holds the block (the contract);
+            // the CPU has AVX-512F (the contract).
+            unsafe { run(k, arows, brows, out, cstride, store) };
+            j += cols;
+        }
+        i += rows;
+    }
+}
+
+/// One `R x S` block of [`gemm_nt`]: `out[r * cstride[0] + s * cstride[1]]` (+)= the dot
+/// product of `k` elements from `arows[r]` and from `brows[s]`.
+///
+/// # Safety
+///
+/// The CPU has AVX-512F; the first `R` of `arows` and `S` of `brows` point to `k` readable
+/// elements each; `out` holds the block's entries at `cstride`.
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn nt_block<const R: usize, const S: usize>(
+    k: usize,
+    arows: [*const f32; NT_ROWS],
+    brows: [*const f32; NT_COLS],
+    out: &mut [f32],
+    cstride: Strides,
+    store: Store,
+) {
+    let arows: [*const f32; R] = core::array::from_fn(|r| arows[r]);
+    let brows: [*const f32; S] = core::array::from_fn(|s| brows[s]);
+    let mut acc = [[_mm512_setzero_ps(); S]; R];
+    let mut p = 0;
+    while p < k {
+        let mask = first(k - p);
+        // SAFETY: the rows hold k elements from their starts (the contract); the mask keeps
+        // each step below k.
+        unsafe {
+            let av = arows.map(|ptr| _mm512_maskz_loadu_ps(mask, ptr.add(p)));
+            for s in 0..S {
+                let bv = _mm512_maskz_loadu_ps(mask, brows[s].add(p));
+                for r in 0..R {
+                    acc[r][s] = _mm512_fmadd_ps(av[r], bv, acc[r][s]);
+                }
+            }
+        }
+        p += L;
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        for (s, v) in acc.iter().enumerate() {
+            let out = &mut out[r * cstride[0] + s * cstride[1]];
+            *out = store.apply(*out, _mm512_reduce_add_ps(*v));
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The portable path: plain Rust, blocked as the vector paths are, for any CPU.
+
+use super::operands::{Lhs, Mat, Rhs, RowAt, Store, Strides};
+
+/// Rows of C per register block.
+const MR: usize = 6;
+/// Columns of C per register block.
+const NR: usize = 16;
+/// Lanes of the partial sums of a dot product.
+const LANES: usize = 8;
+
+/// `a . b` for slices of one length, in four interleaved 8-lane partial sums.
+#[inline(always)]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [[0.0f32; LANES]; 4];
+    let (a4, b4) = (a.chunks_exact(4 * LANES), b.chunks_exact(4 * LANES));
+    let (ar, br) = (a4.remainder(), b4.remainder());
+    for (x, y) in a4.zip(b4) {
+        for (r, acc) in acc.iter_mut().enumerate() {
+            for l in 0..LANES {
+                acc[l] += x[r * LANES + l] * y[r * LANES + l];
+            }
+        }
+    }
+    let mut total = [0.0f32; LANES];
+    for acc in &acc {
+        for l in 0..LANES {
+            total[l] += acc[l];
+        }
+    }
+    let mut sum = total.iter().sum::<f32>();
+    for (x, y) in ar.iter().zip(br) {
+        sum += x * y;
+    }
+    sum
+}
+
+/// `out[q] = sum over t of rows[starts[t] + q]`, windows checked by the caller.
+pub fn sum_shifted(rows: &[f32], starts: &[usize], out: &mut [f32]) {
+    out.fill(0.0);
+    for &s in starts {
+        out.iter_mut().zip(&rows[s..]).for_each(|(o, r)| *o += r);
+    }
+}
+
+/// `y[j * ldy + i] = x[i * x.rs + j]`, except the rows before `i0` up to column `j0` (what the
+/// vector paths did: the edges remain); operands checked by the caller.
+pub fn transpose_from(rows: usize, cols: usize, x: Mat, y: &mut [f32], ldy: usize, [i0, j0]: [usize; 2]) {
+    for i in 0..rows {
+        let from = if i < i0 { j0 } else { 0 };
+        for j in from..cols {
+            y[j * ldy + i] = x.data[i * x.rs + j];
+        }
+    }
+}
+
+/// `C (+)= A x B`: the broadcast kernel's blocking in plain Rust; operands checked by the
+/// caller (`B`'s rows hold `n` columns in whole image rows, `C` reaches `(m, n)`).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Lhs<impl RowAt, impl RowAt>,
+    b: Rhs<impl RowAt>,
+    c: &mut [f32],
+    cs: Strides,
+    store: Store,
+) {
+    let (width, stride) = b.spread.rows(n);
+    let mut i = 0;
+    while i < m {
+        let rows = MR.min(m - i);
+        for (jb, jc) in (0..n / width).map(|g| (g * stride, g * width)) {
+            let mut jj = 0;
+            while jj < width {
+                let cols = NR.min(width - jj);
+                let mut acc = [[0.0f32; NR]; MR];
+                for p in 0..k {
+                    let brow = &b.data[b.row.at(p) + jb + jj..][..cols];
+                    let ap = a.col.at(p);
+                    for (r, acc) in acc.iter_mut().enumerate().take(rows) {
+                        let av = a.data[a.row.at(i + r) + ap];
+                        for (l, &bv) in brow.iter().enumerate() {
+                            acc[l] += av * bv;
+                        }
+                    }
+                }
+                for (r, acc) in acc.iter().enumerate().take(rows) {
+                    for (l, v) in acc[..cols].iter().enumerate() {
+                        let out = &mut c[(i + r) * cs[0] + (jc + jj + l) * cs[1]];
+                        *out = store.apply(*out, *v);
+                    }
+                }
+                jj += cols;
+            }
+        }
+        i += rows;
+    }
+}
+
+/// `C (+)= A x B^T`, one dot product per entry; operands checked by the caller.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_nt(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: Mat,
+    b: &[f32],
+    brow: impl RowAt,
+    c: &mut [f32],
+    ldc: usize,
+    store: Store,
+) {
+    for i in 0..m {
+        let arow = &a.data[i * a.rs..][..k];
+        for j in 0..n {
+            let d = dot(arow, &b[brow.at(j)..][..k]);
+            let out = &mut c[i * ldc + j];
+            *out = store.apply(*out, d);
+        }
+    }
+}

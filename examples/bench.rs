@@ -505,17 +505,19 @@ mod layers {
 
     /// `bwd` is the backward pass's time and its FLOP as a multiple of the forward pass's: 2
     /// (weight and input gradients), or 1 for a first layer.
-    fn report(name: &str, batch: usize, flops: f64, fwd: f64, bwd: Option<(f64, f64)>) {
+    /// `mm` is the forward pass's time by matrixmultiply, where measured.
+    fn report(name: &str, batch: usize, flops: f64, fwd: f64, bwd: Option<(f64, f64)>, mm: Option<f64>) {
         let g = |t: f64, mult: f64| flops * mult * batch as f64 / t / 1e9;
+        let mm = mm.map_or(String::new(), |t| format!(" {:>14.2} {:>10.1}", t * 1e6, g(t, 1.0)));
         match bwd {
             Some((b, mult)) => println!(
-                "{name:<24} {batch:>6} {:>12.2} {:>10.1} {:>12.2} {:>10.1}",
+                "{name:<28} {batch:>6} {:>12.2} {:>10.1} {:>12.2} {:>10.1}{mm}",
                 fwd * 1e6,
                 g(fwd, 1.0),
                 b * 1e6,
                 g(b, mult)
             ),
-            None => println!("{name:<24} {batch:>6} {:>12.2} {:>10} {:>12}", fwd * 1e6, "-", "-"),
+            None => println!("{name:<28} {batch:>6} {:>12.2} {:>10} {:>12}", fwd * 1e6, "-", "-"),
         }
     }
 
@@ -576,16 +578,21 @@ mod layers {
             )
         });
         let bwd_flops = if input_grad { 2.0 } else { 1.0 };
-        report(name, batch, 2.0 * g.macs() as f64, fwd, Some((bwd, bwd_flops)));
-        let gflops = 2.0 * g.macs() as f64 * batch as f64 / mm / 1e9;
-        println!("{:>91.2} {gflops:>10.1}", mm * 1e6);
+        report(
+            name,
+            batch,
+            2.0 * g.macs() as f64,
+            fwd,
+            Some((bwd, bwd_flops)),
+            Some(mm),
+        );
     }
 
     fn pool(name: &str, g: Pool2d, batch: usize, secs: f64) {
         let x = noise(batch * g.in_len(), 1);
         let mut y = vec![0.0; batch * g.out_len()];
         let fwd = median_secs(10, 50, secs / 10.0, || g.forward(batch, black_box(&x), &mut y));
-        report(name, batch, 0.0, fwd, None);
+        report(name, batch, 0.0, fwd, None, None);
     }
 
     fn dense(name: &str, g: Dense, batch: usize, secs: f64) {
@@ -599,6 +606,6 @@ mod layers {
         let bwd = median_secs(10, 50, secs / 10.0, || {
             g.backward(batch, &x, &p, &dy, &mut dp, Some(&mut dx))
         });
-        report(name, batch, 2.0 * g.weight_len() as f64, fwd, Some((bwd, 2.0)));
+        report(name, batch, 2.0 * g.weight_len() as f64, fwd, Some((bwd, 2.0)), None);
     }
 }

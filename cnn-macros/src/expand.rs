@@ -542,21 +542,37 @@ fn forward_body(plan: &Plan) -> TokenStream {
         let a = format_ident!("a{}", reg);
         body.extend(quote!(let (#a, acts) = acts.split_at_mut(batch * #len);));
     }
-    for step in &plan.steps {
-        let x: Vec<TokenStream> = step
-            .inputs
-            .iter()
-            .map(|&r| {
-                let a = region(r);
-                if r == 0 {
-                    a
-                } else {
-                    quote!(&*#a)
-                }
-            })
-            .collect();
-        let y = region(step.output);
+    let input = |r: Reg| {
+        let a = region(r);
+        if r == 0 {
+            a
+        } else {
+            quote!(&*#a)
+        }
+    };
+    let mut steps = plan.steps.iter().enumerate();
+    while let Some((i, step)) = steps.next() {
+        let x: Vec<TokenStream> = step.inputs.iter().map(|&r| input(r)).collect();
         let layout = layout_tokens(step.layout);
+        if let (Some(folded), Kernel::Op(conv)) = (plan.folded(i), &step.kernel) {
+            // The BatchNorm (and the ReLU) write nothing of their own: skip their steps.
+            let last = folded.relu.unwrap_or(folded.bn);
+            let Kernel::Op(bn) = &plan.steps[folded.bn].kernel else {
+                unreachable!()
+            };
+            let y = region(plan.steps[last].output);
+            body.extend(kinds::forward_folded(
+                conv,
+                bn,
+                &x[0],
+                &y,
+                &layout,
+                folded.relu.is_some(),
+            ));
+            steps.nth(last - i - 1);
+            continue;
+        }
+        let y = region(step.output);
         body.extend(match &step.kernel {
             Kernel::Op(op) => {
                 let call = Call {

@@ -121,6 +121,40 @@ impl Plan {
     }
 }
 
+/// At inference, a convolution and the eval-mode BatchNorm that alone reads its output, and
+/// the ReLU that may alone read the BatchNorm's, run as one call: the BatchNorm folded into
+/// the convolution's weight and bias, the ReLU applied as the output is written.
+#[derive(Clone, Debug)]
+pub struct Folded {
+    /// The BatchNorm's step.
+    pub bn: usize,
+    /// The ReLU's step, if one follows.
+    pub relu: Option<usize>,
+}
+
+impl Plan {
+    /// The steps that fold into the convolution of step `conv` at inference, if any.
+    pub fn folded(&self, conv: usize) -> Option<Folded> {
+        let readers = |reg: Reg| {
+            self.steps.iter().flat_map(|s| &s.inputs).filter(|&&r| r == reg).count() + usize::from(reg == self.output)
+        };
+        let only_reader = |step: usize, of: usize| {
+            self.steps
+                .get(step)
+                .is_some_and(|s| s.inputs == [self.steps[of].output] && readers(self.steps[of].output) == 1)
+        };
+        let step = &self.steps[conv];
+        let single = matches!(&step.kernel, Kernel::Op(Op::Conv { groups: 1, .. })) && !step.relu;
+        let bn = conv + 1;
+        if !single || !only_reader(bn, conv) || !matches!(self.steps[bn].kernel, Kernel::Op(Op::BatchNorm { .. })) {
+            return None;
+        }
+        let relu = Some(bn + 1)
+            .filter(|&r| only_reader(r, bn) && matches!(self.steps[r].kernel, Kernel::Op(Op::Act(Activation::Relu))));
+        Some(Folded { bn, relu })
+    }
+}
+
 struct Region {
     len: usize,
     layout: Layout,

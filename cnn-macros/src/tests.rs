@@ -311,6 +311,33 @@ fn only_a_relu_after_a_stride_one_convolution_joins_it() {
 }
 
 #[test]
+fn a_batchnorm_folds_into_the_convolution_it_alone_reads_at_inference() {
+    let m = model(quote! {
+        struct Folds {
+            input: [3, 8, 8],
+            a: Conv2d(4, kernel = 3, padding = 1, bias = false),
+            a_bn: BatchNorm2d,
+            a_relu: Relu,
+            b: Conv2d(4, kernel = 3, stride = 2, padding = 1),
+            b_bn: BatchNorm2d,
+            block: Residual {
+                c: Conv2d(4, kernel = 3, padding = 1),
+                c_bn: BatchNorm2d,
+            } -> Relu,
+            d: Conv2d(4, kernel = 1) -> Relu,
+            d_bn: BatchNorm2d,
+        }
+    });
+    let plan = crate::plan::plan(&m);
+    let folds: Vec<(usize, usize, Option<usize>)> = (0..plan.steps.len())
+        .filter_map(|i| plan.folded(i).map(|f| (i, f.bn, f.relu)))
+        .collect();
+    // a + its BatchNorm + ReLU; b + its BatchNorm (no ReLU after it); c + its BatchNorm (the
+    // block's ReLU reads the sum, not the BatchNorm); d's BatchNorm reads a ReLU, not the conv.
+    assert_eq!(folds, [(0, 1, Some(2)), (3, 4, None), (5, 6, None)]);
+}
+
+#[test]
 fn defaults_and_pairs() {
     let m = model(quote! {
         struct Net {

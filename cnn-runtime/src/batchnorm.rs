@@ -130,6 +130,29 @@ impl BatchNorm {
         4 * self.c
     }
 
+    /// Eval mode as one multiply-add per element: `(scale, shift)` of channel `ch` such that
+    /// [`forward_eval`](Self::forward_eval) is `y = x * scale + shift` there (up to rounding).
+    /// What folding the layer into the convolution before it takes.
+    ///
+    /// # Panics
+    ///
+    /// If `params` or `buffers` is not as long as the layer's, or `ch >= C`.
+    ///
+    /// ```
+    /// use cnn_runtime::batchnorm::BatchNorm;
+    /// const G: BatchNorm = BatchNorm::new(1, 2, 0.0, 0.1, true);
+    /// // weight 2, bias 1; running mean 3, running variance 4: y = (x - 3) / 2 * 2 + 1.
+    /// assert_eq!(G.eval_affine(&[2.0, 1.0], &[3.0, 4.0], 0), (1.0, -2.0));
+    /// ```
+    pub fn eval_affine(&self, params: &[f32], buffers: &[f32], ch: usize) -> (f32, f32) {
+        self.check_params(params.len());
+        self.check_buffers(buffers.len(), "buffers");
+        assert!(ch < self.c, "BatchNorm: channel {ch} of {}", self.c);
+        let invstd = 1.0 / crate::math::sqrt(buffers[self.c + ch] + self.eps);
+        let (scale, shift) = self.scale_shift(params, ch, invstd);
+        (scale, shift - buffers[ch] * scale)
+    }
+
     /// Eval mode: `y = (x - running_mean) / sqrt(running_var + eps) * weight + bias`, for a
     /// batch `x` of `batch * C * plane` elements in `layout` (`y` in the same layout).
     ///

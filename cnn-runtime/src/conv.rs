@@ -18,6 +18,7 @@
 //!
 //! Other strides unfold each sample into columns (im2col, `[C*KH*KW, OH*OW]`) and multiply.
 
+use crate::batchnorm::BatchNorm;
 use crate::layout::Layout;
 use crate::shape::conv_out;
 use crate::simd::{
@@ -645,6 +646,86 @@ impl Conv2d {
         self.forward_by(self.route(), Then::Relu, batch, x, layout, params, y, scratch)
     }
 
+    /// `then(batchnorm(conv(x)))` at inference, in one pass: an eval-mode `BatchNorm2d` of
+    /// the output channels folded into the convolution (`weight * scale` and
+    /// `bias * scale + shift` per output channel, [`BatchNorm::eval_affine`]), then what `then`
+    /// says. `bn_params` and `running` are the BatchNorm's parameters and buffers; `scratch`
+    /// needs [`folded_scratch_len`](Self::folded_scratch_len) elements. Equal to the two
+    /// layers one after the other up to rounding.
+    ///
+    /// # Panics
+    ///
+    /// As [`forward`](Self::forward), and if the BatchNorm does not have one channel of
+    /// `OH*OW` elements per output channel or its slices have the wrong lengths.
+    ///
+    /// ```
+    /// use cnn_runtime::{batchnorm::BatchNorm, conv::{Conv2d, Then}, layout::Layout};
+    /// const G: Conv2d = Conv2d::new([1, 2, 2], 1, [1, 1], [1, 1], [0, 0], false);
+    /// const BN: BatchNorm = BatchNorm::new(1, 4, 0.0, 0.1, true);
+    /// // conv: y = 2x; BatchNorm: (y - 1) / sqrt(4) * 3 + 0.5; then ReLU.
+    /// let (w, bn_params, running) = ([2.0], [3.0, 0.5], [1.0, 4.0]);
+    /// let mut y = [0.0; 4];
+    /// let mut scratch = vec![0.0; G.folded_scratch_len()];
+    /// G.forward_batchnorm(1, &[1.0, -1.0, 0.0, 2.0], Layout::SampleMajor, &w, &BN, &bn_params, &running, Then::Relu, &mut y, &mut scratch);
+    /// assert_eq!(y, [2.0, 0.0, 0.0, 5.0]);
+    /// ```
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_batchnorm(
+        &self,
+        batch: usize,
+        x: &[f32],
+        layout: Layout,
+        params: &[f32],
+        bn: &BatchNorm,
+        bn_params: &[f32],
+        running: &[f32],
+        then: Then,
+        y: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        assert!(
+            bn.c == self.oc && bn.plane == self.oh * self.ow,
+            "conv2d: a BatchNorm of {} channels of {} must follow {} output channels of {}x{}",
+            bn.c,
+            bn.plane,
+            self.oc,
+            self.oh,
+            self.ow
+        );
+        assert_eq!(
+            params.len(),
+            self.param_len(),
+            "conv2d: params must hold {} elements, got {}",
+            self.param_len(),
+            params.len()
+        );
+        let folded = Conv2d { bias: true, ..*self };
+        assert!(
+            scratch.len() >= self.folded_scratch_len(),
+            "conv2d: scratch must hold at least {} elements, got {}",
+            self.folded_scratch_len(),
+            scratch.len()
+        );
+        let (fp, scratch) = scratch.split_at_mut(folded.param_len());
+        let (fw, fb) = fp.split_at_mut(self.weight_len());
+        let k = self.patch_len();
+        for o in 0..self.oc {
+            let (scale, shift) = bn.eval_affine(bn_params, running, o);
+            let bias = if self.bias { params[self.weight_len() + o] } else { 0.0 };
+            for (f, &w) in fw[o * k..][..k].iter_mut().zip(&params[o * k..][..k]) {
+                *f = w * scale;
+            }
+            fb[o] = bias * scale + shift;
+        }
+        folded.forward_by(folded.route(), then, batch, x, layout, fp, y, scratch)
+    }
+
+    /// Scratch [`forward_batchnorm`](Self::forward_batchnorm) needs: the folded weight and
+    /// bias, and the forward pass's scratch.
+    pub const fn folded_scratch_len(&self) -> usize {
+        self.weight_len() + self.oc + self.forward_scratch_len()
+    }
+
     /// [`forward`](Self::forward) by `route`, followed by what `then` says.
     #[allow(clippy::too_many_arguments)]
     fn forward_by(
@@ -957,7 +1038,7 @@ enum Route {
 
 /// What the forward pass applies to the convolution's output as it writes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Then {
+pub enum Then {
     /// Nothing: `y = conv(x) + bias`.
     Nothing,
     /// `y = max(0, conv(x) + bias)`.

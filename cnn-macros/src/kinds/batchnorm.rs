@@ -138,7 +138,7 @@ pub fn needs(g: &BatchNorm) -> Needs {
     }
 }
 
-fn geom_tokens(g: &BatchNorm) -> TokenStream {
+pub(super) fn geom_tokens(g: &BatchNorm) -> TokenStream {
     let (c, plane, eps, momentum, affine) = (g.c, g.plane, g.eps, g.momentum, g.affine);
     quote!(::cnn::__private::BatchNorm::new(#c, #plane, #eps, #momentum, #affine))
 }

@@ -179,7 +179,7 @@ pub fn needs(groups: usize) -> Needs {
 
 pub fn scratch_len(geom: &Conv2d, groups: usize) -> usize {
     if groups == 1 {
-        geom.scratch_len()
+        geom.scratch_len().max(geom.folded_scratch_len())
     } else {
         cnn_runtime::conv_groups::scratch_len(geom)
     }
@@ -200,6 +200,36 @@ pub fn forward(geom: &Conv2d, groups: usize, params: &Range<usize>, call: &Call)
     }
     let forward = if relu { quote!(forward_relu) } else { quote!(forward) };
     quote!({ const G: ::cnn::__private::Conv2d = #g; G.#forward(batch, #x, #layout, &params[#ps..#pe], #y, scratch); })
+}
+
+/// Inference of `then(batchnorm(conv(x)))` in one call, the BatchNorm folded into the
+/// convolution (`Conv2d::forward_batchnorm`).
+#[allow(clippy::too_many_arguments)]
+pub fn forward_folded(
+    geom: &Conv2d,
+    params: &Range<usize>,
+    bn: &cnn_runtime::batchnorm::BatchNorm,
+    bn_params: &Range<usize>,
+    buffers: &Range<usize>,
+    x: &TokenStream,
+    y: &TokenStream,
+    layout: &TokenStream,
+    relu: bool,
+) -> TokenStream {
+    let (g, ps, pe) = (geom_tokens(geom), params.start, params.end);
+    let (bg, bps, bpe, bs, be) = (
+        super::batchnorm::geom_tokens(bn),
+        bn_params.start,
+        bn_params.end,
+        buffers.start,
+        buffers.end,
+    );
+    let then = if relu { quote!(Relu) } else { quote!(Nothing) };
+    quote!({
+        const G: ::cnn::__private::Conv2d = #g;
+        const BN: ::cnn::__private::BatchNorm = #bg;
+        G.forward_batchnorm(batch, #x, #layout, &params[#ps..#pe], &BN, &params[#bps..#bpe], &buffers[#bs..#be], ::cnn::__private::Then::#then, #y, scratch);
+    })
 }
 
 pub fn backward(geom: &Conv2d, groups: usize, params: &Range<usize>, call: &Call) -> TokenStream {

@@ -174,6 +174,29 @@ pub fn forward(op: &Op, call: &Call, train: bool) -> TokenStream {
     }
 }
 
+/// The inference call of a convolution with the eval-mode BatchNorm after it folded in, and a
+/// ReLU after that with `relu` (see `plan::Folded`): `x` its input, `y` the last one's output.
+pub fn forward_folded(
+    conv: &Op,
+    bn: &Op,
+    x: &TokenStream,
+    y: &TokenStream,
+    layout: &TokenStream,
+    relu: bool,
+) -> TokenStream {
+    match (conv, bn) {
+        (
+            Op::Conv { geom, params, .. },
+            Op::BatchNorm {
+                geom: bn,
+                params: bn_params,
+                buffers,
+            },
+        ) => conv::forward_folded(geom, params, bn, bn_params, buffers, x, y, layout, relu),
+        _ => unreachable!("the plan folds only a BatchNorm into a convolution"),
+    }
+}
+
 /// The backward call of an op (after a training forward pass) that needs no barrier. Empty
 /// when there is nothing to compute: no parameters, and no input gradient wanted.
 pub fn backward(op: &Op, call: &Call) -> TokenStream {

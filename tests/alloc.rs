@@ -1,5 +1,5 @@
-//! A steady-state training step and inference allocate nothing: proved with a counting global
-//! allocator (this test binary only).
+//! A steady-state training step and inference allocate nothing, with the default thread
+//! setting too: proved with a counting global allocator (this test binary only).
 
 mod common;
 
@@ -22,7 +22,8 @@ fn steady_state_training_and_inference_allocate_nothing() {
     let mut grad = vec![0.0; LeNet5::PARAM_COUNT];
     let mut logits = vec![0.0; 64 * 10];
     let one: &[f32; 784] = x[..784].try_into().unwrap();
-    for threads in [1, 2] {
+    // 0: the default setting, every core, as a user who never calls `set_threads` gets it.
+    for threads in [0, 1, 2] {
         cnn::set_threads(threads);
         let mut sgd = Sgd::new(0.01).momentum(0.9);
         let mut adam = Adam::new(1e-3);

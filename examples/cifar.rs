@@ -4,6 +4,8 @@
 //! cargo run --release --example cifar -- --data DIR [--epochs 1 --batch-size 32 --lr 0.1 --seed 1]
 //! cargo run --release --example cifar -- --data DIR --no-augment
 //! cargo run --release --example cifar -- --resume runs/NAME [--epochs 5]
+//! cargo build --release --features distributed --example cifar
+//! mpirun -np 2 target/release/examples/cifar --distributed --data DIR [--threads 1 ...]
 //! ```
 //!
 //! `DIR` holds CIFAR-10's binary version (`data_batch_1.bin` .. `data_batch_5.bin`,
@@ -18,6 +20,10 @@
 //! epochs on, flips alone below: on so short a run the network underfits, and crops only slow
 //! it down. `--crop-padding N` sets the crop (0: off) whatever the epochs; `--no-augment` turns
 //! both off.
+//!
+//! With `--distributed` (built with `--features distributed`, started by `mpirun`), every process
+//! trains on its share of each batch of `--batch-size`; rank 0 prints, writes the run folder and
+//! saves the weights (see `cnn::train::Mpi`).
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
@@ -25,9 +31,9 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
-use cnn::data::{load_any, Augment};
+use cnn::data::{load_any, Augment, Splits};
 use cnn::prelude::*;
-use cnn::train::{LrSchedule, OptimizerConfig, TrainConfig, TrainOutcome, Trainer};
+use cnn::train::{LrSchedule, Mpi, OptimizerConfig, TrainConfig, TrainError, TrainOutcome, Trainer};
 
 cnn! {
     /// ResNet-8 for 32x32 RGB images (torchvision names): a 3x3 stem, three residual stages of
@@ -149,6 +155,9 @@ struct Args {
     /// Where to save the final weights [default: models/resnet8.safetensors]
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Data-parallel over the processes mpirun starts (`mpirun -np 2 ... --distributed`): each takes its share of every batch; needs a build with `--features distributed`
+    #[arg(long)]
+    distributed: bool,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -219,7 +228,8 @@ fn new_config(a: &Args, data: &Path, mean: &[f32], std: &[f32]) -> TrainConfig {
         .augment(augment)
         .runs_dir(a.runs_dir.clone().unwrap_or_else(|| "runs".into()))
         .data_dir(data)
-        .summary(ResNet8::summary());
+        .summary(ResNet8::summary())
+        .distributed(a.distributed);
     if let Some(name) = &a.run_name {
         config = config.run_name(name.clone());
     }
@@ -227,18 +237,60 @@ fn new_config(a: &Args, data: &Path, mean: &[f32], std: &[f32]) -> TrainConfig {
 }
 
 fn main() -> ExitCode {
-    match run(Args::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
+    let args = Args::parse();
+    // With --distributed, MPI runs until `mpi` is dropped at the end of `main`.
+    let mpi = match args.distributed.then(Mpi::init).transpose() {
+        Ok(mpi) => mpi,
         Err(e) => {
             eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(args, mpi.as_ref()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // In an MPI job one rank reports a failure, the others stop without a word.
+            if !matches!(e.downcast_ref(), Some(TrainError::OtherRank { .. })) {
+                eprintln!("error: {e}");
+            }
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(a: Args) -> Result<(), Box<dyn Error>> {
+fn run(a: Args, mpi: Option<&Mpi>) -> Result<(), Box<dyn Error>> {
+    // Rank 0 (or the one process) prints and saves.
+    let root = mpi.is_none_or(|mpi| mpi.rank() == 0);
+    let prepared = prepare(&a, root);
+    // Every rank of a job goes on, or none: a rank that could not read its data stops them all.
+    let (trainer, splits, data, out) = match mpi {
+        Some(mpi) => mpi.agree(prepared)?,
+        None => prepared?,
+    };
+    if root {
+        println!(
+            "{}: {} ({} training and {} test images, {:.0} MB as u8)",
+            data.display(),
+            splits.format.name(),
+            splits.train.len(),
+            splits.test.len(),
+            (splits.train.memory_bytes() + splits.test.memory_bytes()) as f64 / 1e6
+        );
+        println!("{}", ResNet8::summary());
+    }
+    let start = Instant::now();
+    let outcome = trainer.fit(ResNet8::new(trainer.config().seed), &splits.train, &splits.test)?;
+    match root {
+        true => report(&outcome, &out, start),
+        false => Ok(()),
+    }
+}
+
+/// The trainer, the data, its folder and where to save the weights (that file's folder
+/// created if `root`), from the flags.
+fn prepare(a: &Args, root: bool) -> Result<(Trainer, Splits, PathBuf, PathBuf), Box<dyn Error>> {
     let resumed = match &a.resume {
-        Some(dir) => Some(resume(&a, dir)?),
+        Some(dir) => Some(resume(a, dir)?),
         None => None,
     };
     let data = a
@@ -257,32 +309,22 @@ fn run(a: Args) -> Result<(), Box<dyn Error>> {
         )
         .into());
     }
-    println!(
-        "{}: {} ({} training and {} test images, {:.0} MB as u8)",
-        data.display(),
-        splits.format.name(),
-        splits.train.len(),
-        splits.test.len(),
-        (splits.train.memory_bytes() + splits.test.memory_bytes()) as f64 / 1e6
-    );
     let trainer = match resumed {
         Some(trainer) => trainer,
         None => {
             let (mean, std) = splits.train.channel_mean_std();
-            Trainer::new(new_config(&a, &data, &mean, &std))
+            Trainer::new(new_config(a, &data, &mean, &std))
         }
     };
-    println!("{}", ResNet8::summary());
     let out = a.out.clone().unwrap_or_else(|| "models/resnet8.safetensors".into());
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = out.parent().filter(|d| root && !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let start = Instant::now();
-    let outcome = trainer.fit(ResNet8::new(trainer.config().seed), &splits.train, &splits.test)?;
-    report(&outcome, &out, start)
+    Ok((trainer, splits, data, out))
 }
 
-/// The trainer of a resumed run: only `--epochs`, `--threads` and `--data` may be given.
+/// The trainer of a resumed run: only `--epochs`, `--threads`, `--distributed` and `--data` may
+/// be given.
 fn resume(a: &Args, dir: &Path) -> Result<Trainer, Box<dyn Error>> {
     let fixed = [
         ("--batch-size", a.batch_size.is_some()),
@@ -315,7 +357,7 @@ fn resume(a: &Args, dir: &Path) -> Result<Trainer, Box<dyn Error>> {
     if let Some(threads) = a.threads {
         trainer = trainer.threads(threads);
     }
-    Ok(trainer)
+    Ok(trainer.distributed(a.distributed))
 }
 
 /// Saves the trained network and prints the closing line.

@@ -5,9 +5,14 @@
 //! other, so preparing the data overlaps the computation and never waits on it. What a batch
 //! holds depends only on the set, the epoch's order, the seed and the epoch ([`Augment::draw`]),
 //! not on that thread or on the threads of the step, so a run is the same with or without it.
+//!
+//! In a distributed run each process prepares only its [`Share`] of every batch: the batches
+//! are cut from the same order on every rank, and a sample's augmentation does not depend on
+//! which rank draws it.
 
 use std::sync::mpsc;
 
+use super::distributed::Share;
 use super::evaluate::load_batch;
 use super::{Normalize, Samples};
 use crate::data::Augment;
@@ -52,12 +57,15 @@ impl<S: Samples + ?Sized> Loader<'_, S> {
 
 /// Runs `train` on the batches of one epoch (`order` cut into `batch_size` chunks), each
 /// prepared on a second thread while `train` works on the one before. `train` gets the step
-/// number, the sample indices and the batch, and may stop the epoch with an error.
+/// number, the sample indices of the whole batch and this process's `share` of it, prepared
+/// (which may be empty, for a last batch smaller than the number of shares), and may stop the
+/// epoch with an error.
 pub(crate) fn for_each_batch<S, E>(
     loader: &Loader<'_, S>,
     epoch: usize,
     order: &[usize],
     batch_size: usize,
+    share: Share,
     mut train: impl FnMut(usize, &[usize], &Batch) -> Result<(), E>,
 ) -> Result<(), E>
 where
@@ -77,7 +85,7 @@ where
             for chunk in producer_chunks {
                 // The receiving side hangs up when the epoch stops early: then stop too.
                 let Ok(mut batch) = empty_rx.recv() else { return };
-                loader.fill(epoch, chunk, &mut batch, &mut scratch);
+                loader.fill(epoch, &chunk[share.of(chunk.len())], &mut batch, &mut scratch);
                 if full_tx.send(batch).is_err() {
                     return;
                 }
@@ -114,7 +122,7 @@ mod tests {
         };
         let order = [3, 1, 0, 2];
         let mut seen = Vec::new();
-        for_each_batch(&loader, 2, &order, 3, |step, chunk, batch| {
+        for_each_batch(&loader, 2, &order, 3, Share::WHOLE, |step, chunk, batch| {
             seen.push((step, chunk.to_vec(), batch.inputs.clone(), batch.labels.clone()));
             Ok::<(), ()>(())
         })
@@ -128,6 +136,38 @@ mod tests {
         }
     }
 
+    /// Two processes prepare the two halves of each batch, as one process prepares it whole.
+    #[test]
+    fn shares_of_a_batch_are_its_parts() {
+        let set = set();
+        let loader = Loader {
+            set: &set,
+            normalize: None,
+            augment: Augment::none().with_crop(1).with_flip(),
+            seed: 9,
+        };
+        let order = [2, 0, 3, 1];
+        let batches = |share| {
+            let mut seen = Vec::new();
+            for_each_batch(&loader, 1, &order, 3, share, |_, chunk, batch| {
+                seen.push((chunk.to_vec(), batch.inputs.clone(), batch.labels.clone()));
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+            seen
+        };
+        let whole = batches(Share::WHOLE);
+        let halves = [0, 1].map(|index| batches(Share { index, count: 2 }));
+        for (step, (chunk, inputs, labels)) in whole.iter().enumerate() {
+            let (a, b) = (&halves[0][step], &halves[1][step]);
+            assert_eq!((&a.0, &b.0), (chunk, chunk));
+            assert_eq!([a.2.clone(), b.2.clone()].concat(), *labels);
+            assert_eq!([a.1.clone(), b.1.clone()].concat(), *inputs);
+        }
+        // The last batch holds one sample: the first process's share is empty.
+        assert_eq!((halves[0][1].2.len(), halves[1][1].2.len()), (0, 1));
+    }
+
     #[test]
     fn an_error_stops_the_epoch() {
         let set = set();
@@ -138,7 +178,7 @@ mod tests {
             seed: 0,
         };
         let mut steps = 0;
-        let result = for_each_batch(&loader, 0, &[0, 1, 2, 3], 1, |step, _, _| {
+        let result = for_each_batch(&loader, 0, &[0, 1, 2, 3], 1, Share::WHOLE, |step, _, _| {
             steps += 1;
             if step == 1 {
                 Err("stop")

@@ -304,6 +304,14 @@ pub struct TrainConfig {
     /// [`shape`](super::Samples::shape).
     #[serde(default)]
     pub augment: crate::data::Augment,
+    /// Data-parallel training over MPI: every process `mpirun` started trains on its
+    /// contiguous share of each batch of `batch_size` samples (the batch size of the whole
+    /// job, so the learning rate means what it means for one process), the gradients are
+    /// summed with one allreduce per step, and every rank takes the same step; rank 0 alone
+    /// writes the run folder. Needs the `distributed` feature and an [`Mpi`](super::Mpi) held
+    /// while the trainer runs; see [`Trainer::fit`](super::Trainer::fit).
+    #[serde(default)]
+    pub distributed: bool,
     /// The folder that holds run folders.
     #[serde(skip)]
     pub runs_dir: PathBuf,
@@ -333,6 +341,7 @@ impl Default for TrainConfig {
             threads: 0,
             normalize: None,
             augment: crate::data::Augment::none(),
+            distributed: false,
             runs_dir: PathBuf::from("runs"),
             run_name: None,
             data_dir: None,
@@ -419,6 +428,42 @@ impl TrainConfig {
     /// ```
     pub fn augment(mut self, augment: crate::data::Augment) -> Self {
         self.augment = augment;
+        self
+    }
+
+    /// Sets [`TrainConfig::distributed`]: train over every process of the MPI job.
+    ///
+    /// Without the `distributed` feature, or without MPI started ([`Mpi::init`](super::Mpi::init)),
+    /// [`Trainer::fit`](super::Trainer::fit) refuses such a configuration with an error that
+    /// says what is missing; started alone (no `mpirun`), a distributed run is one rank of one
+    /// and trains as a plain run does.
+    ///
+    /// ```
+    /// # use cnn::prelude::*;
+    /// # cnn::cnn! { struct Tiny { input: [1, 28, 28], flatten: Flatten, fc: Dense(10) } }
+    /// # let runs = tempfile::tempdir().unwrap();
+    /// use cnn::train::{Mpi, Progress, Subset, TrainConfig, Trainer};
+    ///
+    /// let mnist = cnn::data::Mnist::load("../data/mnist")?;
+    /// let (train, test) = (Subset::new(&mnist.train, 0..256), Subset::new(&mnist.test, 0..128));
+    /// let config = TrainConfig::new().distributed(true).runs_dir(runs.path()).progress(Progress::Silent);
+    /// match Mpi::init() {
+    ///     // With the feature: MPI runs (here one rank of one, as no mpirun started this).
+    ///     Ok(mpi) => {
+    ///         let outcome = Trainer::new(config).fit(Tiny::new(1), &train, &test)?;
+    ///         assert_eq!(outcome.history.len(), 1);
+    ///         drop(mpi); // MPI_Finalize
+    ///     }
+    ///     // Without: the run is refused with what to do.
+    ///     Err(e) => {
+    ///         assert!(e.to_string().contains("--features distributed"));
+    ///         assert!(Trainer::new(config).fit(Tiny::new(1), &train, &test).is_err());
+    ///     }
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn distributed(mut self, distributed: bool) -> Self {
+        self.distributed = distributed;
         self
     }
 

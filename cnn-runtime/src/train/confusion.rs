@@ -43,6 +43,16 @@ impl ConfusionMatrix {
         self.counts[label * self.classes + predicted] += 1;
     }
 
+    /// The counts, row by row (true class), for sums over the ranks of a distributed run.
+    pub(crate) fn counts(&self) -> &[u64] {
+        &self.counts
+    }
+
+    /// Mutable [`ConfusionMatrix::counts`].
+    pub(crate) fn counts_mut(&mut self) -> &mut [u64] {
+        &mut self.counts
+    }
+
     /// Number of classes.
     pub fn classes(&self) -> usize {
         self.classes

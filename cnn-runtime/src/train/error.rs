@@ -66,6 +66,15 @@ pub enum TrainError {
         /// The last good checkpoint, if one was written.
         checkpoint: Option<PathBuf>,
     },
+    /// Another rank of a distributed run failed, and stopped this one with it. That rank
+    /// returned its error itself (the lowest failing rank, or rank 0 for a failure every rank
+    /// met alike, such as a diverged loss): a program prints every error but this one, so the
+    /// job reports each failure once.
+    #[error("rank {rank} of the distributed run failed; its error is reported there")]
+    OtherRank {
+        /// The rank that reports the error.
+        rank: usize,
+    },
     /// Drawing a plot failed.
     #[error("{}: could not draw the plot: {reason}", path.display())]
     Plot {

@@ -1,5 +1,8 @@
 //! Evaluation on a test set: mean loss, accuracy and the confusion matrix.
 
+use std::ops::Range;
+
+use super::distributed::Group;
 use super::{ConfusionMatrix, Normalize, Samples};
 use crate::Network;
 
@@ -35,6 +38,49 @@ pub struct Evaluation {
 /// If the samples' `input_len` is not the network's `INPUT_LEN`, or a label is not below
 /// `OUTPUT_LEN`.
 pub fn evaluate<N: Network, S: Samples + ?Sized>(net: &N, set: &S, normalize: Option<&Normalize>) -> Evaluation {
+    let (loss_sum, confusion) = evaluate_range(net, set, 0..set.len(), normalize);
+    Evaluation {
+        loss: loss_sum / set.len().max(1) as f64,
+        accuracy: confusion.accuracy(),
+        confusion,
+    }
+}
+
+/// [`evaluate`] in a distributed run: each rank evaluates its share of `set`, and one
+/// allreduce sums the losses and the confusion matrices, so every rank gets the evaluation of
+/// the whole set (that of one process, up to the order of the loss sum).
+pub(crate) fn evaluate_shared<N: Network, S: Samples + ?Sized>(
+    group: &Group,
+    net: &N,
+    set: &S,
+    normalize: Option<&Normalize>,
+) -> Evaluation {
+    if group.size() == 1 {
+        return evaluate(net, set, normalize);
+    }
+    let (loss_sum, mut confusion) = evaluate_range(net, set, group.share().of(set.len()), normalize);
+    // [loss sum, counts...]: exact in f64 for any test set below 2^53 samples.
+    let mut sums: Vec<f64> = std::iter::once(loss_sum)
+        .chain(confusion.counts().iter().map(|&c| c as f64))
+        .collect();
+    group.allreduce_sum_f64(&mut sums);
+    for (count, &sum) in confusion.counts_mut().iter_mut().zip(&sums[1..]) {
+        *count = sum as u64;
+    }
+    Evaluation {
+        loss: sums[0] / set.len().max(1) as f64,
+        accuracy: confusion.accuracy(),
+        confusion,
+    }
+}
+
+/// The summed loss and the confusion matrix of `net` on samples `range` of `set`.
+fn evaluate_range<N: Network, S: Samples + ?Sized>(
+    net: &N,
+    set: &S,
+    range: Range<usize>,
+    normalize: Option<&Normalize>,
+) -> (f64, ConfusionMatrix) {
     assert_eq!(
         set.input_len(),
         N::INPUT_LEN,
@@ -46,7 +92,7 @@ pub fn evaluate<N: Network, S: Samples + ?Sized>(net: &N, set: &S, normalize: Op
     let mut confusion = ConfusionMatrix::new(classes);
     let (mut inputs, mut labels, mut logits) = (Vec::new(), Vec::new(), Vec::new());
     let mut loss_sum = 0.0f64;
-    let indices: Vec<usize> = (0..set.len()).collect();
+    let indices: Vec<usize> = range.collect();
     for chunk in indices.chunks(EVAL_BATCH) {
         load_batch(set, chunk, normalize, &mut inputs, &mut labels);
         logits.resize(chunk.len() * classes, 0.0);
@@ -65,12 +111,7 @@ pub fn evaluate<N: Network, S: Samples + ?Sized>(net: &N, set: &S, normalize: Op
             confusion.add(label, predicted);
         }
     }
-    let n = set.len().max(1) as f64;
-    Evaluation {
-        loss: loss_sum / n,
-        accuracy: confusion.accuracy(),
-        confusion,
-    }
+    (loss_sum, confusion)
 }
 
 /// Gathers samples `indices` of `set` into `inputs` and `labels` (resized), normalized.

@@ -16,7 +16,8 @@ const MESSAGE_EVERY: usize = 8;
 pub(crate) struct Reporter {
     show: Show,
     bar: Option<ProgressBar>,
-    log: File,
+    /// `log.txt`; `None` on the ranks of a distributed run other than 0, which show nothing.
+    log: Option<File>,
     epoch_start: Instant,
     last_accuracy: Option<f64>,
 }
@@ -44,10 +45,21 @@ impl Reporter {
         Ok(Reporter {
             show,
             bar: None,
-            log,
+            log: Some(log),
             epoch_start: Instant::now(),
             last_accuracy: None,
         })
+    }
+
+    /// A reporter that shows and writes nothing: the other ranks' of a distributed run.
+    pub fn mute() -> Self {
+        Reporter {
+            show: Show::Silent,
+            bar: None,
+            log: None,
+            epoch_start: Instant::now(),
+            last_accuracy: None,
+        }
     }
 
     /// Prints `text` (above the bar, if one is drawn) and appends it to the log.
@@ -58,7 +70,9 @@ impl Reporter {
             (None, _) => println!("{text}"),
         }
         // The log is a convenience: a full disk must not stop training.
-        let _ = writeln!(self.log, "{text}");
+        if let Some(log) = &mut self.log {
+            let _ = writeln!(log, "{text}");
+        }
     }
 
     /// The column header of the per-epoch lines.

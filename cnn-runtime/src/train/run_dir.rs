@@ -27,8 +27,16 @@ pub(crate) struct ConfigFile {
     pub data: DataInfo,
     /// The hyperparameters.
     pub training: TrainConfig,
-    /// The thread count the steps used (`training.threads` with 0 resolved).
+    /// The thread count the steps used (`training.threads` with 0 resolved), in each process.
     pub threads_used: usize,
+    /// The processes that trained together (`training.distributed`): the MPI job's size, 1
+    /// for a run of one process (and in files written before distributed runs).
+    #[serde(default = "one")]
+    pub world_size: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// What `config.json` records of the network.

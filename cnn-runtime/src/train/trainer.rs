@@ -5,11 +5,14 @@ use std::time::Instant;
 
 use super::batches::{for_each_batch, Loader};
 use super::checkpoint::{self, Checkpoint, CheckpointInfo};
+use super::distributed::Group;
+use super::evaluate::evaluate_shared;
 use super::optimizer::Optimizer;
 use super::progress::Reporter;
 use super::run_dir::{self, ConfigFile, DataInfo, ModelInfo};
+use super::step::{self, adopt_root_state};
 use super::{
-    epoch_order, evaluate, metrics, plot, read_metrics, ConfusionMatrix, EpochMetrics, Evaluation, Progress, Samples,
+    epoch_order, metrics, plot, read_metrics, ConfusionMatrix, EpochMetrics, Evaluation, Progress, Samples,
     TrainConfig, TrainError,
 };
 use crate::Network;
@@ -60,9 +63,10 @@ impl Trainer {
     }
 
     /// A trainer that continues the run in folder `run_dir` from its last checkpoint, with the
-    /// hyperparameters of its `config.json`. [`Trainer::epochs`], [`Trainer::threads`] and
-    /// [`Trainer::progress`] may change before [`Trainer::fit`]; with one thread throughout,
-    /// the result is bitwise that of an uninterrupted run.
+    /// hyperparameters of its `config.json`. [`Trainer::epochs`], [`Trainer::threads`],
+    /// [`Trainer::distributed`] and [`Trainer::progress`] may change before [`Trainer::fit`];
+    /// with one thread and the same processes throughout, the result is bitwise that of an
+    /// uninterrupted run. In a distributed run every rank calls it (and so reads the files).
     ///
     /// # Errors
     ///
@@ -104,6 +108,14 @@ impl Trainer {
         self
     }
 
+    /// Whether to train over every process of the MPI job; see [`TrainConfig::distributed`].
+    /// A run may be resumed with other processes than it started with: the batches stay the
+    /// same.
+    pub fn distributed(mut self, distributed: bool) -> Self {
+        self.config.distributed = distributed;
+        self
+    }
+
     /// How progress is shown.
     pub fn progress(mut self, progress: Progress) -> Self {
         self.config.progress = progress;
@@ -120,6 +132,28 @@ impl Trainer {
     /// The last checkpoint is written before the first step (epoch 0) and after every epoch;
     /// the best whenever the test accuracy improves.
     ///
+    /// # Distributed runs
+    ///
+    /// With [`TrainConfig::distributed`], every process of the MPI job calls `fit` alike (see
+    /// [`Mpi`](super::Mpi)). What is synchronized:
+    ///
+    /// - the network: every rank starts from rank 0's parameters and buffers, and takes the same
+    ///   step from one allreduce of the gradients (each rank's share weighted by its size, so the
+    ///   sum is the gradient of the mean loss over the whole batch), so the parameters and the
+    ///   optimizer's state stay equal;
+    /// - the batches: the same shuffled order and augmentation on every rank, rank `r` of `n`
+    ///   training on the contiguous part `r*b/n..(r+1)*b/n` of each batch of `b`;
+    /// - BatchNorm's running statistics are not: each rank updates its own from its shares
+    ///   (the batch statistics of a step are those of the share), and rank 0's are broadcast
+    ///   after every epoch, before evaluation and checkpoints;
+    /// - Dropout's masks are each rank's own;
+    /// - evaluation is split across the ranks and summed, the train loss summed with the
+    ///   gradients: every rank returns the same history;
+    /// - rank 0 alone prints, writes the run folder (its `config.json` records `world_size`)
+    ///   and checkpoints; a failure on any rank stops every rank (see [`TrainError::OtherRank`]).
+    ///
+    /// The time spent in the allreduce is logged after every epoch.
+    ///
     /// # Errors
     ///
     /// - [`TrainError::Config`] if the configuration cannot work, the samples do not match
@@ -129,11 +163,56 @@ impl Trainer {
     ///   statistics) becomes NaN or infinite: the message names the epoch and the step, and the
     ///   last good checkpoint stays on disk;
     /// - [`TrainError::Io`], [`TrainError::BadRunFile`] or [`TrainError::Plot`] if a run file
-    ///   cannot be written or read back.
+    ///   cannot be written or read back;
+    /// - [`TrainError::OtherRank`] in a distributed run, on every rank but the one that
+    ///   reports the error.
     pub fn fit<N, T, U>(&self, net: N, train: &T, test: &U) -> Result<TrainOutcome<N>, TrainError>
     where
         N: Network,
         T: Samples + Sync + ?Sized,
+        U: Samples + ?Sized,
+    {
+        let config = &self.config;
+        let group = Group::new(config.distributed)?;
+        // Each rank checks what it read: the ranks of a job may have read different files.
+        group.agree(self.check::<N, T, U>(train, test))?;
+        // Every core by default, or the ranks on a machine share its cores.
+        let threads = match (config.threads, group.local_size()) {
+            (0, 1) => 0,
+            (0, local) => std::thread::available_parallelism()
+                .map_or(1, |n| n.get() / local)
+                .max(1),
+            (threads, _) => threads,
+        };
+        crate::parallel::set_threads(threads);
+
+        // Rank 0 creates the run folder (or every rank opens the one resumed), and only rank
+        // 0 reports.
+        let opened = self.open_run(&group, net, train, test).and_then(|run| {
+            let reporter = match group.is_root() {
+                true => Reporter::new(config.progress, &run.dir.join("log.txt"))?,
+                false => Reporter::mute(),
+            };
+            Ok((run, reporter))
+        });
+        let (mut run, reporter) = group.agree(opened)?;
+        run.dir = PathBuf::from(group.broadcast_string(run.dir.to_string_lossy().into_owned()));
+        if run.name.is_empty() {
+            run.name = run
+                .dir
+                .file_name()
+                .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+        }
+        let mut sync = Vec::new();
+        adopt_root_state(&group, &mut run.net, &mut sync);
+        self.train(group, run, reporter, sync, train, test)
+    }
+
+    /// What would fail later in [`Trainer::fit`], before anything is written.
+    fn check<N, T, U>(&self, train: &T, test: &U) -> Result<(), TrainError>
+    where
+        N: Network,
+        T: Samples + ?Sized,
         U: Samples + ?Sized,
     {
         let config = &self.config;
@@ -172,16 +251,35 @@ impl Trainer {
                 test.len()
             )));
         }
-        crate::parallel::set_threads(config.threads);
+        Ok(())
+    }
 
-        let mut run = self.open_run(net, train, test)?;
+    /// The epochs of [`Trainer::fit`], once the run is open on every rank.
+    fn train<N, T, U>(
+        &self,
+        mut group: Group,
+        mut run: Run<N>,
+        mut reporter: Reporter,
+        mut sync: Vec<f32>,
+        train: &T,
+        test: &U,
+    ) -> Result<TrainOutcome<N>, TrainError>
+    where
+        N: Network,
+        T: Samples + Sync + ?Sized,
+        U: Samples + ?Sized,
+    {
+        let config = &self.config;
         let dir = run.dir.clone();
         let last_path = dir.join("checkpoints").join("last.safetensors");
         let best_path = dir.join("checkpoints").join("best.safetensors");
-        let mut reporter = Reporter::new(config.progress, &dir.join("log.txt"))?;
         let steps = train.len().div_ceil(config.batch_size);
+        let processes = match group.size() {
+            1 => String::new(),
+            n => format!(" in each of {n} processes"),
+        };
         reporter.line(&format!(
-            "{} run {}: {} training and {} test samples, {} parameters, {} lr {} ({} schedule), batch {}, {} epochs, {} threads",
+            "{} run {}: {} training and {} test samples, {} parameters, {} lr {} ({} schedule), batch {}, {} epochs, {} threads{processes}",
             if self.resume.is_some() { format!("resuming at epoch {}:", run.info.epoch + 1) } else { "starting".to_owned() },
             dir.display(),
             train.len(),
@@ -207,7 +305,7 @@ impl Trainer {
 
         let session = Instant::now();
         let wall_before = run.history.last().map_or(0.0, |m| m.wall_time_s);
-        let mut grad = vec![0.0f32; N::PARAM_COUNT];
+        let mut grad = vec![0.0f32; step::gradient_len::<N>()];
         let mut last_eval: Option<Evaluation> = None;
         let diverged = |what: String, epoch: usize, step: usize| TrainError::Diverged {
             what,
@@ -230,30 +328,40 @@ impl Trainer {
             reporter.start_epoch(epoch + 1, config.epochs, train.len());
             let mut loss_sum = 0.0f64;
             let mut seen = 0usize;
-            for_each_batch(&loader, epoch, &order, config.batch_size, |step, batch, data| {
-                run.optimizer
-                    .set_lr(config.schedule.lr_at(config.optimizer.lr(), epoch, step, steps));
-                let loss = run.net.loss_and_grad(&data.inputs, &data.labels, &mut grad);
-                if !loss.is_finite() {
-                    reporter.abandon();
-                    return Err(diverged(format!("the loss is {loss}"), epoch + 1, step + 1));
-                }
-                run.optimizer.step(run.net.params_mut(), &grad);
-                run.info.global_step += 1;
-                loss_sum += f64::from(loss) * batch.len() as f64;
-                seen += batch.len();
-                reporter.step(step + 1, seen, loss_sum / seen as f64);
-                Ok(())
-            })?;
+            for_each_batch(
+                &loader,
+                epoch,
+                &order,
+                config.batch_size,
+                group.share(),
+                |step, batch, data| {
+                    run.optimizer
+                        .set_lr(config.schedule.lr_at(config.optimizer.lr(), epoch, step, steps));
+                    // The loss of the whole batch, the same on every rank.
+                    let loss = step::gradient(&mut group, &mut run.net, data, batch.len(), &mut grad);
+                    if !loss.is_finite() {
+                        reporter.abandon();
+                        return Err(group.shared_error(diverged(format!("the loss is {loss}"), epoch + 1, step + 1)));
+                    }
+                    run.optimizer.step(run.net.params_mut(), &grad[..N::PARAM_COUNT]);
+                    run.info.global_step += 1;
+                    loss_sum += f64::from(loss) * batch.len() as f64;
+                    seen += batch.len();
+                    reporter.step(step + 1, seen, loss_sum / seen as f64);
+                    Ok(())
+                },
+            )?;
             let train_time = epoch_start.elapsed().as_secs_f64();
+            let reduce_time = group.take_reduce_time().as_secs_f64();
+            adopt_root_state(&group, &mut run.net, &mut sync);
             if let Some(what) = first_non_finite(&run.net) {
                 reporter.abandon();
-                return Err(diverged(what, epoch + 1, steps));
+                return Err(group.shared_error(diverged(what, epoch + 1, steps)));
             }
-            let eval = evaluate(&run.net, test, config.normalize.as_ref());
+            let eval = evaluate_shared(&group, &run.net, test, config.normalize.as_ref());
             if !eval.loss.is_finite() {
                 reporter.abandon();
-                return Err(diverged(format!("the test loss is {}", eval.loss), epoch + 1, steps));
+                return Err(group.shared_error(diverged(format!("the test loss is {}", eval.loss), epoch + 1, steps)));
             }
 
             let m = EpochMetrics {
@@ -268,29 +376,37 @@ impl Trainer {
             };
             run.history.push(m.clone());
             run.info.epoch = epoch + 1;
-            let state = run.optimizer.state();
-            if run.info.best_epoch == 0 || eval.accuracy > run.info.best_accuracy {
+            let best = run.info.best_epoch == 0 || eval.accuracy > run.info.best_accuracy;
+            if best {
                 run.info.best_accuracy = eval.accuracy;
                 run.info.best_epoch = epoch + 1;
-                checkpoint::save(&best_path, &run.net, &state, &run.info)?;
             }
-            checkpoint::save(&last_path, &run.net, &state, &run.info)?;
-            metrics::write(&dir, &run.history)?;
-            plot::write_curves(&dir, &format!("{}: training curves", run.name), &run.history)?;
+            let saved = match group.is_root() {
+                true => save_epoch(&run, best, &best_path, &last_path),
+                false => Ok(()),
+            };
+            group.agree(saved)?;
             reporter.finish_epoch(&m);
+            if group.size() > 1 {
+                reporter.line(&format!(
+                    "       allreduce: {steps} of {} values, {reduce_time:.2} s ({:.3} ms each, {:.1}% of the training time) on rank 0",
+                    grad.len(),
+                    1e3 * reduce_time / steps as f64,
+                    100.0 * reduce_time / train_time.max(1e-9)
+                ));
+            }
             last_eval = Some(eval);
         }
 
         let eval = match last_eval {
             Some(eval) => eval,
-            None => evaluate(&run.net, test, config.normalize.as_ref()),
+            None => evaluate_shared(&group, &run.net, test, config.normalize.as_ref()),
         };
-        if run.history.is_empty() {
-            // No epoch at all (epochs = 0): still leave every file, empty.
-            metrics::write(&dir, &run.history)?;
-            plot::write_curves(&dir, &format!("{}: training curves", run.name), &run.history)?;
-        }
-        plot::write_confusion(&dir, &format!("{}: test set", run.name), &eval.confusion)?;
+        let written = match group.is_root() {
+            true => finish_files(&run, &eval.confusion),
+            false => Ok(()),
+        };
+        group.agree(written)?;
         reporter.line(&format!(
             "confusion matrix on the test set (rows: true class, columns: predicted):\n{}",
             eval.confusion.to_table().trim_end()
@@ -313,8 +429,9 @@ impl Trainer {
     }
 
     /// Creates a new run folder, or opens the one being resumed, and returns the state to
-    /// train from.
-    fn open_run<N, T, U>(&self, net: N, train: &T, test: &U) -> Result<Run<N>, TrainError>
+    /// train from. In a distributed run, every rank reads the run resumed, rank 0 alone writes;
+    /// the other ranks of a new run do not know its folder yet (`dir` and `name` are empty).
+    fn open_run<N, T, U>(&self, group: &Group, net: N, train: &T, test: &U) -> Result<Run<N>, TrainError>
     where
         N: Network,
         T: Samples + ?Sized,
@@ -349,9 +466,12 @@ impl Trainer {
                 .into_iter()
                 .filter(|m| m.epoch <= info.epoch)
                 .collect();
-            file.training = config.clone();
-            file.threads_used = crate::parallel::threads();
-            file.write(dir)?;
+            if group.is_root() {
+                file.training = config.clone();
+                file.threads_used = crate::parallel::threads();
+                file.world_size = group.size();
+                file.write(dir)?;
+            }
             return Ok(Run {
                 dir: dir.clone(),
                 name: file.name,
@@ -362,6 +482,23 @@ impl Trainer {
             });
         }
 
+        let info = CheckpointInfo {
+            epoch: 0,
+            global_step: 0,
+            best_accuracy: 0.0,
+            best_epoch: 0,
+            optimizer: config.optimizer.name().to_owned(),
+        };
+        if !group.is_root() {
+            return Ok(Run {
+                dir: PathBuf::new(),
+                name: String::new(),
+                net,
+                optimizer,
+                info,
+                history: Vec::new(),
+            });
+        }
         let (dir, name) = run_dir::create(config)?;
         let (git_commit, git_dirty) = run_dir::git_state();
         let files = match &config.data_dir {
@@ -388,15 +525,9 @@ impl Trainer {
             },
             training: config.clone(),
             threads_used: crate::parallel::threads(),
+            world_size: group.size(),
         };
         file.write(&dir)?;
-        let info = CheckpointInfo {
-            epoch: 0,
-            global_step: 0,
-            best_accuracy: 0.0,
-            best_epoch: 0,
-            optimizer: config.optimizer.name().to_owned(),
-        };
         checkpoint::save(
             &dir.join("checkpoints").join("last.safetensors"),
             &net,
@@ -423,6 +554,28 @@ impl<N> std::fmt::Debug for TrainOutcome<N> {
             .field("best", &self.best)
             .finish_non_exhaustive()
     }
+}
+
+/// Writes what an epoch leaves in the run folder: the checkpoints (the best one if `best`),
+/// the metrics and the curves.
+fn save_epoch<N: Network>(run: &Run<N>, best: bool, best_path: &Path, last_path: &Path) -> Result<(), TrainError> {
+    let state = run.optimizer.state();
+    if best {
+        checkpoint::save(best_path, &run.net, &state, &run.info)?;
+    }
+    checkpoint::save(last_path, &run.net, &state, &run.info)?;
+    metrics::write(&run.dir, &run.history)?;
+    plot::write_curves(&run.dir, &format!("{}: training curves", run.name), &run.history)
+}
+
+/// Writes what the end of a run leaves in its folder: the confusion matrix, and for a run of
+/// no epoch at all (epochs = 0) every other file, empty.
+fn finish_files<N>(run: &Run<N>, confusion: &ConfusionMatrix) -> Result<(), TrainError> {
+    if run.history.is_empty() {
+        metrics::write(&run.dir, &run.history)?;
+        plot::write_curves(&run.dir, &format!("{}: training curves", run.name), &run.history)?;
+    }
+    plot::write_confusion(&run.dir, &format!("{}: test set", run.name), confusion)
 }
 
 /// Says which parameter or buffer of `net` is the first that is not finite, if one is: a

@@ -150,10 +150,11 @@ impl Conv2d {
         self.patch_len() * self.oh * self.ow
     }
 
-    /// Scratch [`forward`](Self::forward) needs: a padded sample and a transposed weight for a
-    /// stride-1 convolution, an unfolded sample otherwise.
+    /// Scratch [`forward`](Self::forward) needs: a padded sample (split into phases when
+    /// strided), one sample's output and a transposed weight where the input is read in place,
+    /// an unfolded sample and one sample's output otherwise.
     pub const fn forward_scratch_len(&self) -> usize {
-        if self.direct() {
+        if self.in_place() {
             self.padded_len() + self.out_len() + self.weight_len()
         } else {
             self.cols_len() + self.out_len()
@@ -180,7 +181,13 @@ impl Conv2d {
                 forward
             }
         } else {
-            2 * self.cols_len() + self.out_len() + self.weight_len()
+            let backward = 2 * self.cols_len() + self.out_len() + self.weight_len();
+            let forward = self.forward_scratch_len();
+            if backward > forward {
+                backward
+            } else {
+                forward
+            }
         }
     }
 
@@ -190,9 +197,26 @@ impl Conv2d {
         self.sh == 1 && self.sw == 1 && self.kh * self.kw <= TAPS
     }
 
-    /// The route [`direct`](Self::direct) says.
+    /// Whether the forward pass reads the input in place: stride 1 ([`direct`](Self::direct)),
+    /// or a stride no larger than the kernel, whose padded input is split into one image per
+    /// phase of the stride (`(row % SH, column % SW)`): every kernel tap then reads a shifted
+    /// view of one phase, as at stride 1. The backward pass of a strided layer unfolds.
+    pub const fn in_place(&self) -> bool {
+        self.kh * self.kw <= TAPS && self.kh >= self.sh && self.kw >= self.sw
+    }
+
+    /// The route of the backward pass: [`direct`](Self::direct) or unfolded.
     const fn route(&self) -> Route {
         if self.direct() {
+            Route::Direct
+        } else {
+            Route::Unfolded
+        }
+    }
+
+    /// The route of the forward pass: [`in_place`](Self::in_place) or unfolded.
+    const fn forward_route(&self) -> Route {
+        if self.in_place() {
             Route::Direct
         } else {
             Route::Unfolded
@@ -241,10 +265,18 @@ impl Conv2d {
         [self.h + 2 * self.ph, self.w + 2 * self.pw]
     }
 
-    /// Elements of one zero-padded input sample.
-    const fn padded_len(&self) -> usize {
+    /// Height and width of each phase image of the padded input: the padded image itself at
+    /// stride 1.
+    const fn grid(&self) -> [usize; 2] {
         let [hp, wp] = self.padded();
-        self.c * hp * wp
+        [hp.div_ceil(self.sh), wp.div_ceil(self.sw)]
+    }
+
+    /// Elements of one zero-padded input sample, as phase images `[SH*SW, C, GH, GW]` (one
+    /// image `[C, HP, WP]` at stride 1).
+    const fn padded_len(&self) -> usize {
+        let [gh, gw] = self.grid();
+        self.sh * self.sw * self.c * gh * gw
     }
 
     /// Columns of a wide output row block: `OH` rows of the padded width, the last one cut to
@@ -254,7 +286,8 @@ impl Conv2d {
     }
 
     /// The offsets of the kernel taps `(c, u, v)`, in weight order, in a padded image with
-    /// planes of `plane` elements and rows of `row`; the table covers as many whole channels as
+    /// planes of `plane` elements and rows of `row` (strided: in the phase image of
+    /// `(u % SH, v % SW)`, at `(u / SH, v / SW)`); the table covers as many whole channels as
     /// fit in [`TAPS`] entries, which it returns too: further channels use the same table from
     /// their own plane on.
     fn tap_table(&self, plane: usize, row: usize, channels: usize) -> ([usize; TAPS], usize) {
@@ -266,7 +299,8 @@ impl Conv2d {
                 for v in 0..self.kw {
                     // At most TAPS entries: chunk * kh * kw <= TAPS.
                     if let Some(at) = at.next() {
-                        *at = ch * plane + u * row + v;
+                        let phase = (u % self.sh) * self.sw + v % self.sw;
+                        *at = (phase * self.c + ch) * plane + u / self.sh * row + v / self.sw;
                     }
                 }
             }
@@ -274,21 +308,35 @@ impl Conv2d {
         (table, chunk)
     }
 
-    /// Copies sample `b` of `x` into the interior of `pad` (`[C, HP, WP]`, borders already
-    /// zero).
+    /// Copies sample `b` of `x` into the interior of `pad` (`[C, HP, WP]`, or when strided its
+    /// phase images `[SH*SW, C, GH, GW]`; borders already zero).
     fn pad_sample(&self, x: &[f32], layout: Layout, batch: usize, b: usize, pad: &mut [f32]) {
-        let [hp, wp] = self.padded();
+        let [gh, gw] = self.grid();
         let hw = self.h * self.w;
         for ch in 0..self.c {
             let src = &x[layout.plane(ch, b, self.c, batch) * hw..][..hw];
-            let dst = &mut pad[ch * hp * wp..][..hp * wp];
+            if self.sh == 1 && self.sw == 1 {
+                let dst = &mut pad[ch * gh * gw..][..gh * gw];
+                for (r, row) in src.chunks_exact(self.w).enumerate() {
+                    dst[(r + self.ph) * gw + self.pw..][..self.w].copy_from_slice(row);
+                }
+                continue;
+            }
             for (r, row) in src.chunks_exact(self.w).enumerate() {
-                dst[(r + self.ph) * wp + self.pw..][..self.w].copy_from_slice(row);
+                let (pr, gr) = ((r + self.ph) % self.sh, (r + self.ph) / self.sh);
+                for pc in 0..self.sw {
+                    // The first column of this phase, and where it lands in the phase's row.
+                    let first = (pc + self.sw - self.pw % self.sw) % self.sw;
+                    let at = ((pr * self.sw + pc) * self.c + ch) * gh * gw + gr * gw + (first + self.pw) / self.sw;
+                    let phase = row.get(first..).unwrap_or_default().iter().step_by(self.sw);
+                    pad[at..].iter_mut().zip(phase).for_each(|(d, &v)| *d = v);
+                }
             }
         }
     }
 
-    /// The stride-1 forward pass. Each sample's output is computed in `scratch`, contiguous
+    /// The forward pass that reads the input in place ([`in_place`](Self::in_place)): stride 1,
+    /// or strided from phase images. Each sample's output is computed in `scratch`, contiguous
     /// and in cache, then written to its planes of the channel-major `y` with the bias added
     /// and, as `then` says, a ReLU applied: one pass over `y`, whose planes lie `batch` planes
     /// apart (writing them while accumulating would evict them from the cache in turn).
@@ -304,15 +352,15 @@ impl Conv2d {
         scratch: &mut [f32],
         then: Then,
     ) {
-        let ([hp, wp], k, ohw) = (self.padded(), self.patch_len(), self.oh * self.ow);
+        let ([gh, gw], k, ohw) = (self.grid(), self.patch_len(), self.oh * self.ow);
         let taps = self.kh * self.kw;
         let (pad, rest) = scratch.split_at_mut(self.padded_len());
         let (out, rest) = rest.split_at_mut(self.out_len());
         pad.fill(0.0);
-        let (table, chunk) = self.tap_table(hp * wp, wp, self.c);
-        // The taps of a chunk of channels, each a view of the padded sample whose OH*OW pixels
-        // are rows of OW, WP apart.
-        let taps_of = |c0: usize| (c0 * hp * wp, &table[..chunk.min(self.c - c0) * taps]);
+        let (table, chunk) = self.tap_table(gh * gw, gw, self.c);
+        // The taps of a chunk of channels, each a view of the padded sample (of one of its
+        // phase images when strided) whose OH*OW pixels are rows of OW, GW apart.
+        let taps_of = |c0: usize| (c0 * gh * gw, &table[..chunk.min(self.c - c0) * taps]);
         let by_pixels = self.by_pixels();
         let wt = &mut rest[..self.weight_len()];
         if by_pixels {
@@ -322,7 +370,7 @@ impl Conv2d {
             self.pad_sample(x, layout, batch, b, pad);
             for c0 in (0..self.c).step_by(chunk) {
                 let (at, offsets) = taps_of(c0);
-                let views = Gathered::new(&pad[at..], offsets).image(self.ow, wp);
+                let views = Gathered::new(&pad[at..], offsets).image(self.ow, gw);
                 let (kk, store) = (offsets.len(), Store::accumulate_if(c0 > 0));
                 if by_pixels {
                     // out [OH*OW, OC] (+)= taps seen from each pixel [OH*OW, C*KH*KW] x weight^T.
@@ -569,11 +617,19 @@ impl Conv2d {
             let src = &x[layout.plane(ch, b, self.c, batch) * hw + r * w..][..w];
             if sw == 1 {
                 out[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
-            } else {
-                out[lo..hi]
-                    .iter_mut()
-                    .zip(src[first..].iter().step_by(sw))
-                    .for_each(|(o, &x)| *o = x);
+            } else if hi > lo {
+                // Indexed rather than `step_by`, whose length takes a division per row; stride 2
+                // (ResNets' downsampling) as a constant, which the compiler vectorizes.
+                let src = &src[first..=first + (hi - lo - 1) * sw];
+                if sw == 2 {
+                    for (o, pair) in out[lo..hi].iter_mut().zip(src.chunks(2)) {
+                        *o = pair[0];
+                    }
+                } else {
+                    for (j, o) in out[lo..hi].iter_mut().enumerate() {
+                        *o = src[j * sw];
+                    }
+                }
             }
         });
     }
@@ -596,8 +652,11 @@ impl Conv2d {
                     .iter_mut()
                     .zip(src)
                     .for_each(|(d, g)| *d += g);
-            } else {
-                dst[first..].iter_mut().step_by(sw).zip(src).for_each(|(d, g)| *d += g);
+            } else if hi > lo {
+                let dst = &mut dst[first..=first + (hi - lo - 1) * sw];
+                for (j, g) in src.iter().enumerate() {
+                    dst[j * sw] += g;
+                }
             }
         });
     }
@@ -612,7 +671,16 @@ impl Conv2d {
     ///
     /// If a slice has the wrong length; the message gives the expected and the actual one.
     pub fn forward(&self, batch: usize, x: &[f32], layout: Layout, params: &[f32], y: &mut [f32], scratch: &mut [f32]) {
-        self.forward_by(self.route(), Then::Nothing, batch, x, layout, params, y, scratch)
+        self.forward_by(
+            self.forward_route(),
+            Then::Nothing,
+            batch,
+            x,
+            layout,
+            params,
+            y,
+            scratch,
+        )
     }
 
     /// `y = max(0, conv(x, weight) + bias)`: [`forward`](Self::forward) and a ReLU, which a
@@ -643,7 +711,7 @@ impl Conv2d {
         y: &mut [f32],
         scratch: &mut [f32],
     ) {
-        self.forward_by(self.route(), Then::Relu, batch, x, layout, params, y, scratch)
+        self.forward_by(self.forward_route(), Then::Relu, batch, x, layout, params, y, scratch)
     }
 
     /// `then(batchnorm(conv(x)))` at inference, in one pass: an eval-mode `BatchNorm2d` of
@@ -717,7 +785,7 @@ impl Conv2d {
             }
             fb[o] = bias * scale + shift;
         }
-        folded.forward_by(folded.route(), then, batch, x, layout, fp, y, scratch)
+        folded.forward_by(folded.forward_route(), then, batch, x, layout, fp, y, scratch)
     }
 
     /// Scratch [`forward_batchnorm`](Self::forward_batchnorm) needs: the folded weight and
@@ -1056,7 +1124,7 @@ const WIDE_OC: usize = 16;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{assert_grad_matches, seq};
+    use crate::testutil::{assert_all_close, assert_grad_matches, seq};
 
     /// Direct definition: y[o,i,j] = b[o] + sum_{c,u,v} w[o,c,u,v] * xpad[c, i*sh+u, j*sw+v].
     fn naive(g: &Conv2d, x: &[f32], p: &[f32]) -> Vec<f32> {
@@ -1172,6 +1240,38 @@ mod tests {
         Conv2d::new([4, 6, 6], 3, [1, 1], [1, 1], [0, 0], true),
         Conv2d::new([2, 3, 4], 3, [1, 2], [1, 1], [1, 2], true),
     ];
+
+    #[test]
+    fn strided_layers_read_in_place_as_unfolding_computes() {
+        // Strides 2 and 3, padding, odd sizes, a 1x1 kernel at stride 1 among ResNet's shapes,
+        // many channels (more than one tap table), both forward orders.
+        let cases = [
+            Conv2d::new([16, 32, 32], 32, [3, 3], [2, 2], [1, 1], false),
+            Conv2d::new([3, 9, 7], 5, [3, 3], [2, 2], [1, 1], true),
+            Conv2d::new([2, 11, 10], 4, [4, 3], [3, 2], [2, 0], true),
+            Conv2d::new([60, 8, 8], 64, [3, 3], [2, 2], [1, 1], false),
+            Conv2d::new([3, 7, 7], 2, [2, 2], [2, 2], [0, 0], true),
+        ];
+        assert!(cases.iter().any(|g| g.by_pixels()) && cases.iter().any(|g| !g.by_pixels()));
+        for g in cases {
+            assert!(g.in_place() && !g.direct(), "{g:?}");
+            let batch = 3;
+            let mut scratch = vec![f32::NAN; g.scratch_len()];
+            for layout in [Layout::SampleMajor, Layout::ChannelMajor] {
+                let x = seq(batch * g.in_len(), 0.3);
+                let p = seq(g.param_len(), 0.7);
+                for then in [Then::Nothing, Then::Relu] {
+                    let run = |route: Route, scratch: &mut [f32]| {
+                        let mut y = vec![f32::NAN; batch * g.out_len()];
+                        g.forward_by(route, then, batch, &x, layout, &p, &mut y, scratch);
+                        y
+                    };
+                    let (phased, unfolded) = (run(Route::Direct, &mut scratch), run(Route::Unfolded, &mut scratch));
+                    assert_all_close(&format!("{g:?} {layout:?} {then:?}"), &unfolded, &[&phased], 1e-4);
+                }
+            }
+        }
+    }
 
     #[test]
     fn stride_one_path_agrees_with_unfolding() {

@@ -247,7 +247,9 @@ mod one_or_many {
 /// How a run reports its progress on standard output.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Progress {
-    /// A progress bar when standard output is a terminal, else plain lines (the default).
+    /// A progress bar when standard output is a terminal, else plain lines (the default). Plain
+    /// lines in a distributed run of several processes, where `mpirun` gives each one a
+    /// terminal whatever its own output is.
     #[default]
     Auto,
     /// One plain line per epoch, for logs.

@@ -189,8 +189,14 @@ impl Trainer {
         // Rank 0 creates the run folder (or every rank opens the one resumed), and only rank
         // 0 reports.
         let opened = self.open_run(&group, net, train, test).and_then(|run| {
+            // mpirun gives every rank a terminal of its own, whatever its own output is: the
+            // bar cannot tell, so a job of several processes prints plain lines.
+            let progress = match (config.progress, group.size()) {
+                (Progress::Auto, 2..) => Progress::Plain,
+                (progress, _) => progress,
+            };
             let reporter = match group.is_root() {
-                true => Reporter::new(config.progress, &run.dir.join("log.txt"))?,
+                true => Reporter::new(progress, &run.dir.join("log.txt"))?,
                 false => Reporter::mute(),
             };
             Ok((run, reporter))

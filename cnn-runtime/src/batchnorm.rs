@@ -18,6 +18,7 @@
 
 use crate::layout::Layout;
 use crate::parts::chunk_range;
+use crate::simd;
 use core::ops::Range;
 
 /// The geometry and hyper-parameters of one batch normalization layer.
@@ -343,12 +344,12 @@ impl BatchNorm {
         let n = batch * self.plane;
         let sum: f64 = self
             .planes(batch, layout, ch)
-            .map(|at| sum_f64(&x[at..][..self.plane]))
+            .map(|at| simd::sum_f64(&x[at..][..self.plane]))
             .sum();
         let mean = sum / n as f64;
         let m2: f64 = self
             .planes(batch, layout, ch)
-            .map(|at| sum_sq_dev_f64(&x[at..][..self.plane], mean))
+            .map(|at| simd::sum_sq_dev_f64(&x[at..][..self.plane], mean))
             .sum();
         (mean, m2)
     }
@@ -596,7 +597,7 @@ impl BatchNorm {
         let mean = saved[ch] as f64 + saved[self.c + ch] as f64;
         let (mut sum_dy, mut sum_dy_xc) = (0.0f64, 0.0f64);
         for at in self.planes(batch, layout, ch) {
-            let (s, sx) = sums_dy_f64(&x[at..][..self.plane], &dy[at..][..self.plane], mean);
+            let (s, sx) = simd::sums_dy_f64(&x[at..][..self.plane], &dy[at..][..self.plane], mean);
             sum_dy += s;
             sum_dy_xc += sx;
         }
@@ -708,55 +709,6 @@ fn put(slice: &mut [f32], i: usize, v: f64) {
 /// Entry `i` of a slice written by [`put`].
 fn get(slice: &[f32], i: usize) -> f64 {
     slice[2 * i] as f64 + slice[2 * i + 1] as f64
-}
-
-/// Partial sums the `f64` reductions keep: one running sum is a chain of dependent additions,
-/// one per element, which the compiler may not reorder; eight interleaved ones vectorize.
-const LANES: usize = 8;
-
-/// The sum of `x` in `f64`, in [`LANES`] interleaved partial sums.
-fn sum_f64(x: &[f32]) -> f64 {
-    let mut acc = [0.0f64; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let rest = chunks.remainder().iter().map(|&v| v as f64).sum::<f64>();
-    for chunk in chunks {
-        for (a, &v) in acc.iter_mut().zip(chunk) {
-            *a += v as f64;
-        }
-    }
-    acc.iter().sum::<f64>() + rest
-}
-
-/// The sum of `(x - mean)^2` in `f64`, in [`LANES`] interleaved partial sums.
-fn sum_sq_dev_f64(x: &[f32], mean: f64) -> f64 {
-    let sq = |v: f32| (v as f64 - mean) * (v as f64 - mean);
-    let mut acc = [0.0f64; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let rest = chunks.remainder().iter().map(|&v| sq(v)).sum::<f64>();
-    for chunk in chunks {
-        for (a, &v) in acc.iter_mut().zip(chunk) {
-            *a += sq(v);
-        }
-    }
-    acc.iter().sum::<f64>() + rest
-}
-
-/// The sums of `dy` and of `dy * (x - mean)` in `f64`, in [`LANES`] interleaved partial sums.
-fn sums_dy_f64(x: &[f32], dy: &[f32], mean: f64) -> (f64, f64) {
-    let (mut s, mut sx) = ([0.0f64; LANES], [0.0f64; LANES]);
-    let (xc, gc) = (x.chunks_exact(LANES), dy.chunks_exact(LANES));
-    let (mut rs, mut rsx) = (0.0f64, 0.0f64);
-    for (&x, &g) in xc.remainder().iter().zip(gc.remainder()) {
-        rs += g as f64;
-        rsx += g as f64 * (x as f64 - mean);
-    }
-    for (xs, gs) in xc.zip(gc) {
-        for l in 0..LANES {
-            s[l] += gs[l] as f64;
-            sx[l] += gs[l] as f64 * (xs[l] as f64 - mean);
-        }
-    }
-    (s.iter().sum::<f64>() + rs, sx.iter().sum::<f64>() + rsx)
 }
 
 #[cfg(test)]

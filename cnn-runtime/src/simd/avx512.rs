@@ -288,3 +288,33 @@ unsafe fn nt_block<const R: usize, const S: usize>(
         }
     }
 }
+
+/// `simd::sum_f64` compiled for this path.
+///
+/// # Safety
+///
+/// The CPU has the path's instructions.
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub unsafe fn sum_f64(x: &[f32]) -> f64 {
+    portable::sum_f64(x)
+}
+
+/// `simd::sum_sq_dev_f64` compiled for this path.
+///
+/// # Safety
+///
+/// The CPU has the path's instructions.
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub unsafe fn sum_sq_dev_f64(x: &[f32], mean: f64) -> f64 {
+    portable::sum_sq_dev_f64(x, mean)
+}
+
+/// `simd::sums_dy_f64` compiled for this path.
+///
+/// # Safety
+///
+/// The CPU has the path's instructions.
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub unsafe fn sums_dy_f64(x: &[f32], dy: &[f32], mean: f64) -> (f64, f64) {
+    portable::sums_dy_f64(x, dy, mean)
+}

@@ -43,6 +43,43 @@ pub(crate) fn sum(xs: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + rest.iter().sum::<f32>()
 }
 
+/// Dispatches a reduction that has the same body on every path (its lanes explicit, so the
+/// result is bitwise the same), compiled per path so that it runs on the widest vectors.
+macro_rules! same_body {
+    ($name:ident($($arg:expr),*)) => {
+        match Isa::current().path() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the path is only chosen on CPUs with AVX-512F.
+            Path::Avx512 => unsafe { avx512::$name($($arg),*) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the path is only chosen on CPUs with AVX2 and FMA.
+            Path::Avx2 => unsafe { avx2::$name($($arg),*) },
+            _ => portable::$name($($arg),*),
+        }
+    };
+}
+
+/// The sum of `x` in `f64` (BatchNorm's statistics), in 8 interleaved partial sums: a single
+/// running sum is a chain of dependent additions, which the compiler may not reorder.
+pub(crate) fn sum_f64(x: &[f32]) -> f64 {
+    same_body!(sum_f64(x))
+}
+
+/// The sum of `(x - mean)^2` in `f64`, as [`sum_f64`].
+pub(crate) fn sum_sq_dev_f64(x: &[f32], mean: f64) -> f64 {
+    same_body!(sum_sq_dev_f64(x, mean))
+}
+
+/// The sums of `dy` and of `dy * (x - mean)` in `f64`, as [`sum_f64`].
+///
+/// # Panics
+///
+/// If `x` and `dy` differ in length.
+pub(crate) fn sums_dy_f64(x: &[f32], dy: &[f32], mean: f64) -> (f64, f64) {
+    assert_eq!(x.len(), dy.len(), "sums_dy_f64: x and dy differ in length");
+    same_body!(sums_dy_f64(x, dy, mean))
+}
+
 /// `out[q] = sum over t of rows[starts[t] + q]`: the sum of shifted windows of one slice. The
 /// input gradient of a stride-1 convolution folds each kernel tap's product back onto the
 /// padded image this way, every pixel summing the taps that read it, rather than each tap

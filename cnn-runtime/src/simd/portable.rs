@@ -121,3 +121,55 @@ pub fn gemm_nt(
         }
     }
 }
+
+/// Partial sums the `f64` reductions keep: one running sum is a chain of dependent additions,
+/// one per element, which the compiler may not reorder; eight interleaved ones vectorize.
+const F64_LANES: usize = 8;
+
+/// The sum of `x` in `f64`, in [`F64_LANES`] interleaved partial sums.
+#[inline(always)]
+pub fn sum_f64(x: &[f32]) -> f64 {
+    let mut acc = [0.0f64; F64_LANES];
+    let chunks = x.chunks_exact(F64_LANES);
+    let rest = chunks.remainder().iter().map(|&v| v as f64).sum::<f64>();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a += v as f64;
+        }
+    }
+    acc.iter().sum::<f64>() + rest
+}
+
+/// The sum of `(x - mean)^2` in `f64`, in [`F64_LANES`] interleaved partial sums.
+#[inline(always)]
+pub fn sum_sq_dev_f64(x: &[f32], mean: f64) -> f64 {
+    let sq = |v: f32| (v as f64 - mean) * (v as f64 - mean);
+    let mut acc = [0.0f64; F64_LANES];
+    let chunks = x.chunks_exact(F64_LANES);
+    let rest = chunks.remainder().iter().map(|&v| sq(v)).sum::<f64>();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a += sq(v);
+        }
+    }
+    acc.iter().sum::<f64>() + rest
+}
+
+/// The sums of `dy` and of `dy * (x - mean)` in `f64`, in [`F64_LANES`] interleaved partial sums.
+#[inline(always)]
+pub fn sums_dy_f64(x: &[f32], dy: &[f32], mean: f64) -> (f64, f64) {
+    let (mut s, mut sx) = ([0.0f64; F64_LANES], [0.0f64; F64_LANES]);
+    let (xc, gc) = (x.chunks_exact(F64_LANES), dy.chunks_exact(F64_LANES));
+    let (mut rs, mut rsx) = (0.0f64, 0.0f64);
+    for (&x, &g) in xc.remainder().iter().zip(gc.remainder()) {
+        rs += g as f64;
+        rsx += g as f64 * (x as f64 - mean);
+    }
+    for (xs, gs) in xc.zip(gc) {
+        for l in 0..F64_LANES {
+            s[l] += gs[l] as f64;
+            sx[l] += gs[l] as f64 * (xs[l] as f64 - mean);
+        }
+    }
+    (s.iter().sum::<f64>() + rs, sx.iter().sum::<f64>() + rsx)
+}

@@ -382,3 +382,41 @@ fn small_gemm_rejects_a_short_output() {
     let (a, b) = (Mat::rows(&[0.0; 2], 1), Mat::rows(&[0.0; 3], 3));
     small_gemm(2, 1, 3, a, b, &mut [0.0; 5], 3, Store::Overwrite);
 }
+
+#[test]
+fn f64_sums_are_the_same_bits_on_every_path() {
+    for n in [0, 1, 7, 8, 9, 100, 1027] {
+        let (x, dy) = (seq(n, 0.35), seq(n, 1.7));
+        let mean = 0.25;
+        let want = (
+            x.iter().map(|&v| v as f64).sum::<f64>(),
+            x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>(),
+            dy.iter().map(|&g| g as f64).sum::<f64>(),
+            x.iter()
+                .zip(&dy)
+                .map(|(&v, &g)| g as f64 * (v as f64 - mean))
+                .sum::<f64>(),
+        );
+        let on = |isa| {
+            isa::with(isa, || {
+                let (s, sx) = sums_dy_f64(&x, &dy, mean);
+                (sum_f64(&x), sum_sq_dev_f64(&x, mean), s, sx)
+            })
+        };
+        let portable = on(Isa::PORTABLE);
+        for (got, want) in [
+            (portable.0, want.0),
+            (portable.1, want.1),
+            (portable.2, want.2),
+            (portable.3, want.3),
+        ] {
+            assert!(
+                (got - want).abs() <= 1e-9 * want.abs().max(1.0),
+                "n={n}: {got} vs {want}"
+            );
+        }
+        for isa in Isa::supported() {
+            assert_eq!(on(isa), portable, "{} n={n}", isa.path().name());
+        }
+    }
+}

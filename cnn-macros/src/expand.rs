@@ -555,20 +555,17 @@ fn forward_body(plan: &Plan) -> TokenStream {
         let x: Vec<TokenStream> = step.inputs.iter().map(|&r| input(r)).collect();
         let layout = layout_tokens(step.layout);
         if let (Some(folded), Kernel::Op(conv)) = (plan.folded(i), &step.kernel) {
-            // The BatchNorm (and the ReLU) write nothing of their own: skip their steps.
-            let last = folded.relu.unwrap_or(folded.bn);
+            // The steps folded in write nothing of their own: skip them.
+            let last = folded.last();
             let Kernel::Op(bn) = &plan.steps[folded.bn].kernel else {
                 unreachable!()
             };
             let y = region(plan.steps[last].output);
-            body.extend(kinds::forward_folded(
-                conv,
-                bn,
-                &x[0],
-                &y,
-                &layout,
-                folded.relu.is_some(),
-            ));
+            let then = kinds::Then {
+                residual: folded.add.map(|(_, r)| input(r)),
+                relu: folded.relu.is_some(),
+            };
+            body.extend(kinds::forward_folded(conv, bn, &x[0], &y, &layout, then));
             steps.nth(last - i - 1);
             continue;
         }

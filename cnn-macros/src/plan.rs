@@ -121,15 +121,25 @@ impl Plan {
     }
 }
 
-/// At inference, a convolution and the eval-mode BatchNorm that alone reads its output, and
-/// the ReLU that may alone read the BatchNorm's, run as one call: the BatchNorm folded into
-/// the convolution's weight and bias, the ReLU applied as the output is written.
+/// At inference, a convolution and the eval-mode BatchNorm that alone reads its output, then
+/// the residual sum that may alone read the BatchNorm's, and a ReLU that may alone read what
+/// came last, run as one call: the BatchNorm folded into the convolution's weight and bias, the
+/// sum and the ReLU applied as the output is written.
 #[derive(Clone, Debug)]
 pub struct Folded {
     /// The BatchNorm's step.
     pub bn: usize,
+    /// The sum's step and the region of its other input (the shortcut), if one follows.
+    pub add: Option<(usize, Reg)>,
     /// The ReLU's step, if one follows.
     pub relu: Option<usize>,
+}
+
+impl Folded {
+    /// The last step folded in: its output is the call's.
+    pub fn last(&self) -> usize {
+        self.relu.or(self.add.map(|(step, _)| step)).unwrap_or(self.bn)
+    }
 }
 
 impl Plan {
@@ -149,9 +159,21 @@ impl Plan {
         if !single || !only_reader(bn, conv) || !matches!(self.steps[bn].kernel, Kernel::Op(Op::BatchNorm { .. })) {
             return None;
         }
-        let relu = Some(bn + 1)
-            .filter(|&r| only_reader(r, bn) && matches!(self.steps[r].kernel, Kernel::Op(Op::Act(Activation::Relu))));
-        Some(Folded { bn, relu })
+        let out = self.steps[bn].output;
+        let add = self
+            .steps
+            .get(bn + 1)
+            .filter(|s| matches!(s.kernel, Kernel::Op(Op::Add)) && readers(out) == 1)
+            .and_then(|s| match s.inputs[..] {
+                [a, b] if a == out && b != out => Some((bn + 1, b)),
+                [a, b] if b == out && a != out => Some((bn + 1, a)),
+                _ => None,
+            });
+        let before = add.map_or(bn, |(step, _)| step);
+        let relu = Some(before + 1).filter(|&r| {
+            only_reader(r, before) && matches!(self.steps[r].kernel, Kernel::Op(Op::Act(Activation::Relu)))
+        });
+        Some(Folded { bn, add, relu })
     }
 }
 

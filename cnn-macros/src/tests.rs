@@ -329,12 +329,16 @@ fn a_batchnorm_folds_into_the_convolution_it_alone_reads_at_inference() {
         }
     });
     let plan = crate::plan::plan(&m);
-    let folds: Vec<(usize, usize, Option<usize>)> = (0..plan.steps.len())
-        .filter_map(|i| plan.folded(i).map(|f| (i, f.bn, f.relu)))
+    let folds: Vec<_> = (0..plan.steps.len())
+        .filter_map(|i| plan.folded(i).map(|f| (i, f.bn, f.add, f.relu)))
         .collect();
-    // a + its BatchNorm + ReLU; b + its BatchNorm (no ReLU after it); c + its BatchNorm (the
-    // block's ReLU reads the sum, not the BatchNorm); d's BatchNorm reads a ReLU, not the conv.
-    assert_eq!(folds, [(0, 1, Some(2)), (3, 4, None), (5, 6, None)]);
+    // a + its BatchNorm + ReLU; b + its BatchNorm (no ReLU after it); c + its BatchNorm + the
+    // block's sum with b_bn's output (region 5) + the block's ReLU; d's BatchNorm reads a ReLU,
+    // not the conv.
+    assert_eq!(
+        folds,
+        [(0, 1, None, Some(2)), (3, 4, None, None), (5, 6, Some((7, 5)), Some(8))]
+    );
 }
 
 #[test]

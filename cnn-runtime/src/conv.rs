@@ -383,29 +383,25 @@ impl Conv2d {
                 }
             }
             if by_pixels {
-                let yb = &mut y[b * ohw..];
-                transpose(ohw, self.oc, Mat::rows(out, self.oc), yb, batch * ohw);
-                self.finish_sample(batch, yb, bias, then);
+                transpose(ohw, self.oc, Mat::rows(out, self.oc), &mut y[b * ohw..], batch * ohw);
+                self.finish_sample(batch, b, bias, then, y);
             } else {
                 self.write_sample(batch, b, out, bias, then, y);
             }
         }
     }
 
-    /// Adds the bias to one sample's planes of the channel-major output (`y` starts at the
-    /// sample's first plane) and applies what `then` says.
-    fn finish_sample(&self, batch: usize, y: &mut [f32], bias: Option<&[f32]>, then: Then) {
+    /// Adds the bias to sample `b`'s planes of the channel-major output `y`, in place, and
+    /// applies what `then` says.
+    fn finish_sample(&self, batch: usize, b: usize, bias: Option<&[f32]>, then: Then, y: &mut [f32]) {
         let ohw = self.oh * self.ow;
         if bias.is_none() && then == Then::Nothing {
             return;
         }
         for o in 0..self.oc {
-            let b = bias.map_or(0.0, |bias| bias[o]);
-            let plane = &mut y[o * batch * ohw..][..ohw];
-            match then {
-                Then::Nothing => plane.iter_mut().for_each(|v| *v += b),
-                Then::Relu => plane.iter_mut().for_each(|v| *v = (*v + b).max(0.0)),
-            }
+            let at = (o * batch + b) * ohw;
+            let bias = bias.map_or(0.0, |bias| bias[o]);
+            then.write(&mut y[at..][..ohw], None, bias, at);
         }
     }
 
@@ -837,6 +833,15 @@ impl Conv2d {
             self.in_len(),
             x.len()
         );
+        if let Then::Add(r) | Then::AddRelu(r) = then {
+            assert_eq!(
+                r.len(),
+                y.len(),
+                "conv2d: the residual must hold as many elements as the output, {}, got {}",
+                y.len(),
+                r.len()
+            );
+        }
         let (k, ohw) = (self.patch_len(), self.oh * self.ow);
         let (weight, bias) = params.split_at(self.weight_len());
         let bias = self.bias.then_some(bias);
@@ -859,12 +864,9 @@ impl Conv2d {
     fn write_sample(&self, batch: usize, b: usize, out: &[f32], bias: Option<&[f32]>, then: Then, y: &mut [f32]) {
         let ohw = self.oh * self.ow;
         for (o, src) in out.chunks_exact(ohw).enumerate() {
-            let dst = &mut y[(o * batch + b) * ohw..][..ohw];
-            let b = bias.map_or(0.0, |bias| bias[o]);
-            match then {
-                Then::Nothing => dst.iter_mut().zip(src).for_each(|(d, s)| *d = s + b),
-                Then::Relu => dst.iter_mut().zip(src).for_each(|(d, s)| *d = (s + b).max(0.0)),
-            }
+            let at = (o * batch + b) * ohw;
+            let bias = bias.map_or(0.0, |bias| bias[o]);
+            then.write(&mut y[at..][..ohw], Some(src), bias, at);
         }
     }
 
@@ -1105,12 +1107,42 @@ enum Route {
 }
 
 /// What the forward pass applies to the convolution's output as it writes it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Then {
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Then<'a> {
     /// Nothing: `y = conv(x) + bias`.
     Nothing,
     /// `y = max(0, conv(x) + bias)`.
     Relu,
+    /// A residual block's sum: `y = (conv(x) + bias) + r`, for `r` as long as `y` and in its
+    /// layout.
+    Add(&'a [f32]),
+    /// The sum, then a ReLU: `y = max(0, (conv(x) + bias) + r)`.
+    AddRelu(&'a [f32]),
+}
+
+impl Then<'_> {
+    /// Writes `dst = then(src + bias)` (`src` is `dst` itself when `None`), where `dst` starts
+    /// at element `at` of the output.
+    #[inline]
+    fn write(self, dst: &mut [f32], src: Option<&[f32]>, bias: f32, at: usize) {
+        let (residual, relu) = match self {
+            Then::Nothing => (None, false),
+            Then::Relu => (None, true),
+            Then::Add(r) => (Some(&r[at..][..dst.len()]), false),
+            Then::AddRelu(r) => (Some(&r[at..][..dst.len()]), true),
+        };
+        let f = |v: f32| if relu { v.max(0.0) } else { v };
+        match (src, residual) {
+            (Some(s), Some(r)) => dst
+                .iter_mut()
+                .zip(s)
+                .zip(r)
+                .for_each(|((d, s), r)| *d = f(s + bias + r)),
+            (Some(s), None) => dst.iter_mut().zip(s).for_each(|(d, s)| *d = f(s + bias)),
+            (None, Some(r)) => dst.iter_mut().zip(r).for_each(|(d, r)| *d = f(*d + bias + r)),
+            (None, None) => dst.iter_mut().for_each(|d| *d = f(*d + bias)),
+        }
+    }
 }
 
 /// Most kernel taps a table of the stride-1 path holds (a 22x22 kernel); larger kernels take the
@@ -1240,6 +1272,44 @@ mod tests {
         Conv2d::new([4, 6, 6], 3, [1, 1], [1, 1], [0, 0], true),
         Conv2d::new([2, 3, 4], 3, [1, 2], [1, 1], [1, 2], true),
     ];
+
+    #[test]
+    fn a_residual_sum_and_relu_are_applied_as_the_output_is_written() {
+        // Every route and forward order: stride 1 (both orders), strided in place, unfolded.
+        let cases = [
+            Conv2d::new([3, 7, 9], 5, [3, 3], [1, 1], [1, 1], true),
+            Conv2d::new([4, 6, 6], 40, [3, 3], [1, 1], [1, 1], false),
+            Conv2d::new([3, 9, 7], 5, [3, 3], [2, 2], [1, 1], true),
+            Conv2d::new([4, 8, 8], 6, [1, 1], [2, 2], [0, 0], true),
+        ];
+        assert!(cases.iter().any(|g| g.direct() && g.by_pixels()));
+        for g in cases {
+            let batch = 3;
+            let mut scratch = vec![f32::NAN; g.scratch_len()];
+            let x = seq(batch * g.in_len(), 0.3);
+            let p = seq(g.param_len(), 0.7);
+            let r = seq(batch * g.out_len(), 1.3);
+            let mut plain = vec![f32::NAN; batch * g.out_len()];
+            g.forward(batch, &x, Layout::ChannelMajor, &p, &mut plain, &mut scratch);
+            let sum: Vec<f32> = plain.iter().zip(&r).map(|(y, r)| y + r).collect();
+            let relu: Vec<f32> = sum.iter().map(|v| v.max(0.0)).collect();
+            assert!(relu.iter().any(|&v| v == 0.0) && relu.iter().any(|&v| v > 0.0));
+            for (then, want) in [(Then::Add(&r), &sum), (Then::AddRelu(&r), &relu)] {
+                let mut y = vec![f32::NAN; batch * g.out_len()];
+                g.forward_by(
+                    g.forward_route(),
+                    then,
+                    batch,
+                    &x,
+                    Layout::ChannelMajor,
+                    &p,
+                    &mut y,
+                    &mut scratch,
+                );
+                assert_all_close(&format!("{g:?} {then:?}"), want, &[&y], 1e-5);
+            }
+        }
+    }
 
     #[test]
     fn strided_layers_read_in_place_as_unfolding_computes() {

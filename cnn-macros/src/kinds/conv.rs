@@ -214,7 +214,7 @@ pub fn forward_folded(
     x: &TokenStream,
     y: &TokenStream,
     layout: &TokenStream,
-    relu: bool,
+    then: super::Then,
 ) -> TokenStream {
     let (g, ps, pe) = (geom_tokens(geom), params.start, params.end);
     let (bg, bps, bpe, bs, be) = (
@@ -224,7 +224,12 @@ pub fn forward_folded(
         buffers.start,
         buffers.end,
     );
-    let then = if relu { quote!(Relu) } else { quote!(Nothing) };
+    let then = match (then.residual, then.relu) {
+        (None, false) => quote!(Nothing),
+        (None, true) => quote!(Relu),
+        (Some(r), false) => quote!(Add(#r)),
+        (Some(r), true) => quote!(AddRelu(#r)),
+    };
     quote!({
         const G: ::cnn::__private::Conv2d = #g;
         const BN: ::cnn::__private::BatchNorm = #bg;

@@ -174,15 +174,23 @@ pub fn forward(op: &Op, call: &Call, train: bool) -> TokenStream {
     }
 }
 
-/// The inference call of a convolution with the eval-mode BatchNorm after it folded in, and a
-/// ReLU after that with `relu` (see `plan::Folded`): `x` its input, `y` the last one's output.
+/// What a folded convolution applies after its BatchNorm (see `plan::Folded`).
+pub struct Then {
+    /// The shortcut to add (a `&[f32]` expression), if any.
+    pub residual: Option<TokenStream>,
+    /// Whether a ReLU comes last.
+    pub relu: bool,
+}
+
+/// The inference call of a convolution with the eval-mode BatchNorm after it folded in, and
+/// what `then` says after that (see `plan::Folded`): `x` its input, `y` the last one's output.
 pub fn forward_folded(
     conv: &Op,
     bn: &Op,
     x: &TokenStream,
     y: &TokenStream,
     layout: &TokenStream,
-    relu: bool,
+    then: Then,
 ) -> TokenStream {
     match (conv, bn) {
         (
@@ -192,7 +200,7 @@ pub fn forward_folded(
                 params: bn_params,
                 buffers,
             },
-        ) => conv::forward_folded(geom, params, bn, bn_params, buffers, x, y, layout, relu),
+        ) => conv::forward_folded(geom, params, bn, bn_params, buffers, x, y, layout, then),
         _ => unreachable!("the plan folds only a BatchNorm into a convolution"),
     }
 }

@@ -1293,7 +1293,7 @@ mod tests {
             g.forward(batch, &x, Layout::ChannelMajor, &p, &mut plain, &mut scratch);
             let sum: Vec<f32> = plain.iter().zip(&r).map(|(y, r)| y + r).collect();
             let relu: Vec<f32> = sum.iter().map(|v| v.max(0.0)).collect();
-            assert!(relu.iter().any(|&v| v == 0.0) && relu.iter().any(|&v| v > 0.0));
+            assert!(relu.contains(&0.0) && relu.iter().any(|&v| v > 0.0));
             for (then, want) in [(Then::Add(&r), &sum), (Then::AddRelu(&r), &relu)] {
                 let mut y = vec![f32::NAN; batch * g.out_len()];
                 g.forward_by(

@@ -324,12 +324,27 @@ impl Conv2d {
             }
             for (r, row) in src.chunks_exact(self.w).enumerate() {
                 let (pr, gr) = ((r + self.ph) % self.sh, (r + self.ph) / self.sh);
+                let at = |pc: usize, gc: usize| ((pr * self.sw + pc) * self.c + ch) * gh * gw + gr * gw + gc;
+                if self.sw == 2 {
+                    // Column 2j goes to phase (pw % 2) at (2j + pw) / 2, column 2j + 1 to the
+                    // other phase at (2j + 1 + pw) / 2: pairs, which the compiler vectorizes.
+                    let pc = self.pw % 2;
+                    let (a, b) = (at(pc, self.pw / 2), at(1 - pc, (self.pw + 1) / 2));
+                    let (even, odd) = two_mut(pad, a, b, self.w.div_ceil(2));
+                    for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(row.chunks_exact(2)) {
+                        (*e, *o) = (pair[0], pair[1]);
+                    }
+                    if self.w % 2 == 1 {
+                        even[self.w / 2] = row[self.w - 1];
+                    }
+                    continue;
+                }
                 for pc in 0..self.sw {
                     // The first column of this phase, and where it lands in the phase's row.
                     let first = (pc + self.sw - self.pw % self.sw) % self.sw;
-                    let at = ((pr * self.sw + pc) * self.c + ch) * gh * gw + gr * gw + (first + self.pw) / self.sw;
                     let phase = row.get(first..).unwrap_or_default().iter().step_by(self.sw);
-                    pad[at..].iter_mut().zip(phase).for_each(|(d, &v)| *d = v);
+                    let to = at(pc, (first + self.pw) / self.sw);
+                    pad[to..].iter_mut().zip(phase).for_each(|(d, &v)| *d = v);
                 }
             }
         }
@@ -1094,6 +1109,17 @@ impl Conv2d {
                 }
             }
         }
+    }
+}
+
+/// `(&mut s[a..a + n], &mut s[b..b + n])` for ranges that do not overlap.
+fn two_mut(s: &mut [f32], a: usize, b: usize, n: usize) -> (&mut [f32], &mut [f32]) {
+    if a < b {
+        let (lo, hi) = s.split_at_mut(b);
+        (&mut lo[a..a + n], &mut hi[..n])
+    } else {
+        let (lo, hi) = s.split_at_mut(a);
+        (&mut hi[..n], &mut lo[b..b + n])
     }
 }
 

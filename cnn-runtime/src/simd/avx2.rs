@@ -304,14 +304,13 @@ unsafe fn gemm_rows<const R: usize>(
             let mut acc = [[_mm256_setzero_ps(); 2]; R];
             let bj = b.data[jb + jj..].as_ptr();
             if cols == NR || last_row + jb + jj + NR <= b.data.len() {
-                for p in 0..k {
+                for (brow, ap) in b.row.first(k).zip(a.col.first(k)) {
                     // SAFETY: A holds R rows at each of its k columns and every row of B its n
                     // columns (the contract), so these 16 columns of row p exist, or lie inside
                     // `b` (checked just above).
                     unsafe {
-                        let row = bj.add(b.row.at(p));
+                        let row = bj.add(brow);
                         let (b0, b1) = (_mm256_loadu_ps(row), _mm256_loadu_ps(row.add(8)));
-                        let ap = a.col.at(p);
                         for (r, acc) in acc.iter_mut().enumerate() {
                             let av = _mm256_broadcast_ss(&*arows[r].add(ap));
                             acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
@@ -320,17 +319,16 @@ unsafe fn gemm_rows<const R: usize>(
                     }
                 }
             } else {
-                for p in 0..k {
+                for (brow, ap) in b.row.first(k).zip(a.col.first(k)) {
                     // SAFETY: as above; the masks keep the loads inside the block's columns.
                     unsafe {
-                        let row = bj.add(b.row.at(p));
+                        let row = bj.add(brow);
                         let b0 = _mm256_maskload_ps(row, m0);
                         let b1 = if cols > 8 {
                             _mm256_maskload_ps(row.add(8), m1)
                         } else {
                             _mm256_setzero_ps()
                         };
-                        let ap = a.col.at(p);
                         for (r, acc) in acc.iter_mut().enumerate() {
                             let av = _mm256_broadcast_ss(&*arows[r].add(ap));
                             acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);

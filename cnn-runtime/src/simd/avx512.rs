@@ -127,19 +127,13 @@ unsafe fn gemm_rows<const R: usize, const V: usize>(
             let masks: [__mmask16; V] = core::array::from_fn(|v| first(cols.saturating_sub(v * L)));
             let mut acc = [[_mm512_setzero_ps(); V]; R];
             let bj = b.data[jb + jj..].as_ptr();
-            for p in 0..k {
+            for (brow, ap) in b.row.first(k).zip(a.col.first(k)) {
                 // SAFETY: A holds R rows at each of its k columns and every row of B its n
-                // columns (the contract); the masks keep the loads to the block's columns.
+                // columns (the contract); the masks keep the loads to the block's columns (a
+                // full mask loads as fast as an unmasked load, so there is one loop).
                 unsafe {
-                    let row = bj.add(b.row.at(p));
-                    let bv: [__m512; V] = core::array::from_fn(|v| {
-                        if cols >= (v + 1) * L {
-                            _mm512_loadu_ps(row.add(v * L))
-                        } else {
-                            _mm512_maskz_loadu_ps(masks[v], row.add(v * L))
-                        }
-                    });
-                    let ap = a.col.at(p);
+                    let row = bj.add(brow);
+                    let bv: [__m512; V] = core::array::from_fn(|v| _mm512_maskz_loadu_ps(masks[v], row.add(v * L)));
                     for (r, acc) in acc.iter_mut().enumerate() {
                         let av = _mm512_set1_ps(*arows[r].add(ap));
                         for v in 0..V {

@@ -195,6 +195,13 @@ pub(super) fn check_rows(what: &str, name: &str, x: Mat, rows: usize, cols: usiz
 /// Where row `p` of an operand starts: at a fixed stride, from a table, or as image pixels.
 pub(super) trait RowAt: Copy {
     fn at(&self, p: usize) -> usize;
+
+    /// Where rows `0..k` start, in order: what the kernels' inner loops walk (a table is
+    /// bounds-checked once, not per row).
+    #[inline(always)]
+    fn first(&self, k: usize) -> impl Iterator<Item = usize> {
+        (0..k).map(|p| self.at(p))
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -205,6 +212,11 @@ impl RowAt for Strided {
     fn at(&self, p: usize) -> usize {
         p * self.0
     }
+
+    #[inline(always)]
+    fn first(&self, k: usize) -> impl Iterator<Item = usize> {
+        (0..k).map(|p| p * self.0)
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -214,6 +226,11 @@ impl RowAt for Table<'_> {
     #[inline(always)]
     fn at(&self, p: usize) -> usize {
         self.0[p]
+    }
+
+    #[inline(always)]
+    fn first(&self, k: usize) -> impl Iterator<Item = usize> {
+        self.0[..k].iter().copied()
     }
 }
 

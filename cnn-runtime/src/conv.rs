@@ -329,7 +329,7 @@ impl Conv2d {
                     // Column 2j goes to phase (pw % 2) at (2j + pw) / 2, column 2j + 1 to the
                     // other phase at (2j + 1 + pw) / 2: pairs, which the compiler vectorizes.
                     let pc = self.pw % 2;
-                    let (a, b) = (at(pc, self.pw / 2), at(1 - pc, (self.pw + 1) / 2));
+                    let (a, b) = (at(pc, self.pw / 2), at(1 - pc, self.pw.div_ceil(2)));
                     let (even, odd) = two_mut(pad, a, b, self.w.div_ceil(2));
                     for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(row.chunks_exact(2)) {
                         (*e, *o) = (pair[0], pair[1]);

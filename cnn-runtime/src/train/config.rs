@@ -263,7 +263,8 @@ pub enum Progress {
 ///
 /// Built with chained setters from [`TrainConfig::new`]'s defaults: 1 epoch, batch 64, SGD lr
 /// 0.01 without momentum, constant rate, seed 0, shuffled every epoch, every core, no
-/// normalization, no augmentation, run folders under `runs/`, named by the start time.
+/// normalization, no augmentation, one process (not distributed), run folders under `runs/`,
+/// named by the start time.
 ///
 /// The hyperparameters are saved as the `training` object of `config.json`; the run folder's
 /// place and name, the data folder and the summary are recorded elsewhere in that file.

@@ -49,7 +49,7 @@
 //!
 //! | file | content |
 //! |---|---|
-//! | `config.json` | the hyperparameters (`training`), seed, model summary and parameter count, data folder with SHA-256 of its IDX and CIFAR files, crate version, git commit |
+//! | `config.json` | the hyperparameters (`training`), seed, model summary and parameter count, data folder with SHA-256 of its IDX and CIFAR files, crate version, git commit, threads and processes (`world_size`) |
 //! | `metrics.jsonl`, `metrics.csv` | per epoch: `epoch, train_loss, test_loss, test_accuracy, lr, images_per_sec, epoch_time_s, wall_time_s` |
 //! | `checkpoints/last.safetensors` | after the last completed epoch: the network's `state_dict` (parameters, buffers, `num_batches_tracked`), its [`TrainState`](crate::TrainState) (Dropout's seed, steps taken), the optimizer's state and the progress |
 //! | `checkpoints/best.safetensors` | the same, at the best test accuracy |
@@ -70,6 +70,13 @@
 //! (BatchNorm's running statistics), the `TrainState` and the optimizer's state: with one
 //! thread ([`TrainConfig::threads`]), a run stopped after any epoch and resumed with
 //! [`Trainer::resume`] ends with bitwise the same weights and buffers as one that ran through.
+//!
+//! # Beyond one machine
+//!
+//! With the `distributed` feature, [`TrainConfig::distributed`] trains data-parallel over the
+//! processes of an MPI job ([`Mpi`]): each takes its share of every batch, one allreduce per
+//! step sums the gradients, and rank 0 alone writes the run folder. [`Trainer::fit`] says what
+//! is synchronized and what is not.
 
 mod atomic;
 mod batches;

@@ -283,32 +283,72 @@ unsafe fn nt_block<const R: usize, const S: usize>(
     }
 }
 
-/// `simd::sum_f64` compiled for this path.
+/// Lanes of `f64` sums, as `portable::F64_LANES`: lane `l` sums elements `l, l + 8, ...`, then
+/// the lanes are summed in order and the rest added, so the bits are the portable path's.
+fn finish(acc: __m512d, rest: f64) -> f64 {
+    let mut lanes = [0.0f64; 8];
+    // SAFETY: `lanes` holds 8 doubles.
+    unsafe { _mm512_storeu_pd(lanes.as_mut_ptr(), acc) };
+    lanes.iter().sum::<f64>() + rest
+}
+
+/// `simd::sum_f64` on 8 lanes of `f64` (see [`finish`]).
 ///
 /// # Safety
 ///
-/// The CPU has the path's instructions.
+/// The CPU has AVX-512F.
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub unsafe fn sum_f64(x: &[f32]) -> f64 {
-    portable::sum_f64(x)
+    let chunks = x.chunks_exact(8);
+    let rest = chunks.remainder().iter().map(|&v| v as f64).sum::<f64>();
+    let mut acc = _mm512_setzero_pd();
+    for c in chunks {
+        // SAFETY: a chunk holds 8 floats.
+        let v = _mm512_cvtps_pd(unsafe { _mm256_loadu_ps(c.as_ptr()) });
+        acc = _mm512_add_pd(acc, v);
+    }
+    finish(acc, rest)
 }
 
-/// `simd::sum_sq_dev_f64` compiled for this path.
+/// `simd::sum_sq_dev_f64` on 8 lanes of `f64` (see [`finish`]).
 ///
 /// # Safety
 ///
-/// The CPU has the path's instructions.
+/// The CPU has AVX-512F.
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub unsafe fn sum_sq_dev_f64(x: &[f32], mean: f64) -> f64 {
-    portable::sum_sq_dev_f64(x, mean)
+    let chunks = x.chunks_exact(8);
+    let sq = |v: f32| (v as f64 - mean) * (v as f64 - mean);
+    let rest = chunks.remainder().iter().map(|&v| sq(v)).sum::<f64>();
+    let (mut acc, m) = (_mm512_setzero_pd(), _mm512_set1_pd(mean));
+    for c in chunks {
+        // SAFETY: a chunk holds 8 floats.
+        let d = _mm512_sub_pd(_mm512_cvtps_pd(unsafe { _mm256_loadu_ps(c.as_ptr()) }), m);
+        acc = _mm512_add_pd(acc, _mm512_mul_pd(d, d));
+    }
+    finish(acc, rest)
 }
 
-/// `simd::sums_dy_f64` compiled for this path.
+/// `simd::sums_dy_f64` on 8 lanes of `f64` (see [`finish`]).
 ///
 /// # Safety
 ///
-/// The CPU has the path's instructions.
+/// The CPU has AVX-512F; `x` and `dy` have the same length.
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub unsafe fn sums_dy_f64(x: &[f32], dy: &[f32], mean: f64) -> (f64, f64) {
-    portable::sums_dy_f64(x, dy, mean)
+    let (xc, gc) = (x.chunks_exact(8), dy.chunks_exact(8));
+    let (mut rs, mut rsx) = (0.0f64, 0.0f64);
+    for (&x, &g) in xc.remainder().iter().zip(gc.remainder()) {
+        rs += g as f64;
+        rsx += g as f64 * (x as f64 - mean);
+    }
+    let (mut s, mut sx, m) = (_mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_set1_pd(mean));
+    for (xs, gs) in xc.zip(gc) {
+        // SAFETY: the chunks hold 8 floats each.
+        let (xv, gv) = unsafe { (_mm256_loadu_ps(xs.as_ptr()), _mm256_loadu_ps(gs.as_ptr())) };
+        let (xv, gv) = (_mm512_cvtps_pd(xv), _mm512_cvtps_pd(gv));
+        s = _mm512_add_pd(s, gv);
+        sx = _mm512_add_pd(sx, _mm512_mul_pd(gv, _mm512_sub_pd(xv, m)));
+    }
+    (finish(s, rs), finish(sx, rsx))
 }

@@ -201,53 +201,10 @@ fn augmentation_needs_image_samples() {
     assert!(err.contains("augmentation needs image samples"), "{err}");
 }
 
-cnn! {
-    /// The cifar example's ResNet-8, for the overhead benchmark below.
-    struct ResNet8 {
-        input: [3, 32, 32],
-        conv1: Conv2d(16, kernel = 3, padding = 1, bias = false),
-        bn1: BatchNorm2d,
-        relu: Relu,
-        layer1: Sequential {
-            0: Residual {
-                conv1: Conv2d(16, kernel = 3, padding = 1, bias = false),
-                bn1: BatchNorm2d,
-                relu: Relu,
-                conv2: Conv2d(16, kernel = 3, padding = 1, bias = false),
-                bn2: BatchNorm2d,
-            } -> Relu,
-        },
-        layer2: Sequential {
-            0: Residual {
-                conv1: Conv2d(32, kernel = 3, stride = 2, padding = 1, bias = false),
-                bn1: BatchNorm2d,
-                relu: Relu,
-                conv2: Conv2d(32, kernel = 3, padding = 1, bias = false),
-                bn2: BatchNorm2d,
-                downsample: Shortcut {
-                    0: Conv2d(32, kernel = 1, stride = 2, bias = false),
-                    1: BatchNorm2d,
-                },
-            } -> Relu,
-        },
-        layer3: Sequential {
-            0: Residual {
-                conv1: Conv2d(64, kernel = 3, stride = 2, padding = 1, bias = false),
-                bn1: BatchNorm2d,
-                relu: Relu,
-                conv2: Conv2d(64, kernel = 3, padding = 1, bias = false),
-                bn2: BatchNorm2d,
-                downsample: Shortcut {
-                    0: Conv2d(64, kernel = 1, stride = 2, bias = false),
-                    1: BatchNorm2d,
-                },
-            } -> Relu,
-        },
-        avgpool: GlobalAvgPool2d,
-        flatten: Flatten,
-        fc: Dense(10),
-    }
-}
+/// The cifar example's ResNet-8, for the overhead benchmark below.
+#[path = "../examples/common/resnet8.rs"]
+mod resnet8;
+use resnet8::ResNet8;
 
 /// The benchmark of augmentation's cost: epochs of ResNet-8 on 5,120 CIFAR-shaped images
 /// (batch 128, all cores), with CIFAR's crop and flip and without, interleaved so that other

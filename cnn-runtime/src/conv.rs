@@ -154,11 +154,24 @@ impl Conv2d {
     /// strided), one sample's output and a transposed weight where the input is read in place,
     /// an unfolded sample and one sample's output otherwise.
     pub const fn forward_scratch_len(&self) -> usize {
-        if self.in_place() {
-            self.padded_len() + self.out_len() + self.weight_len()
-        } else {
-            self.cols_len() + self.out_len()
+        let unfolded = self.cols_len() + self.out_len();
+        let in_place = self.padded_len() + self.out_len() + self.weight_len();
+        match (self.in_place(), self.packed()) {
+            // Whether or not std (and with it matrixmultiply) is there: the same sizes for the
+            // macro, which builds this crate without std, and for the code it generates.
+            (true, true) if in_place > unfolded => in_place,
+            (true, true) | (false, _) => unfolded,
+            (true, false) => in_place,
         }
+    }
+
+    /// Whether the geometry is one where matrixmultiply's packed sgemm, on each unfolded
+    /// sample, beats our kernels: long patches (`C*KH*KW >= 1024`) on small images (at most 256
+    /// output pixels), the deep layers of a ResNet-18 (`bench --layers --net resnet18`: its
+    /// 512-channel 3x3 layer on 7x7 at 67 GFLOP/s against 35 at batch 1, Intel Xeon with
+    /// AVX-512). Taken with std only; without, our kernels.
+    pub const fn packed(&self) -> bool {
+        self.patch_len() >= 1024 && self.oh * self.ow <= 256
     }
 
     /// Scratch [`backward`](Self::backward) needs, which is also enough for
@@ -214,9 +227,12 @@ impl Conv2d {
         }
     }
 
-    /// The route of the forward pass: [`in_place`](Self::in_place) or unfolded.
+    /// The route of the forward pass: matrixmultiply where [`packed`](Self::packed) (with std),
+    /// else [`in_place`](Self::in_place), else unfolded.
     const fn forward_route(&self) -> Route {
-        if self.in_place() {
+        if cfg!(feature = "std") && self.packed() {
+            Route::Packed
+        } else if self.in_place() {
             Route::Direct
         } else {
             Route::Unfolded
@@ -824,7 +840,7 @@ impl Conv2d {
     ) {
         let need = match route {
             Route::Direct => self.forward_scratch_len(),
-            Route::Unfolded => self.cols_len() + self.out_len(),
+            Route::Unfolded | Route::Packed => self.cols_len() + self.out_len(),
         };
         assert_eq!(
             params.len(),
@@ -872,8 +888,12 @@ impl Conv2d {
         for b in 0..batch {
             self.im2col(x, layout, batch, b, cols);
             // out [OC, OH*OW] = weight [OC, K] x cols [K, OH*OW], in cache; then into y's planes.
-            let (w, cols) = (Mat::rows(weight, k), Mat::rows(cols, ohw));
-            small_gemm(self.oc, k, ohw, w, cols, out, ohw, Store::Overwrite);
+            if route == Route::Packed {
+                packed_gemm(self.oc, k, ohw, weight, cols, out);
+            } else {
+                let (w, cols) = (Mat::rows(weight, k), Mat::rows(cols, ohw));
+                small_gemm(self.oc, k, ohw, w, cols, out, ohw, Store::Overwrite);
+            }
             self.write_sample(batch, b, out, bias, then, y);
         }
     }
@@ -1019,7 +1039,7 @@ impl Conv2d {
         );
         let need = match route {
             Route::Direct => self.scratch_len(),
-            Route::Unfolded => 2 * self.cols_len() + self.out_len() + self.weight_len(),
+            Route::Unfolded | Route::Packed => 2 * self.cols_len() + self.out_len() + self.weight_len(),
         };
         assert!(
             scratch.len() >= need,
@@ -1134,6 +1154,55 @@ enum Route {
     Direct,
     /// Each sample unfolded into columns (im2col), then multiplied.
     Unfolded,
+    /// Unfolded, then multiplied by matrixmultiply's packed sgemm (forward only, with std).
+    Packed,
+}
+
+/// `out [M, N] = a [M, K] x b [K, N]`, all row-major and contiguous, by matrixmultiply (which
+/// allocates its packing buffers on each call).
+///
+/// # Panics
+///
+/// If a slice is shorter than its matrix.
+#[cfg(feature = "std")]
+fn packed_gemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], out: &mut [f32]) {
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && out.len() >= m * n,
+        "packed_gemm: {m}x{k} times {k}x{n} into {m}x{n} needs {}, {} and {} elements, got {}, {} and {}",
+        m * k,
+        k * n,
+        m * n,
+        a.len(),
+        b.len(),
+        out.len()
+    );
+    // SAFETY: the three matrices are row-major with the strides given and lie inside their
+    // slices (checked just above); `out` does not alias the others (a unique borrow).
+    unsafe {
+        let (rsa, rsb) = (k as isize, n as isize);
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            rsa,
+            1,
+            b.as_ptr(),
+            rsb,
+            1,
+            0.0,
+            out.as_mut_ptr(),
+            rsb,
+            1,
+        );
+    }
+}
+
+/// Without std the route is never taken.
+#[cfg(not(feature = "std"))]
+fn packed_gemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], out: &mut [f32]) {
+    small_gemm(m, k, n, Mat::rows(a, k), Mat::rows(b, n), out, n, Store::Overwrite)
 }
 
 /// What the forward pass applies to the convolution's output as it writes it.
@@ -1337,6 +1406,31 @@ mod tests {
                     &mut scratch,
                 );
                 assert_all_close(&format!("{g:?} {then:?}"), want, &[&y], 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn deep_layers_go_to_matrixmultiply_and_agree_with_our_kernels() {
+        // 128 channels, 3x3 (a patch of 1,152) on 7x7, at strides 1 and 2, with a residual.
+        for g in [
+            Conv2d::new([128, 7, 7], 24, [3, 3], [1, 1], [1, 1], true),
+            Conv2d::new([128, 14, 14], 8, [3, 3], [2, 2], [1, 1], false),
+        ] {
+            assert!(g.packed() && g.forward_route() == Route::Packed, "{g:?}");
+            let batch = 2;
+            let mut scratch = vec![f32::NAN; g.scratch_len()];
+            let x = seq(batch * g.in_len(), 0.3);
+            let p = seq(g.param_len(), 0.7);
+            let r = seq(batch * g.out_len(), 1.1);
+            for layout in [Layout::SampleMajor, Layout::ChannelMajor] {
+                let run = |route: Route, scratch: &mut [f32]| {
+                    let mut y = vec![f32::NAN; batch * g.out_len()];
+                    g.forward_by(route, Then::AddRelu(&r), batch, &x, layout, &p, &mut y, scratch);
+                    y
+                };
+                let (packed, ours) = (run(Route::Packed, &mut scratch), run(Route::Unfolded, &mut scratch));
+                assert_all_close(&format!("{g:?} {layout:?}"), &ours, &[&packed], 1e-4);
             }
         }
     }

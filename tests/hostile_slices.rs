@@ -139,9 +139,9 @@ fn conv_forward_accepts_the_right_lengths() {
             CONV.forward_scratch_len(),
             CONV.scratch_len()
         ),
-        (9, 10, 8, 17, 116)
+        (9, 10, 8, 25, 116)
     );
-    conv_forward(9, 10, 8, 17);
+    conv_forward(9, 10, 8, 25);
     conv_forward(9, 10, 8, 100); // scratch may be longer
 }
 
@@ -158,9 +158,9 @@ fn conv_forward_rejects_a_wrong_output() {
 }
 
 #[test]
-#[should_panic(expected = "conv2d: scratch must hold at least 17 elements, got 16")]
+#[should_panic(expected = "conv2d: scratch must hold at least 25 elements, got 24")]
 fn conv_forward_rejects_short_scratch() {
-    conv_forward(9, 10, 8, 16);
+    conv_forward(9, 10, 8, 24);
 }
 
 fn conv_backward(dy: usize, dparams: usize, dx: Option<usize>) {

@@ -155,13 +155,16 @@ impl Conv2d {
     /// an unfolded sample and one sample's output otherwise.
     pub const fn forward_scratch_len(&self) -> usize {
         let unfolded = self.cols_len() + self.out_len();
+        if !self.in_place() {
+            return unfolded;
+        }
         let in_place = self.padded_len() + self.out_len() + self.weight_len();
-        match (self.in_place(), self.packed()) {
-            // Whether or not std (and with it matrixmultiply) is there: the same sizes for the
-            // macro, which builds this crate without std, and for the code it generates.
-            (true, true) if in_place > unfolded => in_place,
-            (true, true) | (false, _) => unfolded,
-            (true, false) => in_place,
+        // Whether or not std (and with it matrixmultiply) is there: the same sizes for the
+        // macro, which builds this crate without std, and for the code it generates.
+        if self.packed() && unfolded > in_place {
+            unfolded
+        } else {
+            in_place
         }
     }
 

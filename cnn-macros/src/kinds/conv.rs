@@ -123,12 +123,13 @@ fn check(cx: &mut Checker, stage: &str, layer: &Layer, shape: Option<Shape>) -> 
         elems(&[out, oh, ow]),
         count(&[out, oh, ow, c, kernel[0], kernel[1]]),
         // At least the larger of the two paths' scratch (`Conv2d::scratch_len`, one group's):
-        // two unfolded samples, `[C*KH*KW, OH*OW]` each; for stride 1, two padded samples, `OC`
+        // two unfolded samples, `[C*KH*KW, OH*OW]` each; two padded samples (four: a strided
+        // one split into phases is up to twice as wide and twice as high), `OC`
         // wide rows of `(OH-1)*PW + OW` columns, two weights, two outputs, and `C*KH*KW` rows
         // of a margin of `KH*PW + KW` and a padded image (rounded up by at most 16); and a
         // grouped convolution's copies of one group's parameters and their gradient.
         elems(&[2, c, kernel[0], kernel[1], oh, ow]).and_then(|unfolded| {
-            let padded = count(&[2, c, padded_h, padded_w])?;
+            let padded = count(&[4, c, padded_h, padded_w])?;
             let wide = count(&[oh - 1, padded_w])?.checked_add(ow)?;
             let weight = count(&[oc, c, kernel[0], kernel[1]])?;
             let row = count(&[kernel[0].checked_add(padded_h)?, padded_w])?.checked_add(kernel[1] + 16)?;

@@ -173,6 +173,13 @@ impl Conv2d {
     /// output pixels), the deep layers of a ResNet-18 (`bench --layers --net resnet18`: its
     /// 512-channel 3x3 layer on 7x7 at 67 GFLOP/s against 35 at batch 1, Intel Xeon with
     /// AVX-512). Taken with std only; without, our kernels.
+    ///
+    /// ```
+    /// use cnn_runtime::conv::Conv2d;
+    /// // ResNet-18's layer4: 512 channels, 3x3, on 7x7. ResNet-8's last layer: 64 on 8x8.
+    /// assert!(Conv2d::new([512, 7, 7], 512, [3, 3], [1, 1], [1, 1], false).packed());
+    /// assert!(!Conv2d::new([64, 8, 8], 64, [3, 3], [1, 1], [1, 1], false).packed());
+    /// ```
     pub const fn packed(&self) -> bool {
         self.patch_len() >= 1024 && self.oh * self.ow <= 256
     }
@@ -217,6 +224,14 @@ impl Conv2d {
     /// or a stride no larger than the kernel, whose padded input is split into one image per
     /// phase of the stride (`(row % SH, column % SW)`): every kernel tap then reads a shifted
     /// view of one phase, as at stride 1. The backward pass of a strided layer unfolds.
+    ///
+    /// ```
+    /// use cnn_runtime::conv::Conv2d;
+    /// let down = Conv2d::new([16, 32, 32], 32, [3, 3], [2, 2], [1, 1], false);
+    /// assert!(down.in_place() && !down.direct());
+    /// // A 1x1 kernel at stride 2 skips pixels: it unfolds.
+    /// assert!(!Conv2d::new([16, 32, 32], 32, [1, 1], [2, 2], [0, 0], false).in_place());
+    /// ```
     pub const fn in_place(&self) -> bool {
         self.kh * self.kw <= TAPS && self.kh >= self.sh && self.kw >= self.sw
     }
@@ -824,6 +839,12 @@ impl Conv2d {
 
     /// Scratch [`forward_batchnorm`](Self::forward_batchnorm) needs: the folded weight and
     /// bias, and the forward pass's scratch.
+    ///
+    /// ```
+    /// use cnn_runtime::conv::Conv2d;
+    /// let g = Conv2d::new([3, 8, 8], 4, [3, 3], [1, 1], [1, 1], false);
+    /// assert_eq!(g.folded_scratch_len(), g.weight_len() + 4 + g.forward_scratch_len());
+    /// ```
     pub const fn folded_scratch_len(&self) -> usize {
         self.weight_len() + self.oc + self.forward_scratch_len()
     }
@@ -1208,7 +1229,21 @@ fn packed_gemm(m: usize, k: usize, n: usize, a: &[f32], b: &[f32], out: &mut [f3
     small_gemm(m, k, n, Mat::rows(a, k), Mat::rows(b, n), out, n, Store::Overwrite)
 }
 
-/// What the forward pass applies to the convolution's output as it writes it.
+/// What the forward pass applies to the convolution's output as it writes it
+/// ([`Conv2d::forward_batchnorm`]): the ReLU, and a residual block's sum, done in the pass that
+/// writes the output rather than in passes of their own.
+///
+/// ```
+/// use cnn_runtime::{batchnorm::BatchNorm, conv::{Conv2d, Then}, layout::Layout};
+/// const G: Conv2d = Conv2d::new([1, 1, 2], 1, [1, 1], [1, 1], [0, 0], false);
+/// const BN: BatchNorm = BatchNorm::new(1, 2, 0.0, 0.1, false); // mean 0, variance 1: identity
+/// let shortcut = [1.0, -5.0];
+/// let mut y = [0.0; 2];
+/// let mut scratch = vec![0.0; G.folded_scratch_len()];
+/// // max(0, 2x + shortcut) for x = [1, 1].
+/// G.forward_batchnorm(1, &[1.0, 1.0], Layout::SampleMajor, &[2.0], &BN, &[], &[0.0, 1.0], Then::AddRelu(&shortcut), &mut y, &mut scratch);
+/// assert_eq!(y, [3.0, 0.0]);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Then<'a> {
     /// Nothing: `y = conv(x) + bias`.

@@ -8,15 +8,22 @@
 //! Stride-1 convolutions (the common case) read their input in place: each sample is copied
 //! into a zero-padded image `[C, H+2PH, W+2PW]`, and every kernel tap `(c, u, v)` is then a
 //! contiguous, shifted view of it, so the product `weight [OC, C*KH*KW] x taps` runs on
-//! gathered rows ([`gather_gemm`]) with no unfolded copy. Its output is "wide": one row of the
+//! gathered rows (`simd::gather_gemm`) with no unfolded copy. Its output is "wide": one row of the
 //! padded width per output row, whose extra columns are dropped when the result is written
 //! out. The backward pass: the weight gradient is the output gradient times the taps (dot
-//! products along the wide rows, [`gather_gemm_nt`], or tap by tap, [`gather_rows_gemm`],
+//! products along the wide rows, `simd::gather_gemm_nt`, or tap by tap, `simd::gather_rows_gemm`,
 //! whichever wastes fewer lanes); the input gradient is `weight^T x dy`, one row per kernel
-//! tap, folded back onto the padded image by summing shifted windows ([`sum_shifted`]: each
+//! tap, folded back onto the padded image by summing shifted windows (`simd::sum_shifted`: each
 //! pixel written once).
 //!
-//! Other strides unfold each sample into columns (im2col, `[C*KH*KW, OH*OW]`) and multiply.
+//! A stride no larger than the kernel reads its input in place too, forward: the padded sample
+//! is split into one image per phase of the stride (`(row % SH, column % SW)`), and each tap is
+//! a shifted view of one phase image. Other strides, and the backward pass of every strided
+//! layer, unfold each sample into columns (im2col, `[C*KH*KW, OH*OW]`) and multiply; long
+//! patches on small images ([`Conv2d::packed`]) multiply with matrixmultiply's packed sgemm.
+//! Each sample's output is computed in a contiguous buffer, then written to the channel-major
+//! output with the bias and what [`Then`] says (a ReLU, a residual sum); at inference an
+//! eval-mode BatchNorm can be folded into the weights ([`Conv2d::forward_batchnorm`]).
 
 use crate::batchnorm::BatchNorm;
 use crate::layout::Layout;

@@ -172,7 +172,7 @@ pub fn with<T>(isa: Isa, f: impl FnOnce() -> T) -> T {
 ///
 /// # Panics
 ///
-/// As [`Isa::current`]: if `CNN_KERNELS` names an unknown path or one this CPU cannot run.
+/// If `CNN_KERNELS` names an unknown path or one this CPU cannot run (decided on the first call).
 ///
 /// ```
 /// let name = cnn_runtime::kernels();

@@ -8,6 +8,7 @@
 
 use core::arch::x86_64::*;
 
+use super::blocks;
 use super::operands::{Lhs, Rhs, RowAt, Store, Strides};
 use super::portable;
 
@@ -113,41 +114,21 @@ pub unsafe fn gemm_nt(
     cstride: Strides,
     store: Store,
 ) {
-    /// The `R x S` block function for the `(rows, cols)` given at run time.
-    macro_rules! block {
-        ($rows:expr, $cols:expr, $($r:literal)+ ; $($s:literal)+) => {
-            block!(@rows $rows, $cols, [$($s)+], $($r)+)
-        };
-        (@rows $rows:expr, $cols:expr, $ss:tt, $($r:literal)+) => {
-            match $rows {
-                $($r => block!(@cols $r, $cols, $ss),)+
-                _ => unreachable!(),
-            }
-        };
-        (@cols $r:literal, $cols:expr, [$($s:literal)+]) => {
-            match $cols {
-                $($s => nt_block::<$r, $s>,)+
-                _ => unreachable!(),
-            }
-        };
-    }
-    let mut i = 0;
-    while i < m {
-        let rows = NT_ROWS.min(m - i);
-        let mut j = 0;
-        while j < n {
-            let cols = NT_COLS.min(n - j);
-            let run = block!(rows, cols, 1 2 3; 1 2 3 4);
-            // The block's rows of A and of B; past the block's size, repeats of its last row.
-            let arows = core::array::from_fn(|r| a[arow.at(i + r.min(rows - 1))..].as_ptr());
-            let brows = core::array::from_fn(|s| b[brow.at(j + s.min(cols - 1))..].as_ptr());
-            let out = &mut c[i * cstride[0] + j * cstride[1]..];
-            // SAFETY: the rows of A and B hold k elements, C holds the block (the contract);
-            // the CPU has AVX2 and FMA (the contract).
-            unsafe { run(k, arows, brows, out, cstride, store) };
-            j += cols;
-        }
-        i += rows;
+    let shape = (m, n, k);
+    // SAFETY: nt_block is compiled for this path, whose instructions the CPU has; the operands
+    // are as nt_blocks needs (this function's contract).
+    unsafe {
+        blocks::nt_blocks::<NT_ROWS, NT_COLS>(
+            shape,
+            a,
+            arow,
+            b,
+            brow,
+            c,
+            cstride,
+            store,
+            |rows, cols| blocks::pick_block!(nt_block, rows, cols, 1 2 3; 1 2 3 4),
+        )
     }
 }
 

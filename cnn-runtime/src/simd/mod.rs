@@ -11,6 +11,8 @@
 //! A default build targets baseline x86-64, so the choice is made at run time; without `std`
 //! it follows the build's target features.
 
+#[cfg(target_arch = "x86_64")]
+mod blocks;
 mod isa;
 mod operands;
 mod portable;

@@ -32,7 +32,7 @@ use std::time::Instant;
 
 use clap::{Parser, ValueEnum};
 use cnn::data::{load_any, Augment, Splits};
-use cnn::train::{LrSchedule, Mpi, OptimizerConfig, TrainConfig, TrainError, TrainOutcome, Trainer};
+use cnn::train::{exit_code, LrSchedule, Mpi, OptimizerConfig, TrainConfig, TrainOutcome, Trainer};
 
 #[path = "common/resnet8.rs"]
 mod resnet8;
@@ -191,24 +191,13 @@ fn new_config(a: &Args, data: &Path, mean: &[f32], std: &[f32]) -> TrainConfig {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    // With --distributed, MPI runs until `mpi` is dropped at the end of `main`.
+    // With --distributed, MPI runs until `mpi` is dropped at the end of `main`; in an MPI job
+    // one rank reports a failure, the others stop without a word.
     let mpi = match args.distributed.then(Mpi::init).transpose() {
         Ok(mpi) => mpi,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return exit_code(Err(e.into())),
     };
-    match run(args, mpi.as_ref()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // In an MPI job one rank reports a failure, the others stop without a word.
-            if !matches!(e.downcast_ref(), Some(TrainError::OtherRank { .. })) {
-                eprintln!("error: {e}");
-            }
-            ExitCode::FAILURE
-        }
-    }
+    exit_code(run(args, mpi.as_ref()))
 }
 
 fn run(a: Args, mpi: Option<&Mpi>) -> Result<(), Box<dyn Error>> {

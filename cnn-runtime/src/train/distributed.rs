@@ -61,6 +61,29 @@ pub struct Mpi {
     never: std::convert::Infallible,
 }
 
+/// What a program's `main` returns for the result of its run, printing the error once per job:
+/// [`TrainError::OtherRank`] (another rank failed, and reports it) is not printed, any other
+/// error is, as `error: ...` on standard error.
+///
+/// ```
+/// use cnn_runtime::train::{exit_code, TrainError};
+/// use std::process::ExitCode;
+/// assert_eq!(exit_code(Ok(())), ExitCode::SUCCESS);
+/// // Prints nothing: rank 0 reports its own failure.
+/// assert_eq!(exit_code(Err(TrainError::OtherRank { rank: 0 }.into())), ExitCode::FAILURE);
+/// ```
+pub fn exit_code(result: Result<(), Box<dyn std::error::Error>>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            if !matches!(e.downcast_ref(), Some(TrainError::OtherRank { .. })) {
+                eprintln!("error: {e}");
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 impl Mpi {
     /// Starts MPI (`MPI_Init_thread`, calls serialized: the trainer calls MPI from the
     /// thread that runs [`Trainer::fit`](super::Trainer::fit), while its own threads compute).

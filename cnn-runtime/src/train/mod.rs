@@ -104,7 +104,7 @@ pub use checkpoint::{Checkpoint, CheckpointInfo};
 pub use compare::RunSummary;
 pub use config::{Normalize, OptimizerConfig, Progress, Shuffle, TrainConfig};
 pub use confusion::ConfusionMatrix;
-pub use distributed::Mpi;
+pub use distributed::{exit_code, Mpi};
 pub use error::TrainError;
 pub use evaluate::{evaluate, Evaluation};
 pub use metrics::{read_metrics, EpochMetrics};

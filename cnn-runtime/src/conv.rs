@@ -177,9 +177,9 @@ impl Conv2d {
 
     /// Whether the geometry is one where matrixmultiply's packed sgemm, on each unfolded
     /// sample, beats our kernels: long patches (`C*KH*KW >= 1024`) on small images (at most 256
-    /// output pixels), the deep layers of a ResNet-18 (`bench --layers --net resnet18`: its
-    /// 512-channel 3x3 layer on 7x7 at 67 GFLOP/s against 35 at batch 1, Intel Xeon with
-    /// AVX-512). Taken with std only; without, our kernels.
+    /// output pixels), the deep layers of a ResNet-18 (`CNN_BENCH_CPU_TIME=1 bench --layers
+    /// --net resnet18`: its 512-channel 3x3 layer on 7x7 at 67 GFLOP/s against 35 at batch 1,
+    /// Intel Xeon with AVX-512). Taken with std only; without, our kernels.
     ///
     /// ```
     /// use cnn_runtime::conv::Conv2d;
@@ -296,8 +296,8 @@ impl Conv2d {
     /// order with fewer vector multiply-adds (the first wastes lanes past a multiple of 16
     /// channels, the second on the padding columns of the wide rows). With AVX-512, from 64
     /// output channels on, always by taps: each dot product ends in a sum across 16 lanes, and
-    /// ResNet-8's 64-channel layer took 12.5 ms by taps against 18.5 ms by rows at batch 64
-    /// (`bench --layers --net resnet8`, Intel Xeon).
+    /// ResNet-8's 64-channel layer's backward pass took 12.5 ms by taps against 18.5 ms by rows
+    /// at batch 64 (`bench --layers --net resnet8`, Intel Xeon, one build with each order forced).
     fn dweight_by_taps(&self) -> bool {
         let by_rows = self.oc * self.wide_len().div_ceil(8);
         let by_taps = self.oh * self.ow * self.oc.div_ceil(16) * 2;

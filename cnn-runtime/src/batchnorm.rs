@@ -416,10 +416,10 @@ impl BatchNorm {
         self.check_saved(saved.len());
         let n = batch * self.plane;
         for ch in 0..self.c {
-            let (sum_dy, sum_dy_xc) = self.channel_grad(batch, x, layout, saved, dy, ch);
-            self.finish_grad(ch, n, sum_dy, sum_dy_xc, saved);
+            let sums = self.channel_grad(batch, x, layout, saved, dy, ch);
+            self.grad_params(ch, sums, saved, dparams);
+            self.finish_grad(ch, n, sums.0, sums.1, saved);
         }
-        self.grad_params(batch, x, layout, saved, dy, dparams);
         if let Some(dx) = dx {
             self.input_grad(batch, x, layout, params, saved, dy, dx);
         }
@@ -447,10 +447,10 @@ impl BatchNorm {
         self.check_saved(saved.len());
         for ch in 0..self.c {
             let (sum_dy, sum_dy_xc) = self.channel_grad(batch, x, layout, saved, dy, ch);
+            self.grad_params(ch, (sum_dy, sum_dy_xc), saved, dparams);
             put(partial, ch, sum_dy);
             put(partial, self.c + ch, sum_dy_xc);
         }
-        self.grad_params(batch, x, layout, saved, dy, dparams);
     }
 
     /// Backward step 2 of 3: the whole batch's sums from its parts' `(samples, partial)`, in
@@ -612,8 +612,10 @@ impl BatchNorm {
         saved[4 * c + ch] = (invstd * sum_dy_xc / n as f64) as f32;
     }
 
-    /// `dparams` of one part: d weight = sum dy * xhat, d bias = sum dy (nothing when not affine).
-    fn grad_params(&self, batch: usize, x: &[f32], layout: Layout, saved: &[f32], dy: &[f32], dparams: &mut [f32]) {
+    /// Channel `ch`'s d weight and d bias into `dparams`, from its sums of `dy` and of
+    /// `dy * (x - mean)` ([`channel_grad`](Self::channel_grad), one pass over the data for
+    /// both these and the input gradient's sums).
+    fn grad_params(&self, ch: usize, (sum_dy, sum_dy_xc): (f64, f64), saved: &[f32], dparams: &mut [f32]) {
         assert_eq!(
             dparams.len(),
             self.param_len(),
@@ -624,11 +626,8 @@ impl BatchNorm {
         if !self.affine {
             return;
         }
-        for ch in 0..self.c {
-            let (sum_dy, sum_dy_xc) = self.channel_grad(batch, x, layout, saved, dy, ch);
-            let invstd = saved[2 * self.c + ch] as f64;
-            (dparams[ch], dparams[self.c + ch]) = ((invstd * sum_dy_xc) as f32, sum_dy as f32);
-        }
+        let invstd = saved[2 * self.c + ch] as f64;
+        (dparams[ch], dparams[self.c + ch]) = ((invstd * sum_dy_xc) as f32, sum_dy as f32);
     }
 
     /// The offsets of the planes of channel `ch`, one per sample.

@@ -336,18 +336,21 @@ impl Conv2d {
     /// fit in [`TAPS`] entries, which it returns too: further channels use the same table from
     /// their own plane on.
     fn tap_table(&self, plane: usize, row: usize, channels: usize) -> ([usize; TAPS], usize) {
-        let chunk = (TAPS / (self.kh * self.kw)).min(channels);
+        let taps = self.kh * self.kw;
+        let chunk = (TAPS / taps).min(channels);
         let mut table = [0; TAPS];
-        let mut at = table.iter_mut();
-        for ch in 0..chunk {
-            for u in 0..self.kh {
-                for v in 0..self.kw {
-                    // At most TAPS entries: chunk * kh * kw <= TAPS.
-                    if let Some(at) = at.next() {
-                        let phase = (u % self.sh) * self.sw + v % self.sw;
-                        *at = (phase * self.c + ch) * plane + u / self.sh * row + v / self.sw;
-                    }
-                }
+        // The first channel's taps; each further channel's lie a plane further on (the
+        // divisions once per tap, not once per tap and channel).
+        let (first, rest) = table.split_at_mut(taps);
+        for (t, at) in first.iter_mut().enumerate() {
+            let (u, v) = (t / self.kw, t % self.kw);
+            let phase = (u % self.sh) * self.sw + v % self.sw;
+            *at = phase * self.c * plane + u / self.sh * row + v / self.sw;
+        }
+        // chunk * taps <= TAPS entries in all.
+        for (ch, taps_of) in rest.chunks_exact_mut(taps).take(chunk.saturating_sub(1)).enumerate() {
+            for (at, &f) in taps_of.iter_mut().zip(first.iter()) {
+                *at = f + (ch + 1) * plane;
             }
         }
         (table, chunk)

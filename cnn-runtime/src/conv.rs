@@ -12,8 +12,10 @@
 //! padded width per output row, whose extra columns are dropped when the result is written
 //! out. The backward pass: the weight gradient is the output gradient times the taps (dot
 //! products along the wide rows, `simd::gather_gemm_nt`, or tap by tap, `simd::gather_rows_gemm`,
-//! whichever wastes fewer lanes); the input gradient is `weight^T x dy`, one row per kernel
-//! tap, folded back onto the padded image by summing shifted windows (`simd::sum_shifted`: each
+//! whichever wastes fewer lanes); the input gradient of a channel-major input is the forward
+//! pass of the output gradient through the kernels turned by 180 degrees (input and output
+//! channels swapped, padding `K-1-P`), otherwise `weight^T x dy`, one row per kernel tap,
+//! folded back onto the padded image by summing shifted windows (`simd::sum_shifted`: each
 //! pixel written once).
 //!
 //! A stride no larger than the kernel reads its input in place too, forward: the padded sample
@@ -205,10 +207,20 @@ impl Conv2d {
                 + self.weight_len()
                 + self.patch_len() * self.grad_row();
             let forward = self.forward_scratch_len();
-            if backward > forward {
-                backward
+            // The input gradient's forward pass after the weight gradient: the flipped kernels,
+            // then the in-place pass's padded output gradient, one sample's input gradient and
+            // the kernels transposed.
+            let flipped = if self.flips() {
+                let back = self.input_grad_conv();
+                self.weight_len() + back.padded_len() + back.out_len() + back.weight_len()
             } else {
-                forward
+                0
+            };
+            let most = if backward > forward { backward } else { forward };
+            if flipped > most {
+                flipped
+            } else {
+                most
             }
         } else {
             let backward = 2 * self.cols_len() + self.out_len() + self.weight_len();
@@ -501,10 +513,14 @@ impl Conv2d {
         let (margin, row) = ((self.kh - 1) * wp + self.kw - 1, self.grad_row());
         let dcols = &mut rest[..k * row];
         let by_taps = self.dweight_by_taps();
+        // The input gradient of a channel-major input, without a ReLU's mask, as the forward
+        // pass of the output gradient through the flipped kernels, after the samples' weight
+        // gradients; otherwise as columns per sample, below.
+        let flipped = relu.is_none() && layout == Layout::ChannelMajor && self.flips();
         pad.fill(0.0);
         dyw.fill(0.0);
         dwt.fill(0.0);
-        if dx.is_some() {
+        if dx.is_some() && !flipped {
             dcols.fill(0.0);
         }
         let (table, chunk) = self.tap_table(hp * wp, wp, self.c);
@@ -535,7 +551,7 @@ impl Conv2d {
             };
             // The wide output gradient serves the dot-product weight gradient and the input
             // gradient.
-            for o in (0..self.oc).filter(|_| !by_taps || dx.is_some()) {
+            for o in (0..self.oc).filter(|_| !by_taps || (dx.is_some() && !flipped)) {
                 let g = &dyb[o * ld..][..ohw];
                 for (i, g) in g.chunks_exact(self.ow).enumerate() {
                     dyw[o * n + i * wp..][..self.ow].copy_from_slice(g);
@@ -569,7 +585,9 @@ impl Conv2d {
                     );
                 }
             }
-            let Some(dx) = dx.as_deref_mut() else { continue };
+            let Some(dx) = dx.as_deref_mut().filter(|_| !flipped) else {
+                continue;
+            };
             // dcols [C*KH*KW, N] = weight^T [C*KH*KW, OC] x dy_wide [OC, N], each row between
             // zero margins; then each pixel of the padded input gradient sums the taps that read
             // it: tap (u, v) of channel c at pixel q is dcols[c, u, v][q - u*WP - v].
@@ -598,6 +616,54 @@ impl Conv2d {
         if by_taps {
             // dweight was zeroed by the caller: the transpose is the whole gradient.
             transpose(k, self.oc, Mat::rows(dwt, self.oc), dweight, k);
+        }
+        if let Some(dx) = dx.filter(|_| flipped) {
+            // dx [C, batch, H, W] = conv(dy, kernels (o, c) turned by 180 degrees as (c, o)).
+            let (flip, rest) = scratch.split_at_mut(self.weight_len());
+            self.flip_kernels(weight, flip);
+            let back = self.input_grad_conv();
+            back.forward_direct(batch, dy, Layout::ChannelMajor, flip, None, dx, rest, Then::Nothing);
+        }
+    }
+
+    /// Whether the input gradient can be computed as the forward pass of a stride-1
+    /// convolution of the output gradient ([`input_grad_conv`](Self::input_grad_conv)): a
+    /// padding smaller than the kernel. Half the multiply-adds of that forward pass run
+    /// against the 16 output channels of a ResNet's first stage where the columns' product
+    /// ran against them as its depth, and there are no columns to write and sum back.
+    const fn flips(&self) -> bool {
+        self.direct() && self.ph < self.kh && self.pw < self.kw
+    }
+
+    /// The convolution whose forward pass is this stride-1 layer's input gradient: from the
+    /// output gradient `[OC, OH, OW]` to `[C, H, W]`, the kernels flipped ([`flip_kernels`](
+    /// Self::flip_kernels)), padding `KH-1-PH`, `KW-1-PW`.
+    const fn input_grad_conv(&self) -> Conv2d {
+        Conv2d {
+            c: self.oc,
+            h: self.oh,
+            w: self.ow,
+            oc: self.c,
+            ph: self.kh - 1 - self.ph,
+            pw: self.kw - 1 - self.pw,
+            oh: self.h,
+            ow: self.w,
+            bias: false,
+            ..*self
+        }
+    }
+
+    /// `flip[c, o, u, v] = weight[o, c, KH-1-u, KW-1-v]`: the kernels of
+    /// [`input_grad_conv`](Self::input_grad_conv).
+    fn flip_kernels(&self, weight: &[f32], flip: &mut [f32]) {
+        let taps = self.kh * self.kw;
+        for (o, kernels) in weight.chunks_exact(self.c * taps).enumerate() {
+            for (c, kernel) in kernels.chunks_exact(taps).enumerate() {
+                let to = &mut flip[(c * self.oc + o) * taps..][..taps];
+                for (t, &w) in to.iter_mut().rev().zip(kernel) {
+                    *t = w;
+                }
+            }
         }
     }
 
@@ -1520,6 +1586,8 @@ mod tests {
         // Both orders of the forward pass and of the weight gradient are among the cases.
         assert!(DIRECT.iter().any(|g| g.by_pixels()) && DIRECT.iter().any(|g| !g.by_pixels()));
         assert!(DIRECT.iter().any(|g| g.dweight_by_taps()) && DIRECT.iter().any(|g| !g.dweight_by_taps()));
+        // And both ways to the input gradient (channel-major inputs flip the kernels).
+        assert!(DIRECT.iter().any(|g| g.flips()) && DIRECT.iter().any(|g| !g.flips()));
         for g in DIRECT {
             assert!(g.direct(), "{g:?}");
             let batch = 3;

@@ -58,7 +58,10 @@ pub unsafe fn gemm(
     if k == 0 {
         return portable::gemm(m, k, n, a, b, c, cs, store);
     }
-    let one_vector = b.spread.rows(n).0 <= L;
+    // One vector a block when a block is one short image row; narrow rows otherwise go two to
+    // a block (see `gemm_rows`), so that each broadcast of A feeds two multiply-adds.
+    let (width, _) = b.spread.rows(n);
+    let one_vector = width <= L && n <= width;
     // Blocks of at most MR rows, as even as can be: 16 rows as 8 + 8 rather than 12 + 4.
     let mut blocks = m.div_ceil(MR);
     let mut i = 0;
@@ -99,8 +102,9 @@ pub unsafe fn gemm(
 }
 
 /// Rows `i0..i0 + R` of C (`c` starts at row `i0`), in blocks of up to `16 V` columns within
-/// each image row of B's columns; the last block of a row is masked. With a column stride of C
-/// other than 1 the results are scattered element by element.
+/// each image row of B's columns, or, with two vectors and image rows of at most 16 columns,
+/// of two image rows (a vector each); the last block of a row is masked. With a column stride
+/// of C other than 1 the results are scattered element by element.
 ///
 /// # Safety
 ///
@@ -117,64 +121,102 @@ unsafe fn gemm_rows<const R: usize, const V: usize>(
     cs: Strides,
     store: Store,
 ) {
-    let arows: [*const f32; R] = core::array::from_fn(|r| a.data[a.row.at(i0 + r)..].as_ptr());
     let (width, stride) = b.spread.rows(n);
-    for (jb, jc) in (0..n / width).map(|g| (g * stride, g * width)) {
+    let rows = n / width;
+    if V == 2 && width <= L {
+        for g in (0..rows).step_by(2) {
+            // The second vector is the next image row, if there is one (else masked off, and
+            // reading where the first does).
+            let next = if g + 1 < rows { 1 } else { 0 };
+            let at = core::array::from_fn(|v| [(g + v * next) * stride, (g + v * next) * width]);
+            let cols = core::array::from_fn(|v| if v == 0 { width } else { next * width });
+            // SAFETY: as this function's contract; the blocks lie inside B's rows and C's.
+            unsafe { gemm_block::<R, V>(k, a, i0, &b, c, cs, store, at, cols) };
+        }
+        return;
+    }
+    for (jb, jc) in (0..rows).map(|g| (g * stride, g * width)) {
         let mut jj = 0;
         while jj < width {
             let cols = (V * L).min(width - jj);
-            // B's columns from jb + jj, C's from j.
-            let j = jc + jj;
-            let masks: [__mmask16; V] = core::array::from_fn(|v| first(cols.saturating_sub(v * L)));
-            let mut acc = [[_mm512_setzero_ps(); V]; R];
-            let bj = b.data[jb + jj..].as_ptr();
-            for (brow, ap) in b.row.first(k).zip(a.col.first(k)) {
-                // SAFETY: A holds R rows at each of its k columns and every row of B its n
-                // columns (the contract); the masks keep the loads to the block's columns (a
-                // full mask loads as fast as an unmasked load, so there is one loop).
-                unsafe {
-                    let row = bj.add(brow);
-                    let bv: [__m512; V] = core::array::from_fn(|v| _mm512_maskz_loadu_ps(masks[v], row.add(v * L)));
-                    for (r, acc) in acc.iter_mut().enumerate() {
-                        let av = _mm512_set1_ps(*arows[r].add(ap));
-                        for v in 0..V {
-                            acc[v] = _mm512_fmadd_ps(av, bv[v], acc[v]);
-                        }
-                    }
+            let at = core::array::from_fn(|v| [jb + jj + v * L, jc + jj + v * L]);
+            let cols = core::array::from_fn(|v| cols.saturating_sub(v * L).min(L));
+            // SAFETY: as this function's contract; the blocks lie inside B's rows and C's.
+            unsafe { gemm_block::<R, V>(k, a, i0, &b, c, cs, store, at, cols) };
+            jj += V * L;
+        }
+    }
+}
+
+/// One block of [`gemm_rows`]: `R` rows of C by `V` vectors, vector `v` reading B's columns
+/// from `at[v][0]` and writing C's from `at[v][1]`, its first `cols[v]` lanes (none: skipped).
+///
+/// # Safety
+///
+/// As [`gemm`]; for each vector with lanes, `at[v][0] + cols[v]` lies inside every row of B
+/// and `at[v][1] + cols[v]` inside C's columns; `at[v][0]` inside B's rows in any case.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+#[inline]
+unsafe fn gemm_block<const R: usize, const V: usize>(
+    k: usize,
+    a: Lhs<impl RowAt, impl RowAt>,
+    i0: usize,
+    b: &Rhs<impl RowAt>,
+    c: &mut [f32],
+    cs: Strides,
+    store: Store,
+    at: [[usize; 2]; V],
+    cols: [usize; V],
+) {
+    let arows: [*const f32; R] = core::array::from_fn(|r| a.data[a.row.at(i0 + r)..].as_ptr());
+    let masks: [__mmask16; V] = core::array::from_fn(|v| first(cols[v]));
+    let mut acc = [[_mm512_setzero_ps(); V]; R];
+    let bj = b.data.as_ptr();
+    for (brow, ap) in b.row.first(k).zip(a.col.first(k)) {
+        // SAFETY: A holds R rows at each of its k columns and every row of B its columns (the
+        // contract); the masks keep the loads to the block's columns (a full mask loads as fast
+        // as an unmasked load, so there is one loop).
+        unsafe {
+            let row = bj.add(brow);
+            let bv: [__m512; V] = core::array::from_fn(|v| _mm512_maskz_loadu_ps(masks[v], row.add(at[v][0])));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*arows[r].add(ap));
+                for v in 0..V {
+                    acc[v] = _mm512_fmadd_ps(av, bv[v], acc[v]);
                 }
             }
-            if cs[1] != 1 {
-                for (r, acc) in acc.iter().enumerate() {
-                    let mut lanes = [[0.0f32; L]; V];
-                    for v in 0..V {
-                        // SAFETY: `lanes[v]` holds one vector.
-                        unsafe { _mm512_storeu_ps(lanes[v].as_mut_ptr(), acc[v]) };
-                    }
-                    for (l, v) in lanes.as_flattened()[..cols].iter().enumerate() {
-                        let out = &mut c[r * cs[0] + (j + l) * cs[1]];
-                        *out = store.apply(*out, *v);
-                    }
-                }
-            } else {
-                for (r, acc) in acc.iter().enumerate() {
-                    for v in 0..V {
-                        if masks[v] == 0 {
-                            continue;
-                        }
-                        // SAFETY: row r of C has n columns from r * cs[0] (the contract); the
-                        // mask keeps the accesses to j..j+cols.
-                        unsafe {
-                            let out = c.as_mut_ptr().add(r * cs[0] + j + v * L);
-                            let sum = match store {
-                                Store::Overwrite => acc[v],
-                                Store::Accumulate => _mm512_add_ps(acc[v], _mm512_maskz_loadu_ps(masks[v], out)),
-                            };
-                            _mm512_mask_storeu_ps(out, masks[v], sum);
-                        }
-                    }
+        }
+    }
+    if cs[1] != 1 {
+        for (r, acc) in acc.iter().enumerate() {
+            for v in 0..V {
+                let mut lanes = [0.0f32; L];
+                // SAFETY: `lanes` holds one vector.
+                unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), acc[v]) };
+                for (l, value) in lanes[..cols[v]].iter().enumerate() {
+                    let out = &mut c[r * cs[0] + (at[v][1] + l) * cs[1]];
+                    *out = store.apply(*out, *value);
                 }
             }
-            jj += cols;
+        }
+        return;
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        for v in 0..V {
+            if masks[v] == 0 {
+                continue;
+            }
+            // SAFETY: row r of C has its columns from r * cs[0] (the contract); the mask keeps
+            // the accesses to the vector's columns.
+            unsafe {
+                let out = c.as_mut_ptr().add(r * cs[0] + at[v][1]);
+                let sum = match store {
+                    Store::Overwrite => acc[v],
+                    Store::Accumulate => _mm512_add_ps(acc[v], _mm512_maskz_loadu_ps(masks[v], out)),
+                };
+                _mm512_mask_storeu_ps(out, masks[v], sum);
+            }
         }
     }
 }

@@ -149,6 +149,10 @@ fn gathered_rows_agree_with_the_definition() {
                 (30, image(10, 14)),
                 (64, image(32, 34)),
                 (40, image(20, 22)),
+                // Rows of one vector, two to a block: an odd count, an even one.
+                (48, image(16, 18)),
+                (32, image(16, 16)),
+                (24, image(8, 11)),
             ]);
         for (n, spread) in shapes {
             for m in [1, 2, 5, 6, 7, 13, 16, 25] {

@@ -28,6 +28,7 @@
 use crate::batchnorm::BatchNorm;
 use crate::layout::Layout;
 use crate::shape::conv_out;
+use crate::winograd::{self, Flip, Tiles};
 use crate::simd::{
     gather_cols_gemm, gather_gemm, gather_gemm_nt, gather_rows_gemm, small_gemm, small_gemm_nt, sum, sum_shifted,
     transpose, Gathered, Mat, Store,
@@ -162,6 +163,10 @@ impl Conv2d {
     /// an unfolded sample and one sample's output otherwise.
     pub const fn forward_scratch_len(&self) -> usize {
         let unfolded = self.cols_len() + self.out_len();
+        if self.winograd() {
+            let t = self.tiles();
+            return t.u_len() + t.phases_len() + t.forward_len() + self.ow;
+        }
         if !self.in_place() {
             return unfolded;
         }
@@ -198,6 +203,14 @@ impl Conv2d {
     /// input gradient's columns (a row per kernel tap, see `grad_row`); otherwise two unfolded
     /// samples, one sample's output gradient and a weight gradient.
     pub const fn scratch_len(&self) -> usize {
+        if self.winograd() {
+            let (t, tt) = (self.tiles(), self.tiles().transposed());
+            let weight_grad = t.u_len() + t.phases_len() + t.v_len() + t.q_len() + t.m_len() + self.out_len() + 16;
+            let input_grad = tt.u_len() + tt.phases_len() + tt.forward_len() + self.w;
+            let backward = weight_grad + input_grad;
+            let forward = self.forward_scratch_len();
+            return if backward > forward { backward } else { forward };
+        }
         if self.direct() {
             let backward = 2 * self.padded_len()
                 + self.oc * self.wide_len()
@@ -227,6 +240,46 @@ impl Conv2d {
         self.sh == 1 && self.sw == 1 && self.kh * self.kw <= TAPS
     }
 
+    /// Whether Winograd's F(2x2, 3x3) computes this layer, forward and backward: a 3x3 kernel
+    /// at stride 1 with padding 1 (a ResNet's "same" convolution), an even output size, and
+    /// at least [`WINOGRAD_CHANNELS`] input and output channels, where its products of 16
+    /// channels by 16 fill the matrix kernels (`bench --layers --net resnet8`).
+    ///
+    /// ```
+    /// use cnn_runtime::conv::Conv2d;
+    /// assert!(Conv2d::new([16, 32, 32], 16, [3, 3], [1, 1], [1, 1], false).winograd());
+    /// // ResNet-8's stem, on the 3 channels of an RGB image, goes directly.
+    /// assert!(!Conv2d::new([3, 32, 32], 16, [3, 3], [1, 1], [1, 1], false).winograd());
+    /// ```
+    pub const fn winograd(&self) -> bool {
+        self.kh == 3
+            && self.kw == 3
+            && self.sh == 1
+            && self.sw == 1
+            && self.ph == 1
+            && self.pw == 1
+            && self.oh % 2 == 0
+            && self.ow % 2 == 0
+            && self.c >= WINOGRAD_CHANNELS
+            && self.oc >= WINOGRAD_CHANNELS
+    }
+
+    /// The tiling of a [`winograd`](Self::winograd) layer.
+    const fn tiles(&self) -> Tiles {
+        Tiles {
+            c: self.c,
+            oc: self.oc,
+            th: self.oh / 2,
+            tw: self.ow / 2,
+        }
+    }
+
+    /// This layer with its padded input split into the four phases of even and odd rows and
+    /// columns that Winograd's tiles read ([`pad_sample`](Self::pad_sample) at stride 2).
+    const fn phases(&self) -> Conv2d {
+        Conv2d { sh: 2, sw: 2, ..*self }
+    }
+
     /// Whether the forward pass reads the input in place: stride 1 ([`direct`](Self::direct)),
     /// or a stride no larger than the kernel, whose padded input is split into one image per
     /// phase of the stride (`(row % SH, column % SW)`): every kernel tap then reads a shifted
@@ -245,7 +298,9 @@ impl Conv2d {
 
     /// The route of the backward pass: [`direct`](Self::direct) or unfolded.
     const fn route(&self) -> Route {
-        if self.direct() {
+        if self.winograd() {
+            Route::Winograd
+        } else if self.direct() {
             Route::Direct
         } else {
             Route::Unfolded
@@ -255,7 +310,9 @@ impl Conv2d {
     /// The route of the forward pass: matrixmultiply where [`packed`](Self::packed) (with std),
     /// else [`in_place`](Self::in_place), else unfolded.
     const fn forward_route(&self) -> Route {
-        if cfg!(feature = "std") && self.packed() {
+        if self.winograd() {
+            Route::Winograd
+        } else if cfg!(feature = "std") && self.packed() {
             Route::Packed
         } else if self.in_place() {
             Route::Direct
@@ -598,6 +655,118 @@ impl Conv2d {
         }
     }
 
+    /// The forward pass by Winograd's F(2x2, 3x3) ([`winograd`](Self::winograd)): the weight
+    /// transformed once, then each sample's phases and tiles (`winograd::forward_sample`), its
+    /// rows written to its planes of the channel-major `y` with the bias added and, as `then`
+    /// says, a ReLU applied.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_winograd(
+        &self,
+        batch: usize,
+        x: &[f32],
+        layout: Layout,
+        weight: &[f32],
+        bias: Option<&[f32]>,
+        y: &mut [f32],
+        scratch: &mut [f32],
+        then: Then,
+    ) {
+        let (t, ohw) = (self.tiles(), self.oh * self.ow);
+        let (u, rest) = scratch.split_at_mut(t.u_len());
+        let (phases, rest) = rest.split_at_mut(t.phases_len());
+        let (work, rest) = rest.split_at_mut(t.forward_len());
+        let row = &mut rest[..self.ow];
+        winograd::weights(self.oc, self.c, weight, Flip::No, None, u);
+        phases.fill(0.0);
+        for b in 0..batch {
+            self.phases().pad_sample(x, layout, batch, b, phases);
+            winograd::forward_sample(t, u, phases, work, row, |o, i, src| {
+                let at = (o * batch + b) * ohw + i * self.ow;
+                let bias = bias.map_or(0.0, |bias| bias[o]);
+                then.write(&mut y[at..][..self.ow], Some(src), bias, at);
+            });
+        }
+    }
+
+    /// The backward pass by Winograd's F(2x2, 3x3), with the arguments of
+    /// [`backward_direct`](Self::backward_direct): the weight gradient summed over the samples'
+    /// transformed tiles, then transformed back once; the input gradient the forward pass of
+    /// the output gradient through the flipped, transposed kernels (padding 1 again).
+    #[allow(clippy::too_many_arguments)]
+    fn backward_winograd(
+        &self,
+        batch: usize,
+        x: &[f32],
+        layout: Layout,
+        weight: &[f32],
+        mut relu: Option<(&[f32], &mut [f32])>,
+        dy: &[f32],
+        dweight: &mut [f32],
+        mut dx: Option<&mut [f32]>,
+        scratch: &mut [f32],
+    ) {
+        let (t, tt, ohw, hw) = (self.tiles(), self.tiles().transposed(), self.oh * self.ow, self.h * self.w);
+        let (du, rest) = scratch.split_at_mut(t.u_len());
+        let (phases, rest) = rest.split_at_mut(t.phases_len());
+        let (v, rest) = winograd::aligned(rest).split_at_mut(t.v_len());
+        let (dq, rest) = rest.split_at_mut(t.q_len());
+        let (dm, rest) = rest.split_at_mut(t.m_len());
+        let (dym, rest) = rest.split_at_mut(self.out_len());
+        let (ut, rest) = rest.split_at_mut(tt.u_len());
+        let (dphases, rest) = rest.split_at_mut(tt.phases_len());
+        let (work, rest) = rest.split_at_mut(tt.forward_len());
+        let row = &mut rest[..self.w];
+        // The input gradient's convolution: [OC, OH, OW] -> [C, H, W], 3x3, padding 1.
+        let back = Conv2d {
+            c: self.oc,
+            h: self.oh,
+            w: self.ow,
+            oc: self.c,
+            oh: self.h,
+            ow: self.w,
+            bias: false,
+            ..*self
+        };
+        du.fill(0.0);
+        phases.fill(0.0);
+        dq.fill(0.0);
+        dphases.fill(0.0);
+        if dx.is_some() {
+            winograd::weights(self.c, self.oc, weight, Flip::Yes, None, ut);
+        }
+        for b in 0..batch {
+            // This sample's output gradient: OC planes of OH*OW, `plane` apart, and where it
+            // lies as a batch; after a ReLU, zero where its output is.
+            let (g, plane, (glayout, gbatch, gb)) = match relu.as_mut() {
+                None => (&dy[b * ohw..], batch * ohw, (Layout::ChannelMajor, batch, b)),
+                Some((y, dbias)) => {
+                    for (o, m) in dym.chunks_exact_mut(ohw).enumerate() {
+                        let at = (o * batch + b) * ohw;
+                        for ((m, &g), &v) in m.iter_mut().zip(&dy[at..][..ohw]).zip(&y[at..][..ohw]) {
+                            *m = if v > 0.0 { g } else { 0.0 };
+                        }
+                        if let Some(db) = dbias.get_mut(o) {
+                            *db += sum(m);
+                        }
+                    }
+                    (&dym[..], ohw, (Layout::SampleMajor, 1, 0))
+                }
+            };
+            winograd::split_output(t, g, plane, dq);
+            winograd::output_grads(t, dq, dm);
+            self.phases().pad_sample(x, layout, batch, b, phases);
+            winograd::inputs(t, phases, 0, t.stride(), v);
+            winograd::multiply_grads(t, dm, v, du);
+            let Some(dx) = dx.as_deref_mut() else { continue };
+            let whole = if glayout == Layout::ChannelMajor { dy } else { &dym[..] };
+            back.phases().pad_sample(whole, glayout, gbatch, gb, dphases);
+            winograd::forward_sample(tt, ut, dphases, work, row, |ch, i, src| {
+                dx[layout.plane(ch, b, self.c, batch) * hw + i * self.w..][..self.w].copy_from_slice(src);
+            });
+        }
+        winograd::finish_weight_grad(t, du, dweight);
+    }
+
     /// The output columns `j` whose input column `j*sw + v - pw` lies inside the image, for
     /// kernel column `v`: `lo..hi` (empty when none does).
     #[inline]
@@ -870,7 +1039,7 @@ impl Conv2d {
         scratch: &mut [f32],
     ) {
         let need = match route {
-            Route::Direct => self.forward_scratch_len(),
+            Route::Direct | Route::Winograd => self.forward_scratch_len(),
             Route::Unfolded | Route::Packed => self.cols_len() + self.out_len(),
         };
         assert_eq!(
@@ -911,8 +1080,10 @@ impl Conv2d {
         let (k, ohw) = (self.patch_len(), self.oh * self.ow);
         let (weight, bias) = params.split_at(self.weight_len());
         let bias = self.bias.then_some(bias);
-        if route == Route::Direct {
-            return self.forward_direct(batch, x, layout, weight, bias, y, scratch, then);
+        match route {
+            Route::Direct => return self.forward_direct(batch, x, layout, weight, bias, y, scratch, then),
+            Route::Winograd => return self.forward_winograd(batch, x, layout, weight, bias, y, scratch, then),
+            Route::Unfolded | Route::Packed => {}
         }
         let (cols, out) = scratch.split_at_mut(self.cols_len());
         let out = &mut out[..self.out_len()];
@@ -1010,7 +1181,7 @@ impl Conv2d {
             y.len()
         );
         self.backward_by(
-            Route::Direct,
+            self.route(),
             Some(y),
             batch,
             x,
@@ -1069,7 +1240,7 @@ impl Conv2d {
             dparams.len()
         );
         let need = match route {
-            Route::Direct => self.scratch_len(),
+            Route::Direct | Route::Winograd => self.scratch_len(),
             Route::Unfolded | Route::Packed => 2 * self.cols_len() + self.out_len() + self.weight_len(),
         };
         assert!(
@@ -1096,10 +1267,14 @@ impl Conv2d {
             );
             dx.fill(0.0);
         }
-        if route == Route::Direct {
-            // Without a bias, the ReLU's masked bias gradient goes to an empty slice.
-            let relu = relu_out.map(|y| (y, &mut dbias[..]));
-            return self.backward_direct(batch, x, layout, weight, relu, dy, dweight, dx, scratch);
+        // Without a bias, the ReLU's masked bias gradient goes to an empty slice.
+        let relu = relu_out.map(|y| (y, &mut dbias[..]));
+        match route {
+            Route::Direct => return self.backward_direct(batch, x, layout, weight, relu, dy, dweight, dx, scratch),
+            Route::Winograd => {
+                return self.backward_winograd(batch, x, layout, weight, relu, dy, dweight, dx, scratch)
+            }
+            Route::Unfolded | Route::Packed => {}
         }
         let (cols, rest) = scratch.split_at_mut(self.cols_len());
         let (dcols, rest) = rest.split_at_mut(self.cols_len());
@@ -1185,6 +1360,8 @@ enum Route {
     Direct,
     /// Each sample unfolded into columns (im2col), then multiplied.
     Unfolded,
+    /// Winograd's F(2x2, 3x3) ([`Conv2d::winograd`]).
+    Winograd,
     /// Unfolded, then multiplied by matrixmultiply's packed sgemm (forward only, with std).
     Packed,
 }
@@ -1292,6 +1469,10 @@ impl Then<'_> {
 /// Most kernel taps a table of the stride-1 path holds (a 22x22 kernel); larger kernels take the
 /// unfolding path.
 pub const TAPS: usize = 512;
+
+/// The fewest input and output channels a [`Conv2d::winograd`] layer has: below, the products
+/// of the transformed tiles are too small for the matrix kernels to pay for the transforms.
+pub const WINOGRAD_CHANNELS: usize = 16;
 
 /// From this many output channels on, the weight gradient is computed transposed, with the
 /// channels as the columns of the register-blocked kernel (16 wide).
@@ -1554,6 +1735,61 @@ mod tests {
                 }
             }
         }
+    }
+
+    // Winograd layers: a tile row shorter than the 16 lanes, one longer (two chunks, the
+    // second partial), odd channel counts, one tile.
+    const WINOGRAD: [Conv2d; 4] = [
+        Conv2d::new([16, 6, 10], 17, [3, 3], [1, 1], [1, 1], true),
+        Conv2d::new([19, 4, 36], 16, [3, 3], [1, 1], [1, 1], false),
+        Conv2d::new([16, 2, 2], 16, [3, 3], [1, 1], [1, 1], true),
+        Conv2d::new([33, 8, 8], 24, [3, 3], [1, 1], [1, 1], false),
+    ];
+
+    #[test]
+    fn winograd_agrees_with_the_stride_one_path() {
+        crate::simd::on_every_path(|path| {
+            for g in WINOGRAD {
+                assert!(g.winograd() && g.route() == Route::Winograd, "{g:?}");
+                let batch = 3;
+                let mut scratch = vec![f32::NAN; 2 * g.scratch_len()];
+                for layout in [Layout::SampleMajor, Layout::ChannelMajor] {
+                    let x = seq(batch * g.in_len(), 0.3);
+                    let p = seq(g.param_len(), 0.7);
+                    let dy = seq(batch * g.out_len(), 1.9);
+                    let r = seq(batch * g.out_len(), 2.3);
+                    let run = |route: Route, relu: bool, scratch: &mut [f32]| {
+                        let mut y = vec![f32::NAN; batch * g.out_len()];
+                        let then = if relu { Then::AddRelu(&r) } else { Then::Nothing };
+                        g.forward_by(route, then, batch, &x, layout, &p, &mut y, scratch);
+                        let out = relu.then_some(&y[..]);
+                        let mut dp = vec![f32::NAN; g.param_len()];
+                        let mut dx = vec![f32::NAN; x.len()];
+                        g.backward_by(route, out, batch, &x, layout, &p, &dy, &mut dp, Some(&mut dx), scratch);
+                        let mut dp_only = vec![f32::NAN; g.param_len()];
+                        g.backward_by(route, out, batch, &x, layout, &p, &dy, &mut dp_only, None, scratch);
+                        assert_eq!(dp, dp_only, "{g:?}");
+                        (y, dp, dx)
+                    };
+                    for relu in [false, true] {
+                        let direct = run(Route::Direct, relu, &mut scratch);
+                        let winograd = run(Route::Winograd, relu, &mut scratch);
+                        for (what, a, b) in [
+                            ("y", &winograd.0, &direct.0),
+                            ("dparams", &winograd.1, &direct.1),
+                            ("dx", &winograd.2, &direct.2),
+                        ] {
+                            for (i, (a, b)) in a.iter().zip(b.iter()).enumerate() {
+                                assert!(
+                                    (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                                    "{path} {g:?} {layout:?} relu {relu} {what}[{i}]: {a} vs {b}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        });
     }
 
     #[test]

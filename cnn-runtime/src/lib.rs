@@ -52,6 +52,7 @@ pub(crate) mod simd;
 pub(crate) mod testutil;
 #[cfg(feature = "std")]
 pub mod train;
+mod winograd;
 #[cfg(feature = "std")]
 pub mod workspace;
 

@@ -30,6 +30,15 @@ pub(crate) use isa::{Isa, Path};
 use operands::{check_a, check_c, check_rows, Lhs, Pixels, Rhs, RowAt, Strided, Strides, Table};
 pub(crate) use operands::{Gathered, Mat, Spread, Store};
 
+/// Runs `check` once per path this CPU has, with that path's name: how the tests of the
+/// kernels, and of the code built on them, cover every path.
+#[cfg(test)]
+pub(crate) fn on_every_path(check: impl Fn(&str)) {
+    for isa in Isa::supported() {
+        isa::with(isa, || check(isa.path().name()));
+    }
+}
+
 /// The sum of `xs`, kept as 32 interleaved partial sums: a running total is one long chain of
 /// dependent additions, which the compiler may not reorder.
 pub(crate) fn sum(xs: &[f32]) -> f32 {

@@ -306,14 +306,19 @@ impl Conv2d {
     /// Whether the stride-1 weight gradient goes kernel tap by kernel tap, with the output
     /// channels along the vector lanes, rather than as dot products along the wide rows: the
     /// order with fewer vector multiply-adds (the first wastes lanes past a multiple of 16
-    /// channels, the second on the padding columns of the wide rows). With AVX-512, from 64
-    /// output channels on, always by taps: each dot product ends in a sum across 16 lanes, and
-    /// ResNet-8's 64-channel layer's backward pass took 12.5 ms by taps against 18.5 ms by rows
-    /// at batch 64 (`bench --layers --net resnet8`, Intel Xeon, one build with each order forced).
+    /// channels, the second on the padding columns of the wide rows). With AVX-512, by taps
+    /// from 64 output channels on, and from 16 on rows of at least 16 pixels: each dot product
+    /// ends in a sum across 16 lanes. Measured at batch 64 (`CNN_BENCH_CPU_TIME=1 bench --layers
+    /// --net resnet8` and `--net lenet5`, Intel Xeon, builds with each order forced, 3 rounds):
+    /// ResNet-8's 64-channel layer's backward pass 12.5 ms by taps against 18.5 ms by rows, its
+    /// 32-channel 16x16 layer's 5.5-6.1 ms against 7.6-9.8, its 16-channel 32x32 layer's
+    /// 6.6-10.7 against 7.3-10.6; LeNet-5's conv2 (16 channels, rows of 10) no faster by taps
+    /// (0.93-1.39 ms against 0.87-1.49), so it stays by rows.
     fn dweight_by_taps(&self) -> bool {
         let by_rows = self.oc * self.wide_len().div_ceil(8);
         let by_taps = self.oh * self.ow * self.oc.div_ceil(16) * 2;
-        let wide = self.oc >= 64 && crate::simd::Isa::current().path() == crate::simd::Path::Avx512;
+        let avx512 = crate::simd::Isa::current().path() == crate::simd::Path::Avx512;
+        let wide = avx512 && (self.oc >= 64 || (self.oc >= 16 && self.ow >= 16));
         wide || 5 * by_taps < 4 * by_rows
     }
 

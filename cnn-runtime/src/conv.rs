@@ -446,6 +446,10 @@ impl Conv2d {
         if by_pixels {
             transpose(self.oc, k, Mat::rows(weight, k), wt, self.oc);
         }
+        // With nothing to add or apply and one product per sample (a BatchNorm follows, in
+        // training), the product goes straight to the sample's planes of y: each is written
+        // once, and there is no copy.
+        let straight = !by_pixels && bias.is_none() && then == Then::Nothing && chunk >= self.c;
         for b in 0..batch {
             self.pad_sample(x, layout, batch, b, pad);
             for c0 in (0..self.c).step_by(chunk) {
@@ -456,6 +460,10 @@ impl Conv2d {
                     // out [OH*OW, OC] (+)= taps seen from each pixel [OH*OW, C*KH*KW] x weight^T.
                     let wt = Mat::rows(&wt[c0 * taps * self.oc..], self.oc);
                     gather_cols_gemm(ohw, kk, self.oc, views, wt, out, [self.oc, 1], store);
+                } else if straight {
+                    // y_b [OC, OH*OW] = weight [OC, C*KH*KW] x taps [C*KH*KW, OH*OW].
+                    let w = Mat::rows(weight, k);
+                    gather_gemm(self.oc, kk, ohw, w, views, &mut y[b * ohw..], batch * ohw, store);
                 } else {
                     // out [OC, OH*OW] (+)= weight [OC, C*KH*KW] x taps [C*KH*KW, OH*OW].
                     let w = Mat::rows(&weight[c0 * taps..], k);
@@ -465,7 +473,7 @@ impl Conv2d {
             if by_pixels {
                 transpose(ohw, self.oc, Mat::rows(out, self.oc), &mut y[b * ohw..], batch * ohw);
                 self.finish_sample(batch, b, bias, then, y);
-            } else {
+            } else if !straight {
                 self.write_sample(batch, b, out, bias, then, y);
             }
         }

@@ -24,8 +24,9 @@
 //! layer, unfold each sample into columns (im2col, `[C*KH*KW, OH*OW]`) and multiply; long
 //! patches on small images ([`Conv2d::packed`]) multiply with matrixmultiply's packed sgemm.
 //! Each sample's output is computed in a contiguous buffer, then written to the channel-major
-//! output with the bias and what [`Then`] says (a ReLU, a residual sum); at inference an
-//! eval-mode BatchNorm can be folded into the weights ([`Conv2d::forward_batchnorm`]).
+//! output with the bias and what [`Then`] says (a ReLU, a residual sum), or, with neither,
+//! straight into the output's planes; at inference an eval-mode BatchNorm can be folded into
+//! the weights ([`Conv2d::forward_batchnorm`]).
 
 use crate::batchnorm::BatchNorm;
 use crate::layout::Layout;

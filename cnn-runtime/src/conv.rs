@@ -197,41 +197,28 @@ impl Conv2d {
     /// Scratch [`backward`](Self::backward) needs, which is also enough for
     /// [`forward`](Self::forward): for a stride-1 convolution a padded sample and its gradient,
     /// the output gradient in wide rows, pixel-major and (after a ReLU) masked, the weight
-    /// gradient transposed, and the
-    /// input gradient's columns (a row per kernel tap, see `grad_row`); otherwise two unfolded
+    /// gradient transposed, and the input gradient's columns (a row per kernel tap, see
+    /// `grad_row`), or, where the input gradient is a forward pass through the flipped kernels
+    /// ([`flips`](Self::flips)), those kernels and that pass's scratch; otherwise two unfolded
     /// samples, one sample's output gradient and a weight gradient.
     pub const fn scratch_len(&self) -> usize {
-        if self.direct() {
-            let backward = 2 * self.padded_len()
-                + self.oc * self.wide_len()
-                + 2 * self.out_len()
-                + self.weight_len()
-                + self.patch_len() * self.grad_row();
-            let forward = self.forward_scratch_len();
-            // The input gradient's forward pass after the weight gradient: the flipped kernels,
-            // then the in-place pass's padded output gradient, one sample's input gradient and
-            // the kernels transposed.
-            let flipped = if self.flips() {
-                let back = self.input_grad_conv();
-                self.weight_len() + back.padded_len() + back.out_len() + back.weight_len()
-            } else {
-                0
-            };
-            let most = if backward > forward { backward } else { forward };
-            if flipped > most {
-                flipped
-            } else {
-                most
-            }
-        } else {
-            let backward = 2 * self.cols_len() + self.out_len() + self.weight_len();
-            let forward = self.forward_scratch_len();
-            if backward > forward {
-                backward
-            } else {
-                forward
-            }
+        let forward = self.forward_scratch_len();
+        if !self.direct() {
+            return larger(2 * self.cols_len() + self.out_len() + self.weight_len(), forward);
         }
+        let backward = 2 * self.padded_len()
+            + self.oc * self.wide_len()
+            + 2 * self.out_len()
+            + self.weight_len()
+            + self.patch_len() * self.grad_row();
+        // Used after the weight gradient, so in the same space.
+        let flipped = if self.flips() {
+            let back = self.input_grad_conv();
+            self.weight_len() + back.padded_len() + back.out_len() + back.weight_len()
+        } else {
+            0
+        };
+        larger(larger(backward, forward), flipped)
     }
 
     /// Whether the stride-1 path, which reads the input in place, computes this layer: stride 1
@@ -642,9 +629,9 @@ impl Conv2d {
 
     /// Whether the input gradient can be computed as the forward pass of a stride-1
     /// convolution of the output gradient ([`input_grad_conv`](Self::input_grad_conv)): a
-    /// padding smaller than the kernel. Half the multiply-adds of that forward pass run
-    /// against the 16 output channels of a ResNet's first stage where the columns' product
-    /// ran against them as its depth, and there are no columns to write and sum back.
+    /// stride-1 layer with a padding smaller than the kernel. That pass multiplies with
+    /// `OC*KH*KW` terms per output rather than the columns' `OC`, and writes no columns to sum
+    /// back.
     const fn flips(&self) -> bool {
         self.direct() && self.ph < self.kh && self.pw < self.kw
     }
@@ -1247,6 +1234,15 @@ impl Conv2d {
                 }
             }
         }
+    }
+}
+
+/// The larger of two sizes, in a constant expression.
+const fn larger(a: usize, b: usize) -> usize {
+    if a > b {
+        a
+    } else {
+        b
     }
 }
 

@@ -121,6 +121,7 @@ unsafe fn gemm_rows<const R: usize, const V: usize>(
     cs: Strides,
     store: Store,
 ) {
+    let arows: [*const f32; R] = core::array::from_fn(|r| a.data[a.row.at(i0 + r)..].as_ptr());
     let (width, stride) = b.spread.rows(n);
     let rows = n / width;
     if V == 2 && width <= L {
@@ -131,7 +132,7 @@ unsafe fn gemm_rows<const R: usize, const V: usize>(
             let at = core::array::from_fn(|v| [(g + v * next) * stride, (g + v * next) * width]);
             let cols = core::array::from_fn(|v| if v == 0 { width } else { next * width });
             // SAFETY: as this function's contract; the blocks lie inside B's rows and C's.
-            unsafe { gemm_block::<R, V>(k, a, i0, &b, c, cs, store, at, cols) };
+            unsafe { gemm_block::<R, V>(k, a, arows, &b, c, cs, store, at, cols) };
         }
         return;
     }
@@ -142,14 +143,15 @@ unsafe fn gemm_rows<const R: usize, const V: usize>(
             let at = core::array::from_fn(|v| [jb + jj + v * L, jc + jj + v * L]);
             let cols = core::array::from_fn(|v| cols.saturating_sub(v * L).min(L));
             // SAFETY: as this function's contract; the blocks lie inside B's rows and C's.
-            unsafe { gemm_block::<R, V>(k, a, i0, &b, c, cs, store, at, cols) };
+            unsafe { gemm_block::<R, V>(k, a, arows, &b, c, cs, store, at, cols) };
             jj += V * L;
         }
     }
 }
 
-/// One block of [`gemm_rows`]: `R` rows of C by `V` vectors, vector `v` reading B's columns
-/// from `at[v][0]` and writing C's from `at[v][1]`, its first `cols[v]` lanes (none: skipped).
+/// One block of [`gemm_rows`]: `R` rows of C (A's rows start at `arows`, found once per
+/// block row) by `V` vectors, vector `v` reading B's columns from `at[v][0]` and writing C's
+/// from `at[v][1]`, its first `cols[v]` lanes (none: skipped).
 ///
 /// # Safety
 ///
@@ -161,7 +163,7 @@ unsafe fn gemm_rows<const R: usize, const V: usize>(
 unsafe fn gemm_block<const R: usize, const V: usize>(
     k: usize,
     a: Lhs<impl RowAt, impl RowAt>,
-    i0: usize,
+    arows: [*const f32; R],
     b: &Rhs<impl RowAt>,
     c: &mut [f32],
     cs: Strides,
@@ -169,7 +171,6 @@ unsafe fn gemm_block<const R: usize, const V: usize>(
     at: [[usize; 2]; V],
     cols: [usize; V],
 ) {
-    let arows: [*const f32; R] = core::array::from_fn(|r| a.data[a.row.at(i0 + r)..].as_ptr());
     let masks: [__mmask16; V] = core::array::from_fn(|v| first(cols[v]));
     let mut acc = [[_mm512_setzero_ps(); V]; R];
     let bj = b.data.as_ptr();

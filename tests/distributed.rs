@@ -120,11 +120,15 @@ fn rank() {
     let Some(job) = Job::from_env() else { return };
     let mpi = job.distributed.then(|| Mpi::init().expect("MPI starts"));
     let result = run_rank(&job, mpi.as_ref());
-    drop(mpi);
-    if let Err(e) = result {
+    // Print before `MPI_Finalize`, as the examples' `main` does: once a rank has finalized and
+    // exited with an error, `mpirun` may kill the others before they print theirs.
+    if let Err(e) = &result {
         if !matches!(e, TrainError::OtherRank { .. }) {
             eprintln!("error: {e}");
         }
+    }
+    drop(mpi);
+    if result.is_err() {
         std::process::exit(3);
     }
 }

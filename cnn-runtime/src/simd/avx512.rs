@@ -10,7 +10,7 @@
 use core::arch::x86_64::*;
 
 use super::blocks;
-use super::operands::{Lhs, Rhs, RowAt, Store, Strides};
+use super::operands::{Lhs, Rhs, RowAt, Store, Strides, Unit};
 use super::portable;
 
 /// Rows of C per register block of [`gemm`]: with two vectors a row, 24 of the 32 registers
@@ -36,7 +36,11 @@ fn first(n: usize) -> __mmask16 {
 
 /// `C (+)= A x B`: element `(i, p)` of A broadcast against 16 or 32 columns of row `p` of B,
 /// in blocks of up to 12 rows within each image row of B's columns (one vector a row when the
-/// image rows are at most 16 wide, two otherwise).
+/// image rows are at most 16 wide, two otherwise). Where A's rows are the pixels of image rows
+/// of at most 12 (the product by pixels of an 8x8 layer), a block is one such row, which the
+/// kernel reaches from one pointer: ResNet-8's batch-1 inference 459 -> 437 us, batch 64
+/// 2,638 -> 2,706 img/s (`CNN_BENCH_CPU_TIME=1 bench --json --net resnet8 --threads 1
+/// --only b1|b64`, medians of 6 and 5 interleaved runs, Intel Xeon with AVX-512).
 ///
 /// # Safety
 ///
@@ -62,12 +66,17 @@ pub unsafe fn gemm(
     // a block (see `gemm_rows`), so that each broadcast of A feeds two multiply-adds.
     let (width, _) = b.spread.rows(n);
     let one_vector = width <= L && n <= width;
-    // Blocks of at most MR rows, as even as can be: 16 rows as 8 + 8 rather than 12 + 4.
+    // Blocks of at most MR rows, as even as can be: 16 rows as 8 + 8 rather than 12 + 4; or,
+    // where A's rows come in runs of at most MR (the pixels of an image row), a run a block.
+    let run = a.row.run().filter(|&run| run <= MR && m.is_multiple_of(run));
     let mut blocks = m.div_ceil(MR);
     let mut i = 0;
     while i < m {
-        let rows = (m - i).div_ceil(blocks);
-        blocks -= 1;
+        let rows = match run {
+            Some(run) => run,
+            None => (m - i).div_ceil(blocks),
+        };
+        blocks = blocks.saturating_sub(1);
         let c = &mut c[i * cs[0]..];
         /// `gemm_rows::<rows, vectors>` for the rows of this block.
         macro_rules! rows {
@@ -122,6 +131,38 @@ unsafe fn gemm_rows<const R: usize, const V: usize>(
     store: Store,
 ) {
     let arows: [*const f32; R] = core::array::from_fn(|r| a.data[a.row.at(i0 + r)..].as_ptr());
+    if R > 1 && a.row.consecutive(i0, R) {
+        // Rows one element apart: reached from the first at constant offsets.
+        let a = Lhs {
+            data: a.data,
+            row: Unit,
+            col: a.col,
+        };
+        // SAFETY: as this function's contract; the rows of A are the same ones.
+        return unsafe { gemm_cols::<R, V>(k, n, a, arows, b, c, cs, store) };
+    }
+    // SAFETY: as this function's contract.
+    unsafe { gemm_cols::<R, V>(k, n, a, arows, b, c, cs, store) }
+}
+
+/// The blocks of [`gemm_rows`] along C's columns, A's rows starting at `arows`.
+///
+/// # Safety
+///
+/// As [`gemm_rows`]; `arows` are the starts of its rows of A.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+#[inline]
+unsafe fn gemm_cols<const R: usize, const V: usize>(
+    k: usize,
+    n: usize,
+    a: Lhs<impl RowAt, impl RowAt>,
+    arows: [*const f32; R],
+    b: Rhs<impl RowAt>,
+    c: &mut [f32],
+    cs: Strides,
+    store: Store,
+) {
     let (width, stride) = b.spread.rows(n);
     let rows = n / width;
     if V == 2 && width <= L {
@@ -172,6 +213,7 @@ unsafe fn gemm_block<const R: usize, const V: usize>(
     cols: [usize; V],
 ) {
     let masks: [__mmask16; V] = core::array::from_fn(|v| first(cols[v]));
+    let arows = a.row.block(arows);
     let mut acc = [[_mm512_setzero_ps(); V]; R];
     let bj = b.data.as_ptr();
     for (brow, ap) in b.row.first(k).zip(a.col.first(k)) {

@@ -202,6 +202,49 @@ pub(super) trait RowAt: Copy {
     fn first(&self, k: usize) -> impl Iterator<Item = usize> {
         (0..k).map(|p| self.at(p))
     }
+
+    /// Whether rows `i0..i0 + count` lie one element apart.
+    #[inline(always)]
+    fn consecutive(&self, _i0: usize, _count: usize) -> bool {
+        false
+    }
+
+    /// Rows come in runs of this many one element apart, if they do (an image's rows of
+    /// pixels): blocks of rows that keep to a run need one pointer to reach them all.
+    #[inline(always)]
+    fn run(&self) -> Option<usize> {
+        None
+    }
+
+    /// `starts`, the starts of `R` consecutive rows, as a kernel's block reads them: where
+    /// rows lie at distances known when compiling, each is derived from the first, so that
+    /// the block holds one pointer in a register rather than `R`.
+    #[inline(always)]
+    fn block<const R: usize>(&self, starts: [*const f32; R]) -> [*const f32; R] {
+        starts
+    }
+}
+
+/// Rows one element apart: the kernels reach a block's rows from one pointer at constant
+/// offsets, where rows at distances known only at run time take a register each.
+#[derive(Clone, Copy)]
+pub(super) struct Unit;
+
+impl RowAt for Unit {
+    #[inline(always)]
+    fn at(&self, p: usize) -> usize {
+        p
+    }
+
+    #[inline(always)]
+    fn consecutive(&self, _i0: usize, _count: usize) -> bool {
+        true
+    }
+
+    #[inline(always)]
+    fn block<const R: usize>(&self, starts: [*const f32; R]) -> [*const f32; R] {
+        core::array::from_fn(|r| starts[0].wrapping_add(r))
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -259,6 +302,16 @@ impl RowAt for Pixels {
     #[inline(always)]
     fn at(&self, i: usize) -> usize {
         (i / self.width) * self.stride + i % self.width
+    }
+
+    #[inline(always)]
+    fn consecutive(&self, i0: usize, count: usize) -> bool {
+        i0 % self.width + count <= self.width
+    }
+
+    #[inline(always)]
+    fn run(&self) -> Option<usize> {
+        Some(self.width)
     }
 }
 

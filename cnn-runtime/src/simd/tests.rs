@@ -218,6 +218,8 @@ fn gathered_columns_and_strided_output_agree_with_the_definition() {
             (20, image(10, 14)),
             (7, image(3, 5)),
             (25, image(5, 7)),
+            // Blocks of a run of 8 pixels each (ResNet-8's 8x8 layers on AVX-512).
+            (16, image(8, 10)),
         ] {
             for k in [1, 4, 25, 150] {
                 for n in [1, 8, 16, 21, 40] {

@@ -9,7 +9,7 @@
 use core::arch::x86_64::*;
 
 use super::blocks;
-use super::operands::{Lhs, Rhs, RowAt, Store, Strides};
+use super::operands::{Finish, Lhs, Rhs, RowAt, Store, Strides};
 use super::portable;
 
 /// Rows of C per register block of [`gemm`]: with two vectors a row, 12 of the 16 registers.
@@ -198,14 +198,16 @@ unsafe fn nt_block<const R: usize, const S: usize>(
     }
 }
 
-/// `C (+)= A x B`: element `(i, p)` of A broadcast against 16 columns of row `p` of B, in
-/// blocks of up to 6 rows by 16 columns within each image row of B's columns.
+/// `C (+)= A x B`, each entry finished as `finish` says: element `(i, p)` of A broadcast
+/// against 16 columns of row `p` of B, in blocks of up to 6 rows by 16 columns within each
+/// image row of B's columns.
 ///
 /// # Safety
 ///
 /// The CPU has AVX2 and FMA; A holds `(m, k)` at its row and column positions; each of the `k`
 /// rows of B holds its `n` columns (whole image rows as `b.spread` says) inside `b.data`; `C`
-/// reaches `(m, n)` at strides `cs` inside `c`.
+/// reaches `(m, n)` at strides `cs` inside `c`, and so does `finish`'s residual; its bias
+/// holds `m` entries.
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn gemm(
@@ -217,9 +219,10 @@ pub unsafe fn gemm(
     c: &mut [f32],
     cs: Strides,
     store: Store,
+    finish: Finish,
 ) {
     if k == 0 {
-        return portable::gemm(m, k, n, a, b, c, cs, store);
+        return portable::gemm(m, k, n, a, b, c, cs, store, finish);
     }
     // Masked loads are slow: a block short of 16 columns reads all 16 when every row of B has
     // them inside `b` (the extra lanes, past the block, are never stored).
@@ -230,21 +233,50 @@ pub unsafe fn gemm(
     while i < m {
         let rows = (m - i).div_ceil(blocks);
         blocks -= 1;
-        let c = &mut c[i * cs[0]..];
+        let (c, f) = (&mut c[i * cs[0]..], finish.rows_on(i, cs[0]));
         // SAFETY: A holds rows i..i+rows at each of its k columns, C `rows` rows of n at strides
         // cs from here, every row of B n columns (the contract); the CPU has AVX2 and FMA.
         unsafe {
             match rows {
-                6 => gemm_rows::<6>(k, n, a, i, b, last_row, c, cs, store),
-                5 => gemm_rows::<5>(k, n, a, i, b, last_row, c, cs, store),
-                4 => gemm_rows::<4>(k, n, a, i, b, last_row, c, cs, store),
-                3 => gemm_rows::<3>(k, n, a, i, b, last_row, c, cs, store),
-                2 => gemm_rows::<2>(k, n, a, i, b, last_row, c, cs, store),
-                _ => gemm_rows::<1>(k, n, a, i, b, last_row, c, cs, store),
+                6 => gemm_rows::<6>(k, n, a, i, b, last_row, c, cs, store, f),
+                5 => gemm_rows::<5>(k, n, a, i, b, last_row, c, cs, store, f),
+                4 => gemm_rows::<4>(k, n, a, i, b, last_row, c, cs, store, f),
+                3 => gemm_rows::<3>(k, n, a, i, b, last_row, c, cs, store, f),
+                2 => gemm_rows::<2>(k, n, a, i, b, last_row, c, cs, store, f),
+                _ => gemm_rows::<1>(k, n, a, i, b, last_row, c, cs, store, f),
             }
         }
         i += rows;
     }
+}
+
+/// Two vectors of row `row` of C, its entries `at..at + 16`, finished as `finish` says.
+///
+/// # Safety
+///
+/// The CPU has AVX2; `finish`'s bias has entry `row` and its residual entries `at..at + 16`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn finished(finish: &Finish, row: usize, at: usize, mut v: [__m256; 2]) -> [__m256; 2] {
+    if let Some(bias) = finish.bias {
+        let b = _mm256_set1_ps(bias[row]);
+        v = v.map(|v| _mm256_add_ps(v, b));
+    }
+    if let Some(residual) = finish.residual {
+        let r = &residual[at..at + 16];
+        // SAFETY: `r` holds 16 entries.
+        v = unsafe {
+            [
+                _mm256_add_ps(v[0], _mm256_loadu_ps(r.as_ptr())),
+                _mm256_add_ps(v[1], _mm256_loadu_ps(r.as_ptr().add(8))),
+            ]
+        };
+    }
+    if finish.relu {
+        // `max(v, 0)` is 0 for a NaN, as `f32::max(v, 0.0)`.
+        v = v.map(|v| _mm256_max_ps(v, _mm256_setzero_ps()));
+    }
+    v
 }
 
 /// Rows `i0..i0 + R` of C (`c` starts at row `i0`), in blocks of up to 16 columns within each
@@ -267,6 +299,7 @@ unsafe fn gemm_rows<const R: usize>(
     c: &mut [f32],
     cs: Strides,
     store: Store,
+    finish: Finish,
 ) {
     let arows: [*const f32; R] = core::array::from_fn(|r| a.data[a.row.at(i0 + r)..].as_ptr());
     let (width, stride) = b.spread.rows(n);
@@ -327,8 +360,8 @@ unsafe fn gemm_rows<const R: usize>(
                         _mm256_storeu_ps(lanes.as_mut_ptr().add(8), acc[1]);
                     }
                     for (l, v) in lanes[..cols].iter().enumerate() {
-                        let out = &mut c[r * cs[0] + (j + l) * cs[1]];
-                        *out = store.apply(*out, *v);
+                        let at = r * cs[0] + (j + l) * cs[1];
+                        c[at] = finish.scalar(r, at, store.apply(c[at], *v));
                     }
                 }
             } else {
@@ -336,12 +369,16 @@ unsafe fn gemm_rows<const R: usize>(
                     // SAFETY: row r of C has n columns from r * cs[0] (the contract); the
                     // masks keep the accesses to j..j+cols.
                     unsafe {
-                        let out = c.as_mut_ptr().add(r * cs[0] + j);
+                        let at = r * cs[0] + j;
+                        let out = c.as_mut_ptr().add(at);
                         let (mut v0, mut v1) = (acc[0], acc[1]);
                         if cols == NR {
                             if store == Store::Accumulate {
                                 v0 = _mm256_add_ps(v0, _mm256_loadu_ps(out));
                                 v1 = _mm256_add_ps(v1, _mm256_loadu_ps(out.add(8)));
+                            }
+                            if finish.any() {
+                                [v0, v1] = finished(&finish, r, at, [v0, v1]);
                             }
                             _mm256_storeu_ps(out, v0);
                             _mm256_storeu_ps(out.add(8), v1);
@@ -351,8 +388,8 @@ unsafe fn gemm_rows<const R: usize>(
                             _mm256_storeu_ps(lanes.as_mut_ptr(), v0);
                             _mm256_storeu_ps(lanes.as_mut_ptr().add(8), v1);
                             let out = core::slice::from_raw_parts_mut(out, cols);
-                            for (o, v) in out.iter_mut().zip(&lanes) {
-                                *o = store.apply(*o, *v);
+                            for (l, (o, v)) in out.iter_mut().zip(&lanes).enumerate() {
+                                *o = finish.scalar(r, at + l, store.apply(*o, *v));
                             }
                         }
                     }

@@ -10,7 +10,7 @@
 use core::arch::x86_64::*;
 
 use super::blocks;
-use super::operands::{Lhs, Rhs, RowAt, Store, Strides, Unit};
+use super::operands::{Finish, Lhs, Rhs, RowAt, Store, Strides, Unit};
 use super::portable;
 
 /// Rows of C per register block of [`gemm`]: with two vectors a row, 24 of the 32 registers
@@ -34,7 +34,8 @@ fn first(n: usize) -> __mmask16 {
     }
 }
 
-/// `C (+)= A x B`: element `(i, p)` of A broadcast against 16 or 32 columns of row `p` of B,
+/// `C (+)= A x B`, each entry finished as `finish` says (as it is stored, in registers):
+/// element `(i, p)` of A broadcast against 16 or 32 columns of row `p` of B,
 /// in blocks of up to 12 rows within each image row of B's columns (one vector a row when the
 /// image rows are at most 16 wide, two otherwise). Where A's rows are the pixels of image rows
 /// of at most 12 (the product by pixels of an 8x8 layer), a block is one such row, which the
@@ -46,7 +47,8 @@ fn first(n: usize) -> __mmask16 {
 ///
 /// The CPU has AVX-512F; A holds `(m, k)` at its row and column positions; each of the `k`
 /// rows of B holds its `n` columns (whole image rows as `b.spread` says) inside `b.data`; `C`
-/// reaches `(m, n)` at strides `cs` inside `c`.
+/// reaches `(m, n)` at strides `cs` inside `c`, and so does `finish`'s residual; its bias
+/// holds `m` entries.
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn gemm(
@@ -58,9 +60,10 @@ pub unsafe fn gemm(
     c: &mut [f32],
     cs: Strides,
     store: Store,
+    finish: Finish,
 ) {
     if k == 0 {
-        return portable::gemm(m, k, n, a, b, c, cs, store);
+        return portable::gemm(m, k, n, a, b, c, cs, store, finish);
     }
     // One vector a block when a block is one short image row; narrow rows otherwise go two to
     // a block (see `gemm_rows`), so that each broadcast of A feeds two multiply-adds.
@@ -77,23 +80,23 @@ pub unsafe fn gemm(
             None => (m - i).div_ceil(blocks),
         };
         blocks = blocks.saturating_sub(1);
-        let c = &mut c[i * cs[0]..];
+        let (c, f) = (&mut c[i * cs[0]..], finish.rows_on(i, cs[0]));
         /// `gemm_rows::<rows, vectors>` for the rows of this block.
         macro_rules! rows {
             ($v:literal) => {
                 match rows {
-                    12 => gemm_rows::<12, $v>(k, n, a, i, b, c, cs, store),
-                    11 => gemm_rows::<11, $v>(k, n, a, i, b, c, cs, store),
-                    10 => gemm_rows::<10, $v>(k, n, a, i, b, c, cs, store),
-                    9 => gemm_rows::<9, $v>(k, n, a, i, b, c, cs, store),
-                    8 => gemm_rows::<8, $v>(k, n, a, i, b, c, cs, store),
-                    7 => gemm_rows::<7, $v>(k, n, a, i, b, c, cs, store),
-                    6 => gemm_rows::<6, $v>(k, n, a, i, b, c, cs, store),
-                    5 => gemm_rows::<5, $v>(k, n, a, i, b, c, cs, store),
-                    4 => gemm_rows::<4, $v>(k, n, a, i, b, c, cs, store),
-                    3 => gemm_rows::<3, $v>(k, n, a, i, b, c, cs, store),
-                    2 => gemm_rows::<2, $v>(k, n, a, i, b, c, cs, store),
-                    _ => gemm_rows::<1, $v>(k, n, a, i, b, c, cs, store),
+                    12 => gemm_rows::<12, $v>(k, n, a, i, b, c, cs, store, f),
+                    11 => gemm_rows::<11, $v>(k, n, a, i, b, c, cs, store, f),
+                    10 => gemm_rows::<10, $v>(k, n, a, i, b, c, cs, store, f),
+                    9 => gemm_rows::<9, $v>(k, n, a, i, b, c, cs, store, f),
+                    8 => gemm_rows::<8, $v>(k, n, a, i, b, c, cs, store, f),
+                    7 => gemm_rows::<7, $v>(k, n, a, i, b, c, cs, store, f),
+                    6 => gemm_rows::<6, $v>(k, n, a, i, b, c, cs, store, f),
+                    5 => gemm_rows::<5, $v>(k, n, a, i, b, c, cs, store, f),
+                    4 => gemm_rows::<4, $v>(k, n, a, i, b, c, cs, store, f),
+                    3 => gemm_rows::<3, $v>(k, n, a, i, b, c, cs, store, f),
+                    2 => gemm_rows::<2, $v>(k, n, a, i, b, c, cs, store, f),
+                    _ => gemm_rows::<1, $v>(k, n, a, i, b, c, cs, store, f),
                 }
             };
         }
@@ -129,6 +132,7 @@ unsafe fn gemm_rows<const R: usize, const V: usize>(
     c: &mut [f32],
     cs: Strides,
     store: Store,
+    finish: Finish,
 ) {
     let arows: [*const f32; R] = core::array::from_fn(|r| a.data[a.row.at(i0 + r)..].as_ptr());
     if R > 1 && a.row.consecutive(i0, R) {
@@ -139,10 +143,10 @@ unsafe fn gemm_rows<const R: usize, const V: usize>(
             col: a.col,
         };
         // SAFETY: as this function's contract; the rows of A are the same ones.
-        return unsafe { gemm_cols::<R, V>(k, n, a, arows, b, c, cs, store) };
+        return unsafe { gemm_cols::<R, V>(k, n, a, arows, b, c, cs, store, finish) };
     }
     // SAFETY: as this function's contract.
-    unsafe { gemm_cols::<R, V>(k, n, a, arows, b, c, cs, store) }
+    unsafe { gemm_cols::<R, V>(k, n, a, arows, b, c, cs, store, finish) }
 }
 
 /// The blocks of [`gemm_rows`] along C's columns, A's rows starting at `arows`.
@@ -162,6 +166,7 @@ unsafe fn gemm_cols<const R: usize, const V: usize>(
     c: &mut [f32],
     cs: Strides,
     store: Store,
+    finish: Finish,
 ) {
     let (width, stride) = b.spread.rows(n);
     let rows = n / width;
@@ -173,7 +178,7 @@ unsafe fn gemm_cols<const R: usize, const V: usize>(
             let at = core::array::from_fn(|v| [(g + v * next) * stride, (g + v * next) * width]);
             let cols = core::array::from_fn(|v| if v == 0 { width } else { next * width });
             // SAFETY: as this function's contract; the blocks lie inside B's rows and C's.
-            unsafe { gemm_block::<R, V>(k, a, arows, &b, c, cs, store, at, cols) };
+            unsafe { gemm_block::<R, V>(k, a, arows, &b, c, cs, store, finish, at, cols) };
         }
         return;
     }
@@ -184,7 +189,7 @@ unsafe fn gemm_cols<const R: usize, const V: usize>(
             let at = core::array::from_fn(|v| [jb + jj + v * L, jc + jj + v * L]);
             let cols = core::array::from_fn(|v| cols.saturating_sub(v * L).min(L));
             // SAFETY: as this function's contract; the blocks lie inside B's rows and C's.
-            unsafe { gemm_block::<R, V>(k, a, arows, &b, c, cs, store, at, cols) };
+            unsafe { gemm_block::<R, V>(k, a, arows, &b, c, cs, store, finish, at, cols) };
             jj += V * L;
         }
     }
@@ -209,6 +214,7 @@ unsafe fn gemm_block<const R: usize, const V: usize>(
     c: &mut [f32],
     cs: Strides,
     store: Store,
+    finish: Finish,
     at: [[usize; 2]; V],
     cols: [usize; V],
 ) {
@@ -238,8 +244,8 @@ unsafe fn gemm_block<const R: usize, const V: usize>(
                 // SAFETY: `lanes` holds one vector.
                 unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), acc[v]) };
                 for (l, value) in lanes[..cols[v]].iter().enumerate() {
-                    let out = &mut c[r * cs[0] + (at[v][1] + l) * cs[1]];
-                    *out = store.apply(*out, *value);
+                    let at = r * cs[0] + (at[v][1] + l) * cs[1];
+                    c[at] = finish.scalar(r, at, store.apply(c[at], *value));
                 }
             }
         }
@@ -254,14 +260,42 @@ unsafe fn gemm_block<const R: usize, const V: usize>(
             // the accesses to the vector's columns.
             unsafe {
                 let out = c.as_mut_ptr().add(r * cs[0] + at[v][1]);
-                let sum = match store {
+                let mut sum = match store {
                     Store::Overwrite => acc[v],
                     Store::Accumulate => _mm512_add_ps(acc[v], _mm512_maskz_loadu_ps(masks[v], out)),
                 };
+                if finish.any() {
+                    sum = finished(&finish, r, r * cs[0] + at[v][1], cols[v], sum);
+                }
                 _mm512_mask_storeu_ps(out, masks[v], sum);
             }
         }
     }
+}
+
+/// The first `cols` lanes of `v`, entries `at..at + cols` of row `row` of C, finished as
+/// `finish` says (the other lanes are not stored).
+///
+/// # Safety
+///
+/// The CPU has AVX-512F; `finish`'s bias has entry `row` and its residual entries
+/// `at..at + cols`.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+unsafe fn finished(finish: &Finish, row: usize, at: usize, cols: usize, mut v: __m512) -> __m512 {
+    if let Some(bias) = finish.bias {
+        v = _mm512_add_ps(v, _mm512_set1_ps(bias[row]));
+    }
+    if let Some(residual) = finish.residual {
+        let r = &residual[at..at + cols];
+        // SAFETY: the mask reads the `cols` entries of `r`.
+        v = _mm512_add_ps(v, unsafe { _mm512_maskz_loadu_ps(first(cols), r.as_ptr()) });
+    }
+    if finish.relu {
+        // `max(v, 0)` is 0 for a NaN, as `f32::max(v, 0.0)`.
+        v = _mm512_max_ps(v, _mm512_setzero_ps());
+    }
+    v
 }
 
 /// `C (+)= A x B^T` in blocks of up to 4 x 4 entries of C: each step loads 16 elements of

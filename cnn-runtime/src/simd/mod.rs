@@ -28,7 +28,7 @@ mod tests;
 pub use isa::kernels;
 pub(crate) use isa::{Isa, Path};
 use operands::{check_a, check_c, check_rows, Lhs, Pixels, Rhs, RowAt, Strided, Strides, Table};
-pub(crate) use operands::{Gathered, Mat, Spread, Store};
+pub(crate) use operands::{Finish, Gathered, Mat, Spread, Store};
 
 /// The sum of `xs`, kept as 32 interleaved partial sums: a running total is one long chain of
 /// dependent additions, which the compiler may not reorder.
@@ -163,18 +163,39 @@ pub(crate) fn small_gemm(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [
         row: Strided(b.rs),
         spread: Spread::Contiguous,
     };
-    gemm(m, k, n, Lhs::of(a), b, c, [ldc, 1], store)
+    gemm(m, k, n, Lhs::of(a), b, c, [ldc, 1], store, Finish::NONE)
 }
 
 /// `C (+)= A x B` as [`small_gemm`], with the rows of `B` (`k x n`) gathered: row `p` starts at
-/// `b.data[b.offsets[p]]` and, read as images, holds `n` pixels (whole image rows).
+/// `b.data[b.offsets[p]]` and, read as images, holds `n` pixels (whole image rows). Each entry
+/// is finished as `finish` says as it is stored: a convolution's bias, residual sum and ReLU
+/// with no pass of their own.
 ///
 /// # Panics
 ///
-/// If an operand does not hold the elements its sizes, strides and offsets reach.
+/// If an operand does not hold the elements its sizes, strides and offsets reach, the bias
+/// has fewer than `m` entries, or the residual does not reach as far as `C`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn gather_gemm(m: usize, k: usize, n: usize, a: Mat, b: Gathered, c: &mut [f32], ldc: usize, store: Store) {
+pub(crate) fn gather_gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Mat,
+    b: Gathered,
+    c: &mut [f32],
+    ldc: usize,
+    store: Store,
+    finish: Finish,
+) {
     check_a("gather_gemm", a, m, k);
+    assert!(
+        finish.bias.is_none_or(|bias| bias.len() >= m),
+        "gather_gemm: the bias needs {m} entries, got {}",
+        finish.bias.map_or(0, <[f32]>::len)
+    );
+    if let Some(residual) = finish.residual {
+        check_c("gather_gemm (residual)", m, n, residual, ldc);
+    }
     assert!(
         b.holds(k, n) && b.whole_rows(n),
         "gather_gemm: B needs {k} row offsets, each with {n} elements (spread {:?}) after it in \
@@ -188,7 +209,7 @@ pub(crate) fn gather_gemm(m: usize, k: usize, n: usize, a: Mat, b: Gathered, c: 
         row: Table(b.offsets),
         spread: b.spread,
     };
-    gemm(m, k, n, Lhs::of(a), rhs, c, [ldc, 1], store)
+    gemm(m, k, n, Lhs::of(a), rhs, c, [ldc, 1], store, finish)
 }
 
 /// `C (+)= A x B` with the columns of `A` gathered and `C` at any strides: column `p` of `A`
@@ -244,7 +265,7 @@ pub(crate) fn gather_cols_gemm(
         row: Strided(b.rs),
         spread: Spread::Contiguous,
     };
-    gemm(m, k, n, lhs, rhs, c, cs, store)
+    gemm(m, k, n, lhs, rhs, c, cs, store, Finish::NONE)
 }
 
 /// `C (+)= A x B` with the rows of `A` gathered: row `i` starts at `a.data[a.offsets[i]]` and,
@@ -298,7 +319,7 @@ pub(crate) fn gather_rows_gemm(
             spread: Spread::Contiguous,
         };
         let store = if p0 > 0 { Store::Accumulate } else { store };
-        gemm(m, kc, n, lhs, rhs, c, [ldc, 1], store);
+        gemm(m, kc, n, lhs, rhs, c, [ldc, 1], store, Finish::NONE);
         p0 += kc;
         if p0 >= k {
             return;
@@ -319,15 +340,16 @@ fn gemm(
     c: &mut [f32],
     cs: Strides,
     store: Store,
+    finish: Finish,
 ) {
     match Isa::current().path() {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the path is only chosen on CPUs with AVX-512F; the operands were checked.
-        Path::Avx512 => unsafe { avx512::gemm(m, k, n, a, b, c, cs, store) },
+        Path::Avx512 => unsafe { avx512::gemm(m, k, n, a, b, c, cs, store, finish) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the path is only chosen on CPUs with AVX2 and FMA; the operands were checked.
-        Path::Avx2 => unsafe { avx2::gemm(m, k, n, a, b, c, cs, store) },
-        _ => portable::gemm(m, k, n, a, b, c, cs, store),
+        Path::Avx2 => unsafe { avx2::gemm(m, k, n, a, b, c, cs, store, finish) },
+        _ => portable::gemm(m, k, n, a, b, c, cs, store, finish),
     }
 }
 

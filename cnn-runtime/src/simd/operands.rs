@@ -159,6 +159,60 @@ impl Store {
     }
 }
 
+/// What a broadcast product does to each entry of `C` after its sum, as it stores it: the
+/// output pass of a convolution (bias, residual sum, ReLU) applied while the block is in
+/// registers, in the order of `conv::Then`: `max(0, (sum + bias[i]) + residual)`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Finish<'a> {
+    /// `bias[i]` is added to every entry of row `i`.
+    pub bias: Option<&'a [f32]>,
+    /// Added entry by entry: laid out as `C` (the same strides, from the same start).
+    pub residual: Option<&'a [f32]>,
+    /// Whether negative entries become 0.
+    pub relu: bool,
+}
+
+impl<'a> Finish<'a> {
+    /// Nothing: each entry is the product's sum.
+    pub const NONE: Finish<'static> = Finish {
+        bias: None,
+        residual: None,
+        relu: false,
+    };
+
+    /// Whether it changes anything.
+    #[inline(always)]
+    pub(super) fn any(&self) -> bool {
+        self.bias.is_some() || self.residual.is_some() || self.relu
+    }
+
+    /// The same for the rows of `C` from row `i` on, whose rows are `rs` apart.
+    #[inline(always)]
+    pub(super) fn rows_on(self, i: usize, rs: usize) -> Finish<'a> {
+        Finish {
+            bias: self.bias.map(|b| &b[i..]),
+            residual: self.residual.map(|r| &r[(i * rs).min(r.len())..]),
+            relu: self.relu,
+        }
+    }
+
+    /// `value`, the entry of row `row` at `at` in `C`, finished.
+    #[inline(always)]
+    pub(super) fn scalar(&self, row: usize, at: usize, value: f32) -> f32 {
+        let mut v = value;
+        if let Some(bias) = self.bias {
+            v += bias[row];
+        }
+        if let Some(residual) = self.residual {
+            v += residual[at];
+        }
+        if self.relu {
+            v = v.max(0.0);
+        }
+        v
+    }
+}
+
 /// Panics unless `C` (`m x n`, row stride `ldc`) fits `c`; `what` names the caller.
 #[track_caller]
 pub(super) fn check_c(what: &str, m: usize, n: usize, c: &[f32], ldc: usize) {

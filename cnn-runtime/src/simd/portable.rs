@@ -1,6 +1,6 @@
 //! The portable path: plain Rust, blocked as the vector paths are, for any CPU.
 
-use super::operands::{Lhs, Mat, Rhs, RowAt, Store, Strides};
+use super::operands::{Finish, Lhs, Mat, Rhs, RowAt, Store, Strides};
 
 /// Rows of C per register block.
 const MR: usize = 6;
@@ -54,8 +54,9 @@ pub fn transpose_from(rows: usize, cols: usize, x: Mat, y: &mut [f32], ldy: usiz
     }
 }
 
-/// `C (+)= A x B`: the broadcast kernel's blocking in plain Rust; operands checked by the
-/// caller (`B`'s rows hold `n` columns in whole image rows, `C` reaches `(m, n)`).
+/// `C (+)= A x B`, each entry finished as `finish` says: the broadcast kernel's blocking in
+/// plain Rust; operands checked by the caller (`B`'s rows hold `n` columns in whole image rows,
+/// `C` reaches `(m, n)`, and so does `finish`'s residual).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(
     m: usize,
@@ -66,6 +67,7 @@ pub fn gemm(
     c: &mut [f32],
     cs: Strides,
     store: Store,
+    finish: Finish,
 ) {
     let (width, stride) = b.spread.rows(n);
     let mut i = 0;
@@ -88,8 +90,8 @@ pub fn gemm(
                 }
                 for (r, acc) in acc.iter().enumerate().take(rows) {
                     for (l, v) in acc[..cols].iter().enumerate() {
-                        let out = &mut c[(i + r) * cs[0] + (jc + jj + l) * cs[1]];
-                        *out = store.apply(*out, *v);
+                        let at = (i + r) * cs[0] + (jc + jj + l) * cs[1];
+                        c[at] = finish.scalar(i + r, at, store.apply(c[at], *v));
                     }
                 }
                 jj += cols;

@@ -175,8 +175,36 @@ fn gathered_rows_agree_with_the_definition() {
                         }
                     }
                     let mut got = init.clone();
-                    gather_gemm(m, k, n, Mat::rows(&a, k), b, &mut got, n, Store::Accumulate);
+                    gather_gemm(
+                        m,
+                        k,
+                        n,
+                        Mat::rows(&a, k),
+                        b,
+                        &mut got,
+                        n,
+                        Store::Accumulate,
+                        Finish::NONE,
+                    );
                     assert_all_close(&format!("{path} {m}x{k}x{n} {spread:?}"), &want, &[&got], 1e-3);
+                    // Overwritten and finished: a bias, and in turn a residual and a ReLU.
+                    let (bias, residual) = (seq(m, -0.3), seq(m * n, -1.1));
+                    let finish = Finish {
+                        bias: Some(&bias),
+                        residual: (m % 2 == 1).then_some(&residual[..]),
+                        relu: k % 2 == 1,
+                    };
+                    for i in 0..m {
+                        for j in 0..n {
+                            let sum = want[i * n + j] - init[i * n + j] + bias[i];
+                            let sum = finish.residual.map_or(sum, |r| sum + r[i * n + j]);
+                            want[i * n + j] = if finish.relu { sum.max(0.0) } else { sum };
+                        }
+                    }
+                    let mut got = init.clone();
+                    gather_gemm(m, k, n, Mat::rows(&a, k), b, &mut got, n, Store::Overwrite, finish);
+                    let what = format!("{path} {m}x{k}x{n} {spread:?} finished as {finish:?}");
+                    assert_all_close(&what, &want, &[&got], 1e-3);
                 }
             }
         }
@@ -370,7 +398,17 @@ fn gather_cols_gemm_rejects_a_short_output() {
 #[should_panic(expected = "gather_gemm: B needs 2 row offsets, each with 3 elements")]
 fn gather_gemm_rejects_an_offset_past_the_end() {
     let b = Gathered::new(&[0.0; 4], &[0, 2]);
-    gather_gemm(1, 2, 3, Mat::rows(&[0.0; 2], 2), b, &mut [0.0; 3], 3, Store::Overwrite);
+    gather_gemm(
+        1,
+        2,
+        3,
+        Mat::rows(&[0.0; 2], 2),
+        b,
+        &mut [0.0; 3],
+        3,
+        Store::Overwrite,
+        Finish::NONE,
+    );
 }
 
 #[test]
@@ -379,7 +417,17 @@ fn gather_gemm_rejects_an_offset_past_the_end() {
 )]
 fn gather_gemm_rejects_rows_that_are_not_whole_image_rows() {
     let b = Gathered::new(&[0.0; 8], &[0]).image(4, 4);
-    gather_gemm(1, 1, 6, Mat::rows(&[0.0; 1], 1), b, &mut [0.0; 6], 6, Store::Overwrite);
+    gather_gemm(
+        1,
+        1,
+        6,
+        Mat::rows(&[0.0; 1], 1),
+        b,
+        &mut [0.0; 6],
+        6,
+        Store::Overwrite,
+        Finish::NONE,
+    );
 }
 
 #[test]
@@ -425,4 +473,46 @@ fn f64_sums_are_the_same_bits_on_every_path() {
             assert_eq!(on(isa), portable, "{} n={n}", isa.path().name());
         }
     }
+}
+
+#[test]
+#[should_panic(expected = "gather_gemm: the bias needs 2 entries, got 1")]
+fn gather_gemm_rejects_a_short_bias() {
+    let b = Gathered::new(&[0.0; 4], &[0]);
+    let finish = Finish {
+        bias: Some(&[1.0]),
+        ..Finish::NONE
+    };
+    gather_gemm(
+        2,
+        1,
+        2,
+        Mat::rows(&[0.0; 2], 1),
+        b,
+        &mut [0.0; 4],
+        2,
+        Store::Overwrite,
+        finish,
+    );
+}
+
+#[test]
+#[should_panic(expected = "gather_gemm (residual): C (2x2, row stride 2) does not fit its 3 elements")]
+fn gather_gemm_rejects_a_short_residual() {
+    let b = Gathered::new(&[0.0; 4], &[0]);
+    let finish = Finish {
+        residual: Some(&[0.0; 3]),
+        ..Finish::NONE
+    };
+    gather_gemm(
+        2,
+        1,
+        2,
+        Mat::rows(&[0.0; 2], 1),
+        b,
+        &mut [0.0; 4],
+        2,
+        Store::Overwrite,
+        finish,
+    );
 }

@@ -32,8 +32,8 @@ use crate::batchnorm::BatchNorm;
 use crate::layout::Layout;
 use crate::shape::conv_out;
 use crate::simd::{
-    gather_cols_gemm, gather_gemm, gather_gemm_nt, gather_rows_gemm, small_gemm, small_gemm_nt, sum, sum_shifted,
-    transpose, Finish, Gathered, Mat, Store,
+    finished_gemm, gather_cols_gemm, gather_gemm, gather_gemm_nt, gather_rows_gemm, small_gemm, small_gemm_nt, sum,
+    sum_shifted, transpose, Finish, Gathered, Mat, Store,
 };
 
 /// The geometry of one convolution layer, all sizes known when the network is declared.
@@ -993,14 +993,17 @@ impl Conv2d {
         let out = &mut out[..self.out_len()];
         for b in 0..batch {
             self.im2col(x, layout, batch, b, cols);
-            // out [OC, OH*OW] = weight [OC, K] x cols [K, OH*OW], in cache; then into y's planes.
+            // y_b [OC, OH*OW] = then(weight [OC, K] x cols [K, OH*OW] + bias).
             if route == Route::Packed {
+                // matrixmultiply's product into `out`, in cache; then into y's planes.
                 packed_gemm(self.oc, k, ohw, weight, cols, out);
+                self.write_sample(batch, b, out, bias, then, y);
             } else {
+                // Straight to the sample's planes of y, finished as the kernel stores them.
                 let (w, cols) = (Mat::rows(weight, k), Mat::rows(cols, ohw));
-                small_gemm(self.oc, k, ohw, w, cols, out, ohw, Store::Overwrite);
+                let (y, finish) = (&mut y[b * ohw..], then.finish(bias, b * ohw));
+                finished_gemm(self.oc, k, ohw, w, cols, y, batch * ohw, finish);
             }
-            self.write_sample(batch, b, out, bias, then, y);
         }
     }
 

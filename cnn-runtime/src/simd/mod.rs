@@ -166,6 +166,44 @@ pub(crate) fn small_gemm(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [
     gemm(m, k, n, Lhs::of(a), b, c, [ldc, 1], store, Finish::NONE)
 }
 
+/// `C = A x B` as [`small_gemm`], each entry finished as `finish` says as it is stored.
+///
+/// # Panics
+///
+/// As [`small_gemm`], and if the bias has fewer than `m` entries or the residual does not
+/// reach as far as `C`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn finished_gemm(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [f32], ldc: usize, finish: Finish) {
+    check_a("finished_gemm", a, m, k);
+    check_rows("finished_gemm", "B", b, k, n);
+    check_c("finished_gemm", m, n, c, ldc);
+    check_finish("finished_gemm", finish, m, n, ldc);
+    let b = Rhs {
+        data: b.data,
+        row: Strided(b.rs),
+        spread: Spread::Contiguous,
+    };
+    gemm(m, k, n, Lhs::of(a), b, c, [ldc, 1], Store::Overwrite, finish)
+}
+
+/// Panics unless `finish`'s bias has `m` entries and its residual reaches as far as `C`
+/// (`m x n`, row stride `ldc`); `what` names the caller.
+#[track_caller]
+fn check_finish(what: &str, finish: Finish, m: usize, n: usize, ldc: usize) {
+    assert!(
+        finish.bias.is_none_or(|bias| bias.len() >= m),
+        "{what}: the bias needs {m} entries, got {}",
+        finish.bias.map_or(0, <[f32]>::len)
+    );
+    if let Some(residual) = finish.residual {
+        assert!(
+            ldc >= n && Mat::rows(residual, ldc).holds(m, n),
+            "{what}: the residual ({m}x{n}, row stride {ldc}) does not fit its {} elements",
+            residual.len()
+        );
+    }
+}
+
 /// `C (+)= A x B` as [`small_gemm`], with the rows of `B` (`k x n`) gathered: row `p` starts at
 /// `b.data[b.offsets[p]]` and, read as images, holds `n` pixels (whole image rows). Each entry
 /// is finished as `finish` says as it is stored: a convolution's bias, residual sum and ReLU
@@ -188,14 +226,7 @@ pub(crate) fn gather_gemm(
     finish: Finish,
 ) {
     check_a("gather_gemm", a, m, k);
-    assert!(
-        finish.bias.is_none_or(|bias| bias.len() >= m),
-        "gather_gemm: the bias needs {m} entries, got {}",
-        finish.bias.map_or(0, <[f32]>::len)
-    );
-    if let Some(residual) = finish.residual {
-        check_c("gather_gemm (residual)", m, n, residual, ldc);
-    }
+    check_finish("gather_gemm", finish, m, n, ldc);
     assert!(
         b.holds(k, n) && b.whole_rows(n),
         "gather_gemm: B needs {k} row offsets, each with {n} elements (spread {:?}) after it in \

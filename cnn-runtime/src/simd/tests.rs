@@ -497,7 +497,7 @@ fn gather_gemm_rejects_a_short_bias() {
 }
 
 #[test]
-#[should_panic(expected = "gather_gemm (residual): C (2x2, row stride 2) does not fit its 3 elements")]
+#[should_panic(expected = "gather_gemm: the residual (2x2, row stride 2) does not fit its 3 elements")]
 fn gather_gemm_rejects_a_short_residual() {
     let b = Gathered::new(&[0.0; 4], &[0]);
     let finish = Finish {

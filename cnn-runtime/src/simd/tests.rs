@@ -475,14 +475,9 @@ fn f64_sums_are_the_same_bits_on_every_path() {
     }
 }
 
-#[test]
-#[should_panic(expected = "gather_gemm: the bias needs 2 entries, got 1")]
-fn gather_gemm_rejects_a_short_bias() {
+/// A 2x2 product by `gather_gemm`, finished as `finish` says.
+fn finish_2x2(finish: Finish) {
     let b = Gathered::new(&[0.0; 4], &[0]);
-    let finish = Finish {
-        bias: Some(&[1.0]),
-        ..Finish::NONE
-    };
     gather_gemm(
         2,
         1,
@@ -497,22 +492,19 @@ fn gather_gemm_rejects_a_short_bias() {
 }
 
 #[test]
+#[should_panic(expected = "gather_gemm: the bias needs 2 entries, got 1")]
+fn gather_gemm_rejects_a_short_bias() {
+    finish_2x2(Finish {
+        bias: Some(&[1.0]),
+        ..Finish::NONE
+    });
+}
+
+#[test]
 #[should_panic(expected = "gather_gemm: the residual (2x2, row stride 2) does not fit its 3 elements")]
 fn gather_gemm_rejects_a_short_residual() {
-    let b = Gathered::new(&[0.0; 4], &[0]);
-    let finish = Finish {
+    finish_2x2(Finish {
         residual: Some(&[0.0; 3]),
         ..Finish::NONE
-    };
-    gather_gemm(
-        2,
-        1,
-        2,
-        Mat::rows(&[0.0; 2], 1),
-        b,
-        &mut [0.0; 4],
-        2,
-        Store::Overwrite,
-        finish,
-    );
+    });
 }

@@ -8,25 +8,28 @@
 //! Stride-1 convolutions (the common case) read their input in place: each sample is copied
 //! into a zero-padded image `[C, H+2PH, W+2PW]`, and every kernel tap `(c, u, v)` is then a
 //! contiguous, shifted view of it, so the product `weight [OC, C*KH*KW] x taps` runs on
-//! gathered rows (`simd::gather_gemm`) with no unfolded copy. Its output is "wide": one row of the
-//! padded width per output row, whose extra columns are dropped when the result is written
-//! out. The backward pass: the weight gradient is the output gradient times the taps (dot
-//! products along the wide rows, `simd::gather_gemm_nt`, or tap by tap, `simd::gather_rows_gemm`,
-//! whichever wastes fewer lanes); the input gradient of a channel-major input is the forward
-//! pass of the output gradient through the kernels turned by 180 degrees (input and output
-//! channels swapped, padding `K-1-P`), otherwise `weight^T x dy`, one row per kernel tap,
-//! folded back onto the padded image by summing shifted windows (`simd::sum_shifted`: each
-//! pixel written once).
+//! gathered rows (`simd::gather_gemm`) with no unfolded copy; its columns, the output pixels,
+//! are read as rows of `OW` lying a padded row apart (`Gathered::image`). The backward pass:
+//! the weight gradient is the output gradient times the taps (dot products along "wide" rows,
+//! the output gradient copied into rows of the padded width, `simd::gather_gemm_nt`, or tap
+//! by tap, `simd::gather_rows_gemm`, whichever wastes fewer lanes); the input gradient of a
+//! channel-major input is the forward pass of the output gradient through the kernels turned
+//! by 180 degrees (input and output channels swapped, padding `K-1-P`), otherwise
+//! `weight^T x dy`, one row per kernel tap, folded back onto the padded image by summing
+//! shifted windows (`simd::sum_shifted`: each pixel written once).
 //!
 //! A stride no larger than the kernel reads its input in place too, forward: the padded sample
 //! is split into one image per phase of the stride (`(row % SH, column % SW)`), and each tap is
 //! a shifted view of one phase image. Other strides, and the backward pass of every strided
 //! layer, unfold each sample into columns (im2col, `[C*KH*KW, OH*OW]`) and multiply; long
 //! patches on small images ([`Conv2d::packed`]) multiply with matrixmultiply's packed sgemm.
-//! Each sample's output is computed in a contiguous buffer, then written to the channel-major
-//! output with the bias and what [`Then`] says (a ReLU, a residual sum), or, with neither,
-//! straight into the output's planes; at inference an eval-mode BatchNorm can be folded into
-//! the weights ([`Conv2d::forward_batchnorm`]).
+//! Where a sample's output is one product by output channels (and on the unfolded route), the
+//! kernel writes each block of it straight into the channel-major output's planes, applying the
+//! bias and what [`Then`] says (a ReLU, a residual sum) as it stores the block
+//! (`simd::Finish`); otherwise (by pixels, or channels in several products) the output is
+//! computed in a contiguous buffer, then written to the output with the same applied. At
+//! inference an eval-mode BatchNorm can be folded into the weights
+//! ([`Conv2d::forward_batchnorm`]).
 
 use crate::batchnorm::BatchNorm;
 use crate::layout::Layout;

@@ -1371,12 +1371,8 @@ impl<'a> Then<'a> {
     /// at element `at` of the output.
     #[inline]
     fn write(self, dst: &mut [f32], src: Option<&[f32]>, bias: f32, at: usize) {
-        let (residual, relu) = match self {
-            Then::Nothing => (None, false),
-            Then::Relu => (None, true),
-            Then::Add(r) => (Some(&r[at..][..dst.len()]), false),
-            Then::AddRelu(r) => (Some(&r[at..][..dst.len()]), true),
-        };
+        let Finish { residual, relu, .. } = self.finish(None, at);
+        let residual = residual.map(|r| &r[..dst.len()]);
         let f = |v: f32| if relu { v.max(0.0) } else { v };
         match (src, residual) {
             (Some(s), Some(r)) => dst

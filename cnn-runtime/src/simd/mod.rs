@@ -155,15 +155,7 @@ pub(crate) fn transpose(rows: usize, cols: usize, x: Mat, y: &mut [f32], ldy: us
 #[allow(clippy::too_many_arguments)]
 #[inline]
 pub(crate) fn small_gemm(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [f32], ldc: usize, store: Store) {
-    check_a("small_gemm", a, m, k);
-    check_rows("small_gemm", "B", b, k, n);
-    check_c("small_gemm", m, n, c, ldc);
-    let b = Rhs {
-        data: b.data,
-        row: Strided(b.rs),
-        spread: Spread::Contiguous,
-    };
-    gemm(m, k, n, Lhs::of(a), b, c, [ldc, 1], store, Finish::NONE)
+    checked_gemm("small_gemm", m, k, n, a, b, c, ldc, store, Finish::NONE)
 }
 
 /// `C = A x B` as [`small_gemm`], each entry finished as `finish` says as it is stored.
@@ -174,16 +166,35 @@ pub(crate) fn small_gemm(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [
 /// reach as far as `C`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn finished_gemm(m: usize, k: usize, n: usize, a: Mat, b: Mat, c: &mut [f32], ldc: usize, finish: Finish) {
-    check_a("finished_gemm", a, m, k);
-    check_rows("finished_gemm", "B", b, k, n);
-    check_c("finished_gemm", m, n, c, ldc);
-    check_finish("finished_gemm", finish, m, n, ldc);
+    checked_gemm("finished_gemm", m, k, n, a, b, c, ldc, Store::Overwrite, finish)
+}
+
+/// [`small_gemm`] and [`finished_gemm`]: every operand checked, `what` naming the caller.
+#[allow(clippy::too_many_arguments)]
+#[track_caller]
+#[inline]
+fn checked_gemm(
+    what: &str,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Mat,
+    b: Mat,
+    c: &mut [f32],
+    ldc: usize,
+    store: Store,
+    finish: Finish,
+) {
+    check_a(what, a, m, k);
+    check_rows(what, "B", b, k, n);
+    check_c(what, m, n, c, ldc);
+    check_finish(what, finish, m, n, ldc);
     let b = Rhs {
         data: b.data,
         row: Strided(b.rs),
         spread: Spread::Contiguous,
     };
-    gemm(m, k, n, Lhs::of(a), b, c, [ldc, 1], Store::Overwrite, finish)
+    gemm(m, k, n, Lhs::of(a), b, c, [ldc, 1], store, finish)
 }
 
 /// Panics unless `finish`'s bias has `m` entries and its residual reaches as far as `C`

@@ -257,17 +257,17 @@ pub(super) trait RowAt: Copy {
         (0..k).map(|p| self.at(p))
     }
 
-    /// Whether rows `i0..i0 + count` lie one element apart.
-    #[inline(always)]
-    fn consecutive(&self, _i0: usize, _count: usize) -> bool {
-        false
-    }
-
     /// Rows come in runs of this many one element apart, if they do (an image's rows of
     /// pixels): blocks of rows that keep to a run need one pointer to reach them all.
     #[inline(always)]
     fn run(&self) -> Option<usize> {
         None
+    }
+
+    /// Whether rows `i0..i0 + count` lie one element apart: inside one [`run`](Self::run).
+    #[inline(always)]
+    fn consecutive(&self, i0: usize, count: usize) -> bool {
+        self.run().is_some_and(|run| i0 % run + count <= run)
     }
 
     /// `starts`, the starts of `R` consecutive rows, as a kernel's block reads them: where
@@ -290,9 +290,10 @@ impl RowAt for Unit {
         p
     }
 
+    /// One run of every row.
     #[inline(always)]
-    fn consecutive(&self, _i0: usize, _count: usize) -> bool {
-        true
+    fn run(&self) -> Option<usize> {
+        Some(usize::MAX)
     }
 
     #[inline(always)]
@@ -356,11 +357,6 @@ impl RowAt for Pixels {
     #[inline(always)]
     fn at(&self, i: usize) -> usize {
         (i / self.width) * self.stride + i % self.width
-    }
-
-    #[inline(always)]
-    fn consecutive(&self, i0: usize, count: usize) -> bool {
-        i0 % self.width + count <= self.width
     }
 
     #[inline(always)]

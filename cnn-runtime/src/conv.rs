@@ -409,9 +409,10 @@ impl Conv2d {
     /// The forward pass that reads the input in place ([`in_place`](Self::in_place)): stride 1,
     /// or strided from phase images. Where each sample's output is one product by channels,
     /// the kernel writes it to the sample's planes of the channel-major `y` and applies the
-    /// bias and what `then` says as it stores each block (at batch 64 on an Intel Xeon with
-    /// AVX-512, ResNet-8's 16-channel 32x32 layer 2.82 -> 2.64 ms, its first layer 0.99 ->
-    /// 0.79 ms, against a pass of their own). Otherwise (by pixels, or channels in several
+    /// bias and what `then` says as it stores each block, with no pass of its own (ResNet-8
+    /// with and without, `CNN_BENCH_CPU_TIME=1 bench --json --net resnet8 --threads 1 --only
+    /// b64|b1`, medians of 8 interleaved runs, Intel Xeon with AVX-512: 3,562 -> 3,673 img/s,
+    /// 389 -> 382 us). Otherwise (by pixels, or channels in several
     /// products) it is computed in `scratch`, contiguous and in cache, then written to `y` in
     /// one pass, whose planes lie `batch` planes apart (writing them while accumulating would
     /// evict them from the cache in turn).

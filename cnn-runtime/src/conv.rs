@@ -202,7 +202,7 @@ impl Conv2d {
     /// the output gradient in wide rows, pixel-major and (after a ReLU) masked, the weight
     /// gradient transposed, and the input gradient's columns (a row per kernel tap, see
     /// `grad_row`), or, where the input gradient is a forward pass through the flipped kernels
-    /// ([`flips`](Self::flips)), those kernels and that pass's scratch; otherwise two unfolded
+    /// (`flips`), those kernels and that pass's scratch; otherwise two unfolded
     /// samples, one sample's output gradient and a weight gradient.
     pub const fn scratch_len(&self) -> usize {
         let forward = self.forward_scratch_len();

@@ -206,7 +206,7 @@ impl Conv2d {
     /// samples, one sample's output gradient and a weight gradient.
     pub const fn scratch_len(&self) -> usize {
         let forward = self.forward_scratch_len();
-        if !self.direct() {
+        if !self.in_place() {
             return larger(2 * self.cols_len() + self.out_len() + self.weight_len(), forward);
         }
         let backward = 2 * self.padded_len()
@@ -246,9 +246,9 @@ impl Conv2d {
         self.kh * self.kw <= TAPS && self.kh >= self.sh && self.kw >= self.sw
     }
 
-    /// The route of the backward pass: [`direct`](Self::direct) or unfolded.
+    /// The route of the backward pass: in place ([`in_place`](Self::in_place)) or unfolded.
     const fn route(&self) -> Route {
-        if self.direct() {
+        if self.in_place() {
             Route::Direct
         } else {
             Route::Unfolded
@@ -280,13 +280,20 @@ impl Conv2d {
         5 * by_pixels < 4 * by_channels
     }
 
-    /// Length of a row of the input gradient's columns in the stride-1 backward pass: a margin
-    /// as long as the farthest kernel tap reaches into the padded image, then the padded image.
+    /// How far into its phase image (the padded image at stride 1) the farthest kernel tap
+    /// reaches: the left margin of a row of the input gradient's columns.
+    const fn grad_margin(&self) -> usize {
+        (self.kh - 1) / self.sh * self.grid()[1] + (self.kw - 1) / self.sw
+    }
+
+    /// Length of a row of the input gradient's columns in the in-place backward pass: a margin
+    /// as long as the farthest kernel tap reaches into its phase image ([`grad_margin`](
+    /// Self::grad_margin)), then one phase image (the padded image at stride 1).
     /// Rounded up to a multiple of 8 that is not one of 64: rows a power of two apart (LeNet-5's
     /// conv2 has 60 + 196 = 256) alias in the cache and cost a third more time.
     const fn grad_row(&self) -> usize {
-        let [hp, wp] = self.padded();
-        let row = ((self.kh - 1) * wp + self.kw - 1 + hp * wp).next_multiple_of(8);
+        let [gh, gw] = self.grid();
+        let row = (self.grad_margin() + gh * gw).next_multiple_of(8);
         if row.is_multiple_of(64) {
             row + 8
         } else {
@@ -332,10 +339,10 @@ impl Conv2d {
         self.sh * self.sw * self.c * gh * gw
     }
 
-    /// Columns of a wide output row block: `OH` rows of the padded width, the last one cut to
-    /// `OW`.
+    /// Columns of a wide output row block: `OH` rows of a phase image's width (the padded
+    /// width at stride 1), the last one cut to `OW`.
     const fn wide_len(&self) -> usize {
-        (self.oh - 1) * self.padded()[1] + self.ow
+        (self.oh - 1) * self.grid()[1] + self.ow
     }
 
     /// The offsets of the kernel taps `(c, u, v)`, in weight order, in a padded image with
@@ -401,6 +408,45 @@ impl Conv2d {
                     let phase = row.get(first..).unwrap_or_default().iter().step_by(self.sw);
                     let to = at(pc, (first + self.pw) / self.sw);
                     pad[to..].iter_mut().zip(phase).for_each(|(d, &v)| *d = v);
+                }
+            }
+        }
+    }
+
+    /// Copies the interior of `pad` (laid out as [`pad_sample`](Self::pad_sample) writes it)
+    /// to sample `b` of `x`, every pixel: the inverse of `pad_sample`.
+    fn unpad_sample(&self, pad: &[f32], layout: Layout, batch: usize, b: usize, x: &mut [f32]) {
+        let [gh, gw] = self.grid();
+        let hw = self.h * self.w;
+        for ch in 0..self.c {
+            let dst = &mut x[layout.plane(ch, b, self.c, batch) * hw..][..hw];
+            for (r, row) in dst.chunks_exact_mut(self.w).enumerate() {
+                let (pr, gr) = ((r + self.ph) % self.sh, (r + self.ph) / self.sh);
+                let at = |pc: usize, gc: usize| ((pr * self.sw + pc) * self.c + ch) * gh * gw + gr * gw + gc;
+                if self.sw == 1 {
+                    row.copy_from_slice(&pad[at(0, self.pw)..][..self.w]);
+                } else if self.sw == 2 {
+                    // Pairs from the two phases, as pad_sample splits them.
+                    let pc = self.pw % 2;
+                    let half = self.w.div_ceil(2);
+                    let even = &pad[at(pc, self.pw / 2)..][..half];
+                    let odd = &pad[at(1 - pc, self.pw.div_ceil(2))..][..self.w / 2];
+                    for ((pair, &e), &o) in row.chunks_exact_mut(2).zip(even).zip(odd) {
+                        (pair[0], pair[1]) = (e, o);
+                    }
+                    if self.w % 2 == 1 {
+                        row[self.w - 1] = even[self.w / 2];
+                    }
+                } else {
+                    for pc in 0..self.sw {
+                        let first = (pc + self.sw - self.pw % self.sw) % self.sw;
+                        let from = &pad[at(pc, (first + self.pw) / self.sw)..];
+                        row.iter_mut()
+                            .skip(first)
+                            .step_by(self.sw)
+                            .zip(from)
+                            .for_each(|(d, &v)| *d = v);
+                    }
                 }
             }
         }
@@ -507,7 +553,8 @@ impl Conv2d {
         mut dx: Option<&mut [f32]>,
         scratch: &mut [f32],
     ) {
-        let [hp, wp] = self.padded();
+        let [gh, gw] = self.grid();
+        let plane = gh * gw;
         let (k, taps, ohw, n) = (self.patch_len(), self.kh * self.kw, self.oh * self.ow, self.wide_len());
         let (pad, rest) = scratch.split_at_mut(self.padded_len());
         let (dpad, rest) = rest.split_at_mut(self.padded_len());
@@ -519,8 +566,8 @@ impl Conv2d {
         let (dwt, rest) = rest.split_at_mut(self.weight_len());
         let mut relu = relu;
         // Rows of the input gradient's columns: a left margin as long as the farthest tap
-        // reaches, then the padded image's length.
-        let (margin, row) = ((self.kh - 1) * wp + self.kw - 1, self.grad_row());
+        // reaches, then a phase image's length.
+        let (margin, row) = (self.grad_margin(), self.grad_row());
         let dcols = &mut rest[..k * row];
         let by_taps = self.dweight_by_taps();
         // The input gradient of a channel-major input, without a ReLU's mask, as the forward
@@ -533,11 +580,18 @@ impl Conv2d {
         if dx.is_some() && !flipped {
             dcols.fill(0.0);
         }
-        let (table, chunk) = self.tap_table(hp * wp, wp, self.c);
-        // Where tap t's window starts in its row of dcols, for a channel's taps.
-        let mut starts = [0; TAPS];
-        for (t, start) in starts[..taps].iter_mut().enumerate() {
-            *start = t * row + margin - table[t];
+        let (table, chunk) = self.tap_table(plane, gw, self.c);
+        // Where tap t's window starts in its row of dcols, for a channel's taps, grouped by the
+        // phase image the tap reads (one group at stride 1): `ends[p]` ends phase p's group.
+        let phases = self.sh * self.sw;
+        let (mut starts, mut ends) = ([0; TAPS], [0; TAPS]);
+        let mut filled = 0;
+        for (p, end) in ends[..phases].iter_mut().enumerate() {
+            for t in (0..taps).filter(|&t| table[t] / (self.c * plane) == p) {
+                starts[filled] = t * row + margin - table[t] % (self.c * plane);
+                filled += 1;
+            }
+            *end = filled;
         }
         for b in 0..batch {
             self.pad_sample(x, layout, batch, b, pad);
@@ -564,7 +618,7 @@ impl Conv2d {
             for o in (0..self.oc).filter(|_| !by_taps || (dx.is_some() && !flipped)) {
                 let g = &dyb[o * ld..][..ohw];
                 for (i, g) in g.chunks_exact(self.ow).enumerate() {
-                    dyw[o * n + i * wp..][..self.ow].copy_from_slice(g);
+                    dyw[o * n + i * gw..][..self.ow].copy_from_slice(g);
                 }
             }
             if by_taps {
@@ -572,7 +626,7 @@ impl Conv2d {
                 // dweight^T [C*KH*KW, OC] += taps [C*KH*KW, OH*OW] x dy_b^T [OH*OW, OC].
                 for c0 in (0..self.c).step_by(chunk) {
                     let cc = chunk.min(self.c - c0);
-                    let a = Gathered::new(&pad[c0 * hp * wp..], &table[..cc * taps]).image(self.ow, wp);
+                    let a = Gathered::new(&pad[c0 * plane..], &table[..cc * taps]).image(self.ow, gw);
                     let (dy, out) = (Mat::rows(dyt, self.oc), &mut dwt[c0 * taps * self.oc..]);
                     gather_rows_gemm(cc * taps, ohw, self.oc, a, dy, out, self.oc, Store::Accumulate);
                 }
@@ -581,7 +635,7 @@ impl Conv2d {
                 // are zero in dy_wide, so they add nothing.
                 for c0 in (0..self.c).step_by(chunk) {
                     let cc = chunk.min(self.c - c0);
-                    let views = Gathered::new(&pad[c0 * hp * wp..], &table[..cc * taps]);
+                    let views = Gathered::new(&pad[c0 * plane..], &table[..cc * taps]);
                     let out = &mut dweight[c0 * taps..];
                     gather_gemm_nt(
                         self.oc,
@@ -612,16 +666,13 @@ impl Conv2d {
                 row,
                 Store::Overwrite,
             );
-            for (ch, out) in dpad.chunks_exact_mut(hp * wp).enumerate() {
-                sum_shifted(&dcols[ch * taps * row..], &starts[..taps], out);
+            for (at, out) in dpad.chunks_exact_mut(plane).enumerate() {
+                // Phase image `at / C` of channel `at % C`.
+                let (p, ch) = (at / self.c, at % self.c);
+                let group = &starts[if p == 0 { 0 } else { ends[p - 1] }..ends[p]];
+                sum_shifted(&dcols[ch * taps * row..], group, out);
             }
-            let hw = self.h * self.w;
-            for ch in 0..self.c {
-                let out = &mut dx[layout.plane(ch, b, self.c, batch) * hw..][..hw];
-                for (r, out) in out.chunks_exact_mut(self.w).enumerate() {
-                    out.copy_from_slice(&dpad[ch * hp * wp + (r + self.ph) * wp + self.pw..][..self.w]);
-                }
-            }
+            self.unpad_sample(dpad, layout, batch, b, dx);
         }
         if by_taps {
             // dweight was zeroed by the caller: the transpose is the whole gradient.
@@ -1581,7 +1632,7 @@ mod tests {
 
     #[test]
     fn strided_layers_read_in_place_as_unfolding_computes() {
-        // Strides 2 and 3, padding, odd sizes, a 1x1 kernel at stride 1 among ResNet's shapes,
+        // Strides 2 and 3 (across and down), padding, odd sizes, ResNet's shapes,
         // many channels (more than one tap table), both forward orders.
         let cases = [
             Conv2d::new([16, 32, 32], 32, [3, 3], [2, 2], [1, 1], false),
@@ -1589,12 +1640,16 @@ mod tests {
             Conv2d::new([2, 11, 10], 4, [4, 3], [3, 2], [2, 0], true),
             Conv2d::new([60, 8, 8], 64, [3, 3], [2, 2], [1, 1], false),
             Conv2d::new([3, 7, 7], 2, [2, 2], [2, 2], [0, 0], true),
+            Conv2d::new([2, 10, 11], 3, [3, 3], [2, 3], [1, 1], true),
         ];
         assert!(cases.iter().any(|g| g.by_pixels()) && cases.iter().any(|g| !g.by_pixels()));
+        // Both orders of the weight gradient.
+        assert!(cases.iter().any(|g| g.dweight_by_taps()) && cases.iter().any(|g| !g.dweight_by_taps()));
         for g in cases {
-            assert!(g.in_place() && !g.direct(), "{g:?}");
+            assert!(g.in_place() && !g.direct() && g.route() == Route::Direct, "{g:?}");
             let batch = 3;
-            let mut scratch = vec![f32::NAN; g.scratch_len()];
+            let scratch_len = g.scratch_len().max(2 * g.cols_len() + g.out_len() + g.weight_len());
+            let mut scratch = vec![f32::NAN; scratch_len];
             for layout in [Layout::SampleMajor, Layout::ChannelMajor] {
                 let x = seq(batch * g.in_len(), 0.3);
                 let p = seq(g.param_len(), 0.7);
@@ -1607,6 +1662,16 @@ mod tests {
                     let (phased, unfolded) = (run(Route::Direct, &mut scratch), run(Route::Unfolded, &mut scratch));
                     assert_all_close(&format!("{g:?} {layout:?} {then:?}"), &unfolded, &[&phased], 1e-4);
                 }
+                // The backward pass from phase images, as unfolding computes it.
+                let dy = seq(batch * g.out_len(), 1.9);
+                let back = |route: Route, scratch: &mut [f32]| {
+                    let (mut dp, mut dx) = (vec![f32::NAN; g.param_len()], vec![f32::NAN; x.len()]);
+                    g.backward_by(route, None, batch, &x, layout, &p, &dy, &mut dp, Some(&mut dx), scratch);
+                    (dp, dx)
+                };
+                let (phased, unfolded) = (back(Route::Direct, &mut scratch), back(Route::Unfolded, &mut scratch));
+                assert_all_close(&format!("{g:?} {layout:?} dparams"), &unfolded.0, &[&phased.0], 1e-4);
+                assert_all_close(&format!("{g:?} {layout:?} dx"), &unfolded.1, &[&phased.1], 1e-4);
             }
         }
     }

@@ -556,14 +556,14 @@ fn forward_body(plan: &Plan) -> TokenStream {
         let layout = layout_tokens(step.layout);
         if let (Some(folded), Kernel::Op(conv)) = (plan.folded(i), &step.kernel) {
             // The steps folded in write nothing of their own: skip them.
-            let last = folded.last();
+            let last = folded.last;
             let Kernel::Op(bn) = &plan.steps[folded.bn].kernel else {
                 unreachable!()
             };
             let y = region(plan.steps[last].output);
             let then = kinds::Then {
                 residual: folded.add.map(|(_, r)| input(r)),
-                relu: folded.relu.is_some(),
+                relu: folded.relu,
             };
             body.extend(kinds::forward_folded(conv, bn, &x[0], &y, &layout, then));
             steps.nth(last - i - 1);

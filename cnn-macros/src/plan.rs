@@ -7,7 +7,7 @@
 //! keep the layout they receive. Where an op needs the other layout (dense layers and the
 //! vector kinds need sample-major, grouped convolutions channel-major, a sum both inputs in
 //! one), a transpose step is inserted, once per value; at the end the logits are sample-major.
-//! A ReLU right after a stride-1 convolution, the convolution's only reader, becomes part of it.
+//! A ReLU right after a stride-1 convolution or a BatchNorm, its only reader, becomes part of it.
 //!
 //! Every step's output has its own region of the activations ([`Plan::regs`]). The backward
 //! pass walks the steps in reverse; the gradient of a region lives in one of a few buffers
@@ -45,8 +45,8 @@ pub struct Step {
     pub kernel: Kernel,
     /// The layout of the step's inputs.
     pub layout: Layout,
-    /// A ReLU that followed the convolution, applied by the convolution itself (only stride-1
-    /// ones, `Conv2d::direct`).
+    /// A ReLU that followed the step, applied by the step itself: a stride-1 convolution's
+    /// (`Conv2d::direct`) or a BatchNorm's (`BatchNorm::with_relu`).
     pub relu: bool,
     pub inputs: Vec<Reg>,
     pub output: Reg,
@@ -123,23 +123,18 @@ impl Plan {
 
 /// At inference, a convolution and the eval-mode BatchNorm that alone reads its output, then
 /// the residual sum that may alone read the BatchNorm's, and a ReLU that may alone read what
-/// came last, run as one call: the BatchNorm folded into the convolution's weight and bias, the
-/// sum and the ReLU applied as the output is written.
+/// came last (or that the BatchNorm applies itself), run as one call: the BatchNorm folded into
+/// the convolution's weight and bias, the sum and the ReLU applied as the output is written.
 #[derive(Clone, Debug)]
 pub struct Folded {
     /// The BatchNorm's step.
     pub bn: usize,
     /// The sum's step and the region of its other input (the shortcut), if one follows.
     pub add: Option<(usize, Reg)>,
-    /// The ReLU's step, if one follows.
-    pub relu: Option<usize>,
-}
-
-impl Folded {
+    /// Whether a ReLU comes last.
+    pub relu: bool,
     /// The last step folded in: its output is the call's.
-    pub fn last(&self) -> usize {
-        self.relu.or(self.add.map(|(step, _)| step)).unwrap_or(self.bn)
-    }
+    pub last: usize,
 }
 
 impl Plan {
@@ -160,6 +155,14 @@ impl Plan {
             return None;
         }
         let out = self.steps[bn].output;
+        if self.steps[bn].relu {
+            return Some(Folded {
+                bn,
+                add: None,
+                relu: true,
+                last: bn,
+            });
+        }
         let add = self
             .steps
             .get(bn + 1)
@@ -170,10 +173,10 @@ impl Plan {
                 _ => None,
             });
         let before = add.map_or(bn, |(step, _)| step);
-        let relu = Some(before + 1).filter(|&r| {
-            only_reader(r, before) && matches!(self.steps[r].kernel, Kernel::Op(Op::Act(Activation::Relu)))
-        });
-        Some(Folded { bn, add, relu })
+        let relu = only_reader(before + 1, before)
+            && matches!(self.steps[before + 1].kernel, Kernel::Op(Op::Act(Activation::Relu)));
+        let last = if relu { before + 1 } else { before };
+        Some(Folded { bn, add, relu, last })
     }
 }
 
@@ -259,18 +262,21 @@ fn step_scratch(kernel: &Kernel) -> usize {
 }
 
 impl Planner<'_> {
-    /// A ReLU right after a stride-1 convolution whose output nothing else reads is done by the
-    /// convolution, on each sample's output while it is in cache: one pass over the activations
-    /// fewer. Returns the region the ReLU's output is then in.
+    /// A ReLU right after a stride-1 convolution or a BatchNorm whose output nothing else reads
+    /// is done by that step, on its output as it writes it (and its backward pass masks the
+    /// gradient): a pass over the activations fewer each way. Returns the region the ReLU's
+    /// output is then in.
     fn fuse_relu(&mut self, op: &Op, input: ValueId, regs: &[Reg], readers: &[usize]) -> Option<Reg> {
         if !matches!(op, Op::Act(Activation::Relu)) || readers[input] != 1 {
             return None;
         }
         let last = self.steps.last_mut()?;
-        let Kernel::Op(Op::Conv { geom, .. }) = &last.kernel else {
-            return None;
+        let fuses = match &last.kernel {
+            Kernel::Op(Op::Conv { geom, .. }) => geom.direct(),
+            Kernel::Op(Op::BatchNorm { .. }) => true,
+            _ => false,
         };
-        (last.output == regs[0] && geom.direct() && !last.relu).then(|| {
+        (last.output == regs[0] && fuses && !last.relu).then(|| {
             last.relu = true;
             last.output
         })

@@ -281,7 +281,7 @@ fn memory_plan() {
 }
 
 #[test]
-fn only_a_relu_after_a_stride_one_convolution_joins_it() {
+fn only_a_relu_after_a_stride_one_convolution_or_a_batchnorm_joins_it() {
     let m = model(quote! {
         struct Mixed {
             input: [1, 9, 9],
@@ -290,6 +290,8 @@ fn only_a_relu_after_a_stride_one_convolution_joins_it() {
             c: Conv2d(2, kernel = 1),
             r: Relu,
             s: Relu,
+            bn: BatchNorm2d -> Relu,
+            block: Residual { e: Conv2d(2, kernel = 1), e_bn: BatchNorm2d } -> Relu,
         }
     });
     let steps: Vec<String> = crate::plan::plan(&m)
@@ -297,16 +299,32 @@ fn only_a_relu_after_a_stride_one_convolution_joins_it() {
         .iter()
         .map(|step| match &step.kernel {
             Kernel::Op(Op::Conv { .. }) => format!("conv{}", if step.relu { "+relu" } else { "" }),
+            Kernel::Op(Op::BatchNorm { .. }) => format!("bn{}", if step.relu { "+relu" } else { "" }),
+            Kernel::Op(Op::Add) => "add".into(),
             Kernel::Op(Op::Act(a)) => format!("{a:?}"),
             Kernel::ToSampleMajor { .. } => "transpose".into(),
             other => format!("{other:?}"),
         })
         .collect();
     // Strided: a ReLU of its own; Tanh: its own; a ReLU stage after a stride-1 convolution
-    // joins it, and a second ReLU stays (applying it twice changes nothing, but it is asked).
+    // joins it, and a second ReLU stays (applying it twice changes nothing, but it is asked);
+    // a BatchNorm's joins it; a residual sum's stays its own.
     assert_eq!(
         steps,
-        ["conv", "Relu", "conv", "Tanh", "conv+relu", "Relu", "transpose"]
+        [
+            "conv",
+            "Relu",
+            "conv",
+            "Tanh",
+            "conv+relu",
+            "Relu",
+            "bn+relu",
+            "conv",
+            "bn",
+            "add",
+            "Relu",
+            "transpose"
+        ]
     );
 }
 
@@ -330,14 +348,18 @@ fn a_batchnorm_folds_into_the_convolution_it_alone_reads_at_inference() {
     });
     let plan = crate::plan::plan(&m);
     let folds: Vec<_> = (0..plan.steps.len())
-        .filter_map(|i| plan.folded(i).map(|f| (i, f.bn, f.add, f.relu)))
+        .filter_map(|i| plan.folded(i).map(|f| (i, f.bn, f.add, f.relu, f.last)))
         .collect();
-    // a + its BatchNorm + ReLU; b + its BatchNorm (no ReLU after it); c + its BatchNorm + the
-    // block's sum with b_bn's output (region 5) + the block's ReLU; d's BatchNorm reads a ReLU,
-    // not the conv.
+    // a + its BatchNorm, which applies the ReLU; b + its BatchNorm (no ReLU after it); c + its
+    // BatchNorm + the block's sum with b_bn's output (region 4) + the block's ReLU; d's
+    // BatchNorm reads a ReLU, not the conv.
     assert_eq!(
         folds,
-        [(0, 1, None, Some(2)), (3, 4, None, None), (5, 6, Some((7, 5)), Some(8))]
+        [
+            (0, 1, None, true, 1),
+            (2, 3, None, false, 3),
+            (4, 5, Some((6, 4)), true, 7)
+        ]
     );
 }
 

@@ -51,6 +51,8 @@ pub struct BatchNorm {
     pub momentum: f32,
     /// Whether the layer has a weight and a bias.
     pub affine: bool,
+    /// Whether a ReLU follows, applied as the output is written ([`with_relu`](Self::with_relu)).
+    pub relu: bool,
 }
 
 impl BatchNorm {
@@ -69,7 +71,24 @@ impl BatchNorm {
             eps,
             momentum,
             affine,
+            relu: false,
         }
+    }
+
+    /// The layer followed by a ReLU, `relu(batchnorm(x))`, in one pass: every forward pass
+    /// writes the ReLU's output, and the backward passes take `dy` = d loss / d that output,
+    /// masking it where the normalized value was not positive (recomputed from `x`, as the
+    /// forward pass computed it), so neither pass needs the ReLU's own pass over memory.
+    ///
+    /// ```
+    /// use cnn_runtime::{batchnorm::BatchNorm, layout::Layout};
+    /// const G: BatchNorm = BatchNorm::new(1, 2, 0.0, 0.1, false).with_relu();
+    /// let mut y = [0.0; 2];
+    /// G.forward_eval(1, &[-3.0, 5.0], Layout::SampleMajor, &[], &[1.0, 4.0], &mut y);
+    /// assert_eq!(y, [0.0, 2.0]); // relu((x - 1) / 2)
+    /// ```
+    pub const fn with_relu(self) -> Self {
+        BatchNorm { relu: true, ..self }
     }
 
     /// Elements of one sample, `C*plane` (the output has as many).
@@ -191,9 +210,7 @@ impl BatchNorm {
             let (scale, shift) = self.scale_shift(params, ch, invstd);
             for at in self.planes(batch, layout, ch) {
                 let (xp, yp) = (&x[at..][..self.plane], &mut y[at..][..self.plane]);
-                yp.iter_mut()
-                    .zip(xp)
-                    .for_each(|(y, &x)| *y = (x - mean) * scale + shift);
+                self.write(yp, xp, |x| (x - mean) * scale + shift);
             }
         }
     }
@@ -331,10 +348,18 @@ impl BatchNorm {
             let (scale, shift) = self.scale_shift(params, ch, invstd);
             for at in self.planes(batch, layout, ch) {
                 let (xp, yp) = (&x[at..][..self.plane], &mut y[at..][..self.plane]);
-                yp.iter_mut()
-                    .zip(xp)
-                    .for_each(|(y, &x)| *y = ((x - hi) - lo) * scale + shift);
+                self.write(yp, xp, |x| ((x - hi) - lo) * scale + shift);
             }
+        }
+    }
+
+    /// `y = f(x)` element by element, then the ReLU if the layer has one.
+    #[inline(always)]
+    fn write(&self, y: &mut [f32], x: &[f32], f: impl Fn(f32) -> f32) {
+        if self.relu {
+            y.iter_mut().zip(x).for_each(|(y, &x)| *y = f(x).max(0.0));
+        } else {
+            y.iter_mut().zip(x).for_each(|(y, &x)| *y = f(x));
         }
     }
 
@@ -416,7 +441,7 @@ impl BatchNorm {
         self.check_saved(saved.len());
         let n = batch * self.plane;
         for ch in 0..self.c {
-            let sums = self.channel_grad(batch, x, layout, saved, dy, ch);
+            let sums = self.channel_grad(batch, x, layout, params, saved, dy, ch);
             self.grad_params(ch, sums, saved, dparams);
             self.finish_grad(ch, n, sums.0, sums.1, saved);
         }
@@ -427,7 +452,8 @@ impl BatchNorm {
 
     /// One part of the batch, backward step 1 of 3: overwrites `dparams` with the part's share
     /// of d weight and d bias (the parts' shares add up to the batch's), and writes each
-    /// channel's sums of `dy` and of `dy * (x - mean)` over the part into `partial`.
+    /// channel's sums of `dy` and of `dy * (x - mean)` over the part into `partial`. `params`
+    /// are the layer's (a layer [`with_relu`](Self::with_relu) recomputes its output from them).
     ///
     /// # Panics
     ///
@@ -438,6 +464,7 @@ impl BatchNorm {
         batch: usize,
         x: &[f32],
         layout: Layout,
+        params: &[f32],
         saved: &[f32],
         dy: &[f32],
         dparams: &mut [f32],
@@ -446,7 +473,7 @@ impl BatchNorm {
         self.check_partial(partial.len());
         self.check_saved(saved.len());
         for ch in 0..self.c {
-            let (sum_dy, sum_dy_xc) = self.channel_grad(batch, x, layout, saved, dy, ch);
+            let (sum_dy, sum_dy_xc) = self.channel_grad(batch, x, layout, params, saved, dy, ch);
             self.grad_params(ch, (sum_dy, sum_dy_xc), saved, dparams);
             put(partial, ch, sum_dy);
             put(partial, self.c + ch, sum_dy_xc);
@@ -569,37 +596,64 @@ impl BatchNorm {
         for ch in 0..c {
             let (hi, lo, invstd) = (saved[ch], saved[c + ch], saved[2 * c + ch]);
             let (mean_dy, mean_dy_xhat) = (saved[3 * c + ch], saved[4 * c + ch]);
-            let weight = if self.affine { params[ch] } else { 1.0 };
-            let scale = weight * invstd;
+            let (scale, shift) = self.scale_shift(params, ch, invstd);
             for at in self.planes(batch, layout, ch) {
                 let (xp, gp) = (&x[at..][..self.plane], &dy[at..][..self.plane]);
                 let dxp = &mut dx[at..][..self.plane];
-                for ((d, &x), &g) in dxp.iter_mut().zip(xp).zip(gp) {
+                let grad = |x: f32, g: f32| {
                     let xhat = ((x - hi) - lo) * invstd;
-                    *d = scale * (g - mean_dy - xhat * mean_dy_xhat);
+                    scale * (g - mean_dy - xhat * mean_dy_xhat)
+                };
+                let rows = dxp.iter_mut().zip(xp).zip(gp);
+                if self.relu {
+                    // The output where the forward pass wrote it, to mask dy with.
+                    let out = |x: f32| ((x - hi) - lo) * scale + shift;
+                    rows.for_each(|((d, &x), &g)| *d = grad(x, if out(x) > 0.0 { g } else { 0.0 }));
+                } else {
+                    rows.for_each(|((d, &x), &g)| *d = grad(x, g));
                 }
             }
         }
     }
 
-    /// A channel's sums of `dy` and of `dy * (x - mean)` over the part, in `f64`.
+    /// A channel's sums of `dy` and of `dy * (x - mean)` over the part, in `f64` (`dy` masked
+    /// by the ReLU if the layer has one).
+    #[allow(clippy::too_many_arguments)]
     fn channel_grad(
         &self,
         batch: usize,
         x: &[f32],
         layout: Layout,
+        params: &[f32],
         saved: &[f32],
         dy: &[f32],
         ch: usize,
     ) -> (f64, f64) {
         self.check_data(batch, x.len(), "x");
         self.check_data(batch, dy.len(), "dy");
-        let mean = saved[ch] as f64 + saved[self.c + ch] as f64;
+        self.check_params(params.len());
+        let c = self.c;
+        let mean = saved[ch] as f64 + saved[c + ch] as f64;
+        let (hi, lo) = (saved[ch], saved[c + ch]);
+        let (scale, shift) = self.scale_shift(params, ch, saved[2 * c + ch]);
         let (mut sum_dy, mut sum_dy_xc) = (0.0f64, 0.0f64);
+        // With a ReLU, dy masked a block at a time, in cache.
+        let mut masked = [0.0f32; 256];
         for at in self.planes(batch, layout, ch) {
-            let (s, sx) = simd::sums_dy_f64(&x[at..][..self.plane], &dy[at..][..self.plane], mean);
-            sum_dy += s;
-            sum_dy_xc += sx;
+            let (xp, gp) = (&x[at..][..self.plane], &dy[at..][..self.plane]);
+            if !self.relu {
+                let (s, sx) = simd::sums_dy_f64(xp, gp, mean);
+                (sum_dy, sum_dy_xc) = (sum_dy + s, sum_dy_xc + sx);
+                continue;
+            }
+            for (xs, gs) in xp.chunks(masked.len()).zip(gp.chunks(masked.len())) {
+                let m = &mut masked[..xs.len()];
+                for ((m, &x), &g) in m.iter_mut().zip(xs).zip(gs) {
+                    *m = if ((x - hi) - lo) * scale + shift > 0.0 { g } else { 0.0 };
+                }
+                let (s, sx) = simd::sums_dy_f64(xs, m, mean);
+                (sum_dy, sum_dy_xc) = (sum_dy + s, sum_dy_xc + sx);
+            }
         }
         (sum_dy, sum_dy_xc)
     }
@@ -714,7 +768,7 @@ fn get(slice: &[f32], i: usize) -> f64 {
 mod tests {
     use super::*;
     use crate::layout::{to_channel_major, to_sample_major};
-    use crate::testutil::{assert_grad_matches, seq};
+    use crate::testutil::{assert_all_close, assert_grad_matches, seq};
 
     /// BatchNorm2d with weight and bias, BatchNorm1d, and BatchNorm2d without affine.
     const CASES: [(BatchNorm, usize); 4] = [
@@ -852,6 +906,47 @@ mod tests {
     }
 
     #[test]
+    fn with_relu_is_a_relu_after_the_layer() {
+        // Planes longer than the masked block (256), in both layouts, whole and in parts.
+        let cases = CASES.into_iter().chain([(BatchNorm::new(2, 300, 1e-5, 0.1, true), 3)]);
+        for (g, batch) in cases {
+            let gr = g.with_relu();
+            let (x, p, buf0) = (input(&g, batch, 0.6), params(&g), buffers(&g));
+            let dy = seq(x.len(), 2.3);
+            for layout in [Layout::SampleMajor, Layout::ChannelMajor] {
+                let run = |g: BatchNorm, dy: &[f32]| {
+                    let mut eval = vec![f32::NAN; x.len()];
+                    g.forward_eval(batch, &x, layout, &p, &buf0, &mut eval);
+                    let (mut buf, mut saved, mut y) = (buf0.clone(), vec![0.0; g.saved_len()], vec![f32::NAN; x.len()]);
+                    g.forward_train(batch, &x, layout, &p, &mut buf, &mut saved, &mut y);
+                    let (mut dp, mut dx) = (vec![f32::NAN; g.param_len()], vec![f32::NAN; x.len()]);
+                    g.backward(batch, &x, layout, &p, &mut saved, dy, &mut dp, Some(&mut dx));
+                    (eval, y, dp, dx)
+                };
+                let plain = run(g, &dy);
+                let relu = |v: &[f32]| v.iter().map(|v| v.max(0.0)).collect::<Vec<_>>();
+                let fused = run(gr, &dy);
+                assert_eq!(relu(&plain.0), fused.0, "{g:?}: eval");
+                assert_eq!(relu(&plain.1), fused.1, "{g:?}: train");
+                assert!(
+                    fused.1.contains(&0.0) && fused.1.iter().any(|&v| v > 0.0),
+                    "{g:?}: the ReLU cuts some"
+                );
+                // The backward pass of the ReLU's output gradient, masked by hand.
+                let masked: Vec<f32> = dy
+                    .iter()
+                    .zip(&fused.1)
+                    .map(|(&g, &y)| if y > 0.0 { g } else { 0.0 })
+                    .collect();
+                let by_hand = run(g, &masked);
+                let what = format!("{g:?} {layout:?}");
+                assert_all_close(&format!("{what} dparams"), &by_hand.2, &[&fused.2], 1e-5);
+                assert_all_close(&format!("{what} dx"), &by_hand.3, &[&fused.3], 1e-5);
+            }
+        }
+    }
+
+    #[test]
     fn layouts_agree() {
         for (g, batch) in CASES {
             let (x, p, buf0) = (input(&g, batch, 0.4), params(&g), buffers(&g));
@@ -976,7 +1071,8 @@ mod tests {
     /// steps give the whole batch's results, to f32 rounding.
     #[test]
     fn parts_combined_equal_the_whole() {
-        for (g, batch) in CASES {
+        let with_relu = CASES.map(|(g, batch)| (g.with_relu(), batch));
+        for (g, batch) in CASES.into_iter().chain(with_relu) {
             let batch = batch + 3;
             let (x, p) = (input(&g, batch, 0.4), params(&g));
             let dy = seq(x.len(), 2.1);
@@ -1013,6 +1109,7 @@ mod tests {
                     r.len(),
                     xs,
                     Layout::SampleMajor,
+                    &p,
                     &saved2,
                     &dy[r.start * n..r.end * n],
                     &mut share,

@@ -903,14 +903,17 @@ impl Conv2d {
     /// `then(batchnorm(conv(x)))` at inference, in one pass: an eval-mode `BatchNorm2d` of
     /// the output channels folded into the convolution (`weight * scale` and
     /// `bias * scale + shift` per output channel, [`BatchNorm::eval_affine`]), then what `then`
-    /// says. `bn_params` and `running` are the BatchNorm's parameters and buffers; `scratch`
+    /// says (a BatchNorm [`with_relu`](BatchNorm::with_relu) applies its ReLU, and then
+    /// `then` must be `Nothing` or `Relu`). `bn_params` and `running` are the BatchNorm's
+    /// parameters and buffers; `scratch`
     /// needs [`folded_scratch_len`](Self::folded_scratch_len) elements. Equal to the two
     /// layers one after the other up to rounding.
     ///
     /// # Panics
     ///
-    /// As [`forward`](Self::forward), and if the BatchNorm does not have one channel of
-    /// `OH*OW` elements per output channel or its slices have the wrong lengths.
+    /// As [`forward`](Self::forward), if the BatchNorm does not have one channel of `OH*OW`
+    /// elements per output channel or its slices have the wrong lengths, or if it has a ReLU
+    /// and `then` a residual sum.
     ///
     /// ```
     /// use cnn_runtime::{batchnorm::BatchNorm, conv::{Conv2d, Then}, layout::Layout};
@@ -971,6 +974,17 @@ impl Conv2d {
             }
             fb[o] = bias * scale + shift;
         }
+        // A BatchNorm with its ReLU ([`BatchNorm::with_relu`]) has nothing after it.
+        let then = match then {
+            Then::Nothing if bn.relu => Then::Relu,
+            then => {
+                assert!(
+                    !bn.relu || then == Then::Relu,
+                    "conv2d: a BatchNorm with a ReLU can only be followed by nothing or a ReLU, got {then:?}"
+                );
+                then
+            }
+        };
         folded.forward_by(folded.forward_route(), then, batch, x, layout, fp, y, scratch)
     }
 
@@ -1603,6 +1617,57 @@ mod tests {
                 assert_all_close(&format!("{g:?} {then:?}"), want, &[&y], 1e-5);
             }
         }
+    }
+
+    #[test]
+    fn a_batchnorm_with_its_relu_folds_as_a_relu_after_it() {
+        let g = Conv2d::new([3, 7, 9], 5, [3, 3], [1, 1], [1, 1], true);
+        let bn = BatchNorm::new(5, 7 * 9, 1e-5, 0.1, true);
+        let batch = 2;
+        let (x, p, bn_params) = (seq(batch * g.in_len(), 0.3), seq(g.param_len(), 0.7), seq(10, 0.2));
+        let running: Vec<f32> = seq(10, 0.9).iter().map(|v| v.abs() + 0.1).collect();
+        let mut scratch = vec![f32::NAN; g.folded_scratch_len()];
+        let mut run = |bn: &BatchNorm, then: Then| {
+            let mut y = vec![f32::NAN; batch * g.out_len()];
+            g.forward_batchnorm(
+                batch,
+                &x,
+                Layout::ChannelMajor,
+                &p,
+                bn,
+                &bn_params,
+                &running,
+                then,
+                &mut y,
+                &mut scratch,
+            );
+            y
+        };
+        let want = run(&bn, Then::Relu);
+        assert!(want.contains(&0.0) && want.iter().any(|&v| v > 0.0));
+        assert_eq!(run(&bn.with_relu(), Then::Nothing), want);
+        assert_eq!(run(&bn.with_relu(), Then::Relu), want);
+    }
+
+    #[test]
+    #[should_panic(expected = "a BatchNorm with a ReLU can only be followed by nothing or a ReLU")]
+    fn a_batchnorm_with_its_relu_takes_no_residual_after_it() {
+        let g = Conv2d::new([1, 2, 2], 1, [1, 1], [1, 1], [0, 0], false);
+        let bn = BatchNorm::new(1, 4, 1e-5, 0.1, false).with_relu();
+        let mut scratch = vec![0.0; g.folded_scratch_len()];
+        let (r, mut y) = ([0.0; 4], [0.0; 4]);
+        g.forward_batchnorm(
+            1,
+            &[1.0; 4],
+            Layout::SampleMajor,
+            &[1.0],
+            &bn,
+            &[],
+            &[0.0, 1.0],
+            Then::Add(&r),
+            &mut y,
+            &mut scratch,
+        );
     }
 
     #[test]

@@ -138,14 +138,22 @@ pub fn needs(g: &BatchNorm) -> Needs {
     }
 }
 
-pub(super) fn geom_tokens(g: &BatchNorm) -> TokenStream {
+/// The layer as a constant expression; with the ReLU after it when `relu`.
+pub(super) fn geom_tokens(g: &BatchNorm, relu: bool) -> TokenStream {
     let (c, plane, eps, momentum, affine) = (g.c, g.plane, g.eps, g.momentum, g.affine);
-    quote!(::cnn::__private::BatchNorm::new(#c, #plane, #eps, #momentum, #affine))
+    let relu = relu.then(|| quote!(.with_relu()));
+    quote!(::cnn::__private::BatchNorm::new(#c, #plane, #eps, #momentum, #affine) #relu)
 }
 
 /// Inference: the running statistics.
 pub fn forward(g: &BatchNorm, params: &Range<usize>, buffers: &Range<usize>, call: &Call) -> TokenStream {
-    let (geom, ps, pe, bs, be) = (geom_tokens(g), params.start, params.end, buffers.start, buffers.end);
+    let (geom, ps, pe, bs, be) = (
+        geom_tokens(g, call.relu),
+        params.start,
+        params.end,
+        buffers.start,
+        buffers.end,
+    );
     let (x, y, layout) = (&call.x[0], &call.y, &call.layout);
     quote!({ const G: ::cnn::__private::BatchNorm = #geom; G.forward_eval(batch, #x, #layout, &params[#ps..#pe], &buffers[#bs..#be], #y); })
 }
@@ -153,7 +161,13 @@ pub fn forward(g: &BatchNorm, params: &Range<usize>, buffers: &Range<usize>, cal
 /// A training step: each part's statistics, the whole batch's from them (and the running
 /// statistics updated) at a barrier, then each part normalized.
 pub fn forward_train(g: &BatchNorm, params: &Range<usize>, buffers: &Range<usize>, call: &Call) -> Vec<Piece> {
-    let (geom, ps, pe, bs, be) = (geom_tokens(g), params.start, params.end, buffers.start, buffers.end);
+    let (geom, ps, pe, bs, be) = (
+        geom_tokens(g, call.relu),
+        params.start,
+        params.end,
+        buffers.start,
+        buffers.end,
+    );
     let (x, y, layout) = (&call.x[0], &call.y, &call.layout);
     let (ss, se, pl) = (call.saved.start, call.saved.end, g.partial_len());
     vec![
@@ -172,11 +186,11 @@ pub fn forward_train(g: &BatchNorm, params: &Range<usize>, buffers: &Range<usize
 /// Each part's share of the parameter gradient and its sums; where the input gradient is
 /// wanted, the whole batch's sums at a barrier, then each part's input gradient.
 pub fn backward_train(g: &BatchNorm, params: &Range<usize>, call: &Call) -> Vec<Piece> {
-    let (geom, ps, pe) = (geom_tokens(g), params.start, params.end);
+    let (geom, ps, pe) = (geom_tokens(g, call.relu), params.start, params.end);
     let (x, dy, layout) = (&call.x[0], &call.dy, &call.layout);
     let (ss, se, pl) = (call.saved.start, call.saved.end, g.partial_len());
     let mut pieces = vec![Piece::Code(
-        quote!({ const G: ::cnn::__private::BatchNorm = #geom; G.partial_grad(batch, #x, #layout, &saved[#ss..#se], #dy, &mut grad[#ps..#pe], &mut partial[..#pl]); }),
+        quote!({ const G: ::cnn::__private::BatchNorm = #geom; G.partial_grad(batch, #x, #layout, &params[#ps..#pe], &saved[#ss..#se], #dy, &mut grad[#ps..#pe], &mut partial[..#pl]); }),
     )];
     if let Some(dx) = &call.dx[0] {
         pieces.push(Piece::Barrier(

@@ -219,7 +219,7 @@ pub fn forward_folded(
 ) -> TokenStream {
     let (g, ps, pe) = (geom_tokens(geom), params.start, params.end);
     let (bg, bps, bpe, bs, be) = (
-        super::batchnorm::geom_tokens(bn),
+        super::batchnorm::geom_tokens(bn, false),
         bn_params.start,
         bn_params.end,
         buffers.start,

@@ -118,7 +118,7 @@ pub struct Call {
     pub y: TokenStream,
     /// The layout of the inputs, a `Layout` expression.
     pub layout: TokenStream,
-    /// A ReLU the op applies to its own output (a convolution's).
+    /// A ReLU the op applies to its own output (a convolution's or a BatchNorm's).
     pub relu: bool,
     /// Where a training forward pass keeps what its backward pass reads (a range of `saved`,
     /// at the same place in every part's slot after `Self::PARTIAL_LEN` floats).

@@ -128,8 +128,10 @@ pub(crate) fn transpose(rows: usize, cols: usize, x: Mat, y: &mut [f32], ldy: us
     #[cfg(target_arch = "x86_64")]
     if Isa::current().path() != Path::Portable {
         let (full_r, full_c) = (rows - rows % 8, cols - cols % 8);
-        for i in (0..full_r).step_by(8) {
-            for j in (0..full_c).step_by(8) {
+        // Along y's rows: each of its cache lines is written whole before the next, rather
+        // than in halves a pass over x apart (which evicts them in between once y outgrows L1).
+        for j in (0..full_c).step_by(8) {
+            for i in (0..full_r).step_by(8) {
                 let (from, to) = (x.data[i * x.rs + j..].as_ptr(), y[j * ldy + i..].as_mut_ptr());
                 // SAFETY: the AVX2 and AVX-512 paths are only chosen on CPUs with AVX2; rows
                 // i..i+8 and columns j..j+8 lie inside both matrices (full blocks only).

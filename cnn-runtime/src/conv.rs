@@ -468,7 +468,7 @@ impl Conv2d {
         batch: usize,
         x: &[f32],
         layout: Layout,
-        weight: &[f32],
+        weight: Weight,
         bias: Option<&[f32]>,
         y: &mut [f32],
         scratch: &mut [f32],
@@ -484,10 +484,19 @@ impl Conv2d {
         // phase images when strided) whose OH*OW pixels are rows of OW, GW apart.
         let taps_of = |c0: usize| (c0 * gh * gw, &table[..chunk.min(self.c - c0) * taps]);
         let by_pixels = self.by_pixels();
-        let wt = &mut rest[..self.weight_len()];
-        if by_pixels {
-            transpose(self.oc, k, Mat::rows(weight, k), wt, self.oc);
-        }
+        // The product by pixels reads the weight transposed, `[C*KH*KW, OC]`.
+        let (weight, wt): (&[f32], &[f32]) = match weight {
+            Weight::Rows(weight) if by_pixels => {
+                let wt = &mut rest[..self.weight_len()];
+                transpose(self.oc, k, Mat::rows(weight, k), wt, self.oc);
+                (weight, wt)
+            }
+            Weight::Rows(weight) => (weight, &[]),
+            Weight::Transposed(wt) => {
+                assert!(by_pixels, "conv2d: a transposed weight is for the product by pixels");
+                (&[], wt)
+            }
+        };
         // With one product per sample, by channels, the product goes straight to the sample's
         // planes of y, the bias, the residual and the ReLU applied as the kernel stores it:
         // each plane is written once, and there is no pass of its own.
@@ -683,7 +692,16 @@ impl Conv2d {
             let (flip, rest) = scratch.split_at_mut(self.weight_len());
             self.flip_kernels(weight, flip);
             let back = self.input_grad_conv();
-            back.forward_direct(batch, dy, Layout::ChannelMajor, flip, None, dx, rest, Then::Nothing);
+            back.forward_direct(
+                batch,
+                dy,
+                Layout::ChannelMajor,
+                Weight::Rows(flip),
+                None,
+                dx,
+                rest,
+                Then::Nothing,
+            );
         }
     }
 
@@ -949,31 +967,14 @@ impl Conv2d {
             self.oh,
             self.ow
         );
-        assert_eq!(
-            params.len(),
-            self.param_len(),
-            "conv2d: params must hold {} elements, got {}",
-            self.param_len(),
-            params.len()
-        );
-        let folded = Conv2d { bias: true, ..*self };
         assert!(
             scratch.len() >= self.folded_scratch_len(),
             "conv2d: scratch must hold at least {} elements, got {}",
             self.folded_scratch_len(),
             scratch.len()
         );
-        let (fp, scratch) = scratch.split_at_mut(folded.param_len());
-        let (fw, fb) = fp.split_at_mut(self.weight_len());
-        let k = self.patch_len();
-        for o in 0..self.oc {
-            let (scale, shift) = bn.eval_affine(bn_params, running, o);
-            let bias = if self.bias { params[self.weight_len() + o] } else { 0.0 };
-            for (f, &w) in fw[o * k..][..k].iter_mut().zip(&params[o * k..][..k]) {
-                *f = w * scale;
-            }
-            fb[o] = bias * scale + shift;
-        }
+        let (prepared, scratch) = scratch.split_at_mut(self.prepared_len());
+        self.prepare_batchnorm(params, bn, bn_params, running, prepared);
         // A BatchNorm with its ReLU ([`BatchNorm::with_relu`]) has nothing after it.
         let then = match then {
             Then::Nothing if bn.relu => Then::Relu,
@@ -985,7 +986,131 @@ impl Conv2d {
                 then
             }
         };
-        folded.forward_by(folded.forward_route(), then, batch, x, layout, fp, y, scratch)
+        self.forward_prepared(batch, x, layout, prepared, then, y, scratch)
+    }
+
+    /// Elements of the parameters [`prepare_batchnorm`](Self::prepare_batchnorm) writes: a
+    /// weight, then a bias of `OC`.
+    ///
+    /// ```
+    /// use cnn_runtime::conv::Conv2d;
+    /// let g = Conv2d::new([3, 8, 8], 4, [3, 3], [1, 1], [1, 1], false);
+    /// assert_eq!(g.prepared_len(), 4 * 3 * 9 + 4);
+    /// ```
+    pub const fn prepared_len(&self) -> usize {
+        self.weight_len() + self.oc
+    }
+
+    /// The parameters of `batchnorm(conv(x))` at inference as one convolution reads them
+    /// ([`forward_prepared`](Self::forward_prepared)), into `prepared`
+    /// ([`prepared_len`](Self::prepared_len) long): the eval-mode BatchNorm folded into the
+    /// weight and bias (`weight * scale`, `bias * scale + shift` per output channel,
+    /// [`BatchNorm::eval_affine`]), the weight laid out as the forward pass multiplies it.
+    /// What [`forward_batchnorm`](Self::forward_batchnorm) does on every call, done once: a
+    /// network keeps them until its parameters or buffers change.
+    ///
+    /// # Panics
+    ///
+    /// If the BatchNorm does not have one channel of `OH*OW` elements per output channel, or a
+    /// slice has the wrong length.
+    ///
+    /// ```
+    /// use cnn_runtime::{batchnorm::BatchNorm, conv::{Conv2d, Then}, layout::Layout};
+    /// const G: Conv2d = Conv2d::new([1, 2, 2], 1, [1, 1], [1, 1], [0, 0], false);
+    /// const BN: BatchNorm = BatchNorm::new(1, 4, 0.0, 0.1, true);
+    /// // conv: y = 2x; BatchNorm: (y - 1) / sqrt(4) * 3 + 0.5 = 3x - 1.
+    /// let mut prepared = [0.0; 2];
+    /// G.prepare_batchnorm(&[2.0], &BN, &[3.0, 0.5], &[1.0, 4.0], &mut prepared);
+    /// assert_eq!(prepared, [3.0, -1.0]);
+    /// let mut y = [0.0; 4];
+    /// let mut scratch = vec![0.0; G.forward_scratch_len()];
+    /// G.forward_prepared(1, &[1.0, -1.0, 0.0, 2.0], Layout::SampleMajor, &prepared, Then::Relu, &mut y, &mut scratch);
+    /// assert_eq!(y, [2.0, 0.0, 0.0, 5.0]);
+    /// ```
+    pub fn prepare_batchnorm(
+        &self,
+        params: &[f32],
+        bn: &BatchNorm,
+        bn_params: &[f32],
+        running: &[f32],
+        prepared: &mut [f32],
+    ) {
+        assert!(
+            bn.c == self.oc && bn.plane == self.oh * self.ow,
+            "conv2d: a BatchNorm of {} channels of {} must follow {} output channels of {}x{}",
+            bn.c,
+            bn.plane,
+            self.oc,
+            self.oh,
+            self.ow
+        );
+        assert_eq!(
+            params.len(),
+            self.param_len(),
+            "conv2d: params must hold {} elements, got {}",
+            self.param_len(),
+            params.len()
+        );
+        assert_eq!(
+            prepared.len(),
+            self.prepared_len(),
+            "conv2d: prepared must hold weight and OC biases = {} elements, got {}",
+            self.prepared_len(),
+            prepared.len()
+        );
+        let (k, oc) = (self.patch_len(), self.oc);
+        let weight = &params[..self.weight_len()];
+        let (fw, fb) = prepared.split_at_mut(self.weight_len());
+        // The channels' scales, where the biases go after.
+        for (o, s) in fb.iter_mut().enumerate() {
+            *s = bn.eval_affine(bn_params, running, o).0;
+        }
+        if self.transposed_weight() {
+            // weight^T [K, OC], each row times the channels' scales.
+            transpose(oc, k, Mat::rows(weight, k), fw, oc);
+            for row in fw.chunks_exact_mut(oc) {
+                row.iter_mut().zip(&*fb).for_each(|(f, &scale)| *f *= scale);
+            }
+        } else {
+            for ((to, from), &scale) in fw.chunks_exact_mut(k).zip(weight.chunks_exact(k)).zip(&*fb) {
+                to.iter_mut().zip(from).for_each(|(f, &w)| *f = w * scale);
+            }
+        }
+        for (o, b) in fb.iter_mut().enumerate() {
+            let (scale, shift) = bn.eval_affine(bn_params, running, o);
+            let bias = if self.bias { params[self.weight_len() + o] } else { 0.0 };
+            *b = bias * scale + shift;
+        }
+    }
+
+    /// `then(conv(x))` with the parameters [`prepare_batchnorm`](Self::prepare_batchnorm)
+    /// wrote: what [`forward_batchnorm`](Self::forward_batchnorm) computes, without preparing
+    /// them. `scratch` needs [`forward_scratch_len`](Self::forward_scratch_len) elements.
+    ///
+    /// # Panics
+    ///
+    /// As [`forward`](Self::forward), and if `prepared` is not
+    /// [`prepared_len`](Self::prepared_len) long.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_prepared(
+        &self,
+        batch: usize,
+        x: &[f32],
+        layout: Layout,
+        prepared: &[f32],
+        then: Then,
+        y: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        let folded = Conv2d { bias: true, ..*self };
+        let params = Params::Prepared(prepared);
+        folded.forward_params(folded.forward_route(), then, batch, x, layout, params, y, scratch)
+    }
+
+    /// Whether [`prepare_batchnorm`](Self::prepare_batchnorm) lays the weight out transposed,
+    /// `[C*KH*KW, OC]`: where the forward pass multiplies by pixels, which reads it so.
+    fn transposed_weight(&self) -> bool {
+        self.forward_route() == Route::Direct && self.by_pixels()
     }
 
     /// Scratch [`forward_batchnorm`](Self::forward_batchnorm) needs: the folded weight and
@@ -1013,6 +1138,26 @@ impl Conv2d {
         y: &mut [f32],
         scratch: &mut [f32],
     ) {
+        self.forward_params(route, then, batch, x, layout, Params::Declared(params), y, scratch)
+    }
+
+    /// [`forward_by`](Self::forward_by) with the parameters as declared or as prepared.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_params(
+        &self,
+        route: Route,
+        then: Then,
+        batch: usize,
+        x: &[f32],
+        layout: Layout,
+        params: Params,
+        y: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        let (params, transposed) = match params {
+            Params::Declared(params) => (params, false),
+            Params::Prepared(params) => (params, self.transposed_weight()),
+        };
         let need = match route {
             Route::Direct => self.forward_scratch_len(),
             Route::Unfolded | Route::Packed => self.cols_len() + self.out_len(),
@@ -1056,6 +1201,11 @@ impl Conv2d {
         let (weight, bias) = params.split_at(self.weight_len());
         let bias = self.bias.then_some(bias);
         if route == Route::Direct {
+            let weight = if transposed {
+                Weight::Transposed(weight)
+            } else {
+                Weight::Rows(weight)
+            };
             return self.forward_direct(batch, x, layout, weight, bias, y, scratch, then);
         }
         let (cols, out) = scratch.split_at_mut(self.cols_len());
@@ -1332,6 +1482,25 @@ fn two_mut(s: &mut [f32], a: usize, b: usize, n: usize) -> (&mut [f32], &mut [f3
         let (lo, hi) = s.split_at_mut(a);
         (&mut hi[..n], &mut lo[b..b + n])
     }
+}
+
+/// The parameters a forward pass reads.
+#[derive(Clone, Copy, Debug)]
+enum Params<'a> {
+    /// As declared: weight `[OC, C*KH*KW]`, then the bias if the layer has one.
+    Declared(&'a [f32]),
+    /// As [`Conv2d::prepare_batchnorm`] writes them: a weight laid out as the forward route
+    /// reads it ([`Conv2d::transposed_weight`]), then a bias.
+    Prepared(&'a [f32]),
+}
+
+/// A weight as the in-place forward pass gets it.
+#[derive(Clone, Copy, Debug)]
+enum Weight<'a> {
+    /// `[OC, C*KH*KW]`, as declared.
+    Rows(&'a [f32]),
+    /// `[C*KH*KW, OC]`, as the product by pixels reads it.
+    Transposed(&'a [f32]),
 }
 
 /// How a convolution is computed.
@@ -1647,6 +1816,61 @@ mod tests {
         assert!(want.contains(&0.0) && want.iter().any(|&v| v > 0.0));
         assert_eq!(run(&bn.with_relu(), Then::Nothing), want);
         assert_eq!(run(&bn.with_relu(), Then::Relu), want);
+    }
+
+    #[test]
+    fn prepared_parameters_compute_the_convolution_and_its_batchnorm() {
+        // By channels, by pixels (whose prepared weight is transposed), unfolded, packed.
+        let cases = [
+            Conv2d::new([3, 7, 9], 5, [3, 3], [1, 1], [1, 1], true),
+            Conv2d::new([4, 8, 8], 40, [3, 3], [1, 1], [1, 1], false),
+            Conv2d::new([4, 8, 8], 6, [1, 1], [2, 2], [0, 0], true),
+            Conv2d::new([128, 7, 7], 24, [3, 3], [1, 1], [1, 1], true),
+        ];
+        assert!(cases.iter().any(|g| g.transposed_weight()) && cases.iter().any(|g| !g.transposed_weight()));
+        for g in cases {
+            let bn = BatchNorm::new(g.oc, g.oh * g.ow, 1e-5, 0.1, true);
+            let batch = 2;
+            let (x, p) = (seq(batch * g.in_len(), 0.3), seq(g.param_len(), 0.7));
+            let bn_params = seq(2 * g.oc, 0.2);
+            let running: Vec<f32> = seq(2 * g.oc, 0.9).iter().map(|v| v.abs() + 0.1).collect();
+            let r = seq(batch * g.out_len(), 1.1);
+            let mut scratch = vec![f32::NAN; g.folded_scratch_len()];
+            let mut prepared = vec![f32::NAN; g.prepared_len()];
+            g.prepare_batchnorm(&p, &bn, &bn_params, &running, &mut prepared);
+            let mut fast = vec![f32::NAN; batch * g.out_len()];
+            g.forward_prepared(
+                batch,
+                &x,
+                Layout::ChannelMajor,
+                &prepared,
+                Then::AddRelu(&r),
+                &mut fast,
+                &mut scratch,
+            );
+            let mut each_call = vec![f32::NAN; batch * g.out_len()];
+            let then = Then::AddRelu(&r);
+            g.forward_batchnorm(
+                batch,
+                &x,
+                Layout::ChannelMajor,
+                &p,
+                &bn,
+                &bn_params,
+                &running,
+                then,
+                &mut each_call,
+                &mut scratch,
+            );
+            assert_eq!(fast, each_call, "{g:?}");
+            // And the layers one after the other.
+            let mut conv = vec![0.0; batch * g.out_len()];
+            g.forward(batch, &x, Layout::ChannelMajor, &p, &mut conv, &mut scratch);
+            let mut normed = vec![0.0; conv.len()];
+            bn.forward_eval(batch, &conv, Layout::ChannelMajor, &bn_params, &running, &mut normed);
+            let want: Vec<f32> = normed.iter().zip(&r).map(|(v, r)| (v + r).max(0.0)).collect();
+            assert_all_close(&format!("{g:?}"), &want, &[&fast], 1e-3);
+        }
     }
 
     #[test]

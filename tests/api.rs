@@ -276,3 +276,47 @@ fn embedded_weights_carry_the_batchnorm_buffers() -> Result<(), cnn::Error> {
     assert_eq!(embedded.forward(input), loaded.forward(input));
     Ok(())
 }
+
+/// `forward_into`, which prepares nothing ahead: the reference for the network's own calls,
+/// which keep the folded parameters from call to call.
+fn forward_afresh(net: &EmbeddedResNet, input: &[f32]) -> Vec<f32> {
+    let batch = input.len() / EmbeddedResNet::INPUT_LEN;
+    let mut out = vec![0.0; batch * EmbeddedResNet::OUTPUT_LEN];
+    let mut ws = vec![0.0; EmbeddedResNet::inference_len(batch)];
+    EmbeddedResNet::forward_into(net.params(), net.buffers(), input, &mut out, &mut ws);
+    out
+}
+
+#[test]
+fn inference_follows_every_change_of_the_parameters_and_buffers() {
+    let mut net = EmbeddedResNet::pretrained();
+    let x: Vec<f32> = (0..8 * EmbeddedResNet::INPUT_LEN)
+        .map(|i| (i as f32 * 0.3).cos())
+        .collect();
+    let one: &[f32; EmbeddedResNet::INPUT_LEN] = x[..EmbeddedResNet::INPUT_LEN].try_into().unwrap();
+    let mut logits = vec![0.0; 8 * EmbeddedResNet::OUTPUT_LEN];
+    let mut check = |net: &EmbeddedResNet, what: &str| {
+        net.forward_batch(&x, &mut logits);
+        assert_eq!(logits, forward_afresh(net, &x), "{what}: forward_batch");
+        assert_eq!(net.forward(one).as_slice(), forward_afresh(net, one), "{what}: forward");
+        logits.clone()
+    };
+    let before = check(&net, "embedded");
+    // A convolution's weight (folded with its BatchNorm at inference).
+    net.params_mut()[3] += 0.5;
+    let changed = check(&net, "params_mut");
+    assert_ne!(before, changed);
+    // A running variance.
+    let var = EmbeddedResNet::BUFFERS
+        .iter()
+        .find(|b| b.name == "layer1.0.bn2.running_var")
+        .unwrap();
+    net.buffers_mut()[var.offset] *= 4.0;
+    let rescaled = check(&net, "buffers_mut");
+    assert_ne!(changed, rescaled);
+    // A training step moves the running statistics.
+    let mut grad = vec![0.0; EmbeddedResNet::PARAM_COUNT];
+    net.loss_and_grad(&x, &[1, 2, 3, 4, 5, 6, 7, 8], &mut grad);
+    let trained = check(&net, "loss_and_grad");
+    assert_ne!(rescaled, trained);
+}

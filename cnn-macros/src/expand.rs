@@ -47,7 +47,8 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
     let forward_one = if infer_one <= STACK_FLOATS {
         quote! {
             let mut ws = [0.0f32; #infer_one];
-            <Self as ::cnn::__private::Compiled>::infer(&self.params, &self.buffers, 1, input, &mut output, &mut ws);
+            let prepared = ::cnn::__private::prepared::<Self>(&self.workspace, &self.params, &self.buffers);
+            <Self as ::cnn::__private::Compiled>::infer(&self.params, &self.buffers, prepared, 1, input, &mut output, &mut ws);
         }
     } else {
         quote!(::cnn::__private::Network::forward_batch(self, input, &mut output);)
@@ -89,7 +90,7 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
     // fit a 512 KB L2 cache; batch-64 inference ran about 5% faster than a layer at a time
     // (cnn bench, 2-core EPYC).
     let infer_block = 8usize;
-    let forward_eval = forward_body(&plan);
+    let (forward_eval, prepare, prepared_len) = forward_body(&plan);
     let Training {
         prelude,
         phases,
@@ -204,6 +205,7 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
                 }
 
                 fn params_mut(&mut self) -> &mut [f32] {
+                    self.workspace.forget_prepared();
                     self.params.to_mut()
                 }
 
@@ -212,6 +214,7 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
                 }
 
                 fn buffers_mut(&mut self) -> &mut [f32] {
+                    self.workspace.forget_prepared();
                     self.buffers.to_mut()
                 }
 
@@ -228,6 +231,8 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
                 }
 
                 fn loss_and_grad(&mut self, input: &[f32], labels: &[u32], grad: &mut [f32]) -> f32 {
+                    // The running statistics change.
+                    self.workspace.forget_prepared();
                     let buffers = self.buffers.to_mut();
                     ::cnn::__private::loss_and_grad::<Self>(&self.workspace, &self.params, buffers, &mut self.state, input, labels, grad)
                 }
@@ -251,7 +256,7 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
                 pub fn forward(&self, input: &[f32; #input_len]) -> [f32; #output_len] {
                     let mut output = [0.0f32; #output_len];
                     let mut ws = [0.0f32; #infer_one];
-                    <Self as ::cnn::__private::Compiled>::infer(self.params, self.buffers, 1, input, &mut output, &mut ws);
+                    <Self as ::cnn::__private::Compiled>::infer(self.params, self.buffers, ::core::option::Option::None, 1, input, &mut output, &mut ws);
                     output
                 }
 
@@ -382,8 +387,8 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
             }
 
             #[inline]
-            fn __forward_eval(params: &[f32], buffers: &[f32], batch: usize, input: &[f32], acts: &mut [f32], scratch: &mut [f32]) {
-                let _ = (params, buffers, batch, input, &acts, &scratch);
+            fn __forward_eval(params: &[f32], buffers: &[f32], prepared: ::core::option::Option<&[f32]>, batch: usize, input: &[f32], acts: &mut [f32], scratch: &mut [f32]) {
+                let _ = (params, buffers, prepared, batch, input, &acts, &scratch);
                 #forward_eval
             }
         }
@@ -396,6 +401,12 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
             const PARAM_COUNT: usize = #param_count;
             const BUFFER_COUNT: usize = #buffer_count;
             const PHASES: usize = #phase_count;
+            const PREPARED_LEN: usize = #prepared_len;
+
+            fn prepare(params: &[f32], buffers: &[f32], prepared: &mut [f32]) {
+                let _ = (params, buffers, &prepared);
+                #prepare
+            }
 
             fn inference_len(batch: usize) -> usize {
                 Self::inference_len(batch)
@@ -408,14 +419,14 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
             /// A block of a few samples at a time through every layer, so that their
             /// activations stay in cache from one layer to the next.
             #[inline]
-            fn infer(params: &[f32], buffers: &[f32], batch: usize, input: &[f32], logits: &mut [f32], ws: &mut [f32]) {
+            fn infer(params: &[f32], buffers: &[f32], prepared: ::core::option::Option<&[f32]>, batch: usize, input: &[f32], logits: &mut [f32], ws: &mut [f32]) {
                 let (total, all_input) = (batch, input);
                 let mut done = 0;
                 while done < total {
                     let batch = ::core::cmp::min(#infer_block, total - done);
                     let input = &all_input[done * #input_len..(done + batch) * #input_len];
                     let (acts, scratch) = ws.split_at_mut(batch * Self::ACTIVATIONS_LEN);
-                    Self::__forward_eval(params, buffers, batch, input, acts, scratch);
+                    Self::__forward_eval(params, buffers, prepared, batch, input, acts, scratch);
                     logits[done * #output_len..(done + batch) * #output_len].copy_from_slice(#logits);
                     done += batch;
                 }
@@ -536,8 +547,11 @@ fn transpose_call(kernel: &Kernel, from: &TokenStream, to: &TokenStream, backwar
 
 /// Inference: splits `acts` into one slice per region (`a1`, `a2`, ...), then calls each step
 /// in order.
-fn forward_body(plan: &Plan) -> TokenStream {
+/// The inference pass as code, and the code that prepares the parameters it reads
+/// (`Compiled::prepare`) with their length.
+fn forward_body(plan: &Plan) -> (TokenStream, TokenStream, usize) {
     let mut body = TokenStream::new();
+    let (mut prepare, mut prepared_len) = (TokenStream::new(), 0);
     for (reg, len) in plan.regs.iter().enumerate().skip(1) {
         let a = format_ident!("a{}", reg);
         body.extend(quote!(let (#a, acts) = acts.split_at_mut(batch * #len);));
@@ -565,7 +579,10 @@ fn forward_body(plan: &Plan) -> TokenStream {
                 residual: folded.add.map(|(_, r)| input(r)),
                 relu: folded.relu,
             };
-            body.extend(kinds::forward_folded(conv, bn, &x[0], &y, &layout, then));
+            body.extend(kinds::forward_folded(conv, bn, &x[0], &y, &layout, then, prepared_len));
+            let (code, len) = kinds::prepare_folded(conv, bn, prepared_len);
+            prepare.extend(code);
+            prepared_len += len;
             steps.nth(last - i - 1);
             continue;
         }
@@ -586,7 +603,7 @@ fn forward_body(plan: &Plan) -> TokenStream {
             transpose => transpose_call(transpose, &x[0], &y, false),
         });
     }
-    body
+    (body, prepare, prepared_len)
 }
 
 /// A training step as code: the region and gradient-buffer slices, then the phases (forward

@@ -17,6 +17,8 @@ pub trait Compiled {
     const BUFFER_COUNT: usize;
     /// Phases of a training step; the parts of a batch meet between two.
     const PHASES: usize;
+    /// `f32`s of the parameters as inference reads them ([`prepare`](Self::prepare)).
+    const PREPARED_LEN: usize;
 
     /// `f32`s of working memory for inference on `batch` samples.
     fn inference_len(batch: usize) -> usize;
@@ -24,8 +26,24 @@ pub trait Compiled {
     /// `f32`s of working memory for a training step on `batch` samples.
     fn workspace_len(batch: usize) -> usize;
 
-    /// Logits of `batch` samples into `logits`, in `ws` (`inference_len(batch)` long).
-    fn infer(params: &[f32], buffers: &[f32], batch: usize, input: &[f32], logits: &mut [f32], ws: &mut [f32]);
+    /// The parameters as inference reads them, into `prepared` (`PREPARED_LEN` long): each
+    /// eval-mode BatchNorm folded into the convolution before it, laid out as that
+    /// convolution's forward pass reads it (`Conv2d::prepare_batchnorm`).
+    fn prepare(params: &[f32], buffers: &[f32], prepared: &mut [f32]);
+
+    /// Logits of `batch` samples into `logits`, in `ws` (`inference_len(batch)` long), with
+    /// what [`prepare`](Self::prepare) wrote, or, without it, preparing each layer's share on
+    /// the way (in `ws`).
+    #[allow(clippy::too_many_arguments)]
+    fn infer(
+        params: &[f32],
+        buffers: &[f32],
+        prepared: Option<&[f32]>,
+        batch: usize,
+        input: &[f32],
+        logits: &mut [f32],
+        ws: &mut [f32],
+    );
 
     /// Phase `phase` of a training step on `batch` samples, the batch's samples
     /// `first..first + batch`, as their share of a batch of `total`, in `ws`
@@ -131,7 +149,7 @@ pub fn forward_into<C: Compiled>(params: &[f32], buffers: &[f32], input: &[f32],
     let batch = batch_of::<C>("forward_into", input, output);
     let need = C::inference_len(batch);
     check_ws("forward_into", C::NAME, "inference_len", batch, need, ws.len());
-    C::infer(params, buffers, batch, input, output, &mut ws[..need]);
+    C::infer(params, buffers, None, batch, input, output, &mut ws[..need]);
 }
 
 /// The generated `loss_and_grad_into`: a training step in the caller's memory, on the calling
@@ -196,7 +214,7 @@ pub fn argmax(logits: &[f32]) -> usize {
 }
 
 #[cfg(feature = "std")]
-pub use threaded::{forward_batch, loss_and_grad};
+pub use threaded::{forward_batch, loss_and_grad, prepared};
 
 #[cfg(feature = "std")]
 mod threaded {
@@ -205,6 +223,13 @@ mod threaded {
 
     /// Fewer samples than this per thread and a batch is not split.
     const MIN_ROWS_PER_THREAD: usize = 4;
+
+    /// The network's parameters as inference reads them ([`Compiled::prepare`]), made by the
+    /// first call and kept in its workspace (until its parameters or buffers change); `None`
+    /// when there is nothing to prepare.
+    pub fn prepared<'w, C: Compiled>(workspace: &'w Workspace, params: &[f32], buffers: &[f32]) -> Option<&'w [f32]> {
+        (C::PREPARED_LEN > 0).then(|| workspace.prepared(C::PREPARED_LEN, |p| C::prepare(params, buffers, p)))
+    }
 
     /// The generated `Network::forward_batch`: inference, a batch split across threads in
     /// the network's workspace.
@@ -221,9 +246,10 @@ mod threaded {
     ) {
         let batch = batch_of::<C>("forward_batch", input, output);
         let chunks = chunks_for(batch, MIN_ROWS_PER_THREAD);
+        let prepared = prepared::<C>(workspace, params, buffers);
         if chunks == 1 {
             return workspace.with(C::inference_len(batch), |ws| {
-                C::infer(params, buffers, batch, input, output, ws)
+                C::infer(params, buffers, prepared, batch, input, output, ws)
             });
         }
         let (inputs, outputs) = (C::INPUT_LEN, C::OUTPUT_LEN);
@@ -237,6 +263,7 @@ mod threaded {
                 C::infer(
                     params,
                     buffers,
+                    prepared,
                     n,
                     &input[rows.start * inputs..rows.end * inputs],
                     logits,

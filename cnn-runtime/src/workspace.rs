@@ -2,7 +2,7 @@
 //! threads.
 
 use core::ops::Range;
-use std::sync::{Mutex, TryLockError};
+use std::sync::{Mutex, OnceLock, TryLockError};
 
 /// At most this many chunks (threads) share one batch.
 pub const MAX_CHUNKS: usize = 64;
@@ -27,6 +27,11 @@ pub const MAX_CHUNKS: usize = 64;
 #[derive(Default)]
 pub struct Workspace {
     slots: Mutex<Vec<Vec<f32>>>,
+    /// The network's parameters as inference reads them, made by the first call that needs
+    /// them, until [`forget_prepared`](Self::forget_prepared).
+    prepared: OnceLock<Vec<f32>>,
+    /// The memory of what was forgotten, for the next to reuse.
+    spare: Mutex<Vec<f32>>,
 }
 
 pub use crate::parts::chunk_range;
@@ -51,6 +56,36 @@ pub fn chunks_for(batch: usize, min_rows: usize) -> usize {
 }
 
 impl Workspace {
+    /// The `len` `f32`s that `fill` writes, written by the first call (concurrent first calls
+    /// wait for it) and kept until [`forget_prepared`](Self::forget_prepared): a network's
+    /// parameters as its inference reads them (BatchNorm folded into the convolution before
+    /// it), which depend on nothing but its parameters and buffers.
+    ///
+    /// ```
+    /// use cnn_runtime::workspace::Workspace;
+    /// let mut ws = Workspace::default();
+    /// assert_eq!(ws.prepared(2, |p| p.fill(1.0)), [1.0, 1.0]);
+    /// assert_eq!(ws.prepared(2, |p| p.fill(2.0)), [1.0, 1.0]); // kept
+    /// ws.forget_prepared(); // the parameters changed
+    /// assert_eq!(ws.prepared(2, |p| p.fill(2.0)), [2.0, 2.0]);
+    /// ```
+    pub fn prepared(&self, len: usize, fill: impl FnOnce(&mut [f32])) -> &[f32] {
+        self.prepared.get_or_init(|| {
+            let mut prepared = core::mem::take(&mut *self.spare.lock().unwrap_or_else(|p| p.into_inner()));
+            prepared.resize(len, 0.0);
+            fill(&mut prepared);
+            prepared
+        })
+    }
+
+    /// Forgets what [`prepared`](Self::prepared) kept (keeping its memory for the next): what
+    /// a network calls whenever its parameters or buffers may change.
+    pub fn forget_prepared(&mut self) {
+        if let Some(old) = self.prepared.take() {
+            *self.spare.get_mut().unwrap_or_else(|p| p.into_inner()) = old;
+        }
+    }
+
     /// Runs `f` on one buffer of exactly `len` elements (contents unspecified), on the calling
     /// thread: the path of a batch too small to split.
     ///

@@ -204,7 +204,8 @@ pub fn forward(geom: &Conv2d, groups: usize, params: &Range<usize>, call: &Call)
 }
 
 /// Inference of `then(batchnorm(conv(x)))` in one call, the BatchNorm folded into the
-/// convolution (`Conv2d::forward_batchnorm`).
+/// convolution: from the parameters prepared at `at` of `prepared` if given
+/// (`Conv2d::forward_prepared`), else folded on the way (`Conv2d::forward_batchnorm`).
 #[allow(clippy::too_many_arguments)]
 pub fn forward_folded(
     geom: &Conv2d,
@@ -216,8 +217,10 @@ pub fn forward_folded(
     y: &TokenStream,
     layout: &TokenStream,
     then: super::Then,
+    at: usize,
 ) -> TokenStream {
     let (g, ps, pe) = (geom_tokens(geom), params.start, params.end);
+    let end = at + geom.prepared_len();
     let (bg, bps, bpe, bs, be) = (
         super::batchnorm::geom_tokens(bn, false),
         bn_params.start,
@@ -234,7 +237,34 @@ pub fn forward_folded(
     quote!({
         const G: ::cnn::__private::Conv2d = #g;
         const BN: ::cnn::__private::BatchNorm = #bg;
-        G.forward_batchnorm(batch, #x, #layout, &params[#ps..#pe], &BN, &params[#bps..#bpe], &buffers[#bs..#be], ::cnn::__private::Then::#then, #y, scratch);
+        match prepared {
+            ::core::option::Option::Some(prepared) => G.forward_prepared(batch, #x, #layout, &prepared[#at..#end], ::cnn::__private::Then::#then, #y, scratch),
+            ::core::option::Option::None => G.forward_batchnorm(batch, #x, #layout, &params[#ps..#pe], &BN, &params[#bps..#bpe], &buffers[#bs..#be], ::cnn::__private::Then::#then, #y, scratch),
+        }
+    })
+}
+
+/// Writes the parameters `forward_folded` reads at `at` of `prepared` (`Conv2d::prepare_batchnorm`).
+pub fn prepare_folded(
+    geom: &Conv2d,
+    params: &Range<usize>,
+    bn: &cnn_runtime::batchnorm::BatchNorm,
+    bn_params: &Range<usize>,
+    buffers: &Range<usize>,
+    at: usize,
+) -> TokenStream {
+    let (g, ps, pe, end) = (geom_tokens(geom), params.start, params.end, at + geom.prepared_len());
+    let (bg, bps, bpe, bs, be) = (
+        super::batchnorm::geom_tokens(bn, false),
+        bn_params.start,
+        bn_params.end,
+        buffers.start,
+        buffers.end,
+    );
+    quote!({
+        const G: ::cnn::__private::Conv2d = #g;
+        const BN: ::cnn::__private::BatchNorm = #bg;
+        G.prepare_batchnorm(&params[#ps..#pe], &BN, &params[#bps..#bpe], &buffers[#bs..#be], &mut prepared[#at..#end]);
     })
 }
 

@@ -78,7 +78,7 @@ pub mod __private {
     pub use cnn_runtime::layout::{to_channel_major, to_sample_major, Layout};
     pub use cnn_runtime::loss::{softmax_cross_entropy_part, softmax_in_place};
     pub use cnn_runtime::pool::{Pool2d, PoolKind};
-    pub use cnn_runtime::residual::{add, add_assign};
+    pub use cnn_runtime::residual::{add, add_assign, add_relu, relu_mask};
     #[cfg(feature = "std")]
     pub use cnn_runtime::workspace::Workspace;
     pub use cnn_runtime::{Network, ParamInfo, TrainState};

@@ -596,6 +596,7 @@ fn forward_body(plan: &Plan) -> (TokenStream, TokenStream, usize) {
                     relu: step.relu,
                     saved: step.saved.clone(),
                     dy: TokenStream::new(),
+                    dy_mut: TokenStream::new(),
                     dx: Vec::new(),
                 };
                 kinds::forward(op, &call, false)
@@ -668,6 +669,7 @@ fn training(plan: &Plan) -> Training {
                     relu: step.relu,
                     saved: step.saved.clone(),
                     dy: TokenStream::new(),
+                    dy_mut: TokenStream::new(),
                     dx: Vec::new(),
                 };
                 kinds::forward_train(op, &call)
@@ -687,7 +689,7 @@ fn training(plan: &Plan) -> Training {
         let x: Vec<TokenStream> = step.inputs.iter().map(|&r| read(r)).collect();
         let y = read(step.output);
         let dyb = buffer(back.dy);
-        let dy = quote!(&#dyb[..batch * #out_len]);
+        let (dy, dy_mut) = (quote!(&#dyb[..batch * #out_len]), quote!(&mut #dyb[..batch * #out_len]));
         let dx: Vec<Option<TokenStream>> = step
             .inputs
             .iter()
@@ -709,6 +711,7 @@ fn training(plan: &Plan) -> Training {
                     relu: step.relu,
                     saved: step.saved.clone(),
                     dy,
+                    dy_mut,
                     dx,
                 };
                 kinds::backward_train(op, &call)

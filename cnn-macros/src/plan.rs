@@ -7,7 +7,8 @@
 //! keep the layout they receive. Where an op needs the other layout (dense layers and the
 //! vector kinds need sample-major, grouped convolutions channel-major, a sum both inputs in
 //! one), a transpose step is inserted, once per value; at the end the logits are sample-major.
-//! A ReLU right after a stride-1 convolution or a BatchNorm, its only reader, becomes part of it.
+//! A ReLU right after a stride-1 convolution, a BatchNorm or a residual sum, its only reader,
+//! becomes part of it.
 //!
 //! Every step's output has its own region of the activations ([`Plan::regs`]). The backward
 //! pass walks the steps in reverse; the gradient of a region lives in one of a few buffers
@@ -46,7 +47,8 @@ pub struct Step {
     /// The layout of the step's inputs.
     pub layout: Layout,
     /// A ReLU that followed the step, applied by the step itself: a stride-1 convolution's
-    /// (`Conv2d::direct`) or a BatchNorm's (`BatchNorm::with_relu`).
+    /// (`Conv2d::direct`), a BatchNorm's (`BatchNorm::with_relu`) or a residual sum's
+    /// (`residual::add_relu`).
     pub relu: bool,
     pub inputs: Vec<Reg>,
     pub output: Reg,
@@ -173,6 +175,15 @@ impl Plan {
                 _ => None,
             });
         let before = add.map_or(bn, |(step, _)| step);
+        if self.steps[before].relu {
+            // The sum's own ReLU.
+            return Some(Folded {
+                bn,
+                add,
+                relu: true,
+                last: before,
+            });
+        }
         let relu = only_reader(before + 1, before)
             && matches!(self.steps[before + 1].kernel, Kernel::Op(Op::Act(Activation::Relu)));
         let last = if relu { before + 1 } else { before };
@@ -262,10 +273,10 @@ fn step_scratch(kernel: &Kernel) -> usize {
 }
 
 impl Planner<'_> {
-    /// A ReLU right after a stride-1 convolution or a BatchNorm whose output nothing else reads
-    /// is done by that step, on its output as it writes it (and its backward pass masks the
-    /// gradient): a pass over the activations fewer each way. Returns the region the ReLU's
-    /// output is then in.
+    /// A ReLU right after a stride-1 convolution, a BatchNorm or a residual sum whose output
+    /// nothing else reads is done by that step, on its output as it writes it (and its backward
+    /// pass masks the gradient): a pass over the activations fewer. Returns the region the
+    /// ReLU's output is then in.
     fn fuse_relu(&mut self, op: &Op, input: ValueId, regs: &[Reg], readers: &[usize]) -> Option<Reg> {
         if !matches!(op, Op::Act(Activation::Relu)) || readers[input] != 1 {
             return None;
@@ -273,7 +284,7 @@ impl Planner<'_> {
         let last = self.steps.last_mut()?;
         let fuses = match &last.kernel {
             Kernel::Op(Op::Conv { geom, .. }) => geom.direct(),
-            Kernel::Op(Op::BatchNorm { .. }) => true,
+            Kernel::Op(Op::BatchNorm { .. } | Op::Add) => true,
             _ => false,
         };
         (last.output == regs[0] && fuses && !last.relu).then(|| {

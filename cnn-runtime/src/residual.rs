@@ -2,7 +2,9 @@
 //!
 //! Its backward pass needs no kernel of its own: both branches receive the output gradient
 //! unchanged, and the input gradients of the two branches add up ([`add_assign`]). Both
-//! operands must be in the same [`Layout`](crate::layout::Layout).
+//! operands must be in the same [`Layout`](crate::layout::Layout). The ReLU that usually
+//! follows is applied in the same pass ([`add_relu`]), its gradient's mask in place
+//! ([`relu_mask`]).
 
 /// `y = a + b`, element-wise.
 ///
@@ -27,6 +29,61 @@ pub fn add(a: &[f32], b: &[f32], y: &mut [f32]) {
     );
     for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
         *y = a + b;
+    }
+}
+
+/// `y = relu(a + b)`, element-wise, in one pass (a ReLU as `Activation::Relu` computes it).
+///
+/// # Panics
+///
+/// If `a`, `b` and `y` differ in length; the message gives the lengths.
+///
+/// ```
+/// use cnn_runtime::residual::add_relu;
+/// let mut y = [0.0; 3];
+/// add_relu(&[1.0, -2.0, 3.0], &[1.0, 1.0, -4.0], &mut y);
+/// assert_eq!(y, [2.0, 0.0, 0.0]);
+/// ```
+#[inline]
+pub fn add_relu(a: &[f32], b: &[f32], y: &mut [f32]) {
+    let n = y.len();
+    assert!(
+        a.len() == n && b.len() == n,
+        "residual add_relu: a and b must hold y's {n} elements, got {} and {}",
+        a.len(),
+        b.len()
+    );
+    for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
+        let sum = a + b;
+        *y = if sum > 0.0 { sum } else { 0.0 };
+    }
+}
+
+/// The gradient through a ReLU whose output is `y`, in place: `dy` kept where `y > 0`, zero
+/// elsewhere.
+///
+/// # Panics
+///
+/// If `y` and `dy` differ in length; the message gives the lengths.
+///
+/// ```
+/// use cnn_runtime::residual::relu_mask;
+/// let mut dy = [1.0, 2.0, 3.0];
+/// relu_mask(&[0.5, 0.0, 2.0], &mut dy);
+/// assert_eq!(dy, [1.0, 0.0, 3.0]);
+/// ```
+#[inline]
+pub fn relu_mask(y: &[f32], dy: &mut [f32]) {
+    assert_eq!(
+        y.len(),
+        dy.len(),
+        "residual relu_mask: y must hold dy's {} elements, got {}",
+        dy.len(),
+        y.len()
+    );
+    // A select, not a conditional store: it vectorizes.
+    for (g, &y) in dy.iter_mut().zip(y) {
+        *g = if y > 0.0 { *g } else { 0.0 };
     }
 }
 
@@ -74,6 +131,32 @@ mod tests {
             add_assign(&mut z, &b);
             assert_eq!(z, y, "n = {n}");
         }
+    }
+
+    #[test]
+    fn add_relu_and_its_mask_are_a_relu_after_the_sum() {
+        use crate::activation::Activation;
+        for n in [0, 1, 7, 33, 1000] {
+            let (a, b, dz) = (seq(n, 0.1), seq(n, 1.7), seq(n, 2.9));
+            let (mut sum, mut want) = (vec![0.0; n], vec![f32::NAN; n]);
+            add(&a, &b, &mut sum);
+            Activation::Relu.forward(&sum, &mut want);
+            let mut y = vec![f32::NAN; n];
+            add_relu(&a, &b, &mut y);
+            assert_eq!(y, want, "n = {n}");
+            let mut want_grad = vec![f32::NAN; n];
+            Activation::Relu.backward(&sum, &y, &dz, &mut want_grad);
+            let mut grad = dz.clone();
+            relu_mask(&y, &mut grad);
+            assert_eq!(grad, want_grad, "n = {n}");
+            assert!(n < 33 || (grad.contains(&0.0) && grad.iter().any(|&g| g != 0.0)));
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "y must hold dy's 2 elements, got 3")]
+    fn relu_mask_length_mismatch_panics() {
+        relu_mask(&[0.0; 3], &mut [0.0; 2]);
     }
 
     #[test]

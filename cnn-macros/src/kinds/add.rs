@@ -1,5 +1,7 @@
 //! A residual block's sum, `y = main + shortcut`: not declared as a layer, made by `Residual`.
-//! The plan hands the output gradient to one input as it is; these calls serve the rest.
+//! The plan hands the output gradient to one input as it is; these calls serve the rest. With
+//! the ReLU after it (`Call::relu`), the sum writes the ReLU's output and its backward pass masks
+//! the output gradient in place first.
 
 use super::Call;
 use proc_macro2::TokenStream;
@@ -7,15 +9,25 @@ use quote::quote;
 
 pub fn forward(call: &Call) -> TokenStream {
     let (a, b, y) = (&call.x[0], &call.x[1], &call.y);
-    quote!(::cnn::__private::add(#a, #b, #y);)
+    if call.relu {
+        quote!(::cnn::__private::add_relu(#a, #b, #y);)
+    } else {
+        quote!(::cnn::__private::add(#a, #b, #y);)
+    }
 }
 
-/// Copies the output gradient to every input gradient asked for.
+/// Masks the output gradient after a ReLU, then copies it to every input gradient asked for.
 pub fn backward(call: &Call) -> TokenStream {
-    let dy = &call.dy;
-    call.dx
+    let (dy, y) = (&call.dy, &call.y);
+    let mask = call.relu.then(|| {
+        let dy_mut = &call.dy_mut;
+        quote!(::cnn::__private::relu_mask(#y, #dy_mut);)
+    });
+    let copies: TokenStream = call
+        .dx
         .iter()
         .flatten()
         .map(|dx| quote!((#dx).copy_from_slice(#dy);))
-        .collect()
+        .collect();
+    quote!(#mask #copies)
 }

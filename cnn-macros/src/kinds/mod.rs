@@ -123,9 +123,11 @@ pub struct Call {
     /// Where a training forward pass keeps what its backward pass reads (a range of `saved`,
     /// at the same place in every part's slot after `Self::PARTIAL_LEN` floats).
     pub saved: std::ops::Range<usize>,
-    /// Backward only: the output gradient (`&[f32]`), and per input the gradient to write
-    /// (`&mut [f32]`), `None` for the network's input.
+    /// Backward only: the output gradient (`&[f32]`), the same as `&mut [f32]` (a step with
+    /// its ReLU may mask it in place), and per input the gradient to write (`&mut [f32]`),
+    /// `None` for the network's input.
     pub dy: TokenStream,
+    pub dy_mut: TokenStream,
     pub dx: Vec<Option<TokenStream>>,
 }
 
@@ -239,6 +241,8 @@ pub fn backward(op: &Op, call: &Call) -> TokenStream {
     match op {
         Op::Conv { geom, groups, params } => conv::backward(geom, *groups, params, call),
         Op::Dense { geom, params } => dense::backward(geom, params, call),
+        // A sum with its ReLU masks the output gradient, which the plan may hand on as it is.
+        Op::Add if call.relu => add::backward(call),
         _ if !wants_dx => TokenStream::new(),
         Op::Pool(g) => pool::backward(g, call),
         Op::Act(a) => activation::backward(a, call),

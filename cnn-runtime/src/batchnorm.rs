@@ -317,18 +317,12 @@ impl BatchNorm {
         }
         for ch in 0..self.c {
             // Count, mean and squared deviations of the parts so far, combined in order.
-            let (mut n, mut mean, mut m2) = (0usize, 0.0f64, 0.0f64);
-            for (samples, partial) in parts.clone() {
-                let m = samples * self.plane;
-                let (mean_b, m2_b) = (get(partial, ch), get(partial, self.c + ch));
-                let total = (n + m) as f64;
-                let delta = mean_b - mean;
-                if m > 0 {
-                    mean += delta * m as f64 / total;
-                    m2 += m2_b + delta * delta * (n as f64) * (m as f64) / total;
-                }
-                n += m;
-            }
+            let (n, mean, m2) = parts
+                .clone()
+                .into_iter()
+                .fold((0, 0.0, 0.0), |acc, (samples, partial)| {
+                    combine(acc, (samples * self.plane, get(partial, ch), get(partial, self.c + ch)))
+                });
             self.finish_stats(ch, n, mean, m2, buffers, saved);
         }
     }
@@ -363,9 +357,19 @@ impl BatchNorm {
         }
     }
 
-    /// A channel's mean and sum of squared deviations over the part, in `f64`, two passes.
+    /// A channel's mean and sum of squared deviations over the part, in `f64`, two passes:
+    /// over each plane while it is in cache, the planes' then combined (as the parts of a
+    /// batch are), where planes are long enough; over the whole channel otherwise.
     fn channel_stats(&self, batch: usize, x: &[f32], layout: Layout, ch: usize) -> (f64, f64) {
         self.check_data(batch, x.len(), "x");
+        if self.plane >= 64 {
+            let (_, mean, m2) = self.planes(batch, layout, ch).fold((0, 0.0, 0.0), |acc, at| {
+                let plane = &x[at..][..self.plane];
+                let mean = simd::sum_f64(plane) / self.plane as f64;
+                combine(acc, (self.plane, mean, simd::sum_sq_dev_f64(plane, mean)))
+            });
+            return (mean, m2);
+        }
         let n = batch * self.plane;
         let sum: f64 = self
             .planes(batch, layout, ch)
@@ -746,6 +750,21 @@ impl BatchNorm {
     }
 }
 
+/// The count, mean and sum of squared deviations of two sets of values together, from each
+/// one's (Chan et al.'s combination, in `f64`).
+fn combine((n, mean, m2): (usize, f64, f64), (m, mean_b, m2_b): (usize, f64, f64)) -> (usize, f64, f64) {
+    if m == 0 {
+        return (n, mean, m2);
+    }
+    let total = (n + m) as f64;
+    let delta = mean_b - mean;
+    (
+        n + m,
+        mean + delta * m as f64 / total,
+        m2 + m2_b + delta * delta * (n as f64) * (m as f64) / total,
+    )
+}
+
 /// `v` as the sum of two `f32`s, the first `v` rounded: `(x - hi) - lo` is `x - v` to within
 /// `f32` rounding of the result, where `x - v as f32` could lose all of it when `x` is close to
 /// `v`.
@@ -770,9 +789,11 @@ mod tests {
     use crate::layout::{to_channel_major, to_sample_major};
     use crate::testutil::{assert_all_close, assert_grad_matches, seq};
 
-    /// BatchNorm2d with weight and bias, BatchNorm1d, and BatchNorm2d without affine.
-    const CASES: [(BatchNorm, usize); 4] = [
+    /// BatchNorm2d with weight and bias, BatchNorm1d, and BatchNorm2d without affine; planes
+    /// short and long (statistics plane by plane from 64 on).
+    const CASES: [(BatchNorm, usize); 5] = [
         (BatchNorm::new(3, 5, 1e-5, 0.1, true), 4),
+        (BatchNorm::new(2, 70, 1e-5, 0.1, true), 3),
         (BatchNorm::new(6, 1, 1e-5, 0.2, true), 5),
         (BatchNorm::new(2, 12, 1e-3, 0.1, false), 3),
         (BatchNorm::new(1, 1, 1e-5, 0.1, true), 3),
@@ -880,28 +901,32 @@ mod tests {
     #[test]
     fn large_offsets_keep_f32_precision() {
         // A channel far from zero with a small spread: a one-pass variance in f32 would lose it.
-        let g = BatchNorm::new(1, 4, 1e-5, 0.1, false);
-        let x: Vec<f32> = seq(32, 0.3).iter().map(|v| 1000.0 + v * 0.01).collect();
-        let (mut buf, mut saved, mut y) = (vec![0.0, 1.0], vec![0.0; 5], vec![0.0; 32]);
-        g.forward_train(8, &x, Layout::SampleMajor, &[], &mut buf, &mut saved, &mut y);
-        let (mean, var, _) = stats(&g, 8, &x, 0);
-        assert_normalized(&g, 8, &x, &y, &[], &[mean], &[var]);
+        // Short planes (the channel in two passes) and long ones (plane by plane).
+        for plane in [4, 80] {
+            let g = BatchNorm::new(1, plane, 1e-5, 0.1, false);
+            let n = 8 * plane;
+            let x: Vec<f32> = seq(n, 0.3).iter().map(|v| 1000.0 + v * 0.01).collect();
+            let (mut buf, mut saved, mut y) = (vec![0.0, 1.0], vec![0.0; 5], vec![0.0; n]);
+            g.forward_train(8, &x, Layout::SampleMajor, &[], &mut buf, &mut saved, &mut y);
+            let (mean, var, _) = stats(&g, 8, &x, 0);
+            assert_normalized(&g, 8, &x, &y, &[], &[mean], &[var]);
 
-        // The backward pass against its formula in f64.
-        let dy = seq(32, 1.4);
-        let mut dx = vec![f32::NAN; 32];
-        g.backward(8, &x, Layout::SampleMajor, &[], &mut saved, &dy, &mut [], Some(&mut dx));
-        let invstd = 1.0 / (var + g.eps as f64).sqrt();
-        let xhat: Vec<f64> = x.iter().map(|&v| (v as f64 - mean) * invstd).collect();
-        let sum_dy: f64 = dy.iter().map(|&v| v as f64).sum();
-        let sum_dy_xhat: f64 = dy.iter().zip(&xhat).map(|(&g, h)| g as f64 * h).sum();
-        for i in 0..32 {
-            let want = invstd / 32.0 * (32.0 * dy[i] as f64 - sum_dy - xhat[i] * sum_dy_xhat);
-            assert!(
-                (dx[i] as f64 - want).abs() < 1e-5 * (1.0 + want.abs()),
-                "dx[{i}]: {} vs {want}",
-                dx[i]
-            );
+            // The backward pass against its formula in f64.
+            let dy = seq(n, 1.4);
+            let mut dx = vec![f32::NAN; n];
+            g.backward(8, &x, Layout::SampleMajor, &[], &mut saved, &dy, &mut [], Some(&mut dx));
+            let invstd = 1.0 / (var + g.eps as f64).sqrt();
+            let xhat: Vec<f64> = x.iter().map(|&v| (v as f64 - mean) * invstd).collect();
+            let sum_dy: f64 = dy.iter().map(|&v| v as f64).sum();
+            let sum_dy_xhat: f64 = dy.iter().zip(&xhat).map(|(&g, h)| g as f64 * h).sum();
+            for i in 0..n {
+                let want = invstd / n as f64 * (n as f64 * dy[i] as f64 - sum_dy - xhat[i] * sum_dy_xhat);
+                assert!(
+                    (dx[i] as f64 - want).abs() < 1e-5 * (1.0 + want.abs()),
+                    "plane {plane}: dx[{i}]: {} vs {want}",
+                    dx[i]
+                );
+            }
         }
     }
 
@@ -1016,7 +1041,10 @@ mod tests {
 
     #[test]
     fn not_affine_is_affine_with_unit_weight_and_zero_bias() {
-        let (plain, batch) = (CASES[2].0, CASES[2].1);
+        let (plain, batch) = CASES
+            .into_iter()
+            .find(|(g, _)| !g.affine)
+            .expect("a case without affine");
         let affine = BatchNorm { affine: true, ..plain };
         let ones: Vec<f32> = (0..2 * plain.c).map(|i| if i < plain.c { 1.0 } else { 0.0 }).collect();
         let x = input(&plain, batch, 0.6);

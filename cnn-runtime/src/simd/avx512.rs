@@ -383,72 +383,99 @@ unsafe fn nt_block<const R: usize, const S: usize>(
     }
 }
 
-/// Lanes of `f64` sums, as `portable::F64_LANES`: lane `l` sums elements `l, l + 8, ...`, then
-/// the lanes are summed in order and the rest added, so the bits are the portable path's.
-fn finish(acc: __m512d, rest: f64) -> f64 {
-    let mut lanes = [0.0f64; 8];
-    // SAFETY: `lanes` holds 8 doubles.
-    unsafe { _mm512_storeu_pd(lanes.as_mut_ptr(), acc) };
+/// Vectors of 8 `f64` lanes each that the sums keep, `portable::F64_LANES` lanes in all: four
+/// independent chains of additions, where one would wait on each addition's latency.
+const F64_VECTORS: usize = 4;
+
+/// Floats of one step of the sums: one per lane.
+const F64_STEP: usize = 8 * F64_VECTORS;
+
+/// Lanes of `f64` sums, as `portable::F64_LANES`: lane `l` (lane `l % 8` of vector `l / 8`)
+/// sums elements `l, l + 32, ...`, then the lanes are summed in order and the rest added, so
+/// the bits are the portable path's.
+fn finish(acc: [__m512d; F64_VECTORS], rest: f64) -> f64 {
+    let mut lanes = [0.0f64; F64_STEP];
+    for (v, acc) in acc.iter().enumerate() {
+        // SAFETY: `lanes` holds 8 doubles from 8 * v.
+        unsafe { _mm512_storeu_pd(lanes.as_mut_ptr().add(8 * v), *acc) };
+    }
     lanes.iter().sum::<f64>() + rest
 }
 
-/// `simd::sum_f64` on 8 lanes of `f64` (see [`finish`]).
+/// Vector `v` of a step of 32 floats, as `f64`s.
+///
+/// # Safety
+///
+/// The CPU has AVX-512F; `step` holds 32 floats.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+unsafe fn load_f64(step: &[f32], v: usize) -> __m512d {
+    // SAFETY: the contract: 8 floats from 8 * v.
+    _mm512_cvtps_pd(unsafe { _mm256_loadu_ps(step.as_ptr().add(8 * v)) })
+}
+
+/// `simd::sum_f64` on 32 lanes of `f64` (see [`finish`]).
 ///
 /// # Safety
 ///
 /// The CPU has AVX-512F.
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub unsafe fn sum_f64(x: &[f32]) -> f64 {
-    let chunks = x.chunks_exact(8);
-    let rest = chunks.remainder().iter().map(|&v| v as f64).sum::<f64>();
-    let mut acc = _mm512_setzero_pd();
-    for c in chunks {
-        // SAFETY: a chunk holds 8 floats.
-        let v = _mm512_cvtps_pd(unsafe { _mm256_loadu_ps(c.as_ptr()) });
-        acc = _mm512_add_pd(acc, v);
+    let steps = x.chunks_exact(F64_STEP);
+    let rest = steps.remainder().iter().map(|&v| v as f64).sum::<f64>();
+    let mut acc = [_mm512_setzero_pd(); F64_VECTORS];
+    for step in steps {
+        for (v, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: a step holds 32 floats.
+            *acc = _mm512_add_pd(*acc, unsafe { load_f64(step, v) });
+        }
     }
     finish(acc, rest)
 }
 
-/// `simd::sum_sq_dev_f64` on 8 lanes of `f64` (see [`finish`]).
+/// `simd::sum_sq_dev_f64` on 32 lanes of `f64` (see [`finish`]).
 ///
 /// # Safety
 ///
 /// The CPU has AVX-512F.
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub unsafe fn sum_sq_dev_f64(x: &[f32], mean: f64) -> f64 {
-    let chunks = x.chunks_exact(8);
+    let steps = x.chunks_exact(F64_STEP);
     let sq = |v: f32| (v as f64 - mean) * (v as f64 - mean);
-    let rest = chunks.remainder().iter().map(|&v| sq(v)).sum::<f64>();
-    let (mut acc, m) = (_mm512_setzero_pd(), _mm512_set1_pd(mean));
-    for c in chunks {
-        // SAFETY: a chunk holds 8 floats.
-        let d = _mm512_sub_pd(_mm512_cvtps_pd(unsafe { _mm256_loadu_ps(c.as_ptr()) }), m);
-        acc = _mm512_add_pd(acc, _mm512_mul_pd(d, d));
+    let rest = steps.remainder().iter().map(|&v| sq(v)).sum::<f64>();
+    let (mut acc, m) = ([_mm512_setzero_pd(); F64_VECTORS], _mm512_set1_pd(mean));
+    for step in steps {
+        for (v, acc) in acc.iter_mut().enumerate() {
+            // SAFETY: a step holds 32 floats.
+            let d = _mm512_sub_pd(unsafe { load_f64(step, v) }, m);
+            *acc = _mm512_add_pd(*acc, _mm512_mul_pd(d, d));
+        }
     }
     finish(acc, rest)
 }
 
-/// `simd::sums_dy_f64` on 8 lanes of `f64` (see [`finish`]).
+/// `simd::sums_dy_f64` on 32 lanes of `f64` (see [`finish`]).
 ///
 /// # Safety
 ///
 /// The CPU has AVX-512F; `x` and `dy` have the same length.
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub unsafe fn sums_dy_f64(x: &[f32], dy: &[f32], mean: f64) -> (f64, f64) {
-    let (xc, gc) = (x.chunks_exact(8), dy.chunks_exact(8));
+    let (xc, gc) = (x.chunks_exact(F64_STEP), dy.chunks_exact(F64_STEP));
     let (mut rs, mut rsx) = (0.0f64, 0.0f64);
     for (&x, &g) in xc.remainder().iter().zip(gc.remainder()) {
         rs += g as f64;
         rsx += g as f64 * (x as f64 - mean);
     }
-    let (mut s, mut sx, m) = (_mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_set1_pd(mean));
+    let m = _mm512_set1_pd(mean);
+    let (mut s, mut sx) = ([_mm512_setzero_pd(); F64_VECTORS], [_mm512_setzero_pd(); F64_VECTORS]);
     for (xs, gs) in xc.zip(gc) {
-        // SAFETY: the chunks hold 8 floats each.
-        let (xv, gv) = unsafe { (_mm256_loadu_ps(xs.as_ptr()), _mm256_loadu_ps(gs.as_ptr())) };
-        let (xv, gv) = (_mm512_cvtps_pd(xv), _mm512_cvtps_pd(gv));
-        s = _mm512_add_pd(s, gv);
-        sx = _mm512_add_pd(sx, _mm512_mul_pd(gv, _mm512_sub_pd(xv, m)));
+        for v in 0..F64_VECTORS {
+            // SAFETY: the steps hold 32 floats each.
+            let (xv, gv) = unsafe { (load_f64(xs, v), load_f64(gs, v)) };
+            s[v] = _mm512_add_pd(s[v], gv);
+            sx[v] = _mm512_add_pd(sx[v], _mm512_mul_pd(gv, _mm512_sub_pd(xv, m)));
+        }
     }
     (finish(s, rs), finish(sx, rsx))
 }

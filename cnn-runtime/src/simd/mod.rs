@@ -61,7 +61,7 @@ macro_rules! same_body {
     };
 }
 
-/// The sum of `x` in `f64` (BatchNorm's statistics), in 8 interleaved partial sums: a single
+/// The sum of `x` in `f64` (BatchNorm's statistics), in 32 interleaved partial sums: a single
 /// running sum is a chain of dependent additions, which the compiler may not reorder.
 pub(crate) fn sum_f64(x: &[f32]) -> f64 {
     same_body!(sum_f64(x))

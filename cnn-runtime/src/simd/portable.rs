@@ -125,8 +125,9 @@ pub fn gemm_nt(
 }
 
 /// Partial sums the `f64` reductions keep: one running sum is a chain of dependent additions,
-/// one per element, which the compiler may not reorder; eight interleaved ones vectorize.
-const F64_LANES: usize = 8;
+/// one per element, which the compiler may not reorder; 32 interleaved ones vectorize into
+/// several independent chains (four vectors of 8 with AVX-512, which keeps the same lanes).
+const F64_LANES: usize = 32;
 
 /// The sum of `x` in `f64`, in [`F64_LANES`] interleaved partial sums.
 #[inline(always)]

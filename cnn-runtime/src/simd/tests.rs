@@ -439,7 +439,7 @@ fn small_gemm_rejects_a_short_output() {
 
 #[test]
 fn f64_sums_are_the_same_bits_on_every_path() {
-    for n in [0, 1, 7, 8, 9, 100, 1027] {
+    for n in [0, 1, 7, 8, 9, 31, 32, 33, 100, 1027] {
         let (x, dy) = (seq(n, 0.35), seq(n, 1.7));
         let mean = 0.25;
         let want = (

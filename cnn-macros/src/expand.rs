@@ -579,10 +579,10 @@ fn forward_body(plan: &Plan) -> (TokenStream, TokenStream, usize) {
                 residual: folded.add.map(|(_, r)| input(r)),
                 relu: folded.relu,
             };
-            body.extend(kinds::forward_folded(conv, bn, &x[0], &y, &layout, then, prepared_len));
-            let (code, len) = kinds::prepare_folded(conv, bn, prepared_len);
-            prepare.extend(code);
-            prepared_len += len;
+            let folded = kinds::folded(conv, bn, prepared_len);
+            body.extend(folded.forward(&x[0], &y, &layout, then));
+            prepare.extend(folded.prepare());
+            prepared_len += folded.prepared_len();
             steps.nth(last - i - 1);
             continue;
         }

@@ -18,17 +18,21 @@
 //! `weight^T x dy`, one row per kernel tap, folded back onto the padded image by summing
 //! shifted windows (`simd::sum_shifted`: each pixel written once).
 //!
-//! A stride no larger than the kernel reads its input in place too, forward: the padded sample
-//! is split into one image per phase of the stride (`(row % SH, column % SW)`), and each tap is
-//! a shifted view of one phase image. Other strides, and the backward pass of every strided
-//! layer, unfold each sample into columns (im2col, `[C*KH*KW, OH*OW]`) and multiply; long
-//! patches on small images ([`Conv2d::packed`]) multiply with matrixmultiply's packed sgemm.
+//! A stride no larger than the kernel reads its input in place too, both ways: the padded
+//! sample is split into one image per phase of the stride (`(row % SH, column % SW)`), each tap
+//! is a shifted view of one phase image, and the input gradient is summed phase image by phase
+//! image from the taps that read it (ResNet-8's stride-2 3x3 layers' backward passes at batch
+//! 64, against unfolding: 8.4-12.2 ms -> 4.8-5.8 ms and 5.5-5.6 -> 4.7-4.8 ms, `bench --layers`).
+//! Other strides unfold each sample into columns (im2col, `[C*KH*KW, OH*OW]`) and multiply;
+//! long patches on small images ([`Conv2d::packed`]) multiply forward with matrixmultiply's
+//! packed sgemm.
 //! Where a sample's output is one product by output channels (and on the unfolded route), the
 //! kernel writes each block of it straight into the channel-major output's planes, applying the
 //! bias and what [`Then`] says (a ReLU, a residual sum) as it stores the block
 //! (`simd::Finish`); otherwise (by pixels, or channels in several products) the output is
 //! computed in a contiguous buffer, then written to the output with the same applied. At
-//! inference an eval-mode BatchNorm can be folded into the weights
+//! inference an eval-mode BatchNorm can be folded into the weights, once
+//! ([`Conv2d::prepare_batchnorm`], [`Conv2d::forward_prepared`]) or on every call
 //! ([`Conv2d::forward_batchnorm`]).
 
 use crate::batchnorm::BatchNorm;
@@ -198,7 +202,8 @@ impl Conv2d {
     }
 
     /// Scratch [`backward`](Self::backward) needs, which is also enough for
-    /// [`forward`](Self::forward): for a stride-1 convolution a padded sample and its gradient,
+    /// [`forward`](Self::forward): where the input is read in place a padded sample (as phase
+    /// images when strided) and its gradient,
     /// the output gradient in wide rows, pixel-major and (after a ReLU) masked, the weight
     /// gradient transposed, and the input gradient's columns (a row per kernel tap, see
     /// `grad_row`), or, where the input gradient is a forward pass through the flipped kernels
@@ -233,7 +238,7 @@ impl Conv2d {
     /// Whether the forward pass reads the input in place: stride 1 ([`direct`](Self::direct)),
     /// or a stride no larger than the kernel, whose padded input is split into one image per
     /// phase of the stride (`(row % SH, column % SW)`): every kernel tap then reads a shifted
-    /// view of one phase, as at stride 1. The backward pass of a strided layer unfolds.
+    /// view of one phase, as at stride 1; the backward pass too.
     ///
     /// ```
     /// use cnn_runtime::conv::Conv2d;
@@ -545,7 +550,9 @@ impl Conv2d {
         }
     }
 
-    /// The stride-1 backward pass: accumulates into `dweight` and, when given, overwrites `dx`.
+    /// The backward pass that reads the input in place ([`in_place`](Self::in_place)): stride
+    /// 1, or strided from phase images, whose input gradient is summed phase by phase and then
+    /// interleaved into `dx`. Accumulates into `dweight` and, when given, overwrites `dx`.
     /// With `relu = Some((y, dbias))` the layer is `relu(conv(x))` with output `y`: the output
     /// gradient is masked sample by sample, and the bias gradient (zeroed by the caller) summed
     /// from the masked one.
@@ -875,6 +882,7 @@ impl Conv2d {
     ///
     /// If a slice has the wrong length; the message gives the expected and the actual one.
     pub fn forward(&self, batch: usize, x: &[f32], layout: Layout, params: &[f32], y: &mut [f32], scratch: &mut [f32]) {
+        let params = Params::Declared(params);
         self.forward_by(
             self.forward_route(),
             Then::Nothing,
@@ -915,6 +923,7 @@ impl Conv2d {
         y: &mut [f32],
         scratch: &mut [f32],
     ) {
+        let params = Params::Declared(params);
         self.forward_by(self.forward_route(), Then::Relu, batch, x, layout, params, y, scratch)
     }
 
@@ -958,15 +967,6 @@ impl Conv2d {
         y: &mut [f32],
         scratch: &mut [f32],
     ) {
-        assert!(
-            bn.c == self.oc && bn.plane == self.oh * self.ow,
-            "conv2d: a BatchNorm of {} channels of {} must follow {} output channels of {}x{}",
-            bn.c,
-            bn.plane,
-            self.oc,
-            self.oh,
-            self.ow
-        );
         assert!(
             scratch.len() >= self.folded_scratch_len(),
             "conv2d: scratch must hold at least {} elements, got {}",
@@ -1104,7 +1104,7 @@ impl Conv2d {
     ) {
         let folded = Conv2d { bias: true, ..*self };
         let params = Params::Prepared(prepared);
-        folded.forward_params(folded.forward_route(), then, batch, x, layout, params, y, scratch)
+        folded.forward_by(folded.forward_route(), then, batch, x, layout, params, y, scratch)
     }
 
     /// Whether [`prepare_batchnorm`](Self::prepare_batchnorm) lays the weight out transposed,
@@ -1125,25 +1125,10 @@ impl Conv2d {
         self.weight_len() + self.oc + self.forward_scratch_len()
     }
 
-    /// [`forward`](Self::forward) by `route`, followed by what `then` says.
+    /// [`forward`](Self::forward) by `route` with the parameters as declared or as prepared,
+    /// followed by what `then` says.
     #[allow(clippy::too_many_arguments)]
     fn forward_by(
-        &self,
-        route: Route,
-        then: Then,
-        batch: usize,
-        x: &[f32],
-        layout: Layout,
-        params: &[f32],
-        y: &mut [f32],
-        scratch: &mut [f32],
-    ) {
-        self.forward_params(route, then, batch, x, layout, Params::Declared(params), y, scratch)
-    }
-
-    /// [`forward_by`](Self::forward_by) with the parameters as declared or as prepared.
-    #[allow(clippy::too_many_arguments)]
-    fn forward_params(
         &self,
         route: Route,
         then: Then,
@@ -1320,8 +1305,9 @@ impl Conv2d {
         )
     }
 
-    /// [`backward`](Self::backward) by the stride-1 path when `direct`, by unfolding otherwise;
-    /// with `relu_out`, that of [`backward_relu`](Self::backward_relu) (stride-1 path only).
+    /// [`backward`](Self::backward) in place when [`in_place`](Self::in_place), by unfolding
+    /// otherwise; with `relu_out`, that of [`backward_relu`](Self::backward_relu) (stride-1
+    /// layers only).
     #[allow(clippy::too_many_arguments)]
     fn backward_by(
         &self,
@@ -1506,7 +1492,8 @@ enum Weight<'a> {
 /// How a convolution is computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Route {
-    /// The stride-1 path: kernel taps read in place from a padded copy of each sample.
+    /// Kernel taps read in place from a padded copy of each sample (its phase images when
+    /// strided).
     Direct,
     /// Each sample unfolded into columns (im2col), then multiplied.
     Unfolded,
@@ -1661,8 +1648,9 @@ mod tests {
         y
     }
 
-    // Through whichever path `direct()` picks: strided ones unfold. `DIRECT` below runs both
-    // paths, narrow and wide (>= WIDE_OC) weight gradients of the unfolding one among them.
+    // Through whichever route each layer takes (strided ones in place from phase images where
+    // the kernel is no smaller than the stride). `DIRECT` below runs both routes, narrow and
+    // wide (>= WIDE_OC) weight gradients of the unfolding one among them.
     const CASES: [Conv2d; 5] = [
         Conv2d::new([2, 6, 5], 17, [3, 2], [1, 1], [1, 0], true),
         Conv2d::new([1, 5, 5], 2, [3, 3], [1, 1], [0, 0], true),
@@ -1750,17 +1738,20 @@ mod tests {
         Conv2d::new([2, 3, 4], 3, [1, 2], [1, 1], [1, 2], true),
     ];
 
+    /// Every forward route and order: stride 1 by channels and by pixels, strided in place,
+    /// unfolded, packed (matrixmultiply).
+    const ROUTES: [Conv2d; 5] = [
+        Conv2d::new([3, 7, 9], 5, [3, 3], [1, 1], [1, 1], true),
+        Conv2d::new([4, 6, 6], 40, [3, 3], [1, 1], [1, 1], false),
+        Conv2d::new([3, 9, 7], 5, [3, 3], [2, 2], [1, 1], true),
+        Conv2d::new([4, 8, 8], 6, [1, 1], [2, 2], [0, 0], true),
+        Conv2d::new([128, 7, 7], 24, [3, 3], [1, 1], [1, 1], true),
+    ];
+
     #[test]
     fn a_residual_sum_and_relu_are_applied_as_the_output_is_written() {
-        // Every route and forward order: stride 1 (both orders), strided in place, unfolded.
-        let cases = [
-            Conv2d::new([3, 7, 9], 5, [3, 3], [1, 1], [1, 1], true),
-            Conv2d::new([4, 6, 6], 40, [3, 3], [1, 1], [1, 1], false),
-            Conv2d::new([3, 9, 7], 5, [3, 3], [2, 2], [1, 1], true),
-            Conv2d::new([4, 8, 8], 6, [1, 1], [2, 2], [0, 0], true),
-        ];
-        assert!(cases.iter().any(|g| g.direct() && g.by_pixels()));
-        for g in cases {
+        assert!(ROUTES.iter().any(|g| g.direct() && g.by_pixels()));
+        for g in ROUTES {
             let batch = 3;
             let mut scratch = vec![f32::NAN; g.scratch_len()];
             let x = seq(batch * g.in_len(), 0.3);
@@ -1773,16 +1764,8 @@ mod tests {
             assert!(relu.contains(&0.0) && relu.iter().any(|&v| v > 0.0));
             for (then, want) in [(Then::Add(&r), &sum), (Then::AddRelu(&r), &relu)] {
                 let mut y = vec![f32::NAN; batch * g.out_len()];
-                g.forward_by(
-                    g.forward_route(),
-                    then,
-                    batch,
-                    &x,
-                    Layout::ChannelMajor,
-                    &p,
-                    &mut y,
-                    &mut scratch,
-                );
+                let (route, p) = (g.forward_route(), Params::Declared(&p));
+                g.forward_by(route, then, batch, &x, Layout::ChannelMajor, p, &mut y, &mut scratch);
                 assert_all_close(&format!("{g:?} {then:?}"), want, &[&y], 1e-5);
             }
         }
@@ -1820,15 +1803,9 @@ mod tests {
 
     #[test]
     fn prepared_parameters_compute_the_convolution_and_its_batchnorm() {
-        // By channels, by pixels (whose prepared weight is transposed), unfolded, packed.
-        let cases = [
-            Conv2d::new([3, 7, 9], 5, [3, 3], [1, 1], [1, 1], true),
-            Conv2d::new([4, 8, 8], 40, [3, 3], [1, 1], [1, 1], false),
-            Conv2d::new([4, 8, 8], 6, [1, 1], [2, 2], [0, 0], true),
-            Conv2d::new([128, 7, 7], 24, [3, 3], [1, 1], [1, 1], true),
-        ];
-        assert!(cases.iter().any(|g| g.transposed_weight()) && cases.iter().any(|g| !g.transposed_weight()));
-        for g in cases {
+        // By pixels, the prepared weight is transposed.
+        assert!(ROUTES.iter().any(|g| g.transposed_weight()) && ROUTES.iter().any(|g| !g.transposed_weight()));
+        for g in ROUTES {
             let bn = BatchNorm::new(g.oc, g.oh * g.ow, 1e-5, 0.1, true);
             let batch = 2;
             let (x, p) = (seq(batch * g.in_len(), 0.3), seq(g.param_len(), 0.7));
@@ -1910,7 +1887,16 @@ mod tests {
             for layout in [Layout::SampleMajor, Layout::ChannelMajor] {
                 let run = |route: Route, scratch: &mut [f32]| {
                     let mut y = vec![f32::NAN; batch * g.out_len()];
-                    g.forward_by(route, Then::AddRelu(&r), batch, &x, layout, &p, &mut y, scratch);
+                    g.forward_by(
+                        route,
+                        Then::AddRelu(&r),
+                        batch,
+                        &x,
+                        layout,
+                        Params::Declared(&p),
+                        &mut y,
+                        scratch,
+                    );
                     y
                 };
                 let (packed, ours) = (run(Route::Packed, &mut scratch), run(Route::Unfolded, &mut scratch));
@@ -1945,7 +1931,7 @@ mod tests {
                 for then in [Then::Nothing, Then::Relu] {
                     let run = |route: Route, scratch: &mut [f32]| {
                         let mut y = vec![f32::NAN; batch * g.out_len()];
-                        g.forward_by(route, then, batch, &x, layout, &p, &mut y, scratch);
+                        g.forward_by(route, then, batch, &x, layout, Params::Declared(&p), &mut y, scratch);
                         y
                     };
                     let (phased, unfolded) = (run(Route::Direct, &mut scratch), run(Route::Unfolded, &mut scratch));
@@ -1983,7 +1969,16 @@ mod tests {
                 let dy = seq(batch * g.out_len(), 1.9);
                 let run = |route: Route, scratch: &mut [f32]| {
                     let mut y = vec![f32::NAN; batch * g.out_len()];
-                    g.forward_by(route, Then::Nothing, batch, &x, layout, &p, &mut y, scratch);
+                    g.forward_by(
+                        route,
+                        Then::Nothing,
+                        batch,
+                        &x,
+                        layout,
+                        Params::Declared(&p),
+                        &mut y,
+                        scratch,
+                    );
                     let mut dp = vec![f32::NAN; g.param_len()];
                     let mut dx = vec![f32::NAN; x.len()];
                     g.backward_by(route, None, batch, &x, layout, &p, &dy, &mut dp, Some(&mut dx), scratch);

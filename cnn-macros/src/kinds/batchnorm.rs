@@ -145,15 +145,15 @@ pub(super) fn geom_tokens(g: &BatchNorm, relu: bool) -> TokenStream {
     quote!(::cnn::__private::BatchNorm::new(#c, #plane, #eps, #momentum, #affine) #relu)
 }
 
+/// The layer (with its ReLU if the call has one) and the bounds of its parameters and buffers.
+fn parts(g: &BatchNorm, params: &Range<usize>, buffers: &Range<usize>, call: &Call) -> (TokenStream, [usize; 4]) {
+    let bounds = [params.start, params.end, buffers.start, buffers.end];
+    (geom_tokens(g, call.relu), bounds)
+}
+
 /// Inference: the running statistics.
 pub fn forward(g: &BatchNorm, params: &Range<usize>, buffers: &Range<usize>, call: &Call) -> TokenStream {
-    let (geom, ps, pe, bs, be) = (
-        geom_tokens(g, call.relu),
-        params.start,
-        params.end,
-        buffers.start,
-        buffers.end,
-    );
+    let (geom, [ps, pe, bs, be]) = parts(g, params, buffers, call);
     let (x, y, layout) = (&call.x[0], &call.y, &call.layout);
     quote!({ const G: ::cnn::__private::BatchNorm = #geom; G.forward_eval(batch, #x, #layout, &params[#ps..#pe], &buffers[#bs..#be], #y); })
 }
@@ -161,13 +161,7 @@ pub fn forward(g: &BatchNorm, params: &Range<usize>, buffers: &Range<usize>, cal
 /// A training step: each part's statistics, the whole batch's from them (and the running
 /// statistics updated) at a barrier, then each part normalized.
 pub fn forward_train(g: &BatchNorm, params: &Range<usize>, buffers: &Range<usize>, call: &Call) -> Vec<Piece> {
-    let (geom, ps, pe, bs, be) = (
-        geom_tokens(g, call.relu),
-        params.start,
-        params.end,
-        buffers.start,
-        buffers.end,
-    );
+    let (geom, [ps, pe, bs, be]) = parts(g, params, buffers, call);
     let (x, y, layout) = (&call.x[0], &call.y, &call.layout);
     let (ss, se, pl) = (call.saved.start, call.saved.end, g.partial_len());
     vec![

@@ -203,69 +203,84 @@ pub fn forward(geom: &Conv2d, groups: usize, params: &Range<usize>, call: &Call)
     quote!({ const G: ::cnn::__private::Conv2d = #g; G.#forward(batch, #x, #layout, &params[#ps..#pe], #y, scratch); })
 }
 
-/// Inference of `then(batchnorm(conv(x)))` in one call, the BatchNorm folded into the
-/// convolution: from the parameters prepared at `at` of `prepared` if given
-/// (`Conv2d::forward_prepared`), else folded on the way (`Conv2d::forward_batchnorm`).
-#[allow(clippy::too_many_arguments)]
-pub fn forward_folded(
-    geom: &Conv2d,
-    params: &Range<usize>,
-    bn: &cnn_runtime::batchnorm::BatchNorm,
-    bn_params: &Range<usize>,
-    buffers: &Range<usize>,
-    x: &TokenStream,
-    y: &TokenStream,
-    layout: &TokenStream,
-    then: super::Then,
-    at: usize,
-) -> TokenStream {
-    let (g, ps, pe) = (geom_tokens(geom), params.start, params.end);
-    let end = at + geom.prepared_len();
-    let (bg, bps, bpe, bs, be) = (
-        super::batchnorm::geom_tokens(bn, false),
-        bn_params.start,
-        bn_params.end,
-        buffers.start,
-        buffers.end,
-    );
-    let then = match (then.residual, then.relu) {
-        (None, false) => quote!(Nothing),
-        (None, true) => quote!(Relu),
-        (Some(r), false) => quote!(Add(#r)),
-        (Some(r), true) => quote!(AddRelu(#r)),
-    };
-    quote!({
-        const G: ::cnn::__private::Conv2d = #g;
-        const BN: ::cnn::__private::BatchNorm = #bg;
-        match prepared {
-            ::core::option::Option::Some(prepared) => G.forward_prepared(batch, #x, #layout, &prepared[#at..#end], ::cnn::__private::Then::#then, #y, scratch),
-            ::core::option::Option::None => G.forward_batchnorm(batch, #x, #layout, &params[#ps..#pe], &BN, &params[#bps..#bpe], &buffers[#bs..#be], ::cnn::__private::Then::#then, #y, scratch),
-        }
-    })
+/// A convolution with a BatchNorm folded into it, as generated code names it: the constants
+/// `G` and `BN`, and the slices of its parameters, the BatchNorm's, its buffers, and where its
+/// prepared parameters lie in `prepared` (from `at`).
+pub struct Folded {
+    consts: TokenStream,
+    params: TokenStream,
+    bn_params: TokenStream,
+    buffers: TokenStream,
+    /// `at..at + len` of the prepared parameters.
+    range: TokenStream,
+    len: usize,
 }
 
-/// Writes the parameters `forward_folded` reads at `at` of `prepared` (`Conv2d::prepare_batchnorm`).
-pub fn prepare_folded(
-    geom: &Conv2d,
-    params: &Range<usize>,
-    bn: &cnn_runtime::batchnorm::BatchNorm,
-    bn_params: &Range<usize>,
-    buffers: &Range<usize>,
-    at: usize,
-) -> TokenStream {
-    let (g, ps, pe, end) = (geom_tokens(geom), params.start, params.end, at + geom.prepared_len());
-    let (bg, bps, bpe, bs, be) = (
-        super::batchnorm::geom_tokens(bn, false),
-        bn_params.start,
-        bn_params.end,
-        buffers.start,
-        buffers.end,
-    );
-    quote!({
-        const G: ::cnn::__private::Conv2d = #g;
-        const BN: ::cnn::__private::BatchNorm = #bg;
-        G.prepare_batchnorm(&params[#ps..#pe], &BN, &params[#bps..#bpe], &buffers[#bs..#be], &mut prepared[#at..#end]);
-    })
+impl Folded {
+    pub fn new(
+        geom: &Conv2d,
+        params: &Range<usize>,
+        bn: &cnn_runtime::batchnorm::BatchNorm,
+        bn_params: &Range<usize>,
+        buffers: &Range<usize>,
+        at: usize,
+    ) -> Self {
+        let (g, bg) = (geom_tokens(geom), super::batchnorm::geom_tokens(bn, false));
+        let slice = |r: &Range<usize>, of: TokenStream| {
+            let (s, e) = (r.start, r.end);
+            quote!(&#of[#s..#e])
+        };
+        Folded {
+            consts: quote! {
+                const G: ::cnn::__private::Conv2d = #g;
+                const BN: ::cnn::__private::BatchNorm = #bg;
+            },
+            params: slice(params, quote!(params)),
+            bn_params: slice(bn_params, quote!(params)),
+            buffers: slice(buffers, quote!(buffers)),
+            range: {
+                let end = at + geom.prepared_len();
+                quote!(#at..#end)
+            },
+            len: geom.prepared_len(),
+        }
+    }
+
+    /// Inference of `then(batchnorm(conv(x)))` in one call: from the prepared parameters if
+    /// there are (`Conv2d::forward_prepared`), else folded on the way
+    /// (`Conv2d::forward_batchnorm`).
+    pub fn forward(&self, x: &TokenStream, y: &TokenStream, layout: &TokenStream, then: super::Then) -> TokenStream {
+        let (consts, params, bn_params, buffers, range) =
+            (&self.consts, &self.params, &self.bn_params, &self.buffers, &self.range);
+        let then = match (then.residual, then.relu) {
+            (None, false) => quote!(Nothing),
+            (None, true) => quote!(Relu),
+            (Some(r), false) => quote!(Add(#r)),
+            (Some(r), true) => quote!(AddRelu(#r)),
+        };
+        quote!({
+            #consts
+            match prepared {
+                ::core::option::Option::Some(prepared) => G.forward_prepared(batch, #x, #layout, &prepared[#range], ::cnn::__private::Then::#then, #y, scratch),
+                ::core::option::Option::None => G.forward_batchnorm(batch, #x, #layout, #params, &BN, #bn_params, #buffers, ::cnn::__private::Then::#then, #y, scratch),
+            }
+        })
+    }
+
+    /// Writes the parameters [`forward`](Self::forward) reads (`Conv2d::prepare_batchnorm`).
+    pub fn prepare(&self) -> TokenStream {
+        let (consts, params, bn_params, buffers, range) =
+            (&self.consts, &self.params, &self.bn_params, &self.buffers, &self.range);
+        quote!({
+            #consts
+            G.prepare_batchnorm(#params, &BN, #bn_params, #buffers, &mut prepared[#range]);
+        })
+    }
+
+    /// Floats of the prepared parameters.
+    pub fn prepared_len(&self) -> usize {
+        self.len
+    }
 }
 
 pub fn backward(geom: &Conv2d, groups: usize, params: &Range<usize>, call: &Call) -> TokenStream {

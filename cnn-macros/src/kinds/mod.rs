@@ -184,43 +184,10 @@ pub struct Then {
     pub relu: bool,
 }
 
-/// The inference call of a convolution with the eval-mode BatchNorm after it folded in, and
-/// what `then` says after that (see `plan::Folded`): `x` its input, `y` the last one's output;
-/// its prepared parameters (see [`prepare_folded`]) at `at` of `prepared` when given.
-#[allow(clippy::too_many_arguments)]
-pub fn forward_folded(
-    conv: &Op,
-    bn: &Op,
-    x: &TokenStream,
-    y: &TokenStream,
-    layout: &TokenStream,
-    then: Then,
-    at: usize,
-) -> TokenStream {
-    let (geom, params, bn, bn_params, buffers) = folded_parts(conv, bn);
-    conv::forward_folded(geom, params, bn, bn_params, buffers, x, y, layout, then, at)
-}
-
-/// The code that prepares the parameters of a convolution with its BatchNorm folded in at `at`
-/// of `prepared`; returns it and their length.
-pub fn prepare_folded(conv: &Op, bn: &Op, at: usize) -> (TokenStream, usize) {
-    let (geom, params, bn, bn_params, buffers) = folded_parts(conv, bn);
-    (
-        conv::prepare_folded(geom, params, bn, bn_params, buffers, at),
-        geom.prepared_len(),
-    )
-}
-
-type FoldedParts<'a> = (
-    &'a cnn_runtime::conv::Conv2d,
-    &'a std::ops::Range<usize>,
-    &'a cnn_runtime::batchnorm::BatchNorm,
-    &'a std::ops::Range<usize>,
-    &'a std::ops::Range<usize>,
-);
-
-/// A folded convolution's geometry and parameters, its BatchNorm's, and its buffers.
-fn folded_parts<'a>(conv: &'a Op, bn: &'a Op) -> FoldedParts<'a> {
+/// A convolution with the eval-mode BatchNorm after it folded in (see `plan::Folded`), its
+/// prepared parameters at `at` of `prepared`: its inference call (`forward`, what `then` says
+/// applied after it) and the code that prepares its parameters (`prepare`).
+pub fn folded(conv: &Op, bn: &Op, at: usize) -> conv::Folded {
     match (conv, bn) {
         (
             Op::Conv { geom, params, .. },
@@ -229,7 +196,7 @@ fn folded_parts<'a>(conv: &'a Op, bn: &'a Op) -> FoldedParts<'a> {
                 params: bn_params,
                 buffers,
             },
-        ) => (geom, params, bn, bn_params, buffers),
+        ) => conv::Folded::new(geom, params, bn, bn_params, buffers, at),
         _ => unreachable!("the plan folds only a BatchNorm into a convolution"),
     }
 }

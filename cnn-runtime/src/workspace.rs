@@ -143,11 +143,16 @@ impl Workspace {
     }
 
     /// [`run`](Self::run) in `phases` steps over the same parts and slots: `work(phase, i,
-    /// rows, slot)` runs for every part on its own thread, then `between(phase, slots)` on the
-    /// calling thread (with every slot, to combine what the parts computed: BatchNorm's batch
+    /// rows, slot)` runs for every part on its own thread, then `between(phase, slots)` on one
+    /// thread (with every slot, to combine what the parts computed: BatchNorm's batch
     /// statistics), then the next phase. The slots keep their contents from phase to phase.
-    /// Returns `finish(slots, total)`, `total` the sum of every `work` result, added in phase
-    /// and part order.
+    /// Returns `finish(slots, total)` (on the calling thread), `total` the sum of every `work`
+    /// result, added in phase and part order.
+    ///
+    /// With more than one part, the phases run inside rayon's pool, handed over once: the
+    /// parts of each phase then meet through a worker's own queue, where jobs sent from
+    /// outside the pool, one per phase, would go through its shared queue, which allocates a
+    /// block every 63 jobs.
     ///
     /// # Panics
     ///
@@ -179,7 +184,7 @@ impl Workspace {
         slot_len: impl Fn(usize) -> usize + Sync,
         phases: usize,
         work: impl Fn(usize, usize, Range<usize>, &mut [f32]) -> f32 + Sync,
-        mut between: impl FnMut(usize, &mut [Vec<f32>]),
+        mut between: impl FnMut(usize, &mut [Vec<f32>]) + Send,
         finish: impl FnOnce(&[Vec<f32>], f32) -> R,
     ) -> R {
         assert!(
@@ -206,20 +211,25 @@ impl Workspace {
                 slot.resize(len, 0.0);
             }
         }
-        let mut total = 0.0f32;
-        for phase in 0..phases {
-            let mut results = [0.0f32; MAX_CHUNKS];
-            let run_one = |i: usize, slot: &mut Vec<f32>| {
-                let rows = chunk_range(batch, chunks, i);
-                let len = slot_len(rows.len());
-                work(phase, i, rows, &mut slot[..len])
-            };
-            fan_out(&mut slots[..chunks], 0, &mut results[..chunks], &run_one);
-            total += results[..chunks].iter().sum::<f32>();
-            if phase + 1 < phases {
-                between(phase, &mut slots[..chunks]);
+        let parts = &mut slots[..chunks];
+        let mut steps = || {
+            let mut total = 0.0f32;
+            for phase in 0..phases {
+                let mut results = [0.0f32; MAX_CHUNKS];
+                let run_one = |i: usize, slot: &mut Vec<f32>| {
+                    let rows = chunk_range(batch, chunks, i);
+                    let len = slot_len(rows.len());
+                    work(phase, i, rows, &mut slot[..len])
+                };
+                fan_out(parts, 0, &mut results[..chunks], &run_one);
+                total += results[..chunks].iter().sum::<f32>();
+                if phase + 1 < phases {
+                    between(phase, parts);
+                }
             }
-        }
+            total
+        };
+        let total = if chunks > 1 { rayon::scope(|_| steps()) } else { steps() };
         finish(&slots[..chunks], total)
     }
 }

@@ -1091,6 +1091,19 @@ impl Conv2d {
     ///
     /// As [`forward`](Self::forward), and if `prepared` is not
     /// [`prepared_len`](Self::prepared_len) long.
+    ///
+    /// ```
+    /// use cnn_runtime::{batchnorm::BatchNorm, conv::{Conv2d, Then}, layout::Layout};
+    /// const G: Conv2d = Conv2d::new([1, 2, 2], 1, [1, 1], [1, 1], [0, 0], false);
+    /// const BN: BatchNorm = BatchNorm::new(1, 4, 0.0, 0.1, false); // mean 0, variance 1
+    /// let mut prepared = [0.0; 2];
+    /// G.prepare_batchnorm(&[-1.0], &BN, &[], &[0.0, 1.0], &mut prepared); // y = -x
+    /// let shortcut = [1.0, 1.0, 1.0, 1.0];
+    /// let mut y = [0.0; 4];
+    /// let mut scratch = vec![0.0; G.forward_scratch_len()];
+    /// G.forward_prepared(1, &[0.5, 2.0, -1.0, 0.0], Layout::SampleMajor, &prepared, Then::AddRelu(&shortcut), &mut y, &mut scratch);
+    /// assert_eq!(y, [0.5, 0.0, 2.0, 1.0]); // relu(-x + 1)
+    /// ```
     #[allow(clippy::too_many_arguments)]
     pub fn forward_prepared(
         &self,

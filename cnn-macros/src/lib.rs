@@ -1,10 +1,10 @@
 //! The `cnn!` procedural macro: a network declaration in, a shape-checked, monomorphized
 //! network struct out.
 //!
-//! Three passes, each in its own module: [`parse`] turns tokens into a [`parse::Decl`] that keeps
-//! every span; [`check`] computes every stage's shape and validates, collecting all errors;
-//! [`expand`] generates the code and never reports a user error. Use the macro through the `cnn`
-//! crate, which documents the syntax.
+//! Three passes, each in its own (private) module: `parse` turns tokens into a `parse::Decl`
+//! that keeps every span; `check` computes every stage's shape and validates, collecting all
+//! errors; `expand` generates the code (planned by `plan`) and never reports a user error. Use
+//! the macro through the `cnn` crate, which documents the syntax.
 #![forbid(unsafe_code)]
 
 mod check;

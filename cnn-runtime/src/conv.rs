@@ -22,7 +22,9 @@
 //! sample is split into one image per phase of the stride (`(row % SH, column % SW)`), each tap
 //! is a shifted view of one phase image, and the input gradient is summed phase image by phase
 //! image from the taps that read it (ResNet-8's stride-2 3x3 layers' backward passes at batch
-//! 64, against unfolding: 8.4-12.2 ms -> 4.8-5.8 ms and 5.5-5.6 -> 4.7-4.8 ms, `bench --layers`).
+//! 64, against unfolding: 8.4-12.2 ms -> 4.8-5.8 ms and 5.5-5.6 -> 4.7-4.8 ms in two
+//! interleaved runs of `CNN_BENCH_CPU_TIME=1 cargo run --release --example bench -- --layers
+//! --net resnet8 --threads 1`, Intel Xeon with AVX-512).
 //! Other strides unfold each sample into columns (im2col, `[C*KH*KW, OH*OW]`) and multiply;
 //! long patches on small images ([`Conv2d::packed`]) multiply forward with matrixmultiply's
 //! packed sgemm.

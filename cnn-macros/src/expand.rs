@@ -570,7 +570,7 @@ fn forward_body(plan: &Plan) -> (TokenStream, TokenStream, usize) {
         let layout = layout_tokens(step.layout);
         if let (Some(folded), Kernel::Op(conv)) = (plan.folded(i), &step.kernel) {
             // The steps folded in write nothing of their own: skip them.
-            let last = folded.last;
+            let last = folded.last();
             let Kernel::Op(bn) = &plan.steps[folded.bn].kernel else {
                 unreachable!()
             };

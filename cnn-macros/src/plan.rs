@@ -133,10 +133,15 @@ pub struct Folded {
     pub bn: usize,
     /// The sum's step and the region of its other input (the shortcut), if one follows.
     pub add: Option<(usize, Reg)>,
-    /// Whether a ReLU comes last.
+    /// Whether a ReLU comes last (the last step's own).
     pub relu: bool,
+}
+
+impl Folded {
     /// The last step folded in: its output is the call's.
-    pub last: usize,
+    pub fn last(&self) -> usize {
+        self.add.map_or(self.bn, |(step, _)| step)
+    }
 }
 
 impl Plan {
@@ -157,37 +162,22 @@ impl Plan {
             return None;
         }
         let out = self.steps[bn].output;
-        if self.steps[bn].relu {
-            return Some(Folded {
-                bn,
-                add: None,
-                relu: true,
-                last: bn,
-            });
-        }
+        // A BatchNorm with its ReLU has nothing after it to fold; otherwise a sum may follow.
         let add = self
             .steps
             .get(bn + 1)
-            .filter(|s| matches!(s.kernel, Kernel::Op(Op::Add)) && readers(out) == 1)
+            .filter(|s| !self.steps[bn].relu && matches!(s.kernel, Kernel::Op(Op::Add)) && readers(out) == 1)
             .and_then(|s| match s.inputs[..] {
                 [a, b] if a == out && b != out => Some((bn + 1, b)),
                 [a, b] if b == out && a != out => Some((bn + 1, a)),
                 _ => None,
             });
-        let before = add.map_or(bn, |(step, _)| step);
-        if self.steps[before].relu {
-            // The sum's own ReLU.
-            return Some(Folded {
-                bn,
-                add,
-                relu: true,
-                last: before,
-            });
-        }
-        let relu = only_reader(before + 1, before)
-            && matches!(self.steps[before + 1].kernel, Kernel::Op(Op::Act(Activation::Relu)));
-        let last = if relu { before + 1 } else { before };
-        Some(Folded { bn, add, relu, last })
+        let folded = Folded { bn, add, relu: false };
+        // A ReLU alone after the BatchNorm or the sum is that step's own (`fuse_relu`).
+        Some(Folded {
+            relu: self.steps[folded.last()].relu,
+            ..folded
+        })
     }
 }
 

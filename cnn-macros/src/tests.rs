@@ -347,7 +347,7 @@ fn a_batchnorm_folds_into_the_convolution_it_alone_reads_at_inference() {
     });
     let plan = crate::plan::plan(&m);
     let folds: Vec<_> = (0..plan.steps.len())
-        .filter_map(|i| plan.folded(i).map(|f| (i, f.bn, f.add, f.relu, f.last)))
+        .filter_map(|i| plan.folded(i).map(|f| (i, f.bn, f.add, f.relu, f.last())))
         .collect();
     // a + its BatchNorm, which applies the ReLU; b + its BatchNorm (no ReLU after it); c + its
     // BatchNorm + the block's sum with b_bn's output (region 4), which applies the block's

@@ -342,7 +342,7 @@ impl BatchNorm {
             let (scale, shift) = self.scale_shift(params, ch, invstd);
             for at in self.planes(batch, layout, ch) {
                 let (xp, yp) = (&x[at..][..self.plane], &mut y[at..][..self.plane]);
-                self.write(yp, xp, |x| ((x - hi) - lo) * scale + shift);
+                self.write(yp, xp, |x| normalized(x, (hi, lo), (scale, shift)));
             }
         }
     }
@@ -610,8 +610,8 @@ impl BatchNorm {
                 };
                 let rows = dxp.iter_mut().zip(xp).zip(gp);
                 if self.relu {
-                    // The output where the forward pass wrote it, to mask dy with.
-                    let out = |x: f32| ((x - hi) - lo) * scale + shift;
+                    // The output as the forward pass wrote it, to mask dy with.
+                    let out = |x: f32| normalized(x, (hi, lo), (scale, shift));
                     rows.for_each(|((d, &x), &g)| *d = grad(x, if out(x) > 0.0 { g } else { 0.0 }));
                 } else {
                     rows.for_each(|((d, &x), &g)| *d = grad(x, g));
@@ -653,7 +653,11 @@ impl BatchNorm {
             for (xs, gs) in xp.chunks(masked.len()).zip(gp.chunks(masked.len())) {
                 let m = &mut masked[..xs.len()];
                 for ((m, &x), &g) in m.iter_mut().zip(xs).zip(gs) {
-                    *m = if ((x - hi) - lo) * scale + shift > 0.0 { g } else { 0.0 };
+                    *m = if normalized(x, (hi, lo), (scale, shift)) > 0.0 {
+                        g
+                    } else {
+                        0.0
+                    };
                 }
                 let (s, sx) = simd::sums_dy_f64(xs, m, mean);
                 (sum_dy, sum_dy_xc) = (sum_dy + s, sum_dy_xc + sx);
@@ -748,6 +752,14 @@ impl BatchNorm {
             2 * self.c
         );
     }
+}
+
+/// Train mode's `y` before a ReLU: `x` less the batch mean (`hi + lo`, [`split`]), times
+/// `scale`, plus `shift`. One definition for the forward pass and the ReLU's masks in the
+/// backward passes, which must see the same bits.
+#[inline(always)]
+fn normalized(x: f32, (hi, lo): (f32, f32), (scale, shift): (f32, f32)) -> f32 {
+    ((x - hi) - lo) * scale + shift
 }
 
 /// The count, mean and sum of squared deviations of two sets of values together, from each

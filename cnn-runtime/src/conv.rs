@@ -378,6 +378,32 @@ impl Conv2d {
         (table, chunk)
     }
 
+    /// Where input row `r` of channel `ch` lies in the padded sample (its phase images when
+    /// strided): `at(pc, gc)` is the offset of column `gc` of its row in the phase image of
+    /// column phase `pc`. The layout [`pad_sample`](Self::pad_sample) writes and
+    /// [`unpad_sample`](Self::unpad_sample) reads.
+    fn padded_row(&self, ch: usize, r: usize) -> impl Fn(usize, usize) -> usize {
+        let [gh, gw] = self.grid();
+        let (pr, gr) = ((r + self.ph) % self.sh, (r + self.ph) / self.sh);
+        let (sw, c) = (self.sw, self.c);
+        move |pc, gc| ((pr * sw + pc) * c + ch) * gh * gw + gr * gw + gc
+    }
+
+    /// At stride 2 across, where a row's even and odd columns start, `(pc, gc)` for
+    /// [`padded_row`](Self::padded_row): column 2j goes to phase (pw % 2) at (2j + pw) / 2,
+    /// column 2j + 1 to the other phase at (2j + 1 + pw) / 2.
+    fn pair_starts(&self) -> [(usize, usize); 2] {
+        let pc = self.pw % 2;
+        [(pc, self.pw / 2), (1 - pc, self.pw.div_ceil(2))]
+    }
+
+    /// The first column of the row that goes to column phase `pc`, and where it lands in that
+    /// phase's row.
+    fn phase_start(&self, pc: usize) -> (usize, usize) {
+        let first = (pc + self.sw - self.pw % self.sw) % self.sw;
+        (first, (first + self.pw) / self.sw)
+    }
+
     /// Copies sample `b` of `x` into the interior of `pad` (`[C, HP, WP]`, or when strided its
     /// phase images `[SH*SW, C, GH, GW]`; borders already zero).
     fn pad_sample(&self, x: &[f32], layout: Layout, batch: usize, b: usize, pad: &mut [f32]) {
@@ -393,14 +419,11 @@ impl Conv2d {
                 continue;
             }
             for (r, row) in src.chunks_exact(self.w).enumerate() {
-                let (pr, gr) = ((r + self.ph) % self.sh, (r + self.ph) / self.sh);
-                let at = |pc: usize, gc: usize| ((pr * self.sw + pc) * self.c + ch) * gh * gw + gr * gw + gc;
+                let at = self.padded_row(ch, r);
                 if self.sw == 2 {
-                    // Column 2j goes to phase (pw % 2) at (2j + pw) / 2, column 2j + 1 to the
-                    // other phase at (2j + 1 + pw) / 2: pairs, which the compiler vectorizes.
-                    let pc = self.pw % 2;
-                    let (a, b) = (at(pc, self.pw / 2), at(1 - pc, self.pw.div_ceil(2)));
-                    let (even, odd) = two_mut(pad, a, b, self.w.div_ceil(2));
+                    // Pairs, which the compiler vectorizes.
+                    let [(pe, ge), (po, go)] = self.pair_starts();
+                    let (even, odd) = two_mut(pad, at(pe, ge), at(po, go), self.w.div_ceil(2));
                     for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(row.chunks_exact(2)) {
                         (*e, *o) = (pair[0], pair[1]);
                     }
@@ -410,11 +433,9 @@ impl Conv2d {
                     continue;
                 }
                 for pc in 0..self.sw {
-                    // The first column of this phase, and where it lands in the phase's row.
-                    let first = (pc + self.sw - self.pw % self.sw) % self.sw;
+                    let (first, gc) = self.phase_start(pc);
                     let phase = row.get(first..).unwrap_or_default().iter().step_by(self.sw);
-                    let to = at(pc, (first + self.pw) / self.sw);
-                    pad[to..].iter_mut().zip(phase).for_each(|(d, &v)| *d = v);
+                    pad[at(pc, gc)..].iter_mut().zip(phase).for_each(|(d, &v)| *d = v);
                 }
             }
         }
@@ -423,21 +444,18 @@ impl Conv2d {
     /// Copies the interior of `pad` (laid out as [`pad_sample`](Self::pad_sample) writes it)
     /// to sample `b` of `x`, every pixel: the inverse of `pad_sample`.
     fn unpad_sample(&self, pad: &[f32], layout: Layout, batch: usize, b: usize, x: &mut [f32]) {
-        let [gh, gw] = self.grid();
         let hw = self.h * self.w;
         for ch in 0..self.c {
             let dst = &mut x[layout.plane(ch, b, self.c, batch) * hw..][..hw];
             for (r, row) in dst.chunks_exact_mut(self.w).enumerate() {
-                let (pr, gr) = ((r + self.ph) % self.sh, (r + self.ph) / self.sh);
-                let at = |pc: usize, gc: usize| ((pr * self.sw + pc) * self.c + ch) * gh * gw + gr * gw + gc;
+                let at = self.padded_row(ch, r);
                 if self.sw == 1 {
                     row.copy_from_slice(&pad[at(0, self.pw)..][..self.w]);
                 } else if self.sw == 2 {
                     // Pairs from the two phases, as pad_sample splits them.
-                    let pc = self.pw % 2;
-                    let half = self.w.div_ceil(2);
-                    let even = &pad[at(pc, self.pw / 2)..][..half];
-                    let odd = &pad[at(1 - pc, self.pw.div_ceil(2))..][..self.w / 2];
+                    let [(pe, ge), (po, go)] = self.pair_starts();
+                    let even = &pad[at(pe, ge)..][..self.w.div_ceil(2)];
+                    let odd = &pad[at(po, go)..][..self.w / 2];
                     for ((pair, &e), &o) in row.chunks_exact_mut(2).zip(even).zip(odd) {
                         (pair[0], pair[1]) = (e, o);
                     }
@@ -446,8 +464,8 @@ impl Conv2d {
                     }
                 } else {
                     for pc in 0..self.sw {
-                        let first = (pc + self.sw - self.pw % self.sw) % self.sw;
-                        let from = &pad[at(pc, (first + self.pw) / self.sw)..];
+                        let (first, gc) = self.phase_start(pc);
+                        let from = &pad[at(pc, gc)..];
                         row.iter_mut()
                             .skip(first)
                             .step_by(self.sw)
@@ -600,16 +618,17 @@ impl Conv2d {
         }
         let (table, chunk) = self.tap_table(plane, gw, self.c);
         // Where tap t's window starts in its row of dcols, for a channel's taps, grouped by the
-        // phase image the tap reads (one group at stride 1): `ends[p]` ends phase p's group.
+        // phase image the tap reads (one group at stride 1): phase p's are
+        // `starts[bounds[p]..bounds[p + 1]]`.
         let phases = self.sh * self.sw;
-        let (mut starts, mut ends) = ([0; TAPS], [0; TAPS]);
-        let mut filled = 0;
-        for (p, end) in ends[..phases].iter_mut().enumerate() {
+        let (mut starts, mut bounds) = ([0; TAPS], [0; TAPS + 1]);
+        for p in 0..phases {
+            let mut filled = bounds[p];
             for t in (0..taps).filter(|&t| table[t] / (self.c * plane) == p) {
                 starts[filled] = t * row + margin - table[t] % (self.c * plane);
                 filled += 1;
             }
-            *end = filled;
+            bounds[p + 1] = filled;
         }
         for b in 0..batch {
             self.pad_sample(x, layout, batch, b, pad);
@@ -687,7 +706,7 @@ impl Conv2d {
             for (at, out) in dpad.chunks_exact_mut(plane).enumerate() {
                 // Phase image `at / C` of channel `at % C`.
                 let (p, ch) = (at / self.c, at % self.c);
-                let group = &starts[if p == 0 { 0 } else { ends[p - 1] }..ends[p]];
+                let group = &starts[bounds[p]..bounds[p + 1]];
                 sum_shifted(&dcols[ch * taps * row..], group, out);
             }
             self.unpad_sample(dpad, layout, batch, b, dx);

@@ -211,8 +211,8 @@ pub struct Folded {
     params: TokenStream,
     bn_params: TokenStream,
     buffers: TokenStream,
-    /// `at..at + len` of the prepared parameters.
-    range: TokenStream,
+    /// Where the prepared parameters start, and their length.
+    at: usize,
     len: usize,
 }
 
@@ -238,10 +238,7 @@ impl Folded {
             params: slice(params, quote!(params)),
             bn_params: slice(bn_params, quote!(params)),
             buffers: slice(buffers, quote!(buffers)),
-            range: {
-                let end = at + geom.prepared_len();
-                quote!(#at..#end)
-            },
+            at,
             len: geom.prepared_len(),
         }
     }
@@ -251,7 +248,7 @@ impl Folded {
     /// (`Conv2d::forward_batchnorm`).
     pub fn forward(&self, x: &TokenStream, y: &TokenStream, layout: &TokenStream, then: super::Then) -> TokenStream {
         let (consts, params, bn_params, buffers, range) =
-            (&self.consts, &self.params, &self.bn_params, &self.buffers, &self.range);
+            (&self.consts, &self.params, &self.bn_params, &self.buffers, self.range());
         let then = match (then.residual, then.relu) {
             (None, false) => quote!(Nothing),
             (None, true) => quote!(Relu),
@@ -270,7 +267,7 @@ impl Folded {
     /// Writes the parameters [`forward`](Self::forward) reads (`Conv2d::prepare_batchnorm`).
     pub fn prepare(&self) -> TokenStream {
         let (consts, params, bn_params, buffers, range) =
-            (&self.consts, &self.params, &self.bn_params, &self.buffers, &self.range);
+            (&self.consts, &self.params, &self.bn_params, &self.buffers, self.range());
         quote!({
             #consts
             G.prepare_batchnorm(#params, &BN, #bn_params, #buffers, &mut prepared[#range]);
@@ -280,6 +277,12 @@ impl Folded {
     /// Floats of the prepared parameters.
     pub fn prepared_len(&self) -> usize {
         self.len
+    }
+
+    /// `at..at + len`: the prepared parameters in `prepared`.
+    fn range(&self) -> TokenStream {
+        let (at, end) = (self.at, self.at + self.len);
+        quote!(#at..#end)
     }
 }
 

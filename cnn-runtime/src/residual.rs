@@ -20,16 +20,7 @@
 /// ```
 #[inline]
 pub fn add(a: &[f32], b: &[f32], y: &mut [f32]) {
-    let n = y.len();
-    assert!(
-        a.len() == n && b.len() == n,
-        "residual add: a and b must hold y's {n} elements, got {} and {}",
-        a.len(),
-        b.len()
-    );
-    for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
-        *y = a + b;
-    }
+    sum_into("add", a, b, y, |sum| sum);
 }
 
 /// `y = relu(a + b)`, element-wise, in one pass (a ReLU as `Activation::Relu` computes it).
@@ -46,16 +37,21 @@ pub fn add(a: &[f32], b: &[f32], y: &mut [f32]) {
 /// ```
 #[inline]
 pub fn add_relu(a: &[f32], b: &[f32], y: &mut [f32]) {
+    sum_into("add_relu", a, b, y, |sum| if sum > 0.0 { sum } else { 0.0 });
+}
+
+/// `y = then(a + b)`, element-wise, the lengths checked for `what`.
+#[inline(always)]
+fn sum_into(what: &str, a: &[f32], b: &[f32], y: &mut [f32], then: impl Fn(f32) -> f32) {
     let n = y.len();
     assert!(
         a.len() == n && b.len() == n,
-        "residual add_relu: a and b must hold y's {n} elements, got {} and {}",
+        "residual {what}: a and b must hold y's {n} elements, got {} and {}",
         a.len(),
         b.len()
     );
     for ((y, &a), &b) in y.iter_mut().zip(a).zip(b) {
-        let sum = a + b;
-        *y = if sum > 0.0 { sum } else { 0.0 };
+        *y = then(a + b);
     }
 }
 

@@ -42,7 +42,7 @@ use crate::layout::Layout;
 use crate::shape::conv_out;
 use crate::simd::{
     finished_gemm, gather_cols_gemm, gather_gemm, gather_gemm_nt, gather_rows_gemm, small_gemm, small_gemm_nt, sum,
-    sum_shifted, transpose, Finish, Gathered, Mat, Store,
+    sum_shifted, transpose, zero, Finish, Gathered, Mat, Store,
 };
 
 /// The geometry of one convolution layer, all sizes known when the network is declared.
@@ -503,7 +503,7 @@ impl Conv2d {
         let taps = self.kh * self.kw;
         let (pad, rest) = scratch.split_at_mut(self.padded_len());
         let (out, rest) = rest.split_at_mut(self.out_len());
-        pad.fill(0.0);
+        zero(pad);
         let (table, chunk) = self.tap_table(gh * gw, gw, self.c);
         // The taps of a chunk of channels, each a view of the padded sample (of one of its
         // phase images when strided) whose OH*OW pixels are rows of OW, GW apart.
@@ -610,11 +610,11 @@ impl Conv2d {
         // pass of the output gradient through the flipped kernels, after the samples' weight
         // gradients; otherwise as columns per sample, below.
         let flipped = relu.is_none() && layout == Layout::ChannelMajor && self.flips();
-        pad.fill(0.0);
-        dyw.fill(0.0);
-        dwt.fill(0.0);
+        zero(pad);
+        zero(dyw);
+        zero(dwt);
         if dx.is_some() && !flipped {
-            dcols.fill(0.0);
+            zero(dcols);
         }
         let (table, chunk) = self.tap_table(plane, gw, self.c);
         // Where tap t's window starts in its row of dcols, for a channel's taps, grouped by the
@@ -1411,7 +1411,7 @@ impl Conv2d {
                 x.len(),
                 dx.len()
             );
-            dx.fill(0.0);
+            zero(dx);
         }
         if route == Route::Direct {
             // Without a bias, the ReLU's masked bias gradient goes to an empty slice.
@@ -1422,7 +1422,7 @@ impl Conv2d {
         let (dcols, rest) = rest.split_at_mut(self.cols_len());
         let (dyt, rest) = rest.split_at_mut(self.out_len());
         let dwt = &mut rest[..self.weight_len()];
-        dwt.fill(0.0);
+        zero(dwt);
         for b in 0..batch {
             // This sample's output gradient: OC rows of OH*OW, batch*OH*OW apart.
             let dyb = Mat::rows(&dy[b * ohw..], batch * ohw);

@@ -228,7 +228,7 @@ impl Pool2d {
             x.len(),
             dx.len()
         );
-        dx.fill(0.0);
+        crate::simd::zero(dx);
         let (h, w, oh, ow) = (self.h, self.w, self.oh, self.ow);
         let inv_area = 1.0 / (self.kh * self.kw) as f32;
         let planes = x

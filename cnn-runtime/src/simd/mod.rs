@@ -30,6 +30,14 @@ pub(crate) use isa::{Isa, Path};
 use operands::{check_a, check_c, check_rows, Lhs, Pixels, Rhs, RowAt, Strided, Strides, Table};
 pub(crate) use operands::{Finish, Gathered, Mat, Spread, Store};
 
+/// Sets every element of `x` to 0.0 through `memset`, which runs at the width of the CPU's
+/// widest stores (`x.fill(0.0)` compiles to a loop of 16-byte stores outside the kernels: a
+/// convolution's padded input zeroed so took 5% of ResNet-8's batch-1 inference in perf).
+pub(crate) fn zero(x: &mut [f32]) {
+    // SAFETY: the bytes written are the slice's own, and all-zero bits are the f32 0.0.
+    unsafe { core::ptr::write_bytes(x.as_mut_ptr(), 0, x.len()) }
+}
+
 /// The sum of `xs`, kept as 32 interleaved partial sums: a running total is one long chain of
 /// dependent additions, which the compiler may not reorder.
 pub(crate) fn sum(xs: &[f32]) -> f32 {

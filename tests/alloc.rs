@@ -13,6 +13,10 @@ mod count_allocations;
 
 use count_allocations::allocations;
 
+#[path = "../examples/common/resnet8.rs"]
+mod resnet8;
+use resnet8::ResNet8;
+
 cnn! {
     /// A residual block with BatchNorm, whose inference reads parameters prepared once.
     struct Block {
@@ -110,6 +114,19 @@ fn steady_state_training_and_inference_allocate_nothing() {
         // for such jobs takes a block of slots every 63).
         steady_state(
             &mut block,
+            |net, x| {
+                std::hint::black_box(net.forward(x.try_into().unwrap()));
+            },
+            threads,
+        );
+    }
+    // A sample large enough that, with two threads, each large convolution splits it across
+    // them (and the helper thread that takes the halves was started by the first calls).
+    let mut resnet = ResNet8::new(1);
+    for threads in [0, 2] {
+        cnn::set_threads(threads);
+        steady_state(
+            &mut resnet,
             |net, x| {
                 std::hint::black_box(net.forward(x.try_into().unwrap()));
             },

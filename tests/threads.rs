@@ -1,12 +1,18 @@
 //! Splitting a batch across threads: the same thread count always gives bitwise the same result,
 //! and different counts agree to float32 rounding, for plain networks and for networks with
 //! BatchNorm (batch statistics of the whole batch) and Dropout (masks by sample, not thread).
+//! Splitting one sample (a batch too small to split, on a large network): the same bits as on
+//! one thread.
 
 mod common;
 
 use common::LeNet5;
 
 use cnn::prelude::*;
+
+#[path = "../examples/common/resnet8.rs"]
+mod resnet8;
+use resnet8::ResNet8;
 
 cnn! {
     /// BatchNorm, a residual block and Dropout: every kind whose training step differs.
@@ -115,4 +121,43 @@ fn thread_counts_are_deterministic_and_agree() {
     let net = Modern::new(3);
     const { assert!(Modern::BUFFER_COUNT > 0) };
     check(&net);
+    split_samples_give_the_same_bits();
+}
+
+/// ResNet-8 (12.5 M multiply-adds a sample) at batches too small to split: with two threads its
+/// large convolutions split each sample in halves, by output channels at 32x32 and 16x16 (their
+/// stride-2 layers read phase images) and by rows of output pixels at 8x8, each half summing
+/// exactly what one thread sums; `forward` and `predict` go the same way.
+fn split_samples_give_the_same_bits() {
+    let mut net = ResNet8::new(5);
+    // Running statistics other than the initial ones, so that the folded BatchNorm matters
+    // (means near 0: larger ones would leave little past the ReLUs).
+    for info in ResNet8::BUFFERS {
+        let mean = info.name.ends_with("running_mean");
+        for (i, b) in net.buffers_mut()[info.range()].iter_mut().enumerate() {
+            let step = (i % 5) as f32 * 0.1;
+            *b = if mean { 0.1 - step / 2.0 } else { 0.6 + step };
+        }
+    }
+    let spread = |logits: &[f32]| logits.iter().fold(0.0f32, |m, z| m.max((z - logits[0]).abs()));
+    let x: Vec<f32> = (0..3 * ResNet8::INPUT_LEN)
+        .map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 2.0)
+        .collect();
+    let logits = |threads: usize, batch: usize| {
+        cnn::set_threads(threads);
+        let mut out = vec![0.0; batch * ResNet8::OUTPUT_LEN];
+        net.forward_batch(&x[..batch * ResNet8::INPUT_LEN], &mut out);
+        let one = net.forward(x[..ResNet8::INPUT_LEN].try_into().unwrap());
+        (bits(&out), bits(&one))
+    };
+    for batch in [1, 3] {
+        let (one_thread, two_threads) = (logits(1, batch), logits(2, batch));
+        let first: Vec<f32> = one_thread.1.iter().map(|&b| f32::from_bits(b)).collect();
+        assert!(spread(&first) > 1e-3, "logits {first:?}: the layers must matter");
+        assert_eq!(
+            one_thread, two_threads,
+            "ResNet-8, batch {batch}: 1 and 2 threads differ"
+        );
+    }
+    cnn::set_threads(0);
 }

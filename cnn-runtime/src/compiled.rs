@@ -232,7 +232,8 @@ mod threaded {
     }
 
     /// The generated `Network::forward_batch`: inference, a batch split across threads in
-    /// the network's workspace.
+    /// the network's workspace, or, too small to split, each sample in its large layers
+    /// (`split`).
     ///
     /// # Panics
     ///
@@ -248,9 +249,17 @@ mod threaded {
         let chunks = chunks_for(batch, MIN_ROWS_PER_THREAD);
         let prepared = prepared::<C>(workspace, params, buffers);
         if chunks == 1 {
-            return workspace.with(C::inference_len(batch), |ws| {
-                C::infer(params, buffers, prepared, batch, input, output, ws)
-            });
+            let mut infer = || {
+                workspace.with(C::inference_len(batch), |ws| {
+                    C::infer(params, buffers, prepared, batch, input, output, ws)
+                })
+            };
+            // Too few samples to split the batch: the large layers split each sample instead,
+            // where there is more than one thread.
+            if crate::parallel::threads() > 1 {
+                return crate::split::splitting(infer);
+            }
+            return infer();
         }
         let (inputs, outputs) = (C::INPUT_LEN, C::OUTPUT_LEN);
         workspace.run(

@@ -36,6 +36,12 @@
 //! inference an eval-mode BatchNorm can be folded into the weights, once
 //! ([`Conv2d::prepare_batchnorm`], [`Conv2d::forward_prepared`]) or on every call
 //! ([`Conv2d::forward_batchnorm`]).
+//! Where a batch is too small to split across threads, the in-place forward pass of a large
+//! layer splits each sample in two halves (output channels, or image rows of output pixels by
+//! pixels), one on a helper thread, each padding the sample into memory of its own (`split`):
+//! ResNet-8's batch-1 inference with two threads 275 -> 212 us (the `bench` example's
+//! `--net resnet8 --only b1 --threads 2` before and after, medians of 5 interleaved runs, AMD
+//! EPYC with AVX-512).
 
 use crate::batchnorm::BatchNorm;
 use crate::layout::Layout;
@@ -44,6 +50,8 @@ use crate::simd::{
     finished_gemm, gather_cols_gemm, gather_gemm, gather_gemm_nt, gather_rows_gemm, small_gemm, small_gemm_nt, sum,
     sum_shifted, transpose, zero, Finish, Gathered, Mat, Store,
 };
+use crate::split;
+use core::ops::Range;
 
 /// The geometry of one convolution layer, all sizes known when the network is declared.
 ///
@@ -177,7 +185,13 @@ impl Conv2d {
         if !self.in_place() {
             return unfolded;
         }
-        let in_place = self.padded_len() + self.out_len() + self.weight_len();
+        // With a second padded sample for the helper's half where a sample may split.
+        let spare = if self.macs() >= split::MIN_MACS {
+            self.padded_len()
+        } else {
+            0
+        };
+        let in_place = self.padded_len() + self.out_len() + self.weight_len() + spare;
         // Whether or not std (and with it matrixmultiply) is there: the same sizes for the
         // macro, which builds this crate without std, and for the code it generates.
         if self.packed() && unfolded > in_place {
@@ -503,7 +517,7 @@ impl Conv2d {
         let taps = self.kh * self.kw;
         let (pad, rest) = scratch.split_at_mut(self.padded_len());
         let (out, rest) = rest.split_at_mut(self.out_len());
-        zero(pad);
+        let (wt_memory, rest) = rest.split_at_mut(self.weight_len());
         let (table, chunk) = self.tap_table(gh * gw, gw, self.c);
         // The taps of a chunk of channels, each a view of the padded sample (of one of its
         // phase images when strided) whose OH*OW pixels are rows of OW, GW apart.
@@ -512,9 +526,8 @@ impl Conv2d {
         // The product by pixels reads the weight transposed, `[C*KH*KW, OC]`.
         let (weight, wt): (&[f32], &[f32]) = match weight {
             Weight::Rows(weight) if by_pixels => {
-                let wt = &mut rest[..self.weight_len()];
-                transpose(self.oc, k, Mat::rows(weight, k), wt, self.oc);
-                (weight, wt)
+                transpose(self.oc, k, Mat::rows(weight, k), wt_memory, self.oc);
+                (weight, wt_memory)
             }
             Weight::Rows(weight) => (weight, &[]),
             Weight::Transposed(wt) => {
@@ -526,26 +539,56 @@ impl Conv2d {
         // planes of y, the bias, the residual and the ReLU applied as the kernel stores it:
         // each plane is written once, and there is no pass of its own.
         let straight = !by_pixels && chunk >= self.c;
-        for b in 0..batch {
-            self.pad_sample(x, layout, batch, b, pad);
+        // Rows `rows` of sample `b`'s product into `c` (from its first row), the sample padded
+        // in `pad`: image rows of output pixels by pixels, output channels otherwise.
+        let product = |b: usize, rows: Range<usize>, c: &mut [f32], pad: &[f32]| {
             for c0 in (0..self.c).step_by(chunk) {
                 let (at, offsets) = taps_of(c0);
-                let views = Gathered::new(&pad[at..], offsets).image(self.ow, gw);
                 let (kk, store) = (offsets.len(), Store::accumulate_if(c0 > 0));
                 if by_pixels {
                     // out [OH*OW, OC] (+)= taps seen from each pixel [OH*OW, C*KH*KW] x weight^T.
-                    let wt = Mat::rows(&wt[c0 * taps * self.oc..], self.oc);
-                    gather_cols_gemm(ohw, kk, self.oc, views, wt, out, [self.oc, 1], store);
-                } else if straight {
+                    let views = Gathered::new(&pad[at + rows.start * gw..], offsets).image(self.ow, gw);
+                    let (m, wt) = (rows.len() * self.ow, Mat::rows(&wt[c0 * taps * self.oc..], self.oc));
+                    gather_cols_gemm(m, kk, self.oc, views, wt, c, [self.oc, 1], store);
+                    continue;
+                }
+                let views = Gathered::new(&pad[at..], offsets).image(self.ow, gw);
+                let w = Mat::rows(&weight[rows.start * k + c0 * taps..], k);
+                if straight {
                     // y_b [OC, OH*OW] = then(weight [OC, C*KH*KW] x taps [C*KH*KW, OH*OW] + bias).
-                    let (w, ldy) = (Mat::rows(weight, k), batch * ohw);
-                    let finish = then.finish(bias, b * ohw);
-                    gather_gemm(self.oc, kk, ohw, w, views, &mut y[b * ohw..], ldy, store, finish);
+                    let ldy = batch * ohw;
+                    let bias = bias.map(|bias| &bias[rows.start..]);
+                    let finish = then.finish(bias, b * ohw + rows.start * ldy);
+                    gather_gemm(rows.len(), kk, ohw, w, views, c, ldy, store, finish);
                 } else {
                     // out [OC, OH*OW] (+)= weight [OC, C*KH*KW] x taps [C*KH*KW, OH*OW].
-                    let w = Mat::rows(&weight[c0 * taps..], k);
-                    gather_gemm(self.oc, kk, ohw, w, views, out, ohw, store, Finish::NONE);
+                    gather_gemm(rows.len(), kk, ohw, w, views, c, ohw, store, Finish::NONE);
                 }
+            }
+        };
+        let (rows, stride) = match (by_pixels, straight) {
+            (true, _) => (self.oh, self.ow * self.oc),
+            (false, true) => (self.oc, batch * ohw),
+            (false, false) => (self.oc, ohw),
+        };
+        // A large sample splits in two halves on two threads where worth it (`split`), each
+        // padding the sample into memory of its own.
+        let split = rest.len() >= self.padded_len() && split::worth(self.macs(), rows);
+        if !split {
+            zero(pad);
+        }
+        for b in 0..batch {
+            let c = if straight { &mut y[b * ohw..] } else { &mut *out };
+            if split {
+                let spare = &mut rest[..self.padded_len()];
+                split::halves(rows, stride, c, [&mut *pad, spare], |rows, c, pad| {
+                    zero(pad);
+                    self.pad_sample(x, layout, batch, b, pad);
+                    product(b, rows, c, pad)
+                });
+            } else {
+                self.pad_sample(x, layout, batch, b, pad);
+                product(b, 0..rows, c, pad);
             }
             if by_pixels {
                 transpose(ohw, self.oc, Mat::rows(out, self.oc), &mut y[b * ohw..], batch * ohw);

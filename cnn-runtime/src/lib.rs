@@ -48,6 +48,7 @@ pub mod residual;
 pub mod safetensors_rules;
 pub mod shape;
 pub(crate) mod simd;
+mod split;
 #[cfg(test)]
 pub(crate) mod testutil;
 #[cfg(feature = "std")]

@@ -1,0 +1,316 @@
+//! One sample's work on two threads: at batch 1 a network has no batch to split across
+//! threads, so each large convolution splits its own product in two halves of its output
+//! rows (output channels, or image rows of output pixels): the calling thread computes one,
+//! a helper thread the other.
+//!
+//! Only work that [`splitting`] runs splits, and only products of at least [`MIN_MACS`]
+//! multiply-adds. The helper is one thread for the process, started by the first split; it
+//! waits for work spinning, so that a half reaches it in well under a microsecond (rayon's
+//! pool, whose idle threads yield to the OS and then sleep, took longer to meet than the
+//! halves of ResNet-8's layers took to compute), and sleeps after [`SPIN`] without any. A
+//! half the helper has not taken when the caller is done with its own, the caller takes back
+//! and computes itself: a sleeping or busy helper costs nothing but the wake-up call. Each
+//! half computes its rows of the product exactly as the whole product would (every entry the
+//! same sum in the same order), so a split changes no bit of the result.
+
+use core::ops::Range;
+
+/// Products smaller than this many multiply-adds are not split: about 10 us of work on one
+/// core.
+pub(crate) const MIN_MACS: usize = 500_000;
+
+/// How long the helper spins for work after its last half before it sleeps.
+#[cfg(feature = "std")]
+const SPIN: std::time::Duration = std::time::Duration::from_micros(500);
+
+#[cfg(feature = "std")]
+std::thread_local! {
+    /// Whether the work this thread runs now may split its products ([`splitting`]).
+    static SPLITTING: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+/// Runs `work` with this thread's products of at least [`MIN_MACS`] multiply-adds split in
+/// two halves, one on the helper thread ([`rows`]); returns what `work` returns.
+#[cfg(feature = "std")]
+pub(crate) fn splitting<R>(work: impl FnOnce() -> R) -> R {
+    /// Turns splitting off again when `work` returns or unwinds.
+    struct Off(bool);
+    impl Drop for Off {
+        fn drop(&mut self) {
+            SPLITTING.with(|s| s.set(self.0));
+        }
+    }
+    let _off = Off(SPLITTING.with(|s| s.replace(true)));
+    work()
+}
+
+/// Whether a product of `macs` multiply-adds over `m` rows of output is split here: the
+/// calling thread is [`splitting`], the product has at least [`MIN_MACS`] multiply-adds, and
+/// two rows or more.
+pub(crate) fn worth(macs: usize, m: usize) -> bool {
+    m >= 2 && macs >= MIN_MACS && now()
+}
+
+/// `product(rows, c, memory)` for the two halves of rows `0..m` of an output whose rows lie
+/// `stride` elements apart in `c` (`c` starts at row `rows.start`): the first half here with
+/// `memory[0]`, the second on the helper with `memory[1]` (or here too, if the helper is held
+/// or asleep), each half's working memory its own, so that neither thread writes a cache line
+/// the other reads.
+///
+/// # Panics
+///
+/// If `product` does, on either thread.
+pub(crate) fn halves(
+    m: usize,
+    stride: usize,
+    c: &mut [f32],
+    memory: [&mut [f32]; 2],
+    product: impl Fn(Range<usize>, &mut [f32], &mut [f32]) + Sync,
+) {
+    let half = m / 2;
+    let (low, high) = c.split_at_mut((half * stride).min(c.len()));
+    let [mine, theirs] = memory;
+    both(|| product(0..half, low, mine), || product(half..m, high, theirs));
+}
+
+/// Whether the calling thread is [`splitting`].
+fn now() -> bool {
+    #[cfg(feature = "std")]
+    return SPLITTING.with(core::cell::Cell::get);
+    #[cfg(not(feature = "std"))]
+    false
+}
+
+/// `a` on this thread and `b` on the helper, or both here where there is no free helper.
+fn both(a: impl FnOnce(), b: impl FnOnce() + Send) {
+    #[cfg(feature = "std")]
+    if let Some(helper) = helper::free() {
+        return helper.both(a, b);
+    }
+    a();
+    b();
+}
+
+#[cfg(feature = "std")]
+mod helper {
+    use super::SPIN;
+    use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+    use std::ptr::null_mut;
+    use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering::*};
+    use std::sync::OnceLock;
+    use std::thread::{self, Thread};
+    use std::time::Instant;
+
+    /// A half offered to the helper: a closure on the caller's stack, taken (and then run)
+    /// exactly once, by the helper or by the caller.
+    struct Job {
+        /// Runs the closure at `data`.
+        run: unsafe fn(*mut ()),
+        data: *mut (),
+        /// `OFFERED` until the helper has run it: `DONE`, or `PANICKED`.
+        state: AtomicU8,
+    }
+
+    const OFFERED: u8 = 0;
+    const DONE: u8 = 1;
+    const PANICKED: u8 = 2;
+
+    /// Runs the closure in `data`, an `Option<F>` holding it.
+    ///
+    /// # Safety
+    ///
+    /// `data` points to a live `Option<F>` that no one else reads or writes meanwhile.
+    unsafe fn call<F: FnOnce()>(data: *mut ()) {
+        // SAFETY: the contract.
+        let slot = unsafe { &mut *data.cast::<Option<F>>() };
+        if let Some(f) = slot.take() {
+            f()
+        }
+    }
+
+    pub(super) struct Helper {
+        /// The job on offer, or null.
+        offer: AtomicPtr<Job>,
+        /// A caller holds the helper: one split at a time.
+        busy: AtomicBool,
+        /// The helper has stopped spinning and parks (or is about to).
+        asleep: AtomicBool,
+        thread: Thread,
+    }
+
+    /// The helper, started by the first call, if it is not held by another caller; `None`
+    /// too where no thread could be started.
+    pub(super) fn free() -> Option<Guard> {
+        static HELPER: OnceLock<Option<Helper>> = OnceLock::new();
+        let helper = HELPER
+            .get_or_init(|| {
+                let spawned = thread::Builder::new().name("cnn-split".into()).spawn(|| {
+                    if let Some(helper) = HELPER.wait() {
+                        helper.serve()
+                    }
+                });
+                spawned.ok().map(|handle| Helper {
+                    offer: AtomicPtr::new(null_mut()),
+                    busy: AtomicBool::new(false),
+                    asleep: AtomicBool::new(false),
+                    thread: handle.thread().clone(),
+                })
+            })
+            .as_ref()?;
+        (!helper.busy.swap(true, Acquire)).then_some(Guard(helper))
+    }
+
+    /// The helper, held by one caller until dropped.
+    pub(super) struct Guard(&'static Helper);
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.0.busy.store(false, Release);
+        }
+    }
+
+    impl Guard {
+        /// `a` here and `b` on the helper (or here, if the helper has not taken it when `a`
+        /// is done); returns when both have run, and unwinds if either panicked.
+        pub(super) fn both<B: FnOnce() + Send>(self, a: impl FnOnce(), b: B) {
+            let helper = self.0;
+            let mut slot = Some(b);
+            let job = Job {
+                run: call::<B>,
+                data: (&raw mut slot).cast(),
+                state: AtomicU8::new(OFFERED),
+            };
+            let offered = (&raw const job).cast_mut();
+            // SeqCst with `asleep` (here and in `serve`): either the helper sees the offer
+            // before it parks, or this sees it asleep and wakes it.
+            helper.offer.store(offered, SeqCst);
+            if helper.asleep.load(SeqCst) {
+                helper.thread.unpark();
+            }
+            let mine = catch_unwind(AssertUnwindSafe(a));
+            let theirs = if helper
+                .offer
+                .compare_exchange(offered, null_mut(), AcqRel, Acquire)
+                .is_ok()
+            {
+                // Taken back: the helper never saw it, so `slot` is this thread's again.
+                catch_unwind(AssertUnwindSafe(|| slot.take().map(|b| b()))).map(|_| ())
+            } else {
+                // The helper runs it: wait for the end, which publishes its writes.
+                let mut spins = 0u32;
+                loop {
+                    match job.state.load(Acquire) {
+                        OFFERED => {
+                            spins = spins.wrapping_add(1);
+                            if spins.is_multiple_of(4096) {
+                                thread::yield_now();
+                            } else {
+                                std::hint::spin_loop();
+                            }
+                        }
+                        DONE => break Ok(()),
+                        _ => {
+                            let panic: Box<dyn std::any::Any + Send> =
+                                Box::new("a half of a split product panicked on the helper thread");
+                            break Err(panic);
+                        }
+                    }
+                }
+            };
+            drop(self);
+            if let Err(panic) = mine.and(theirs) {
+                resume_unwind(panic);
+            }
+        }
+    }
+
+    impl Helper {
+        /// The helper thread: runs what is offered, spinning between offers, parked after
+        /// [`SPIN`] without one.
+        fn serve(&self) {
+            let mut idle = Instant::now();
+            let mut spins = 0u32;
+            loop {
+                // Read before taking: a loop of atomic swaps would keep the cache line (and
+                // the core, where the two threads share one) from the thread at work.
+                let job = match self.offer.load(Relaxed).is_null() {
+                    true => null_mut(),
+                    false => self.offer.swap(null_mut(), Acquire),
+                };
+                if !job.is_null() {
+                    // SAFETY: an offered job lives until its state leaves OFFERED (its caller
+                    // waits for that), and, taken off the offer, is this thread's alone to run.
+                    let job = unsafe { &*job };
+                    // SAFETY: as above; `data` is the caller's `Option` of the closure.
+                    let ran = catch_unwind(AssertUnwindSafe(|| unsafe { (job.run)(job.data) }));
+                    job.state.store(if ran.is_ok() { DONE } else { PANICKED }, Release);
+                    idle = Instant::now();
+                    continue;
+                }
+                spins = spins.wrapping_add(1);
+                if spins.is_multiple_of(256) && idle.elapsed() > SPIN {
+                    self.asleep.store(true, SeqCst);
+                    if self.offer.load(SeqCst).is_null() {
+                        thread::park();
+                    }
+                    self.asleep.store(false, SeqCst);
+                    idle = Instant::now();
+                } else {
+                    std::hint::spin_loop();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_products_split_only_inside_splitting() {
+        assert!(!worth(MIN_MACS, 8), "not splitting");
+        assert!(splitting(|| worth(MIN_MACS, 8)));
+        assert!(!splitting(|| worth(MIN_MACS - 1, 8)), "too small");
+        assert!(!splitting(|| worth(MIN_MACS, 1)), "one row");
+        assert!(!worth(MIN_MACS, 8), "splitting ends with its work");
+    }
+
+    #[test]
+    fn halves_cover_the_rows_each_with_its_own_memory() {
+        for m in [2, 3, 8, 9] {
+            // Each row: its index, then the first element of the memory its half had.
+            let mut c = vec![0.0; m * 2];
+            let (mut one, mut two) = ([1.0f32; 4], [2.0f32; 4]);
+            for _ in 0..50 {
+                halves(m, 2, &mut c, [&mut one, &mut two], |rows, c, memory| {
+                    for (r, i) in rows.enumerate() {
+                        c[r * 2] = i as f32;
+                        c[r * 2 + 1] = memory[0];
+                    }
+                });
+                let want: Vec<f32> = (0..m)
+                    .flat_map(|i| [i as f32, if i < m / 2 { 1.0 } else { 2.0 }])
+                    .collect();
+                assert_eq!(c, want, "m = {m}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_panic_in_either_half_reaches_the_caller() {
+        for panicking in 0..2 {
+            let mut c = vec![0.0; 4];
+            let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                halves(4, 1, &mut c, [&mut [], &mut []], |rows, _, _| {
+                    assert!(rows.start / 2 != panicking, "half {panicking}");
+                })
+            }));
+            assert!(got.is_err(), "half {panicking} panicked, the call did not");
+        }
+        // The helper is free again.
+        let mut c = vec![0.0; 4];
+        halves(4, 1, &mut c, [&mut [], &mut []], |rows, c, _| c.fill(rows.start as f32));
+        assert_eq!(c, [0.0, 0.0, 2.0, 2.0]);
+    }
+}

@@ -39,7 +39,7 @@
 //! Where a batch is too small to split across threads, the in-place forward pass of a large
 //! layer splits each sample in two halves (output channels, or image rows of output pixels by
 //! pixels), one on a helper thread, each padding the sample into memory of its own (`split`):
-//! ResNet-8's batch-1 inference with two threads 275 -> 212 us (the `bench` example's
+//! ResNet-8's batch-1 inference with two threads 276 -> 215 us (the `bench` example's
 //! `--net resnet8 --only b1 --threads 2` before and after, medians of 5 interleaved runs, AMD
 //! EPYC with AVX-512).
 

@@ -30,7 +30,7 @@ std::thread_local! {
 }
 
 /// Runs `work` with this thread's products of at least [`MIN_MACS`] multiply-adds split in
-/// two halves, one on the helper thread ([`rows`]); returns what `work` returns.
+/// two halves, one on the helper thread ([`halves`]); returns what `work` returns.
 #[cfg(feature = "std")]
 pub(crate) fn splitting<R>(work: impl FnOnce() -> R) -> R {
     /// Turns splitting off again when `work` returns or unwinds.
@@ -52,10 +52,10 @@ pub(crate) fn worth(macs: usize, m: usize) -> bool {
 }
 
 /// `product(rows, c, memory)` for the two halves of rows `0..m` of an output whose rows lie
-/// `stride` elements apart in `c` (`c` starts at row `rows.start`): the first half here with
-/// `memory[0]`, the second on the helper with `memory[1]` (or here too, if the helper is held
-/// or asleep), each half's working memory its own, so that neither thread writes a cache line
-/// the other reads.
+/// `stride` elements apart in `c`, each half given `c` from its first row on: the first half
+/// here with `memory[0]`, the second on the helper with `memory[1]` (or here too, if the
+/// helper is held by another caller or has not taken it in time), each half's working memory
+/// its own, so that neither thread writes a cache line the other reads.
 ///
 /// # Panics
 ///

@@ -201,8 +201,10 @@ mod helper {
                 loop {
                     match job.state.load(Acquire) {
                         OFFERED => {
+                            // Now and then the core goes to whoever else is waiting for
+                            // it: where the helper shares this thread's core, it is.
                             spins = spins.wrapping_add(1);
-                            if spins.is_multiple_of(4096) {
+                            if spins.is_multiple_of(64) {
                                 thread::yield_now();
                             } else {
                                 std::hint::spin_loop();
@@ -255,6 +257,9 @@ mod helper {
                     }
                     self.asleep.store(false, SeqCst);
                     idle = Instant::now();
+                } else if spins.is_multiple_of(256) {
+                    // Where the caller shares this core, it gets it back.
+                    thread::yield_now();
                 } else {
                     std::hint::spin_loop();
                 }

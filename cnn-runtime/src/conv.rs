@@ -574,7 +574,9 @@ impl Conv2d {
             (false, false) => (self.oc, ohw),
         };
         // A large sample splits in two halves on two threads where worth it (`split`), each
-        // padding the sample into memory of its own.
+        // padding the sample into memory of its own: the helper's after the weight, where
+        // `forward_scratch_len` leaves room (the backward pass's scratch, which calls this for
+        // the input gradient, has none).
         let split = rest.len() >= self.padded_len() && split::worth(self.macs(), rows);
         if !split {
             zero(pad);

@@ -235,9 +235,11 @@ mod helper {
             loop {
                 // Read before taking: a loop of atomic swaps would keep the cache line (and
                 // the core, where the two threads share one) from the thread at work.
-                let job = match self.offer.load(Relaxed).is_null() {
-                    true => null_mut(),
-                    false => self.offer.swap(null_mut(), Acquire),
+                let job = if self.offer.load(Relaxed).is_null() {
+                    null_mut()
+                } else {
+                    // Null again if the caller took it back meanwhile.
+                    self.offer.swap(null_mut(), Acquire)
                 };
                 if !job.is_null() {
                     // SAFETY: an offered job lives until its state leaves OFFERED (its caller
@@ -250,18 +252,18 @@ mod helper {
                     continue;
                 }
                 spins = spins.wrapping_add(1);
-                if spins.is_multiple_of(256) && idle.elapsed() > SPIN {
+                if !spins.is_multiple_of(256) {
+                    std::hint::spin_loop();
+                } else if idle.elapsed() <= SPIN {
+                    // Where the caller shares this core, it gets it back.
+                    thread::yield_now();
+                } else {
                     self.asleep.store(true, SeqCst);
                     if self.offer.load(SeqCst).is_null() {
                         thread::park();
                     }
                     self.asleep.store(false, SeqCst);
                     idle = Instant::now();
-                } else if spins.is_multiple_of(256) {
-                    // Where the caller shares this core, it gets it back.
-                    thread::yield_now();
-                } else {
-                    std::hint::spin_loop();
                 }
             }
         }

@@ -255,9 +255,9 @@ mod threaded {
                 })
             };
             // Too few samples to split the batch: the large layers split each sample instead,
-            // where there is more than one thread.
+            // where there is more than one thread and that is found faster.
             if crate::parallel::threads() > 1 {
-                return crate::split::splitting(infer);
+                return workspace.split().run(batch, infer);
             }
             return infer();
         }

@@ -12,8 +12,13 @@
 //! and computes itself: a sleeping or busy helper costs nothing but the wake-up call. Each
 //! half computes its rows of the product exactly as the whole product would (every entry the
 //! same sum in the same order), so a split changes no bit of the result.
+//!
+//! Whether a network's calls split at all, each network learns from their times ([`Choice`]):
+//! where the two cores are far apart, a split costs more than it saves.
 
 use core::ops::Range;
+#[cfg(feature = "std")]
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 /// Products smaller than this many multiply-adds are not split: about 10 us of work on one
 /// core.
@@ -42,6 +47,102 @@ pub(crate) fn splitting<R>(work: impl FnOnce() -> R) -> R {
     }
     let _off = Off(SPLITTING.with(|s| s.replace(true)));
     work()
+}
+
+/// Calls of one batch size from one round of probes to the next ([`Choice`]).
+#[cfg(feature = "std")]
+const PERIOD: u32 = 2048;
+
+/// Calls from one round of probes to the next where the last found the calls faster alone:
+/// sooner, as a split is the faster way when the cores are close, by a third.
+#[cfg(feature = "std")]
+const PERIOD_ALONE: u32 = 256;
+
+/// Calls in each of a round's two blocks of probes, the first of which is not counted.
+#[cfg(feature = "std")]
+const BLOCK: u32 = 16;
+
+/// Calls alone must take under `MARGIN - 1` / `MARGIN` of the time split to be chosen.
+#[cfg(feature = "std")]
+const MARGIN: u64 = 20;
+
+/// Batch sizes a [`Choice`] keeps apart: the batches too small to split across threads
+/// (fewer than two chunks of `MIN_ROWS_PER_THREAD`); larger ones share the last.
+#[cfg(feature = "std")]
+const BATCHES: usize = 8;
+
+/// Whether a network's samples split ([`splitting`]) or run on the calling thread alone,
+/// learnt from the calls' own times, for each batch size: every [`PERIOD`] calls, a round of
+/// probes runs [`BLOCK`] calls split, then as many alone, and the other calls go the way
+/// whose block took less time. The first call of a block is not counted: it runs on the
+/// caches the other way left (ResNet-8's batch 1 alone took 400-500 us right after a split
+/// call, against 290-300 after one alone, where the cores were far apart).
+///
+/// Where the two cores are slow to reach each other, a split costs more than it saves: on a
+/// 2-vCPU AMD EPYC (Zen 4) virtual machine whose cores at times took 300-400 ns for a round
+/// trip of one cache line instead of 55-60, ResNet-8's batch 1 took 320-380 us split against
+/// 280-300 alone, and 195-220 split when the cores were close. The way taken changes no bit
+/// of the result (a split computes what one thread computes), only the time; the probes run
+/// [`BLOCK`] calls in [`PERIOD`] the slower way.
+#[cfg(feature = "std")]
+pub(crate) struct Choice {
+    batches: [Probes; BATCHES],
+}
+
+/// The probes of one batch size.
+#[cfg(feature = "std")]
+struct Probes {
+    /// Calls so far.
+    calls: AtomicU32,
+    /// Whether the last round found the calls faster alone.
+    alone: AtomicBool,
+    /// Nanoseconds the counted calls of this round's blocks took: alone, split.
+    took: [AtomicU64; 2],
+}
+
+#[cfg(feature = "std")]
+impl Default for Choice {
+    fn default() -> Choice {
+        Choice {
+            batches: core::array::from_fn(|_| Probes {
+                calls: AtomicU32::new(0),
+                alone: AtomicBool::new(false),
+                took: [AtomicU64::new(0), AtomicU64::new(0)],
+            }),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+impl Choice {
+    /// Runs `work`, a call on `batch` samples, split or on this thread alone: as the last
+    /// round of probes found faster, or as this call's place in a round says.
+    pub(crate) fn run<R>(&self, batch: usize, work: impl FnOnce() -> R) -> R {
+        let probes = &self.batches[batch.clamp(1, BATCHES) - 1];
+        let alone = probes.alone.load(Relaxed);
+        // A round ends each period, so that the first calls of a process (slower either way,
+        // as its memory and caches warm up) are never timed.
+        let period = if alone { PERIOD_ALONE } else { PERIOD };
+        let call = (probes.calls.fetch_add(1, Relaxed) % period).wrapping_sub(period - 2 * BLOCK);
+        if call >= 2 * BLOCK {
+            return if alone { work() } else { splitting(work) };
+        }
+        let split = call < BLOCK;
+        let start = std::time::Instant::now();
+        let out = if split { splitting(work) } else { work() };
+        if !call.is_multiple_of(BLOCK) {
+            let took = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            probes.took[usize::from(split)].fetch_add(took, Relaxed);
+        }
+        if call == 2 * BLOCK - 1 {
+            let [alone, split] = probes.took.each_ref().map(|t| t.swap(0, Relaxed));
+            probes
+                .alone
+                .store(alone.saturating_mul(MARGIN) < split.saturating_mul(MARGIN - 1), Relaxed);
+            probes.calls.store(0, Relaxed);
+        }
+        out
+    }
 }
 
 /// Whether a product of `macs` multiply-adds over `m` rows of output is split here: the
@@ -273,6 +374,7 @@ mod helper {
 #[cfg(all(test, feature = "std"))]
 mod tests {
     use super::*;
+    use std::time::{Duration, Instant};
 
     #[test]
     fn large_products_split_only_inside_splitting() {
@@ -281,6 +383,34 @@ mod tests {
         assert!(!splitting(|| worth(MIN_MACS - 1, 8)), "too small");
         assert!(!splitting(|| worth(MIN_MACS, 1)), "one row");
         assert!(!worth(MIN_MACS, 8), "splitting ends with its work");
+    }
+
+    /// `Choice::run` on batch 1 through a round of probes, each call split taking `split` and
+    /// alone `alone` on this thread; then whether the next call splits.
+    fn after_a_round(split: Duration, alone: Duration) -> bool {
+        let choice = Choice::default();
+        // The calls before the round go as the choice starts: split.
+        choice.batches[0].calls.store(PERIOD - 2 * BLOCK, Relaxed);
+        let busy = |d: Duration| {
+            let start = Instant::now();
+            while start.elapsed() < d {}
+        };
+        for _ in 0..2 * BLOCK {
+            choice.run(1, || busy(if now() { split } else { alone }));
+        }
+        choice.run(1, now)
+    }
+
+    #[test]
+    fn calls_split_unless_their_probes_run_faster_alone() {
+        // 2 ms a call: a block of the other way would have to wait 28 ms to lose.
+        let (slow, fast) = (Duration::from_millis(2), Duration::ZERO);
+        assert!(!after_a_round(slow, fast), "split calls 2 ms slower: alone");
+        assert!(after_a_round(fast, slow), "split calls 2 ms faster: split");
+        // Each batch size has its own probes.
+        let choice = Choice::default();
+        choice.batches[0].alone.store(true, Relaxed);
+        assert!(!choice.run(1, now) && choice.run(3, now));
     }
 
     #[test]

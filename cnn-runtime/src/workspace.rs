@@ -32,6 +32,8 @@ pub struct Workspace {
     prepared: OnceLock<Vec<f32>>,
     /// The memory of what was forgotten, for the next to reuse.
     spare: Mutex<Vec<f32>>,
+    /// Whether a batch too small to split across threads splits its samples.
+    split: crate::split::Choice,
 }
 
 pub use crate::parts::chunk_range;
@@ -84,6 +86,12 @@ impl Workspace {
         if let Some(old) = self.prepared.take() {
             *self.spare.get_mut().unwrap_or_else(|p| p.into_inner()) = old;
         }
+    }
+
+    /// Whether a batch too small to split across threads splits its samples
+    /// ([`crate::split`]), as this network's calls have found faster.
+    pub(crate) fn split(&self) -> &crate::split::Choice {
+        &self.split
     }
 
     /// Runs `f` on one buffer of exactly `len` elements (contents unspecified), on the calling

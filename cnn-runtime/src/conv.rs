@@ -886,6 +886,29 @@ impl Conv2d {
     pub fn im2col(&self, x: &[f32], layout: Layout, batch: usize, b: usize, cols: &mut [f32]) {
         self.check_unfold("input", x.len(), batch, b, cols.len());
         let (hw, w, sw) = (self.h * self.w, self.w, self.sw);
+        if self.kh == 1 && self.kw == 1 && self.ph == 0 && self.pw == 0 {
+            // A 1x1 kernel without padding (a ResNet's strided shortcut) picks pixels: every
+            // output pixel reads one, with no padding to fill and one row of `cols` a channel.
+            let ohw = self.oh * self.ow;
+            for (ch, out) in cols.chunks_exact_mut(ohw).enumerate() {
+                let plane = &x[layout.plane(ch, b, self.c, batch) * hw..][..hw];
+                for (i, out) in out.chunks_exact_mut(self.ow).enumerate() {
+                    // The row's pixels up to its last one read, so that the compiler drops the
+                    // bounds checks; stride 2 as a constant, which it vectorizes.
+                    let src = &plane[i * self.sh * w..][..(self.ow - 1) * sw + 1];
+                    if sw == 2 {
+                        for (j, o) in out.iter_mut().enumerate() {
+                            *o = src[2 * j];
+                        }
+                    } else {
+                        for (j, o) in out.iter_mut().enumerate() {
+                            *o = src[j * sw];
+                        }
+                    }
+                }
+            }
+            return;
+        }
         self.walk(|ch, at, src| {
             let out = &mut cols[at..][..self.ow];
             let Some((r, lo, hi, first)) = src else {
@@ -1733,12 +1756,15 @@ mod tests {
     // Through whichever route each layer takes (strided ones in place from phase images where
     // the kernel is no smaller than the stride). `DIRECT` below runs both routes, narrow and
     // wide (>= WIDE_OC) weight gradients of the unfolding one among them.
-    const CASES: [Conv2d; 5] = [
+    const CASES: [Conv2d; 7] = [
         Conv2d::new([2, 6, 5], 17, [3, 2], [1, 1], [1, 0], true),
         Conv2d::new([1, 5, 5], 2, [3, 3], [1, 1], [0, 0], true),
         Conv2d::new([3, 7, 6], 4, [3, 5], [2, 2], [1, 1], true),
         Conv2d::new([2, 4, 5], 3, [2, 3], [1, 2], [2, 0], false),
         Conv2d::new([1, 1, 1], 1, [1, 1], [1, 1], [0, 0], true),
+        // 1x1 kernels that skip pixels (a ResNet's shortcut unfolds), odd sizes.
+        Conv2d::new([3, 7, 5], 4, [1, 1], [2, 2], [0, 0], true),
+        Conv2d::new([2, 7, 8], 3, [1, 1], [3, 2], [0, 0], false),
     ];
 
     #[test]

@@ -180,6 +180,15 @@ impl Pool2d {
             }
             return;
         }
+        if self.kind == PoolKind::Avg && (self.kh, self.kw, self.ph, self.pw) == (h, w, 0, 0) {
+            // A global average pool (a ResNet's last): each plane's sum in partial sums, where
+            // one running sum a plane was a chain of dependent additions (1.4% of ResNet-8's
+            // batch-1 inference).
+            for (xp, out) in x.chunks_exact(h * w).zip(y.iter_mut()) {
+                *out = crate::simd::sum(xp) * inv_area;
+            }
+            return;
+        }
         for (xp, yp) in x.chunks_exact(h * w).zip(y.chunks_exact_mut(oh * ow)) {
             for i in 0..oh {
                 let yrow = &mut yp[i * ow..][..ow];

@@ -303,7 +303,9 @@ unsafe fn gemm_rows<const R: usize>(
 ) {
     let arows: [*const f32; R] = core::array::from_fn(|r| a.data[a.row.at(i0 + r)..].as_ptr());
     let (width, stride) = b.spread.rows(n);
-    for (jb, jc) in (0..n / width).map(|g| (g * stride, g * width)) {
+    // A counted loop, not an iterator adaptor: see `avx512::gemm_cols`.
+    for g in 0..n / width {
+        let (jb, jc) = (g * stride, g * width);
         let mut jj = 0;
         while jj < width {
             let cols = NR.min(width - jj);

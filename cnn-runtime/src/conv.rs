@@ -51,6 +51,7 @@ use crate::simd::{
     sum_shifted, transpose, zero, Finish, Gathered, Mat, Store,
 };
 use crate::split;
+use crate::winograd::{self, Tiles};
 use core::ops::Range;
 
 /// The geometry of one convolution layer, all sizes known when the network is declared.
@@ -192,6 +193,12 @@ impl Conv2d {
             0
         };
         let in_place = self.padded_len() + self.out_len() + self.weight_len() + spare;
+        let in_place = if self.winograd() {
+            let t = self.tiles();
+            larger(in_place, t.phases_len() + t.work_len())
+        } else {
+            in_place
+        };
         // Whether or not std (and with it matrixmultiply) is there: the same sizes for the
         // macro, which builds this crate without std, and for the code it generates.
         if self.packed() && unfolded > in_place {
@@ -249,6 +256,59 @@ impl Conv2d {
     /// and a kernel of at most [`TAPS`] taps.
     pub const fn direct(&self) -> bool {
         self.sh == 1 && self.sw == 1 && self.kh * self.kw <= TAPS
+    }
+
+    /// Whether inference from prepared parameters ([`forward_prepared`](Self::forward_prepared))
+    /// computes this layer by Winograd's F(2x2, 3x3) (`winograd`), on CPUs with AVX-512: a 3x3
+    /// kernel at stride 1 with padding 1, an output tiled in 2x2 (`Tiles::fit`), and at least
+    /// [`WINOGRAD_CHANNELS`] input and output channels.
+    pub(crate) const fn winograd(&self) -> bool {
+        self.kh == 3
+            && self.kw == 3
+            && self.sh == 1
+            && self.sw == 1
+            && self.ph == 1
+            && self.pw == 1
+            && Tiles::fit(self.oh, self.ow)
+            && self.c >= WINOGRAD_CHANNELS
+            && self.oc >= WINOGRAD_CHANNELS
+    }
+
+    /// The tiling of a [`winograd`](Self::winograd) layer.
+    const fn tiles(&self) -> Tiles {
+        Tiles {
+            c: self.c,
+            oc: self.oc,
+            th: self.oh / 2,
+            tw: self.ow / 2,
+        }
+    }
+
+    /// The forward pass by Winograd's F(2x2, 3x3), `u` the transformed weight
+    /// (`winograd::weights`): each sample split into the four phases of its padded image
+    /// (as a stride-2 layer's input), then `winograd::forward_sample`, whose 16 products go
+    /// in two halves on two threads where the sample splits (`split`).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn forward_winograd(
+        &self,
+        batch: usize,
+        x: &[f32],
+        layout: Layout,
+        u: &[f32],
+        bias: &[f32],
+        then: Then,
+        y: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        let t = self.tiles();
+        let phased = Conv2d { sh: 2, sw: 2, ..*self };
+        let (phases, work) = scratch.split_at_mut(t.phases_len());
+        let split = split::worth(self.macs(), self.oc);
+        zero(phases);
+        for b in 0..batch {
+            phased.pad_sample(x, layout, batch, b, phases);
+            winograd::forward_sample(t, u, phases, work, bias, then, batch, b, y, split);
+        }
     }
 
     /// Whether the forward pass reads the input in place: stride 1 ([`direct`](Self::direct)),
@@ -1090,7 +1150,8 @@ impl Conv2d {
     /// assert_eq!(g.prepared_len(), 4 * 3 * 9 + 4);
     /// ```
     pub const fn prepared_len(&self) -> usize {
-        self.weight_len() + self.oc
+        let winograd = if self.winograd() { self.tiles().u_len() } else { 0 };
+        self.weight_len() + self.oc + winograd
     }
 
     /// The parameters of `batchnorm(conv(x))` at inference as one convolution reads them
@@ -1152,7 +1213,8 @@ impl Conv2d {
         );
         let (k, oc) = (self.patch_len(), self.oc);
         let weight = &params[..self.weight_len()];
-        let (fw, fb) = prepared.split_at_mut(self.weight_len());
+        let (fw, rest) = prepared.split_at_mut(self.weight_len());
+        let (fb, u) = rest.split_at_mut(oc);
         // The channels' scales, where the biases go after.
         for (o, s) in fb.iter_mut().enumerate() {
             *s = bn.eval_affine(bn_params, running, o).0;
@@ -1166,6 +1228,15 @@ impl Conv2d {
         } else {
             for ((to, from), &scale) in fw.chunks_exact_mut(k).zip(weight.chunks_exact(k)).zip(&*fb) {
                 to.iter_mut().zip(from).for_each(|(f, &w)| *f = w * scale);
+            }
+        }
+        if self.winograd() {
+            // Winograd's transform of the declared kernels, `[16, OC, C]`, each output
+            // channel's times its scale (the transform is linear).
+            winograd::weights(self.tiles(), weight, u);
+            for (i, row) in u.chunks_exact_mut(self.c).enumerate() {
+                let scale = fb[i % oc];
+                row.iter_mut().for_each(|v| *v *= scale);
             }
         }
         for (o, b) in fb.iter_mut().enumerate() {
@@ -1207,7 +1278,13 @@ impl Conv2d {
         y: &mut [f32],
         scratch: &mut [f32],
     ) {
+        if self.winograd() && winograd::available() {
+            let (rest, u) = prepared.split_at(self.weight_len() + self.oc);
+            let bias = &rest[self.weight_len()..];
+            return self.forward_winograd(batch, x, layout, u, bias, then, y, scratch);
+        }
         let folded = Conv2d { bias: true, ..*self };
+        let prepared = &prepared[..self.weight_len() + self.oc];
         let params = Params::Prepared(prepared);
         folded.forward_by(folded.forward_route(), then, batch, x, layout, params, y, scratch)
     }
@@ -1227,7 +1304,7 @@ impl Conv2d {
     /// assert_eq!(g.folded_scratch_len(), g.weight_len() + 4 + g.forward_scratch_len());
     /// ```
     pub const fn folded_scratch_len(&self) -> usize {
-        self.weight_len() + self.oc + self.forward_scratch_len()
+        self.prepared_len() + self.forward_scratch_len()
     }
 
     /// [`forward`](Self::forward) by `route` with the parameters as declared or as prepared,
@@ -1684,7 +1761,7 @@ pub enum Then<'a> {
 impl<'a> Then<'a> {
     /// What a kernel applies as it stores the output from element `at` on: `bias`, and the
     /// residual from the same element.
-    fn finish(self, bias: Option<&'a [f32]>, at: usize) -> Finish<'a> {
+    pub(crate) fn finish(self, bias: Option<&'a [f32]>, at: usize) -> Finish<'a> {
         let (residual, relu) = match self {
             Then::Nothing => (None, false),
             Then::Relu => (None, true),
@@ -1697,7 +1774,7 @@ impl<'a> Then<'a> {
     /// Writes `dst = then(src + bias)` (`src` is `dst` itself when `None`), where `dst` starts
     /// at element `at` of the output.
     #[inline]
-    fn write(self, dst: &mut [f32], src: Option<&[f32]>, bias: f32, at: usize) {
+    pub(crate) fn write(self, dst: &mut [f32], src: Option<&[f32]>, bias: f32, at: usize) {
         let Finish { residual, relu, .. } = self.finish(None, at);
         let residual = residual.map(|r| &r[..dst.len()]);
         let f = |v: f32| if relu { v.max(0.0) } else { v };
@@ -1713,6 +1790,14 @@ impl<'a> Then<'a> {
         }
     }
 }
+
+/// Fewest input and output channels of a layer that inference computes by Winograd's
+/// F(2x2, 3x3) ([`Conv2d::winograd`]). Measured per sample on ResNet-8's layers (AMD EPYC
+/// Zen 4, AVX-512, the direct path against Winograd, `winograd_speed` in `winograd.rs`):
+/// 32 channels on 16x16 38-40 us against 46-49, 64 on 8x8 34-42 against 49-56; 16 channels
+/// on 32x32 no faster (48-54 against 46-54), its 16 products of 16 x 16 by the tiles too
+/// short to keep the kernels busy.
+pub const WINOGRAD_CHANNELS: usize = 32;
 
 /// Most kernel taps a table of the stride-1 path holds (a 22x22 kernel); larger kernels take the
 /// unfolding path.
@@ -1913,7 +1998,33 @@ mod tests {
     fn prepared_parameters_compute_the_convolution_and_its_batchnorm() {
         // By pixels, the prepared weight is transposed.
         assert!(ROUTES.iter().any(|g| g.transposed_weight()) && ROUTES.iter().any(|g| !g.transposed_weight()));
-        for g in ROUTES {
+        prepared_agree(&ROUTES);
+    }
+
+    #[test]
+    fn winograd_layers_compute_the_convolution_and_its_batchnorm() {
+        // Rows of 1, 2, 4, 8, 16 and 32 tiles (runs of 1 to 16 tiles a vector), channels
+        // not a multiple of 16, a last vector of tiles cut short (4 tiles).
+        let layers = [
+            Conv2d::new([32, 2, 2], 32, [3, 3], [1, 1], [1, 1], false),
+            Conv2d::new([33, 4, 4], 40, [3, 3], [1, 1], [1, 1], true),
+            Conv2d::new([32, 8, 8], 64, [3, 3], [1, 1], [1, 1], false),
+            Conv2d::new([48, 16, 16], 32, [3, 3], [1, 1], [1, 1], true),
+            Conv2d::new([32, 6, 32], 32, [3, 3], [1, 1], [1, 1], false),
+            Conv2d::new([32, 4, 64], 33, [3, 3], [1, 1], [1, 1], false),
+        ];
+        assert!(layers.iter().all(Conv2d::winograd));
+        // Not: too few channels, odd sizes, rows of tiles that do not divide a vector.
+        assert!(!Conv2d::new([16, 32, 32], 16, [3, 3], [1, 1], [1, 1], false).winograd());
+        assert!(!Conv2d::new([32, 7, 7], 32, [3, 3], [1, 1], [1, 1], false).winograd());
+        assert!(!Conv2d::new([32, 12, 12], 32, [3, 3], [1, 1], [1, 1], false).winograd());
+        prepared_agree(&layers);
+    }
+
+    /// `forward_prepared` (Winograd's where the layer and the CPU take it) against the
+    /// convolution's forward pass and then its BatchNorm, with a residual and a ReLU.
+    fn prepared_agree(layers: &[Conv2d]) {
+        for &g in layers {
             let bn = BatchNorm::new(g.oc, g.oh * g.ow, 1e-5, 0.1, true);
             let batch = 2;
             let (x, p) = (seq(batch * g.in_len(), 0.3), seq(g.param_len(), 0.7));

@@ -53,6 +53,7 @@ mod split;
 pub(crate) mod testutil;
 #[cfg(feature = "std")]
 pub mod train;
+mod winograd;
 #[cfg(feature = "std")]
 pub mod workspace;
 

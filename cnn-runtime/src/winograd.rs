@@ -1,0 +1,450 @@
+//! Winograd's minimal filtering F(2x2, 3x3) for the inference of stride-1 3x3 convolutions
+//! with padding 1 (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks",
+//! 2015): each 2x2 tile of the output from a 4x4 tile of the padded input, with 16
+//! multiplications per input and output channel instead of 36.
+//!
+//! With `B^T`, `G` and `A^T` the matrices of the algorithm, an output tile is
+//! `Y = A^T [(G g G^T) . (B^T d B)] A` for a 3x3 kernel `g` and an input tile `d`, summed over
+//! the input channels. The weight is transformed once, into `U [16, OC, C]` ([`weights`],
+//! kept with a network's prepared parameters); then, per sample, the input tiles into
+//! `V [16, C, T]` ([`Tiles`]: `T` tiles numbered row by row), the 16 products
+//! `M_xi [OC, T] = U_xi [OC, C] x V_xi [C, T]` (the matrix kernels of `simd`), and the
+//! products back into output tiles, written to the output planes with the bias, the residual
+//! and the ReLU ([`forward_sample`]).
+//!
+//! Tile `(i, j)` reads rows `2i..2i+4` and columns `2j..2j+4` of the padded image, which is
+//! therefore split into its four phases (even and odd rows and columns, as a stride-2
+//! convolution's input: `Conv2d::pad_sample`), `[4, C, TH+1, TW+1]`: pixel `(2i + r, 2j + c)`
+//! is pixel `(i + r/2, j + c/2)` of phase `(r % 2, c % 2)`. Along a row of tiles the 16
+//! pixels of 16 tiles are then each one contiguous run; where a vector of 16 tiles spans
+//! several rows of tiles (rows of 1 to 8 tiles), one masked load a row. The transforms are
+//! written for AVX-512 (masked loads and stores, a two-register permute to interleave a
+//! tile's columns); without it, layers keep the direct convolution ([`available`]). Only
+//! inference takes this route: training keeps the direct one, whose numbers the tests
+//! compare with PyTorch's gradients.
+//!
+//! Why only from 32 channels on ([`crate::conv::WINOGRAD_CHANNELS`]): the 16 products are
+//! as short as the input channels are many, and at 16 channels their per-block overhead ate
+//! the saving. An earlier version (see the README) lost to the direct path everywhere: its
+//! transformed weight was recomputed on every call (60 us for 64 x 64 kernels), its tiles
+//! were numbered with a spare one a row (a 8x8 output used 32 lanes for 16 tiles), and its
+//! 16 positions of a tile lay a multiple of 4 KB apart in `V` and `M`.
+
+use crate::conv::Then;
+use crate::simd::{small_gemm, Mat, Store};
+#[cfg(target_arch = "x86_64")]
+use crate::simd::{Isa, Path};
+
+/// Positions of a transformed 4x4 tile.
+const XI: usize = 16;
+/// Tiles a vector holds.
+const L: usize = 16;
+
+/// The tiling of one stride-1 3x3 convolution with padding 1 of `[C, OH, OW]` (`OH`, `OW`
+/// even) into `[OC, OH, OW]`, and the sizes of its buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Tiles {
+    /// Input channels.
+    pub c: usize,
+    /// Output channels.
+    pub oc: usize,
+    /// Rows of tiles, `OH / 2`.
+    pub th: usize,
+    /// Tiles a row, `OW / 2`.
+    pub tw: usize,
+}
+
+impl Tiles {
+    /// Whether an output of `oh x ow` tiles this way: even sides, and rows of tiles that
+    /// either fill whole vectors or divide one (1, 2, 4, 8, or a multiple of 16 tiles).
+    pub const fn fit(oh: usize, ow: usize) -> bool {
+        let tw = ow / 2;
+        oh.is_multiple_of(2)
+            && ow.is_multiple_of(2)
+            && oh > 0
+            && tw > 0
+            && (tw.is_multiple_of(L) || L.is_multiple_of(tw))
+    }
+
+    /// Tiles, `TH * TW`.
+    const fn count(&self) -> usize {
+        self.th * self.tw
+    }
+
+    /// Tiles rounded up to whole vectors: the row length of `V` and `M`.
+    const fn padded(&self) -> usize {
+        self.count().next_multiple_of(L)
+    }
+
+    /// Width of a phase, `TW + 1`.
+    const fn gw(&self) -> usize {
+        self.tw + 1
+    }
+
+    /// Elements of one channel's phase, `(TH + 1) * (TW + 1)`.
+    const fn plane(&self) -> usize {
+        (self.th + 1) * self.gw()
+    }
+
+    /// Elements of the phases of one padded sample, `[4, C, TH+1, TW+1]`.
+    pub const fn phases_len(&self) -> usize {
+        4 * self.c * self.plane()
+    }
+
+    /// Elements of a transformed weight, `[16, OC, C]`.
+    pub const fn u_len(&self) -> usize {
+        XI * self.oc * self.c
+    }
+
+    /// Distance between the positions `xi` of `V` (`rows` = C) or `M` (`rows` = OC): `rows`
+    /// rows of [`padded`](Self::padded) tiles and one vector more, so that the 16 positions
+    /// of a tile, written (and read) together, do not lie a multiple of 4 KB apart, in the
+    /// same few sets of the cache (which made the input transform of a 16-channel 32x32 layer
+    /// take 20 us instead of 3).
+    const fn xi_stride(&self, rows: usize) -> usize {
+        rows * self.padded() + L
+    }
+
+    /// Scratch [`forward_sample`] needs: `V [16, C, T]` and `M [16, OC, T]`.
+    pub const fn work_len(&self) -> usize {
+        XI * (self.xi_stride(self.c) + self.xi_stride(self.oc))
+    }
+}
+
+/// `U [16, OC, C]` from the 3x3 kernels `weight [OC, C, 3, 3]`: `u_xi(o, c) = (G g G^T)_xi`.
+///
+/// # Panics
+///
+/// If `weight` or `u` does not hold what `t` says.
+pub(crate) fn weights(t: Tiles, weight: &[f32], u: &mut [f32]) {
+    assert!(
+        weight.len() == t.oc * t.c * 9 && u.len() == t.u_len(),
+        "winograd: {}x{} 3x3 kernels into U of {}, got {} and {} elements",
+        t.oc,
+        t.c,
+        t.u_len(),
+        weight.len(),
+        u.len()
+    );
+    for (k, g) in weight.chunks_exact(9).enumerate() {
+        // h = G g (4x3), then G h^T... U = h G^T (4x4).
+        let mut h = [[0.0f32; 3]; 4];
+        for j in 0..3 {
+            let (a, b, c) = (g[j], g[3 + j], g[6 + j]);
+            h[0][j] = a;
+            h[1][j] = 0.5 * (a + b + c);
+            h[2][j] = 0.5 * (a - b + c);
+            h[3][j] = c;
+        }
+        for (i, &[a, b, c]) in h.iter().enumerate() {
+            let row = [a, 0.5 * (a + b + c), 0.5 * (a - b + c), c];
+            for (j, value) in row.into_iter().enumerate() {
+                u[(4 * i + j) * t.oc * t.c + k] = value;
+            }
+        }
+    }
+}
+
+/// Whether this CPU runs [`forward_sample`]: its transforms are written for AVX-512 only
+/// (other paths keep the direct convolution).
+pub(crate) fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return Isa::current().path() == Path::Avx512;
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// One sample: its phases (`Conv2d::pad_sample` at stride 2, `[4, C, TH+1, TW+1]`) through
+/// `U` into output planes `y[(o * batch + b) * OH*OW..]`, each `then(conv + bias[o])`;
+/// `work` holds [`Tiles::work_len`] elements. With `split`, the products run in two halves
+/// on two threads (`split::halves`).
+///
+/// # Panics
+///
+/// If the CPU does not have AVX-512 ([`available`]), or a slice is shorter than `t`, `batch`
+/// and `b` need.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn forward_sample(
+    t: Tiles,
+    u: &[f32],
+    phases: &[f32],
+    work: &mut [f32],
+    bias: &[f32],
+    then: Then,
+    batch: usize,
+    b: usize,
+    y: &mut [f32],
+    split: bool,
+) {
+    let ohw = 4 * t.count();
+    let finish = then.finish(None, 0);
+    assert!(
+        u.len() == t.u_len()
+            && phases.len() >= t.phases_len()
+            && work.len() >= t.work_len()
+            && bias.len() == t.oc
+            && y.len() >= ((t.oc - 1) * batch + b + 1) * ohw
+            && finish.residual.is_none_or(|r| r.len() == y.len()),
+        "winograd: a sample of {t:?} with buffers too short"
+    );
+    assert!(available(), "winograd: the transforms need AVX-512");
+    let (tp, vs, ms) = (t.padded(), t.xi_stride(t.c), t.xi_stride(t.oc));
+    let (v, m) = work.split_at_mut(XI * vs);
+    let m = &mut m[..XI * ms];
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the CPU has AVX-512F (asserted); the phases hold `t`'s, V its 16 x C rows of
+    // `tp` tiles (asserted above).
+    unsafe {
+        x86::inputs(t, phases, v)
+    };
+    // The 16 products, in two halves on two threads where the sample splits (`split`): each
+    // product the same sums either way.
+    let products = |xis: core::ops::Range<usize>, m: &mut [f32], _: &mut [f32]| {
+        for (i, xi) in xis.enumerate() {
+            let (u, v) = (Mat::rows(&u[xi * t.oc * t.c..], t.c), Mat::rows(&v[xi * vs..], tp));
+            small_gemm(t.oc, t.c, tp, u, v, &mut m[i * ms..], tp, Store::Overwrite);
+        }
+    };
+    if split {
+        crate::split::halves(XI, ms, m, [&mut [], &mut []], products);
+    } else {
+        products(0..XI, m, &mut []);
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the CPU has AVX-512F (asserted); M holds 16 x OC rows of `tp`, y the sample's
+    // planes, the residual (if any) as many elements as y (asserted above).
+    unsafe {
+        x86::outputs(t, m, bias, finish.residual, finish.relu, batch, b, y)
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::{Tiles, L};
+    use core::arch::x86_64::*;
+
+    /// The lanes `q S..(q + 1) S` on: run `q` of a vector of tiles.
+    #[inline(always)]
+    fn run_mask<const S: usize>(q: usize) -> __mmask16 {
+        (((1u32 << S) - 1) << (q * S)) as __mmask16
+    }
+
+    /// `B^T [a, b, c, d]`: the input transform along one axis.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    fn b_t([a, b, c, d]: [__m512; 4]) -> [__m512; 4] {
+        [
+            _mm512_sub_ps(a, c),
+            _mm512_add_ps(b, c),
+            _mm512_sub_ps(c, b),
+            _mm512_sub_ps(b, d),
+        ]
+    }
+
+    /// `A^T [a, b, c, d]`: the output transform along one axis.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    fn a_t([a, b, c, d]: [__m512; 4]) -> [__m512; 2] {
+        [
+            _mm512_add_ps(_mm512_add_ps(a, b), c),
+            _mm512_sub_ps(_mm512_sub_ps(b, c), d),
+        ]
+    }
+
+    /// `V [16, C, T]`, the tiles' `B^T d B`, from the phases; lanes past the last tile zero.
+    ///
+    /// # Safety
+    ///
+    /// The CPU has AVX-512F; `phases` holds `t.phases_len()` elements, `v` `16 C` rows of
+    /// `t.padded()`.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn inputs(t: Tiles, phases: &[f32], v: &mut [f32]) {
+        // SAFETY: the contract.
+        unsafe {
+            match t.tw.min(L) {
+                16 => inputs_runs::<16>(t, phases, v),
+                8 => inputs_runs::<8>(t, phases, v),
+                4 => inputs_runs::<4>(t, phases, v),
+                2 => inputs_runs::<2>(t, phases, v),
+                _ => inputs_runs::<1>(t, phases, v),
+            }
+        }
+    }
+
+    /// [`inputs`] with the tiles of a row in runs of `S` (`min(TW, 16)`).
+    ///
+    /// # Safety
+    ///
+    /// As [`inputs`].
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    unsafe fn inputs_runs<const S: usize>(t: Tiles, phases: &[f32], v: &mut [f32]) {
+        let (tp, vs, plane, gw, count) = (t.padded(), t.xi_stride(t.c), t.plane(), t.gw(), t.count());
+        let (src, dst) = (phases.as_ptr(), v.as_mut_ptr());
+        for ch in 0..t.c {
+            for t0 in (0..count).step_by(L) {
+                // Pixel (r, c) of the vector's tiles: run q of S tiles from tile t0 + q S lies
+                // at that tile's number plus its row of tiles (the phases' rows are TW + 1
+                // long) from the pixel's start in its phase.
+                // SAFETY: the run's S pixels lie inside the phase's row (tile / TW + r / 2 <= TH,
+                // tile % TW + c / 2 + S <= TW + 1), inside `phases`; the mask reads only them
+                // (from the pointer of the vector's lane 0, `tile - t0` lanes before the run).
+                let d = |r: usize, c: usize| unsafe {
+                    let base = ((r % 2) * 2 + c % 2) * t.c * plane + ch * plane + (r / 2) * gw + c / 2;
+                    let mut lanes = _mm512_setzero_ps();
+                    for q in 0..L / S {
+                        let tile = t0 + q * S;
+                        if tile < count {
+                            let at = src.add(base + tile + tile / t.tw).wrapping_sub(q * S);
+                            lanes = _mm512_mask_loadu_ps(lanes, run_mask::<S>(q), at);
+                        }
+                    }
+                    lanes
+                };
+                let rows = [
+                    b_t([d(0, 0), d(0, 1), d(0, 2), d(0, 3)]),
+                    b_t([d(1, 0), d(1, 1), d(1, 2), d(1, 3)]),
+                    b_t([d(2, 0), d(2, 1), d(2, 2), d(2, 3)]),
+                    b_t([d(3, 0), d(3, 1), d(3, 2), d(3, 3)]),
+                ];
+                let cols: [[__m512; 4]; 4] =
+                    core::array::from_fn(|k| b_t([rows[0][k], rows[1][k], rows[2][k], rows[3][k]]));
+                for (k, col) in cols.into_iter().enumerate() {
+                    for (r, lanes) in col.into_iter().enumerate() {
+                        // SAFETY: row (4 r + k, ch) of V has `tp` >= t0 + 16 entries.
+                        unsafe { _mm512_storeu_ps(dst.add((4 * r + k) * vs + ch * tp + t0), lanes) };
+                    }
+                }
+            }
+        }
+    }
+
+    /// The output planes from `M [16, OC, T]`: each tile's `A^T m A` plus `bias[o]`, plus
+    /// the residual where given, ReLU'd where `relu`; a tile's two columns interleaved into
+    /// runs of `2 S` pixels of an output row.
+    ///
+    /// # Safety
+    ///
+    /// The CPU has AVX-512F; `m` holds `16 OC` rows of `t.padded()`, `y` sample `b`'s planes
+    /// `(o * batch + b) * OH*OW`, `residual` as many elements as `y`.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn outputs(
+        t: Tiles,
+        m: &[f32],
+        bias: &[f32],
+        residual: Option<&[f32]>,
+        relu: bool,
+        batch: usize,
+        b: usize,
+        y: &mut [f32],
+    ) {
+        // SAFETY: the contract.
+        unsafe {
+            match t.tw.min(L) {
+                16 => outputs_runs::<16>(t, m, bias, residual, relu, batch, b, y),
+                8 => outputs_runs::<8>(t, m, bias, residual, relu, batch, b, y),
+                4 => outputs_runs::<4>(t, m, bias, residual, relu, batch, b, y),
+                2 => outputs_runs::<2>(t, m, bias, residual, relu, batch, b, y),
+                _ => outputs_runs::<1>(t, m, bias, residual, relu, batch, b, y),
+            }
+        }
+    }
+
+    /// [`outputs`] with the tiles of a row in runs of `S` (`min(TW, 16)`).
+    ///
+    /// # Safety
+    ///
+    /// As [`outputs`].
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn outputs_runs<const S: usize>(
+        t: Tiles,
+        m: &[f32],
+        bias: &[f32],
+        residual: Option<&[f32]>,
+        relu: bool,
+        batch: usize,
+        b: usize,
+        y: &mut [f32],
+    ) {
+        let (tp, ms, count, ow) = (t.padded(), t.xi_stride(t.oc), t.count(), 2 * t.tw);
+        let ohw = 2 * t.th * ow;
+        // Lane 2l of the first vector of a row is column 0 of tile l, lane 2l + 1 its column
+        // 1; the second vector the same for tiles 8..16.
+        let low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        let high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+        let (mp, yp) = (m.as_ptr(), y.as_mut_ptr());
+        let rp = residual.map(|r| r.as_ptr());
+        for o in 0..t.oc {
+            let plane = (o * batch + b) * ohw;
+            let bias = _mm512_set1_ps(bias[o]);
+            for t0 in (0..count).step_by(L) {
+                // SAFETY: row (xi, o) of M holds `tp` >= t0 + 16 entries (the contract).
+                let mm = |xi: usize| unsafe { _mm512_loadu_ps(mp.add(xi * ms + o * tp + t0)) };
+                let cols: [[__m512; 2]; 4] = core::array::from_fn(|c| a_t([mm(c), mm(4 + c), mm(8 + c), mm(12 + c)]));
+                // Row dr of the output tiles, its columns 0 and 1.
+                let rows: [[__m512; 2]; 2] =
+                    core::array::from_fn(|dr| a_t([cols[0][dr], cols[1][dr], cols[2][dr], cols[3][dr]]));
+                for (dr, [y0, y1]) in rows.into_iter().enumerate() {
+                    let (y0, y1) = (_mm512_add_ps(y0, bias), _mm512_add_ps(y1, bias));
+                    let pair = [
+                        _mm512_permutex2var_ps(y0, low, y1),
+                        _mm512_permutex2var_ps(y0, high, y1),
+                    ];
+                    // Run q: the 2 S pixels of tile row (t0 + q S) / TW, in vector 2 q S / 16
+                    // from lane 2 q S % 16.
+                    for q in 0..L / S {
+                        let tile = t0 + q * S;
+                        if tile >= count {
+                            break;
+                        }
+                        let (i, j) = (tile / t.tw, tile % t.tw);
+                        let at = plane + (2 * i + dr) * ow + 2 * j;
+                        let mut done = 0;
+                        while done < 2 * S {
+                            let lane = 2 * q * S + done;
+                            let (vector, from) = (lane / L, lane % L);
+                            let n = (2 * S - done).min(L - from);
+                            let mask = ((((1u32 << n) - 1) << from) & 0xffff) as __mmask16;
+                            // The vector's lane `from` goes to `at + done`: stored from
+                            // `at + done - from`, whose lanes outside the mask are not touched.
+                            let to = at + done;
+                            // SAFETY: the masked lanes are the run's pixels `to..to + n`, inside
+                            // the output row (and the residual, as long as y); the pointers
+                            // are offset back by `from` lanes that the mask leaves alone.
+                            unsafe {
+                                let mut value = pair[vector];
+                                if let Some(rp) = rp {
+                                    let r = _mm512_maskz_loadu_ps(mask, rp.add(to).wrapping_sub(from));
+                                    value = _mm512_add_ps(value, r);
+                                }
+                                if relu {
+                                    value = _mm512_max_ps(value, _mm512_setzero_ps());
+                                }
+                                _mm512_mask_storeu_ps(yp.add(to).wrapping_sub(from), mask, value);
+                            }
+                            done += n;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_tile_where_rows_of_tiles_fill_or_divide_a_vector() {
+        for (oh, ow) in [(2, 2), (8, 4), (4, 8), (16, 16), (2, 32), (6, 64)] {
+            assert!(Tiles::fit(oh, ow), "{oh}x{ow}");
+        }
+        for (oh, ow) in [(3, 4), (4, 3), (4, 6), (12, 12), (14, 14), (0, 4)] {
+            assert!(!Tiles::fit(oh, ow), "{oh}x{ow}");
+        }
+    }
+}

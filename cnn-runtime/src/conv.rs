@@ -259,10 +259,22 @@ impl Conv2d {
     }
 
     /// Whether inference from prepared parameters ([`forward_prepared`](Self::forward_prepared))
-    /// computes this layer by Winograd's F(2x2, 3x3) (`winograd`), on CPUs with AVX-512: a 3x3
-    /// kernel at stride 1 with padding 1, an output tiled in 2x2 (`Tiles::fit`), and at least
-    /// [`WINOGRAD_CHANNELS`] input and output channels.
-    pub(crate) const fn winograd(&self) -> bool {
+    /// computes this layer by Winograd's F(2x2, 3x3), on CPUs with AVX-512 (elsewhere, and in
+    /// training, directly): a 3x3 kernel at stride 1 with padding 1, an even output whose rows
+    /// of 2x2 tiles fill or divide a vector of 16 (1, 2, 4, 8 or a multiple of 16 tiles), and
+    /// at least [`WINOGRAD_CHANNELS`] input and output channels.
+    ///
+    /// ```
+    /// use cnn_runtime::conv::Conv2d;
+    /// // ResNet-8's 32- and 64-channel layers, not its 16-channel ones.
+    /// assert!(Conv2d::new([32, 16, 16], 32, [3, 3], [1, 1], [1, 1], false).winograd());
+    /// assert!(Conv2d::new([64, 8, 8], 64, [3, 3], [1, 1], [1, 1], false).winograd());
+    /// assert!(!Conv2d::new([16, 32, 32], 16, [3, 3], [1, 1], [1, 1], false).winograd());
+    /// // Strided, or a row of 7 tiles: directly.
+    /// assert!(!Conv2d::new([32, 16, 16], 64, [3, 3], [2, 2], [1, 1], false).winograd());
+    /// assert!(!Conv2d::new([64, 14, 14], 64, [3, 3], [1, 1], [1, 1], false).winograd());
+    /// ```
+    pub const fn winograd(&self) -> bool {
         self.kh == 3
             && self.kw == 3
             && self.sh == 1
@@ -1792,11 +1804,17 @@ impl<'a> Then<'a> {
 }
 
 /// Fewest input and output channels of a layer that inference computes by Winograd's
-/// F(2x2, 3x3) ([`Conv2d::winograd`]). Measured per sample on ResNet-8's layers (AMD EPYC
-/// Zen 4, AVX-512, the direct path against Winograd, `winograd_speed` in `winograd.rs`):
-/// 32 channels on 16x16 38-40 us against 46-49, 64 on 8x8 34-42 against 49-56; 16 channels
-/// on 32x32 no faster (48-54 against 46-54), its 16 products of 16 x 16 by the tiles too
-/// short to keep the kernels busy.
+/// F(2x2, 3x3) ([`Conv2d::winograd`]). Measured per sample on ResNet-8's layers at batch 1
+/// (AMD EPYC Zen 4, AVX-512; a throwaway timing of 400 calls of `forward` against the
+/// Winograd route, twice): 32 channels on 16x16 38-40 us against 46-49 directly, 64 on 8x8
+/// 34-42 against 49-56; 16 channels on 32x32 no faster (48-54 against 46-54), its 16
+/// products of 16 x 16 by the tiles too short to keep the kernels busy.
+///
+/// ```
+/// use cnn_runtime::conv::{Conv2d, WINOGRAD_CHANNELS};
+/// let c = WINOGRAD_CHANNELS;
+/// assert!(Conv2d::new([c, 8, 8], c, [3, 3], [1, 1], [1, 1], false).winograd());
+/// ```
 pub const WINOGRAD_CHANNELS: usize = 32;
 
 /// Most kernel taps a table of the stride-1 path holds (a 22x22 kernel); larger kernels take the

@@ -224,6 +224,43 @@ mod threaded {
     /// Fewer samples than this per thread and a batch is not split.
     const MIN_ROWS_PER_THREAD: usize = 4;
 
+    /// Samples a thread infers at once: a group's activations stay in the core's cache from
+    /// layer to layer (ResNet-8's first layers hold 256 KB for 4 samples, 4 MB for 64), and a
+    /// layer's setup is shared by the group. ResNet-8's batch 64 in groups of 4, 1 and 64
+    /// (`bench --net resnet8 --only b64`, 4 interleaved rounds, medians, AMD EPYC Zen 4):
+    /// 4,064 / 3,699 / 3,874 img/s at one thread (CPU time), 6,994 / 7,017 / 6,245 at two.
+    /// Each sample's numbers are the same in any group.
+    const GROUP: usize = 4;
+
+    /// `C::infer` on `input` (`n` samples) in groups of [`GROUP`], each in the start of `ws`
+    /// (at least `C::inference_len(GROUP.min(n))` long).
+    #[allow(clippy::too_many_arguments)]
+    fn infer_in_groups<C: Compiled>(
+        params: &[f32],
+        buffers: &[f32],
+        prepared: Option<&[f32]>,
+        n: usize,
+        input: &[f32],
+        output: &mut [f32],
+        ws: &mut [f32],
+    ) {
+        let groups = input
+            .chunks(GROUP * C::INPUT_LEN)
+            .zip(output.chunks_mut(GROUP * C::OUTPUT_LEN));
+        for (i, (input, output)) in groups.enumerate() {
+            let k = GROUP.min(n - i * GROUP);
+            C::infer(
+                params,
+                buffers,
+                prepared,
+                k,
+                input,
+                output,
+                &mut ws[..C::inference_len(k)],
+            );
+        }
+    }
+
     /// The network's parameters as inference reads them ([`Compiled::prepare`]), made by the
     /// first call and kept in its workspace (until its parameters or buffers change); `None`
     /// when there is nothing to prepare.
@@ -250,8 +287,8 @@ mod threaded {
         let prepared = prepared::<C>(workspace, params, buffers);
         if chunks == 1 {
             let mut infer = || {
-                workspace.with(C::inference_len(batch), |ws| {
-                    C::infer(params, buffers, prepared, batch, input, output, ws)
+                workspace.with(C::inference_len(GROUP.min(batch)), |ws| {
+                    infer_in_groups::<C>(params, buffers, prepared, batch, input, output, ws)
                 })
             };
             // Too few samples to split the batch: the large layers split each sample instead,
@@ -265,19 +302,12 @@ mod threaded {
         workspace.run(
             batch,
             chunks,
-            |n| n * outputs + C::inference_len(n),
+            |n| n * outputs + C::inference_len(GROUP.min(n)),
             |_, rows, slot| {
                 let n = rows.len();
                 let (logits, ws) = slot.split_at_mut(n * outputs);
-                C::infer(
-                    params,
-                    buffers,
-                    prepared,
-                    n,
-                    &input[rows.start * inputs..rows.end * inputs],
-                    logits,
-                    ws,
-                );
+                let input = &input[rows.start * inputs..rows.end * inputs];
+                infer_in_groups::<C>(params, buffers, prepared, n, input, logits, ws);
                 0.0
             },
             |slots, _| {

@@ -266,10 +266,10 @@ impl Conv2d {
     ///
     /// ```
     /// use cnn_runtime::conv::Conv2d;
-    /// // ResNet-8's 32- and 64-channel layers, not its 16-channel ones.
-    /// assert!(Conv2d::new([32, 16, 16], 32, [3, 3], [1, 1], [1, 1], false).winograd());
+    /// // ResNet-8's stride-1 layers; not a stem on 3 channels.
+    /// assert!(Conv2d::new([16, 32, 32], 16, [3, 3], [1, 1], [1, 1], false).winograd());
     /// assert!(Conv2d::new([64, 8, 8], 64, [3, 3], [1, 1], [1, 1], false).winograd());
-    /// assert!(!Conv2d::new([16, 32, 32], 16, [3, 3], [1, 1], [1, 1], false).winograd());
+    /// assert!(!Conv2d::new([3, 32, 32], 16, [3, 3], [1, 1], [1, 1], false).winograd());
     /// // Strided, or a row of 7 tiles: directly.
     /// assert!(!Conv2d::new([32, 16, 16], 64, [3, 3], [2, 2], [1, 1], false).winograd());
     /// assert!(!Conv2d::new([64, 14, 14], 64, [3, 3], [1, 1], [1, 1], false).winograd());
@@ -298,8 +298,8 @@ impl Conv2d {
 
     /// The forward pass by Winograd's F(2x2, 3x3), `u` the transformed weight
     /// (`winograd::weights`): each sample split into the four phases of its padded image
-    /// (as a stride-2 layer's input), then `winograd::forward_sample`, whose 16 products go
-    /// in two halves on two threads where the sample splits (`split`).
+    /// (as a stride-2 layer's input), then `winograd::forward_sample`, on this thread (it
+    /// does not split a sample: see there).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn forward_winograd(
         &self,
@@ -315,11 +315,10 @@ impl Conv2d {
         let t = self.tiles();
         let phased = Conv2d { sh: 2, sw: 2, ..*self };
         let (phases, work) = scratch.split_at_mut(t.phases_len());
-        let split = split::worth(self.macs(), self.oc);
         zero(phases);
         for b in 0..batch {
             phased.pad_sample(x, layout, batch, b, phases);
-            winograd::forward_sample(t, u, phases, work, bias, then, batch, b, y, split);
+            winograd::forward_sample(t, u, phases, work, bias, then, batch, b, y);
         }
     }
 
@@ -1804,18 +1803,21 @@ impl<'a> Then<'a> {
 }
 
 /// Fewest input and output channels of a layer that inference computes by Winograd's
-/// F(2x2, 3x3) ([`Conv2d::winograd`]). Measured per sample on ResNet-8's layers at batch 1
-/// (AMD EPYC Zen 4, AVX-512; a throwaway timing of 400 calls of `forward` against the
-/// Winograd route, twice): 32 channels on 16x16 38-40 us against 46-49 directly, 64 on 8x8
-/// 34-42 against 49-56; 16 channels on 32x32 no faster (48-54 against 46-54), its 16
-/// products of 16 x 16 by the tiles too short to keep the kernels busy.
+/// F(2x2, 3x3) ([`Conv2d::winograd`]): all of ResNet-8's stride-1 3x3 layers. Through the
+/// general matrix kernel, its 16-channel layers on 32x32 gained nothing (48-54 us a sample
+/// against 46-54 directly; 32 channels on 16x16 38-40 against 46-49, 64 on 8x8 34-42 against
+/// 49-56: a throwaway timing of 400 calls, AMD EPYC Zen 4); with the products' own kernel
+/// (`winograd::x86::product`), ResNet-8's batch 1 went from 250.6 to 207.1 us and its batch
+/// 64 from 3,889 to 4,681 img/s with the 16-channel layers in (`CNN_BENCH_CPU_TIME=1 cargo
+/// run --release --example bench -- --net resnet8 --threads 1 --only b1|b64`, 5 and 4
+/// interleaved rounds, medians, against the threshold at 32 with the general kernel).
 ///
 /// ```
 /// use cnn_runtime::conv::{Conv2d, WINOGRAD_CHANNELS};
 /// let c = WINOGRAD_CHANNELS;
 /// assert!(Conv2d::new([c, 8, 8], c, [3, 3], [1, 1], [1, 1], false).winograd());
 /// ```
-pub const WINOGRAD_CHANNELS: usize = 32;
+pub const WINOGRAD_CHANNELS: usize = 16;
 
 /// Most kernel taps a table of the stride-1 path holds (a 22x22 kernel); larger kernels take the
 /// unfolding path.
@@ -2024,7 +2026,8 @@ mod tests {
         // Rows of 1, 2, 4, 8, 16 and 32 tiles (runs of 1 to 16 tiles a vector), channels
         // not a multiple of 16, a last vector of tiles cut short (4 tiles).
         let layers = [
-            Conv2d::new([32, 2, 2], 32, [3, 3], [1, 1], [1, 1], false),
+            Conv2d::new([16, 2, 2], 16, [3, 3], [1, 1], [1, 1], false),
+            Conv2d::new([17, 32, 32], 21, [3, 3], [1, 1], [1, 1], true),
             Conv2d::new([33, 4, 4], 40, [3, 3], [1, 1], [1, 1], true),
             Conv2d::new([32, 8, 8], 64, [3, 3], [1, 1], [1, 1], false),
             Conv2d::new([48, 16, 16], 32, [3, 3], [1, 1], [1, 1], true),
@@ -2033,7 +2036,7 @@ mod tests {
         ];
         assert!(layers.iter().all(Conv2d::winograd));
         // Not: too few channels, odd sizes, rows of tiles that do not divide a vector.
-        assert!(!Conv2d::new([16, 32, 32], 16, [3, 3], [1, 1], [1, 1], false).winograd());
+        assert!(!Conv2d::new([8, 32, 32], 16, [3, 3], [1, 1], [1, 1], false).winograd());
         assert!(!Conv2d::new([32, 7, 7], 32, [3, 3], [1, 1], [1, 1], false).winograd());
         assert!(!Conv2d::new([32, 12, 12], 32, [3, 3], [1, 1], [1, 1], false).winograd());
         prepared_agree(&layers);

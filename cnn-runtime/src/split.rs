@@ -62,6 +62,13 @@ const PERIOD_ALONE: u32 = 256;
 #[cfg(feature = "std")]
 const BLOCK: u32 = 16;
 
+/// Calls before the first round of probes: past the first calls of a process, which run
+/// slower either way as its memory and caches warm up; early, for networks whose calls are
+/// slow (a split ResNet-8 took 600 us a call where the two cores were far apart: a first
+/// round after [`PERIOD`] calls came after more than a second).
+#[cfg(feature = "std")]
+const WARM: u32 = 64;
+
 /// Calls alone must take under `MARGIN - 1` / `MARGIN` of the time split to be chosen.
 #[cfg(feature = "std")]
 const MARGIN: u64 = 20;
@@ -105,7 +112,7 @@ impl Default for Choice {
     fn default() -> Choice {
         Choice {
             batches: core::array::from_fn(|_| Probes {
-                calls: AtomicU32::new(0),
+                calls: AtomicU32::new(PERIOD - 2 * BLOCK - WARM),
                 alone: AtomicBool::new(false),
                 took: [AtomicU64::new(0), AtomicU64::new(0)],
             }),
@@ -120,8 +127,7 @@ impl Choice {
     pub(crate) fn run<R>(&self, batch: usize, work: impl FnOnce() -> R) -> R {
         let probes = &self.batches[batch.clamp(1, BATCHES) - 1];
         let alone = probes.alone.load(Relaxed);
-        // A round ends each period, so that the first calls of a process (slower either way,
-        // as its memory and caches warm up) are never timed.
+        // A round ends each period; the first one after `WARM` calls.
         let period = if alone { PERIOD_ALONE } else { PERIOD };
         let call = (probes.calls.fetch_add(1, Relaxed) % period).wrapping_sub(period - 2 * BLOCK);
         if call >= 2 * BLOCK {

@@ -23,15 +23,14 @@
 //! inference takes this route: training keeps the direct one, whose numbers the tests
 //! compare with PyTorch's gradients.
 //!
-//! Why only from 32 channels on ([`crate::conv::WINOGRAD_CHANNELS`]): the 16 products are
-//! as short as the input channels are many, and at 16 channels their per-block overhead ate
-//! the saving. An earlier version (see the README) lost to the direct path everywhere: its
-//! transformed weight was recomputed on every call (60 us for 64 x 64 kernels), its tiles
-//! were numbered with a spare one a row (a 8x8 output used 32 lanes for 16 tiles), and its
-//! 16 positions of a tile lay a multiple of 4 KB apart in `V` and `M`.
+//! The 16 products have their own kernel ([`x86::product`]): they are only `C` long, and the
+//! general one's set-up and finish of each block of sums cost a third of them at 16 channels.
+//! An earlier version (see the README) lost to the direct path everywhere: its transformed
+//! weight was recomputed on every call (60 us for 64 x 64 kernels), its tiles were numbered
+//! with a spare one a row (an 8x8 output used 32 lanes for 16 tiles), and its 16 positions of
+//! a tile lay a multiple of 4 KB apart in `V` and `M`, in the same few sets of the cache.
 
 use crate::conv::Then;
-use crate::simd::{small_gemm, Mat, Store};
 #[cfg(target_arch = "x86_64")]
 use crate::simd::{Isa, Path};
 
@@ -156,8 +155,7 @@ pub(crate) fn available() -> bool {
 
 /// One sample: its phases (`Conv2d::pad_sample` at stride 2, `[4, C, TH+1, TW+1]`) through
 /// `U` into output planes `y[(o * batch + b) * OH*OW..]`, each `then(conv + bias[o])`;
-/// `work` holds [`Tiles::work_len`] elements. With `split`, the products run in two halves
-/// on two threads (`split::halves`).
+/// `work` holds [`Tiles::work_len`] elements.
 ///
 /// # Panics
 ///
@@ -174,7 +172,6 @@ pub(crate) fn forward_sample(
     batch: usize,
     b: usize,
     y: &mut [f32],
-    split: bool,
 ) {
     let ohw = 4 * t.count();
     let finish = then.finish(None, 0);
@@ -197,18 +194,18 @@ pub(crate) fn forward_sample(
     unsafe {
         x86::inputs(t, phases, v)
     };
-    // The 16 products, in two halves on two threads where the sample splits (`split`): each
-    // product the same sums either way.
-    let products = |xis: core::ops::Range<usize>, m: &mut [f32], _: &mut [f32]| {
-        for (i, xi) in xis.enumerate() {
-            let (u, v) = (Mat::rows(&u[xi * t.oc * t.c..], t.c), Mat::rows(&v[xi * vs..], tp));
-            small_gemm(t.oc, t.c, tp, u, v, &mut m[i * ms..], tp, Store::Overwrite);
-        }
-    };
-    if split {
-        crate::split::halves(XI, ms, m, [&mut [], &mut []], products);
-    } else {
-        products(0..XI, m, &mut []);
+    // The 16 products, on this thread only: split in halves on two threads (where one sample
+    // splits, `split`), the helper reading half of V and writing half of M through the other
+    // core's cache, ResNet-8's batch 1 took 207-238 us at two threads against 181-214 with
+    // these layers split directly, and 600 us where the two cores were far apart.
+    for xi in 0..XI {
+        let (u, v) = (&u[xi * t.oc * t.c..][..t.oc * t.c], &v[xi * vs..][..t.c * tp]);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX-512F (asserted); U_xi holds OC x C, V_xi C rows of `tp`,
+        // this position of M OC rows of `tp`.
+        unsafe {
+            x86::product(t, u, v, &mut m[xi * ms..][..t.oc * tp])
+        };
     }
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the CPU has AVX-512F (asserted); M holds 16 x OC rows of `tp`, y the sample's
@@ -316,6 +313,80 @@ mod x86 {
                     }
                 }
             }
+        }
+    }
+
+    /// `M_xi [OC, T] = U_xi [OC, C] x V_xi [C, T]` for one position: blocks of 8 output
+    /// channels by 32 tiles (16 sums in registers), each channel of U broadcast against two
+    /// vectors of V, stored once at the end; all inline, where the general kernel's set-up
+    /// and finish of a block cost a third of products only `C` long.
+    ///
+    /// # Safety
+    ///
+    /// The CPU has AVX-512F; `u` holds `OC x C`, `v` `C` rows of `t.padded()`, `m` `OC` rows
+    /// of `t.padded()`.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) unsafe fn product(t: Tiles, u: &[f32], v: &[f32], m: &mut [f32]) {
+        let (tp, c) = (t.padded(), t.c);
+        assert!(u.len() >= t.oc * c && v.len() >= c * tp && m.len() >= t.oc * tp);
+        let mut o = 0;
+        while o < t.oc {
+            let rows = (t.oc - o).min(8);
+            // SAFETY: rows o..o + rows of U and M exist (asserted above).
+            unsafe {
+                match rows {
+                    8 => product_rows::<8>(c, tp, &u[o * c..], v, &mut m[o * tp..]),
+                    7 => product_rows::<7>(c, tp, &u[o * c..], v, &mut m[o * tp..]),
+                    6 => product_rows::<6>(c, tp, &u[o * c..], v, &mut m[o * tp..]),
+                    5 => product_rows::<5>(c, tp, &u[o * c..], v, &mut m[o * tp..]),
+                    4 => product_rows::<4>(c, tp, &u[o * c..], v, &mut m[o * tp..]),
+                    3 => product_rows::<3>(c, tp, &u[o * c..], v, &mut m[o * tp..]),
+                    2 => product_rows::<2>(c, tp, &u[o * c..], v, &mut m[o * tp..]),
+                    _ => product_rows::<1>(c, tp, &u[o * c..], v, &mut m[o * tp..]),
+                }
+            }
+            o += rows;
+        }
+    }
+
+    /// `R` rows of [`product`], from `u`'s and `m`'s first.
+    ///
+    /// # Safety
+    ///
+    /// The CPU has AVX-512F; `u` holds `R x c`, `v` `c` rows of `tp` (a multiple of 16), `m`
+    /// `R` rows of `tp`.
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    #[inline]
+    unsafe fn product_rows<const R: usize>(c: usize, tp: usize, u: &[f32], v: &[f32], m: &mut [f32]) {
+        let (up, vp, mp) = (u.as_ptr(), v.as_ptr(), m.as_mut_ptr());
+        let mut t0 = 0;
+        while t0 < tp {
+            // Two vectors of tiles, or the last one alone.
+            let two = t0 + 2 * L <= tp;
+            let mut acc = [[_mm512_setzero_ps(); 2]; R];
+            for k in 0..c {
+                // SAFETY: row k of V holds `tp` tiles, U R rows of c (the contract).
+                unsafe {
+                    let row = vp.add(k * tp + t0);
+                    let b0 = _mm512_loadu_ps(row);
+                    let b1 = if two { _mm512_loadu_ps(row.add(L)) } else { b0 };
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let a = _mm512_set1_ps(*up.add(r * c + k));
+                        acc[0] = _mm512_fmadd_ps(a, b0, acc[0]);
+                        acc[1] = _mm512_fmadd_ps(a, b1, acc[1]);
+                    }
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                // SAFETY: row r of M holds `tp` tiles (the contract).
+                unsafe {
+                    _mm512_storeu_ps(mp.add(r * tp + t0), acc[0]);
+                    if two {
+                        _mm512_storeu_ps(mp.add(r * tp + t0 + L), acc[1]);
+                    }
+                }
+            }
+            t0 += if two { 2 * L } else { L };
         }
     }
 

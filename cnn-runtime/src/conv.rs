@@ -194,8 +194,10 @@ impl Conv2d {
         };
         let in_place = self.padded_len() + self.out_len() + self.weight_len() + spare;
         let in_place = if self.winograd() {
+            // With a second V and M for a helper's half of the tiles where a sample may split.
             let t = self.tiles();
-            larger(in_place, t.phases_len() + t.work_len())
+            let works = if self.macs() >= split::MIN_MACS { 2 } else { 1 };
+            larger(in_place, t.phases_len() + works * t.work_len())
         } else {
             in_place
         };
@@ -298,8 +300,8 @@ impl Conv2d {
 
     /// The forward pass by Winograd's F(2x2, 3x3), `u` the transformed weight
     /// (`winograd::weights`): each sample split into the four phases of its padded image
-    /// (as a stride-2 layer's input), then `winograd::forward_sample`, on this thread (it
-    /// does not split a sample: see there).
+    /// (as a stride-2 layer's input), then `winograd::forward_sample`, half of the tiles on a
+    /// helper thread where the sample splits (`split`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn forward_winograd(
         &self,
@@ -314,11 +316,17 @@ impl Conv2d {
     ) {
         let t = self.tiles();
         let phased = Conv2d { sh: 2, sw: 2, ..*self };
-        let (phases, work) = scratch.split_at_mut(t.phases_len());
+        let (phases, rest) = scratch.split_at_mut(t.phases_len());
+        let (work, rest) = rest.split_at_mut(t.work_len());
+        // A helper thread's half of the tiles in memory of its own, where the sample splits
+        // and `forward_scratch_len` left room.
+        let split = rest.len() >= t.work_len() && split::worth(self.macs(), 2);
+        let mut spare = split.then(|| &mut rest[..t.work_len()]);
         zero(phases);
         for b in 0..batch {
             phased.pad_sample(x, layout, batch, b, phases);
-            winograd::forward_sample(t, u, phases, work, bias, then, batch, b, y);
+            let spare = spare.as_deref_mut();
+            winograd::forward_sample(t, u, phases, work, spare, bias, then, batch, b, y);
         }
     }
 

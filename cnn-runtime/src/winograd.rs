@@ -30,9 +30,12 @@
 //! with a spare one a row (an 8x8 output used 32 lanes for 16 tiles), and its 16 positions of
 //! a tile lay a multiple of 4 KB apart in `V` and `M`, in the same few sets of the cache.
 
+use core::ops::Range;
+
 use crate::conv::Then;
 #[cfg(target_arch = "x86_64")]
 use crate::simd::{Isa, Path};
+use crate::split;
 
 /// Positions of a transformed 4x4 tile.
 const XI: usize = 16;
@@ -155,7 +158,8 @@ pub(crate) fn available() -> bool {
 
 /// One sample: its phases (`Conv2d::pad_sample` at stride 2, `[4, C, TH+1, TW+1]`) through
 /// `U` into output planes `y[(o * batch + b) * OH*OW..]`, each `then(conv + bias[o])`;
-/// `work` holds [`Tiles::work_len`] elements.
+/// `work` holds [`Tiles::work_len`] elements; so does `spare`, if given, for a helper
+/// thread's half of the tiles where the sample splits (`split::halves`).
 ///
 /// # Panics
 ///
@@ -167,6 +171,7 @@ pub(crate) fn forward_sample(
     u: &[f32],
     phases: &[f32],
     work: &mut [f32],
+    spare: Option<&mut [f32]>,
     bias: &[f32],
     then: Then,
     batch: usize,
@@ -179,6 +184,7 @@ pub(crate) fn forward_sample(
         u.len() == t.u_len()
             && phases.len() >= t.phases_len()
             && work.len() >= t.work_len()
+            && spare.as_ref().is_none_or(|s| s.len() >= t.work_len())
             && bias.len() == t.oc
             && y.len() >= ((t.oc - 1) * batch + b + 1) * ohw
             && finish.residual.is_none_or(|r| r.len() == y.len()),
@@ -186,38 +192,57 @@ pub(crate) fn forward_sample(
     );
     assert!(available(), "winograd: the transforms need AVX-512");
     let (tp, vs, ms) = (t.padded(), t.xi_stride(t.c), t.xi_stride(t.oc));
-    let (v, m) = work.split_at_mut(XI * vs);
-    let m = &mut m[..XI * ms];
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: the CPU has AVX-512F (asserted); the phases hold `t`'s, V its 16 x C rows of
-    // `tp` tiles (asserted above).
-    unsafe {
-        x86::inputs(t, phases, v)
-    };
-    // The 16 products, on this thread only: split in halves on two threads (where one sample
-    // splits, `split`), the helper reading half of V and writing half of M through the other
-    // core's cache, ResNet-8's batch 1 took 207-238 us at two threads against 181-214 with
-    // these layers split directly, and 600 us where the two cores were far apart.
-    for xi in 0..XI {
-        let (u, v) = (&u[xi * t.oc * t.c..][..t.oc * t.c], &v[xi * vs..][..t.c * tp]);
+    let out = Out(y.as_mut_ptr());
+    // The sample's tiles `tiles` (whole vectors) in `work`: their V, their products, their
+    // output pixels.
+    let part = |tiles: Range<usize>, work: &mut [f32]| {
+        let (v, m) = work.split_at_mut(XI * vs);
+        let m = &mut m[..XI * ms];
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the CPU has AVX-512F (asserted); U_xi holds OC x C, V_xi C rows of `tp`,
-        // this position of M OC rows of `tp`.
+        // SAFETY: the CPU has AVX-512F (asserted); the phases hold `t`'s, V and M their 16 x C
+        // and 16 x OC rows of `tp` tiles (asserted above), `tiles` lies within `tp`; y holds
+        // the sample's planes and the residual as many elements (asserted above), and the
+        // output pixels of `tiles` are written by this part alone.
         unsafe {
-            x86::product(t, u, v, &mut m[xi * ms..][..t.oc * tp])
+            x86::inputs(t, phases, v, tiles.clone());
+            for xi in 0..XI {
+                let (u, v) = (&u[xi * t.oc * t.c..][..t.oc * t.c], &v[xi * vs..][..t.c * tp]);
+                x86::product(t, u, v, &mut m[xi * ms..][..t.oc * tp], tiles.clone());
+            }
+            x86::outputs(t, m, bias, finish.residual, finish.relu, batch, b, out.get(), tiles)
         };
-    }
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: the CPU has AVX-512F (asserted); M holds 16 x OC rows of `tp`, y the sample's
-    // planes, the residual (if any) as many elements as y (asserted above).
-    unsafe {
-        x86::outputs(t, m, bias, finish.residual, finish.relu, batch, b, y)
     };
+    // Two threads (where the sample splits: `split`) take half the tiles each, each with its
+    // own V and M. The 16 products split by positions instead, the helper reading half of V
+    // and writing half of M through the other core's cache, took 207-238 us for ResNet-8's
+    // batch 1 at two threads (against 181-214 with these layers split directly), and 600 us
+    // where the two cores were far apart.
+    let half = (tp / L / 2) * L;
+    match spare {
+        Some(spare) if half > 0 => split::halves(2, 0, &mut [], [work, spare], |side, _, work| {
+            part(if side.start == 0 { 0..half } else { half..tp }, work)
+        }),
+        _ => part(0..tp, work),
+    }
+}
+
+/// The output of [`forward_sample`], shared by the two threads of a split sample, which write
+/// the pixels of disjoint tiles.
+struct Out(*mut f32);
+
+// SAFETY: the threads that share it write disjoint elements (see `forward_sample`).
+unsafe impl Sync for Out {}
+
+impl Out {
+    /// The pointer (a method, so that closures capture the whole `Out`, which is `Sync`).
+    fn get(&self) -> *mut f32 {
+        self.0
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Tiles, L};
+    use super::{Range, Tiles, L};
     use core::arch::x86_64::*;
 
     /// The lanes `q S..(q + 1) S` on: run `q` of a vector of tiles.
@@ -255,15 +280,15 @@ mod x86 {
     /// The CPU has AVX-512F; `phases` holds `t.phases_len()` elements, `v` `16 C` rows of
     /// `t.padded()`.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn inputs(t: Tiles, phases: &[f32], v: &mut [f32]) {
+    pub(super) unsafe fn inputs(t: Tiles, phases: &[f32], v: &mut [f32], tiles: Range<usize>) {
         // SAFETY: the contract.
         unsafe {
             match t.tw.min(L) {
-                16 => inputs_runs::<16>(t, phases, v),
-                8 => inputs_runs::<8>(t, phases, v),
-                4 => inputs_runs::<4>(t, phases, v),
-                2 => inputs_runs::<2>(t, phases, v),
-                _ => inputs_runs::<1>(t, phases, v),
+                16 => inputs_runs::<16>(t, phases, v, tiles),
+                8 => inputs_runs::<8>(t, phases, v, tiles),
+                4 => inputs_runs::<4>(t, phases, v, tiles),
+                2 => inputs_runs::<2>(t, phases, v, tiles),
+                _ => inputs_runs::<1>(t, phases, v, tiles),
             }
         }
     }
@@ -275,11 +300,12 @@ mod x86 {
     /// As [`inputs`].
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[inline]
-    unsafe fn inputs_runs<const S: usize>(t: Tiles, phases: &[f32], v: &mut [f32]) {
+    unsafe fn inputs_runs<const S: usize>(t: Tiles, phases: &[f32], v: &mut [f32], tiles: Range<usize>) {
         let (tp, vs, plane, gw, count) = (t.padded(), t.xi_stride(t.c), t.plane(), t.gw(), t.count());
         let (src, dst) = (phases.as_ptr(), v.as_mut_ptr());
         for ch in 0..t.c {
-            for t0 in (0..count).step_by(L) {
+            for vector in tiles.start / L..tiles.end.min(count).div_ceil(L) {
+                let t0 = vector * L;
                 // Pixel (r, c) of the vector's tiles: run q of S tiles from tile t0 + q S lies
                 // at that tile's number plus its row of tiles (the phases' rows are TW + 1
                 // long) from the pixel's start in its phase.
@@ -326,7 +352,7 @@ mod x86 {
     /// The CPU has AVX-512F; `u` holds `OC x C`, `v` `C` rows of `t.padded()`, `m` `OC` rows
     /// of `t.padded()`.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn product(t: Tiles, u: &[f32], v: &[f32], m: &mut [f32]) {
+    pub(super) unsafe fn product(t: Tiles, u: &[f32], v: &[f32], m: &mut [f32], tiles: Range<usize>) {
         let (tp, c) = (t.padded(), t.c);
         assert!(u.len() >= t.oc * c && v.len() >= c * tp && m.len() >= t.oc * tp);
         let mut o = 0;
@@ -335,14 +361,14 @@ mod x86 {
             // SAFETY: rows o..o + rows of U and M exist (asserted above).
             unsafe {
                 match rows {
-                    8 => product_rows::<8>(c, tp, &u[o * c..], v, &mut m[o * tp..]),
-                    7 => product_rows::<7>(c, tp, &u[o * c..], v, &mut m[o * tp..]),
-                    6 => product_rows::<6>(c, tp, &u[o * c..], v, &mut m[o * tp..]),
-                    5 => product_rows::<5>(c, tp, &u[o * c..], v, &mut m[o * tp..]),
-                    4 => product_rows::<4>(c, tp, &u[o * c..], v, &mut m[o * tp..]),
-                    3 => product_rows::<3>(c, tp, &u[o * c..], v, &mut m[o * tp..]),
-                    2 => product_rows::<2>(c, tp, &u[o * c..], v, &mut m[o * tp..]),
-                    _ => product_rows::<1>(c, tp, &u[o * c..], v, &mut m[o * tp..]),
+                    8 => product_rows::<8>(c, tp, &u[o * c..], v, &mut m[o * tp..], tiles.clone()),
+                    7 => product_rows::<7>(c, tp, &u[o * c..], v, &mut m[o * tp..], tiles.clone()),
+                    6 => product_rows::<6>(c, tp, &u[o * c..], v, &mut m[o * tp..], tiles.clone()),
+                    5 => product_rows::<5>(c, tp, &u[o * c..], v, &mut m[o * tp..], tiles.clone()),
+                    4 => product_rows::<4>(c, tp, &u[o * c..], v, &mut m[o * tp..], tiles.clone()),
+                    3 => product_rows::<3>(c, tp, &u[o * c..], v, &mut m[o * tp..], tiles.clone()),
+                    2 => product_rows::<2>(c, tp, &u[o * c..], v, &mut m[o * tp..], tiles.clone()),
+                    _ => product_rows::<1>(c, tp, &u[o * c..], v, &mut m[o * tp..], tiles.clone()),
                 }
             }
             o += rows;
@@ -357,12 +383,19 @@ mod x86 {
     /// `R` rows of `tp`.
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[inline]
-    unsafe fn product_rows<const R: usize>(c: usize, tp: usize, u: &[f32], v: &[f32], m: &mut [f32]) {
+    unsafe fn product_rows<const R: usize>(
+        c: usize,
+        tp: usize,
+        u: &[f32],
+        v: &[f32],
+        m: &mut [f32],
+        tiles: Range<usize>,
+    ) {
         let (up, vp, mp) = (u.as_ptr(), v.as_ptr(), m.as_mut_ptr());
-        let mut t0 = 0;
-        while t0 < tp {
+        let mut t0 = tiles.start;
+        while t0 < tiles.end {
             // Two vectors of tiles, or the last one alone.
-            let two = t0 + 2 * L <= tp;
+            let two = t0 + 2 * L <= tiles.end;
             let mut acc = [[_mm512_setzero_ps(); 2]; R];
             for k in 0..c {
                 // SAFETY: row k of V holds `tp` tiles, U R rows of c (the contract).
@@ -408,16 +441,17 @@ mod x86 {
         relu: bool,
         batch: usize,
         b: usize,
-        y: &mut [f32],
+        y: *mut f32,
+        tiles: Range<usize>,
     ) {
         // SAFETY: the contract.
         unsafe {
             match t.tw.min(L) {
-                16 => outputs_runs::<16>(t, m, bias, residual, relu, batch, b, y),
-                8 => outputs_runs::<8>(t, m, bias, residual, relu, batch, b, y),
-                4 => outputs_runs::<4>(t, m, bias, residual, relu, batch, b, y),
-                2 => outputs_runs::<2>(t, m, bias, residual, relu, batch, b, y),
-                _ => outputs_runs::<1>(t, m, bias, residual, relu, batch, b, y),
+                16 => outputs_runs::<16>(t, m, bias, residual, relu, batch, b, y, tiles),
+                8 => outputs_runs::<8>(t, m, bias, residual, relu, batch, b, y, tiles),
+                4 => outputs_runs::<4>(t, m, bias, residual, relu, batch, b, y, tiles),
+                2 => outputs_runs::<2>(t, m, bias, residual, relu, batch, b, y, tiles),
+                _ => outputs_runs::<1>(t, m, bias, residual, relu, batch, b, y, tiles),
             }
         }
     }
@@ -438,7 +472,8 @@ mod x86 {
         relu: bool,
         batch: usize,
         b: usize,
-        y: &mut [f32],
+        y: *mut f32,
+        tiles: Range<usize>,
     ) {
         let (tp, ms, count, ow) = (t.padded(), t.xi_stride(t.oc), t.count(), 2 * t.tw);
         let ohw = 2 * t.th * ow;
@@ -446,12 +481,13 @@ mod x86 {
         // 1; the second vector the same for tiles 8..16.
         let low = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
         let high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-        let (mp, yp) = (m.as_ptr(), y.as_mut_ptr());
+        let (mp, yp) = (m.as_ptr(), y);
         let rp = residual.map(|r| r.as_ptr());
         for o in 0..t.oc {
             let plane = (o * batch + b) * ohw;
             let bias = _mm512_set1_ps(bias[o]);
-            for t0 in (0..count).step_by(L) {
+            for vector in tiles.start / L..tiles.end.min(count).div_ceil(L) {
+                let t0 = vector * L;
                 // SAFETY: row (xi, o) of M holds `tp` >= t0 + 16 entries (the contract).
                 let mm = |xi: usize| unsafe { _mm512_loadu_ps(mp.add(xi * ms + o * tp + t0)) };
                 let cols: [[__m512; 2]; 4] = core::array::from_fn(|c| a_t([mm(c), mm(4 + c), mm(8 + c), mm(12 + c)]));

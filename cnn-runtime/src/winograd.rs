@@ -147,6 +147,20 @@ pub(crate) fn weights(t: Tiles, weight: &[f32], u: &mut [f32]) {
     }
 }
 
+/// `$f::<S>(args)` with `S = min(TW, 16)` as a constant: the tiles of a vector come in runs
+/// of `S` from one row of tiles (a row of 16 or more tiles holds whole vectors).
+macro_rules! by_runs {
+    ($tw:expr, $($f:ident)::+($($arg:expr),*)) => {
+        match $tw.min(L) {
+            16 => $($f)::+::<16>($($arg),*),
+            8 => $($f)::+::<8>($($arg),*),
+            4 => $($f)::+::<4>($($arg),*),
+            2 => $($f)::+::<2>($($arg),*),
+            _ => $($f)::+::<1>($($arg),*),
+        }
+    };
+}
+
 /// Whether this CPU runs [`forward_sample`]: its transforms are written for AVX-512 only
 /// (other paths keep the direct convolution).
 pub(crate) fn available() -> bool {
@@ -204,12 +218,15 @@ pub(crate) fn forward_sample(
         // the sample's planes and the residual as many elements (asserted above), and the
         // output pixels of `tiles` are written by this part alone.
         unsafe {
-            x86::inputs(t, phases, v, tiles.clone());
+            by_runs!(t.tw, x86::inputs(t, phases, v, tiles.clone()));
             for xi in 0..XI {
                 let (u, v) = (&u[xi * t.oc * t.c..][..t.oc * t.c], &v[xi * vs..][..t.c * tp]);
                 x86::product(t, u, v, &mut m[xi * ms..][..t.oc * tp], tiles.clone());
             }
-            x86::outputs(t, m, bias, finish.residual, finish.relu, batch, b, out.get(), tiles)
+            by_runs!(
+                t.tw,
+                x86::outputs(t, m, bias, finish.residual, finish.relu, batch, b, out.get(), tiles)
+            )
         };
     };
     // Two threads (where the sample splits: `split`) take half the tiles each, each with its
@@ -273,34 +290,17 @@ mod x86 {
         ]
     }
 
-    /// `V [16, C, T]`, the tiles' `B^T d B`, from the phases; lanes past the last tile zero.
+    /// `V [16, C, T]` for the tiles `tiles` (whole vectors), their `B^T d B`, from the
+    /// phases, the tiles of a row in runs of `S` (`min(TW, 16)`, see [`by_runs`]); lanes past
+    /// the last tile zero.
     ///
     /// # Safety
     ///
     /// The CPU has AVX-512F; `phases` holds `t.phases_len()` elements, `v` `16 C` rows of
+    /// `t.padded()` (at `t.xi_stride(C)` from one position to the next), `tiles` lies within
     /// `t.padded()`.
     #[target_feature(enable = "avx512f,avx2,fma")]
-    pub(super) unsafe fn inputs(t: Tiles, phases: &[f32], v: &mut [f32], tiles: Range<usize>) {
-        // SAFETY: the contract.
-        unsafe {
-            match t.tw.min(L) {
-                16 => inputs_runs::<16>(t, phases, v, tiles),
-                8 => inputs_runs::<8>(t, phases, v, tiles),
-                4 => inputs_runs::<4>(t, phases, v, tiles),
-                2 => inputs_runs::<2>(t, phases, v, tiles),
-                _ => inputs_runs::<1>(t, phases, v, tiles),
-            }
-        }
-    }
-
-    /// [`inputs`] with the tiles of a row in runs of `S` (`min(TW, 16)`).
-    ///
-    /// # Safety
-    ///
-    /// As [`inputs`].
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[inline]
-    unsafe fn inputs_runs<const S: usize>(t: Tiles, phases: &[f32], v: &mut [f32], tiles: Range<usize>) {
+    pub(super) unsafe fn inputs<const S: usize>(t: Tiles, phases: &[f32], v: &mut [f32], tiles: Range<usize>) {
         let (tp, vs, plane, gw, count) = (t.padded(), t.xi_stride(t.c), t.plane(), t.gw(), t.count());
         let (src, dst) = (phases.as_ptr(), v.as_mut_ptr());
         for ch in 0..t.c {
@@ -423,48 +423,20 @@ mod x86 {
         }
     }
 
-    /// The output planes from `M [16, OC, T]`: each tile's `A^T m A` plus `bias[o]`, plus
-    /// the residual where given, ReLU'd where `relu`; a tile's two columns interleaved into
-    /// runs of `2 S` pixels of an output row.
+    /// The output planes from `M [16, OC, T]` for the tiles `tiles`: each tile's `A^T m A`
+    /// plus `bias[o]`, plus the residual where given, ReLU'd where `relu`; a tile's two
+    /// columns interleaved into runs of `2 S` pixels of an output row (`S = min(TW, 16)`, see
+    /// [`by_runs`]).
     ///
     /// # Safety
     ///
-    /// The CPU has AVX-512F; `m` holds `16 OC` rows of `t.padded()`, `y` sample `b`'s planes
-    /// `(o * batch + b) * OH*OW`, `residual` as many elements as `y`.
+    /// The CPU has AVX-512F; `m` holds `16 OC` rows of `t.padded()` (at `t.xi_stride(OC)`
+    /// from one position to the next), `y` sample `b`'s planes `(o * batch + b) * OH*OW`,
+    /// `residual` as many elements as `y`; no one else reads or writes the output pixels of
+    /// `tiles` meanwhile.
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn outputs(
-        t: Tiles,
-        m: &[f32],
-        bias: &[f32],
-        residual: Option<&[f32]>,
-        relu: bool,
-        batch: usize,
-        b: usize,
-        y: *mut f32,
-        tiles: Range<usize>,
-    ) {
-        // SAFETY: the contract.
-        unsafe {
-            match t.tw.min(L) {
-                16 => outputs_runs::<16>(t, m, bias, residual, relu, batch, b, y, tiles),
-                8 => outputs_runs::<8>(t, m, bias, residual, relu, batch, b, y, tiles),
-                4 => outputs_runs::<4>(t, m, bias, residual, relu, batch, b, y, tiles),
-                2 => outputs_runs::<2>(t, m, bias, residual, relu, batch, b, y, tiles),
-                _ => outputs_runs::<1>(t, m, bias, residual, relu, batch, b, y, tiles),
-            }
-        }
-    }
-
-    /// [`outputs`] with the tiles of a row in runs of `S` (`min(TW, 16)`).
-    ///
-    /// # Safety
-    ///
-    /// As [`outputs`].
-    #[target_feature(enable = "avx512f,avx2,fma")]
-    #[inline]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn outputs_runs<const S: usize>(
+    pub(super) unsafe fn outputs<const S: usize>(
         t: Tiles,
         m: &[f32],
         bias: &[f32],

@@ -143,8 +143,14 @@ fn split_samples_give_the_same_bits() {
     let x: Vec<f32> = (0..3 * ResNet8::INPUT_LEN)
         .map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 2.0)
         .collect();
+    // Each time a copy, whose working memory starts empty: a part of a split that wrote
+    // nothing would leave zeros, not the last call's numbers.
     let logits = |threads: usize, batch: usize| {
         cnn::set_threads(threads);
+        let mut copy = ResNet8::new(0);
+        copy.params_mut().copy_from_slice(net.params());
+        copy.buffers_mut().copy_from_slice(net.buffers());
+        let net = copy;
         let mut out = vec![0.0; batch * ResNet8::OUTPUT_LEN];
         net.forward_batch(&x[..batch * ResNet8::INPUT_LEN], &mut out);
         let one = net.forward(x[..ResNet8::INPUT_LEN].try_into().unwrap());
@@ -155,7 +161,7 @@ fn split_samples_give_the_same_bits() {
         let first: Vec<f32> = one_thread.1.iter().map(|&b| f32::from_bits(b)).collect();
         assert!(spread(&first) > 1e-3, "logits {first:?}: the layers must matter");
         // A network's first calls split (until its calls' times say otherwise: `split`).
-        for call in 0..3 {
+        for call in 0..2 {
             assert_eq!(
                 one_thread,
                 logits(2, batch),

@@ -1161,12 +1161,15 @@ impl Conv2d {
     }
 
     /// Elements of the parameters [`prepare_batchnorm`](Self::prepare_batchnorm) writes: a
-    /// weight, then a bias of `OC`.
+    /// weight, then a bias of `OC`, then, for a layer inference computes by Winograd's
+    /// algorithm ([`winograd`](Self::winograd)), its transformed weight, `16 x OC x C`.
     ///
     /// ```
     /// use cnn_runtime::conv::Conv2d;
     /// let g = Conv2d::new([3, 8, 8], 4, [3, 3], [1, 1], [1, 1], false);
     /// assert_eq!(g.prepared_len(), 4 * 3 * 9 + 4);
+    /// let w = Conv2d::new([16, 8, 8], 32, [3, 3], [1, 1], [1, 1], false);
+    /// assert_eq!(w.prepared_len(), 32 * 16 * 9 + 32 + 16 * 32 * 16);
     /// ```
     pub const fn prepared_len(&self) -> usize {
         let winograd = if self.winograd() { self.tiles().u_len() } else { 0 };

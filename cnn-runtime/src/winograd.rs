@@ -8,9 +8,10 @@
 //! the input channels. The weight is transformed once, into `U [16, OC, C]` ([`weights`],
 //! kept with a network's prepared parameters); then, per sample, the input tiles into
 //! `V [16, C, T]` ([`Tiles`]: `T` tiles numbered row by row), the 16 products
-//! `M_xi [OC, T] = U_xi [OC, C] x V_xi [C, T]` (the matrix kernels of `simd`), and the
-//! products back into output tiles, written to the output planes with the bias, the residual
-//! and the ReLU ([`forward_sample`]).
+//! `M_xi [OC, T] = U_xi [OC, C] x V_xi [C, T]`, and the products back into output tiles,
+//! written to the output planes with the bias, the residual and the ReLU
+//! ([`forward_sample`]). Where one sample splits across two threads, each takes half of its
+//! tiles, with a `V` and `M` of its own.
 //!
 //! Tile `(i, j)` reads rows `2i..2i+4` and columns `2j..2j+4` of the padded image, which is
 //! therefore split into its four phases (even and odd rows and columns, as a stride-2

@@ -232,14 +232,12 @@ mod threaded {
     /// Each sample's numbers are the same in any group.
     const GROUP: usize = 4;
 
-    /// `C::infer` on `input` (`n` samples) in groups of [`GROUP`], each in the start of `ws`
-    /// (at least `C::inference_len(GROUP.min(n))` long).
-    #[allow(clippy::too_many_arguments)]
+    /// `C::infer` on the samples of `input` in groups of [`GROUP`], each in the start of `ws`
+    /// (at least `C::inference_len` of the first group's size long).
     fn infer_in_groups<C: Compiled>(
         params: &[f32],
         buffers: &[f32],
         prepared: Option<&[f32]>,
-        n: usize,
         input: &[f32],
         output: &mut [f32],
         ws: &mut [f32],
@@ -247,8 +245,8 @@ mod threaded {
         let groups = input
             .chunks(GROUP * C::INPUT_LEN)
             .zip(output.chunks_mut(GROUP * C::OUTPUT_LEN));
-        for (i, (input, output)) in groups.enumerate() {
-            let k = GROUP.min(n - i * GROUP);
+        for (input, output) in groups {
+            let k = input.len() / C::INPUT_LEN;
             C::infer(
                 params,
                 buffers,
@@ -288,7 +286,7 @@ mod threaded {
         if chunks == 1 {
             let mut infer = || {
                 workspace.with(C::inference_len(GROUP.min(batch)), |ws| {
-                    infer_in_groups::<C>(params, buffers, prepared, batch, input, output, ws)
+                    infer_in_groups::<C>(params, buffers, prepared, input, output, ws)
                 })
             };
             // Too few samples to split the batch: the large layers split each sample instead,
@@ -307,7 +305,7 @@ mod threaded {
                 let n = rows.len();
                 let (logits, ws) = slot.split_at_mut(n * outputs);
                 let input = &input[rows.start * inputs..rows.end * inputs];
-                infer_in_groups::<C>(params, buffers, prepared, n, input, logits, ws);
+                infer_in_groups::<C>(params, buffers, prepared, input, logits, ws);
                 0.0
             },
             |slots, _| {

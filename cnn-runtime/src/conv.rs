@@ -1300,7 +1300,15 @@ impl Conv2d {
         y: &mut [f32],
         scratch: &mut [f32],
     ) {
+        assert_eq!(
+            prepared.len(),
+            self.prepared_len(),
+            "conv2d: prepared must hold {} elements (prepared_len), got {}",
+            self.prepared_len(),
+            prepared.len()
+        );
         if self.winograd() && winograd::available() {
+            self.check_forward(batch, x, y, scratch, self.forward_scratch_len(), then);
             let (rest, u) = prepared.split_at(self.weight_len() + self.oc);
             let bias = &rest[self.weight_len()..];
             return self.forward_winograd(batch, x, layout, u, bias, then, y, scratch);
@@ -1327,6 +1335,40 @@ impl Conv2d {
     /// ```
     pub const fn folded_scratch_len(&self) -> usize {
         self.prepared_len() + self.forward_scratch_len()
+    }
+
+    /// Panics, naming the slice and both sizes, unless `x` holds `batch` inputs, `y` and the
+    /// residual `then` adds (if any) `batch` outputs, and `scratch` at least `need` elements:
+    /// what every forward route checks before it starts.
+    fn check_forward(&self, batch: usize, x: &[f32], y: &[f32], scratch: &[f32], need: usize, then: Then) {
+        assert_eq!(
+            y.len(),
+            batch * self.out_len(),
+            "conv2d: output must hold batch*OC*OH*OW = {batch}*{} elements, got {}",
+            self.out_len(),
+            y.len()
+        );
+        assert!(
+            scratch.len() >= need,
+            "conv2d: scratch must hold at least {need} elements, got {}",
+            scratch.len()
+        );
+        assert_eq!(
+            x.len(),
+            batch * self.in_len(),
+            "conv2d: input must hold batch*C*H*W = {batch}*{} elements, got {}",
+            self.in_len(),
+            x.len()
+        );
+        if let Then::Add(r) | Then::AddRelu(r) = then {
+            assert_eq!(
+                r.len(),
+                y.len(),
+                "conv2d: the residual must hold as many elements as the output, {}, got {}",
+                y.len(),
+                r.len()
+            );
+        }
     }
 
     /// [`forward`](Self::forward) by `route` with the parameters as declared or as prepared,
@@ -1358,34 +1400,7 @@ impl Conv2d {
             self.param_len(),
             params.len()
         );
-        assert_eq!(
-            y.len(),
-            batch * self.out_len(),
-            "conv2d: output must hold batch*OC*OH*OW = {batch}*{} elements, got {}",
-            self.out_len(),
-            y.len()
-        );
-        assert!(
-            scratch.len() >= need,
-            "conv2d: scratch must hold at least {need} elements, got {}",
-            scratch.len()
-        );
-        assert_eq!(
-            x.len(),
-            batch * self.in_len(),
-            "conv2d: input must hold batch*C*H*W = {batch}*{} elements, got {}",
-            self.in_len(),
-            x.len()
-        );
-        if let Then::Add(r) | Then::AddRelu(r) = then {
-            assert_eq!(
-                r.len(),
-                y.len(),
-                "conv2d: the residual must hold as many elements as the output, {}, got {}",
-                y.len(),
-                r.len()
-            );
-        }
+        self.check_forward(batch, x, y, scratch, need, then);
         let (k, ohw) = (self.patch_len(), self.oh * self.ow);
         let (weight, bias) = params.split_at(self.weight_len());
         let bias = self.bias.then_some(bias);
@@ -1796,7 +1811,7 @@ impl<'a> Then<'a> {
     /// Writes `dst = then(src + bias)` (`src` is `dst` itself when `None`), where `dst` starts
     /// at element `at` of the output.
     #[inline]
-    pub(crate) fn write(self, dst: &mut [f32], src: Option<&[f32]>, bias: f32, at: usize) {
+    fn write(self, dst: &mut [f32], src: Option<&[f32]>, bias: f32, at: usize) {
         let Finish { residual, relu, .. } = self.finish(None, at);
         let residual = residual.map(|r| &r[..dst.len()]);
         let f = |v: f32| if relu { v.max(0.0) } else { v };

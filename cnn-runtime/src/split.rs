@@ -83,13 +83,17 @@ const BATCHES: usize = 8;
 /// probes runs [`BLOCK`] calls split, then as many alone, and the other calls go the way
 /// whose block took less time. The first call of a block is not counted: it runs on the
 /// caches the other way left (ResNet-8's batch 1 alone took 400-500 us right after a split
-/// call, against 290-300 after one alone, where the cores were far apart).
+/// call, against 290-300 after one alone, where the cores were far apart: a throwaway print
+/// of each probe's time in `bench --net resnet8 --threads 2 --only b1`).
 ///
 /// Where the two cores are slow to reach each other, a split costs more than it saves: on a
 /// 2-vCPU AMD EPYC (Zen 4) virtual machine whose cores at times took 300-400 ns for a round
-/// trip of one cache line instead of 55-60, ResNet-8's batch 1 took 320-380 us split against
-/// 280-300 alone, and 195-220 split when the cores were close. The way taken changes no bit
-/// of the result (a split computes what one thread computes), only the time; the probes run
+/// trip of one cache line instead of 55-60 (a throwaway C program bouncing one atomic between
+/// threads pinned to the two vCPUs, run after each bench), ResNet-8's batch 1 took 316-341 us
+/// split against about 290 alone, and 195-220 split when the cores were close (`cargo run
+/// --release --example bench -- --net resnet8 --threads "1 2" --secs 1 --only b1`, 14 runs
+/// against the binary before this choice, interleaved). The way taken changes no bit of the
+/// result (a split computes what one thread computes), only the time; the probes run
 /// [`BLOCK`] calls in [`PERIOD`] the slower way.
 #[cfg(feature = "std")]
 pub(crate) struct Choice {
@@ -99,7 +103,8 @@ pub(crate) struct Choice {
 /// The probes of one batch size.
 #[cfg(feature = "std")]
 struct Probes {
-    /// Calls so far.
+    /// Calls since the last round of probes (counting from `PERIOD - 2 BLOCK - WARM` at
+    /// first, so that the first round comes after `WARM` calls).
     calls: AtomicU32,
     /// Whether the last round found the calls faster alone.
     alone: AtomicBool,

@@ -130,7 +130,7 @@ pub(crate) fn weights(t: Tiles, weight: &[f32], u: &mut [f32]) {
         u.len()
     );
     for (k, g) in weight.chunks_exact(9).enumerate() {
-        // h = G g (4x3), then G h^T... U = h G^T (4x4).
+        // h = G g (4x3), then U = h G^T (4x4).
         let mut h = [[0.0f32; 3]; 4];
         for j in 0..3 {
             let (a, b, c) = (g[j], g[3 + j], g[6 + j]);

@@ -47,8 +47,8 @@ use crate::batchnorm::BatchNorm;
 use crate::layout::Layout;
 use crate::shape::conv_out;
 use crate::simd::{
-    finished_gemm, gather_cols_gemm, gather_gemm, gather_gemm_nt, gather_rows_gemm, small_gemm, small_gemm_nt, sum,
-    sum_shifted, transpose, zero, Finish, Gathered, Mat, Store,
+    finished_gemm, gather_cols_gemm, gather_gemm, gather_gemm_nt, gather_rows_gemm, small_gemm, small_gemm_nt,
+    split_columns, sum, sum_shifted, transpose, zero, Finish, Gathered, Mat, Store,
 };
 use crate::split;
 use crate::winograd::{self, Tiles};
@@ -512,20 +512,26 @@ impl Conv2d {
                 }
                 continue;
             }
+            if self.sw == 2 {
+                // The rows of each row phase at once, their columns split by the SIMD
+                // kernel: rows r0, r0 + SH, ... of the input are consecutive rows of phase
+                // row `pr`, from row `(r0 + PH) / SH` on.
+                let [(pe, ge), (po, go)] = self.pair_starts();
+                for pr in 0..self.sh {
+                    let r0 = (pr + self.sh - self.ph % self.sh) % self.sh;
+                    if r0 >= self.h {
+                        continue;
+                    }
+                    let rows = (self.h - r0).div_ceil(self.sh);
+                    let at = self.padded_row(ch, r0);
+                    let n = (rows - 1) * gw + self.w.div_ceil(2);
+                    let (even, odd) = two_mut(pad, at(pe, ge), at(po, go), n);
+                    split_columns(&src[r0 * self.w..], self.sh * self.w, self.w, rows, even, odd, gw);
+                }
+                continue;
+            }
             for (r, row) in src.chunks_exact(self.w).enumerate() {
                 let at = self.padded_row(ch, r);
-                if self.sw == 2 {
-                    // Pairs, which the compiler vectorizes.
-                    let [(pe, ge), (po, go)] = self.pair_starts();
-                    let (even, odd) = two_mut(pad, at(pe, ge), at(po, go), self.w.div_ceil(2));
-                    for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(row.chunks_exact(2)) {
-                        (*e, *o) = (pair[0], pair[1]);
-                    }
-                    if self.w % 2 == 1 {
-                        even[self.w / 2] = row[self.w - 1];
-                    }
-                    continue;
-                }
                 for pc in 0..self.sw {
                     let (first, gc) = self.phase_start(pc);
                     let phase = row.get(first..).unwrap_or_default().iter().step_by(self.sw);

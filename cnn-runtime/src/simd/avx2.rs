@@ -431,3 +431,21 @@ pub unsafe fn sum_sq_dev_f64(x: &[f32], mean: f64) -> f64 {
 pub unsafe fn sums_dy_f64(x: &[f32], dy: &[f32], mean: f64) -> (f64, f64) {
     portable::sums_dy_f64(x, dy, mean)
 }
+
+/// `simd::split_columns` compiled for this path.
+///
+/// # Safety
+///
+/// The CPU has the path's instructions.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn split_columns(
+    src: &[f32],
+    lds: usize,
+    w: usize,
+    rows: usize,
+    even: &mut [f32],
+    odd: &mut [f32],
+    ldd: usize,
+) {
+    portable::split_columns(src, lds, w, rows, even, odd, ldd)
+}

@@ -496,3 +496,21 @@ pub unsafe fn sums_dy_f64(x: &[f32], dy: &[f32], mean: f64) -> (f64, f64) {
     // SAFETY: the CPU has AVX-512F (the contract).
     unsafe { (finish(s, rs), finish(sx, rsx)) }
 }
+
+/// `simd::split_columns` compiled for this path.
+///
+/// # Safety
+///
+/// The CPU has the path's instructions.
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub unsafe fn split_columns(
+    src: &[f32],
+    lds: usize,
+    w: usize,
+    rows: usize,
+    even: &mut [f32],
+    odd: &mut [f32],
+    ldd: usize,
+) {
+    portable::split_columns(src, lds, w, rows, even, odd, ldd)
+}

@@ -165,9 +165,10 @@ pub(crate) fn worth(macs: usize, m: usize) -> bool {
 
 /// `product(rows, c, memory)` for the two halves of rows `0..m` of an output whose rows lie
 /// `stride` elements apart in `c`, each half given `c` from its first row on: the first half
-/// here with `memory[0]`, the second on the helper with `memory[1]` (or here too, if the
-/// helper is held by another caller or has not taken it in time), each half's working memory
-/// its own, so that neither thread writes a cache line the other reads.
+/// here with `memory[0]`, the second on the helper with memory of the helper's own as long as
+/// `memory[1]` (or here too with `memory[1]`, if the helper is held by another caller or has
+/// not taken it in time), each half's working memory its own, so that neither thread writes
+/// a cache line the other reads.
 ///
 /// # Panics
 ///
@@ -182,7 +183,38 @@ pub(crate) fn halves(
     let half = m / 2;
     let (low, high) = c.split_at_mut((half * stride).min(c.len()));
     let [mine, theirs] = memory;
-    both(|| product(0..half, low, mine), || product(half..m, high, theirs));
+    both(
+        || product(0..half, low, mine),
+        || own_memory(theirs, |memory| product(half..m, high, memory)),
+    );
+}
+
+#[cfg(feature = "std")]
+std::thread_local! {
+    /// The helper's working memory for its halves ([`own_memory`]); empty on other threads.
+    static OWN: core::cell::RefCell<std::vec::Vec<f32>> = const { core::cell::RefCell::new(std::vec::Vec::new()) };
+    /// Whether this thread is the helper.
+    static HELPER: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+}
+
+/// `f(memory)` with working memory as long as `given`: on the helper thread its own, kept
+/// from call to call, so that no line of it is ever written by the calling thread (whose
+/// layers reuse their scratch, the helper's halves of one layer included, for other things);
+/// `given` elsewhere.
+fn own_memory<R>(given: &mut [f32], f: impl FnOnce(&mut [f32]) -> R) -> R {
+    #[cfg(feature = "std")]
+    if HELPER.with(core::cell::Cell::get) {
+        return OWN.with(|own| {
+            let mut own = own.borrow_mut();
+            // From a cache line's start on, as the workspace's memory is.
+            if own.len() < given.len() + 16 {
+                own.resize(given.len() + 16, 0.0);
+            }
+            let start = own.as_ptr().align_offset(64).min(16);
+            f(&mut own[start..][..given.len()])
+        });
+    }
+    f(given)
 }
 
 /// Whether the calling thread is [`splitting`].
@@ -257,6 +289,7 @@ mod helper {
         let helper = HELPER
             .get_or_init(|| {
                 let spawned = thread::Builder::new().name("cnn-split".into()).spawn(|| {
+                    super::HELPER.with(|h| h.set(true));
                     if let Some(helper) = HELPER.wait() {
                         helper.serve()
                     }
@@ -427,18 +460,30 @@ mod tests {
     #[test]
     fn halves_cover_the_rows_each_with_its_own_memory() {
         for m in [2, 3, 8, 9] {
-            // Each row: its index, then the first element of the memory its half had.
-            let mut c = vec![0.0; m * 2];
-            let (mut one, mut two) = ([1.0f32; 4], [2.0f32; 4]);
+            // Each row: its index, then the length of its half's memory and whether that
+            // memory is the first one given.
+            let mut c = vec![0.0; m * 3];
+            let (mut one, mut two) = ([1.0f32; 4], [2.0f32; 5]);
+            let first = one.as_ptr() as usize;
             for _ in 0..50 {
-                halves(m, 2, &mut c, [&mut one, &mut two], |rows, c, memory| {
-                    for (r, i) in rows.enumerate() {
-                        c[r * 2] = i as f32;
-                        c[r * 2 + 1] = memory[0];
+                halves(m, 3, &mut c, [&mut one, &mut two], |rows, c, memory| {
+                    // The memory is this half's alone: what it writes stays.
+                    memory.fill(rows.start as f32);
+                    for (r, i) in rows.clone().enumerate() {
+                        c[r * 3] = i as f32;
+                        c[r * 3 + 1] = memory.len() as f32;
+                        c[r * 3 + 2] = f32::from(u8::from(memory.as_ptr() as usize == first));
                     }
+                    assert!(memory.iter().all(|&v| v == rows.start as f32));
                 });
                 let want: Vec<f32> = (0..m)
-                    .flat_map(|i| [i as f32, if i < m / 2 { 1.0 } else { 2.0 }])
+                    .flat_map(|i| {
+                        if i < m / 2 {
+                            [i as f32, 4.0, 1.0]
+                        } else {
+                            [i as f32, 5.0, 0.0]
+                        }
+                    })
                     .collect();
                 assert_eq!(c, want, "m = {m}");
             }

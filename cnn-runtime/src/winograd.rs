@@ -208,39 +208,59 @@ pub(crate) fn forward_sample(
     assert!(available(), "winograd: the transforms need AVX-512");
     let (tp, vs, ms) = (t.padded(), t.xi_stride(t.c), t.xi_stride(t.oc));
     let out = Out(y.as_mut_ptr());
-    // The sample's tiles `tiles` (whole vectors) in `work`: their V, their products, their
-    // output pixels.
-    let part = |tiles: Range<usize>, work: &mut [f32]| {
+    // The output channels `outs` of the sample's tiles `tiles` (whole vectors) in `work`:
+    // the tiles' V, the channels' products, their output pixels.
+    let part = |tiles: Range<usize>, outs: Range<usize>, work: &mut [f32]| {
         let (v, m) = work.split_at_mut(XI * vs);
         let m = &mut m[..XI * ms];
+        let rows = Tiles { oc: outs.len(), ..t };
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU has AVX-512F (asserted); the phases hold `t`'s, V and M their 16 x C
-        // and 16 x OC rows of `tp` tiles (asserted above), `tiles` lies within `tp`; y holds
-        // the sample's planes and the residual as many elements (asserted above), and the
-        // output pixels of `tiles` are written by this part alone.
+        // and 16 x OC rows of `tp` tiles (asserted above), `tiles` lies within `tp` and `outs`
+        // within OC; y holds the sample's planes and the residual as many elements (asserted
+        // above), and the output pixels of `tiles` in channels `outs` are written by this part
+        // alone.
         unsafe {
             by_runs!(t.tw, x86::inputs(t, phases, v, tiles.clone()));
             for xi in 0..XI {
-                let (u, v) = (&u[xi * t.oc * t.c..][..t.oc * t.c], &v[xi * vs..][..t.c * tp]);
-                x86::product(t, u, v, &mut m[xi * ms..][..t.oc * tp], tiles.clone());
+                let u = &u[(xi * t.oc + outs.start) * t.c..][..outs.len() * t.c];
+                let m = &mut m[xi * ms + outs.start * tp..][..outs.len() * tp];
+                x86::product(rows, u, &v[xi * vs..][..t.c * tp], m, tiles.clone());
             }
             by_runs!(
                 t.tw,
-                x86::outputs(t, m, bias, finish.residual, finish.relu, batch, b, out.get(), tiles)
+                x86::outputs(
+                    t,
+                    m,
+                    bias,
+                    finish.residual,
+                    finish.relu,
+                    batch,
+                    b,
+                    out.get(),
+                    tiles,
+                    outs
+                )
             )
         };
     };
     // Two threads (where the sample splits: `split`) take half the tiles each, each with its
-    // own V and M. The 16 products split by positions instead, the helper reading half of V
-    // and writing half of M through the other core's cache, took 207-238 us for ResNet-8's
-    // batch 1 at two threads (against 181-214 with these layers split directly), and 600 us
-    // where the two cores were far apart.
-    let half = (tp / L / 2) * L;
+    // own V and M; or, where the tiles make one vector, half the output channels each, each
+    // transforming the whole input. The 16 products split by positions instead, the helper
+    // reading half of V and writing half of M through the other core's cache, took 207-238
+    // us for ResNet-8's batch 1 at two threads (against 181-214 with these layers split
+    // directly), and 600 us where the two cores were far apart.
+    let (half, half_oc) = ((tp / L / 2) * L, (t.oc / 16) * 8);
     match spare {
         Some(spare) if half > 0 => split::halves(2, 0, &mut [], [work, spare], |side, _, work| {
-            part(if side.start == 0 { 0..half } else { half..tp }, work)
+            let tiles = if side.start == 0 { 0..half } else { half..tp };
+            part(tiles, 0..t.oc, work)
         }),
-        _ => part(0..tp, work),
+        Some(spare) if half_oc > 0 => split::halves(2, 0, &mut [], [work, spare], |side, _, work| {
+            let outs = if side.start == 0 { 0..half_oc } else { half_oc..t.oc };
+            part(0..tp, outs, work)
+        }),
+        _ => part(0..tp, 0..t.oc, work),
     }
 }
 
@@ -344,9 +364,10 @@ mod x86 {
     }
 
     /// `M_xi [OC, T] = U_xi [OC, C] x V_xi [C, T]` for one position: blocks of 8 output
-    /// channels by 32 tiles (16 sums in registers), each channel of U broadcast against two
-    /// vectors of V, stored once at the end; all inline, where the general kernel's set-up
-    /// and finish of a block cost a third of products only `C` long.
+    /// channels by 32 tiles (16 sums in registers), or of 16 channels by the 16 tiles of a
+    /// last vector alone; each channel of U broadcast against the block's vectors of V, the
+    /// sums stored once at the end; all inline, where the general kernel's set-up and finish
+    /// of a block cost a third of products only `C` long.
     ///
     /// # Safety
     ///
@@ -356,35 +377,54 @@ mod x86 {
     pub(super) unsafe fn product(t: Tiles, u: &[f32], v: &[f32], m: &mut [f32], tiles: Range<usize>) {
         let (tp, c) = (t.padded(), t.c);
         assert!(u.len() >= t.oc * c && v.len() >= c * tp && m.len() >= t.oc * tp);
+        // Pairs of vectors of tiles, then the last one alone.
+        let pairs = tiles.start..tiles.start + (tiles.len() / (2 * L)) * 2 * L;
+        let last = pairs.end..tiles.end;
         let mut o = 0;
         while o < t.oc {
-            let rows = (t.oc - o).min(8);
-            // SAFETY: rows o..o + rows of U and M exist (asserted above).
+            let rows = [16, 8, 4, 2, 1].into_iter().find(|&r| r <= t.oc - o).unwrap_or(1);
+            let (u, m) = (&u[o * c..], &mut m[o * tp..]);
+            // SAFETY: rows o..o + rows of U and M exist (asserted above), the tiles lie
+            // within `tp`.
             unsafe {
                 match rows {
-                    8 => product_rows::<8>(c, tp, &u[o * c..], v, &mut m[o * tp..], tiles.clone()),
-                    7 => product_rows::<7>(c, tp, &u[o * c..], v, &mut m[o * tp..], tiles.clone()),
-                    6 => product_rows::<6>(c, tp, &u[o * c..], v, &mut m[o * tp..], tiles.clone()),
-                    5 => product_rows::<5>(c, tp, &u[o * c..], v, &mut m[o * tp..], tiles.clone()),
-                    4 => product_rows::<4>(c, tp, &u[o * c..], v, &mut m[o * tp..], tiles.clone()),
-                    3 => product_rows::<3>(c, tp, &u[o * c..], v, &mut m[o * tp..], tiles.clone()),
-                    2 => product_rows::<2>(c, tp, &u[o * c..], v, &mut m[o * tp..], tiles.clone()),
-                    _ => product_rows::<1>(c, tp, &u[o * c..], v, &mut m[o * tp..], tiles.clone()),
+                    16 => {
+                        product_rows::<8, 2>(c, tp, u, v, m, pairs.clone());
+                        product_rows::<8, 2>(c, tp, &u[8 * c..], v, &mut m[8 * tp..], pairs.clone());
+                        product_rows::<16, 1>(c, tp, u, v, m, last.clone());
+                    }
+                    8 => {
+                        product_rows::<8, 2>(c, tp, u, v, m, pairs.clone());
+                        product_rows::<8, 1>(c, tp, u, v, m, last.clone());
+                    }
+                    4 => {
+                        product_rows::<4, 2>(c, tp, u, v, m, pairs.clone());
+                        product_rows::<4, 1>(c, tp, u, v, m, last.clone());
+                    }
+                    2 => {
+                        product_rows::<2, 2>(c, tp, u, v, m, pairs.clone());
+                        product_rows::<2, 1>(c, tp, u, v, m, last.clone());
+                    }
+                    _ => {
+                        product_rows::<1, 2>(c, tp, u, v, m, pairs.clone());
+                        product_rows::<1, 1>(c, tp, u, v, m, last.clone());
+                    }
                 }
             }
             o += rows;
         }
     }
 
-    /// `R` rows of [`product`], from `u`'s and `m`'s first.
+    /// `R` rows of [`product`], from `u`'s and `m`'s first, for the tiles `tiles` in blocks
+    /// of `N` vectors.
     ///
     /// # Safety
     ///
     /// The CPU has AVX-512F; `u` holds `R x c`, `v` `c` rows of `tp` (a multiple of 16), `m`
-    /// `R` rows of `tp`.
+    /// `R` rows of `tp`; `tiles` lies within `tp`, a multiple of `16 N` long.
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[inline]
-    unsafe fn product_rows<const R: usize>(
+    unsafe fn product_rows<const R: usize, const N: usize>(
         c: usize,
         tp: usize,
         u: &[f32],
@@ -395,36 +435,31 @@ mod x86 {
         let (up, vp, mp) = (u.as_ptr(), v.as_ptr(), m.as_mut_ptr());
         let mut t0 = tiles.start;
         while t0 < tiles.end {
-            // Two vectors of tiles, or the last one alone.
-            let two = t0 + 2 * L <= tiles.end;
-            let mut acc = [[_mm512_setzero_ps(); 2]; R];
+            let mut acc = [[_mm512_setzero_ps(); N]; R];
             for k in 0..c {
                 // SAFETY: row k of V holds `tp` tiles, U R rows of c (the contract).
                 unsafe {
                     let row = vp.add(k * tp + t0);
-                    let b0 = _mm512_loadu_ps(row);
-                    let b1 = if two { _mm512_loadu_ps(row.add(L)) } else { b0 };
+                    let b: [__m512; N] = core::array::from_fn(|n| _mm512_loadu_ps(row.add(n * L)));
                     for (r, acc) in acc.iter_mut().enumerate() {
                         let a = _mm512_set1_ps(*up.add(r * c + k));
-                        acc[0] = _mm512_fmadd_ps(a, b0, acc[0]);
-                        acc[1] = _mm512_fmadd_ps(a, b1, acc[1]);
+                        for (acc, &b) in acc.iter_mut().zip(&b) {
+                            *acc = _mm512_fmadd_ps(a, b, *acc);
+                        }
                     }
                 }
             }
             for (r, acc) in acc.iter().enumerate() {
-                // SAFETY: row r of M holds `tp` tiles (the contract).
-                unsafe {
-                    _mm512_storeu_ps(mp.add(r * tp + t0), acc[0]);
-                    if two {
-                        _mm512_storeu_ps(mp.add(r * tp + t0 + L), acc[1]);
-                    }
+                for (n, &acc) in acc.iter().enumerate() {
+                    // SAFETY: row r of M holds `tp` tiles (the contract).
+                    unsafe { _mm512_storeu_ps(mp.add(r * tp + t0 + n * L), acc) };
                 }
             }
-            t0 += if two { 2 * L } else { L };
+            t0 += N * L;
         }
     }
 
-    /// The output planes from `M [16, OC, T]` for the tiles `tiles`: each tile's `A^T m A`
+    /// The output planes `outs` from `M [16, OC, T]` for the tiles `tiles`: each tile's `A^T m A`
     /// plus `bias[o]`, plus the residual where given, ReLU'd where `relu`; a tile's two
     /// columns interleaved into runs of `2 S` pixels of an output row (`S = min(TW, 16)`, see
     /// [`by_runs`]).
@@ -433,8 +468,8 @@ mod x86 {
     ///
     /// The CPU has AVX-512F; `m` holds `16 OC` rows of `t.padded()` (at `t.xi_stride(OC)`
     /// from one position to the next), `y` sample `b`'s planes `(o * batch + b) * OH*OW`,
-    /// `residual` as many elements as `y`; no one else reads or writes the output pixels of
-    /// `tiles` meanwhile.
+    /// `residual` as many elements as `y`, `outs` lies within OC; no one else reads or writes
+    /// the output pixels of `tiles` in `outs` meanwhile.
     #[target_feature(enable = "avx512f,avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn outputs<const S: usize>(
@@ -447,6 +482,7 @@ mod x86 {
         b: usize,
         y: *mut f32,
         tiles: Range<usize>,
+        outs: Range<usize>,
     ) {
         let (tp, ms, count, ow) = (t.padded(), t.xi_stride(t.oc), t.count(), 2 * t.tw);
         let ohw = 2 * t.th * ow;
@@ -456,7 +492,7 @@ mod x86 {
         let high = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
         let (mp, yp) = (m.as_ptr(), y);
         let rp = residual.map(|r| r.as_ptr());
-        for o in 0..t.oc {
+        for o in outs {
             let plane = (o * batch + b) * ohw;
             let bias = _mm512_set1_ps(bias[o]);
             for vector in tiles.start / L..tiles.end.min(count).div_ceil(L) {

@@ -11,7 +11,8 @@
 //! `M_xi [OC, T] = U_xi [OC, C] x V_xi [C, T]`, and the products back into output tiles,
 //! written to the output planes with the bias, the residual and the ReLU
 //! ([`forward_sample`]). Where one sample splits across two threads, each takes half of its
-//! tiles, with a `V` and `M` of its own.
+//! tiles (or, where they make one vector, of its output channels), with phases, `V` and `M`
+//! of its own.
 //!
 //! Tile `(i, j)` reads rows `2i..2i+4` and columns `2j..2j+4` of the padded image, which is
 //! therefore split into its four phases (even and odd rows and columns, as a stride-2
@@ -108,9 +109,9 @@ impl Tiles {
         rows * self.padded() + L
     }
 
-    /// Scratch [`forward_sample`] needs: `V [16, C, T]` and `M [16, OC, T]`.
+    /// Scratch [`forward_sample`] needs: the phases, `V [16, C, T]` and `M [16, OC, T]`.
     pub const fn work_len(&self) -> usize {
-        XI * (self.xi_stride(self.c) + self.xi_stride(self.oc))
+        self.phases_len() + XI * (self.xi_stride(self.c) + self.xi_stride(self.oc))
     }
 }
 
@@ -171,10 +172,11 @@ pub(crate) fn available() -> bool {
     false
 }
 
-/// One sample: its phases (`Conv2d::pad_sample` at stride 2, `[4, C, TH+1, TW+1]`) through
-/// `U` into output planes `y[(o * batch + b) * OH*OW..]`, each `then(conv + bias[o])`;
-/// `work` holds [`Tiles::work_len`] elements; so does `spare`, if given, for a helper
-/// thread's half of the tiles where the sample splits (`split::halves`).
+/// One sample: its phases, which `fill` writes (every element of `[4, C, TH+1, TW+1]`, as
+/// `Conv2d::pad_sample` at stride 2 lays them out), through `U` into output planes
+/// `y[(o * batch + b) * OH*OW..]`, each `then(conv + bias[o])`; `work` holds
+/// [`Tiles::work_len`] elements; so does `spare`, if given, for a helper thread's half where
+/// the sample splits (`split::halves`), whose phases that thread fills itself.
 ///
 /// # Panics
 ///
@@ -184,7 +186,7 @@ pub(crate) fn available() -> bool {
 pub(crate) fn forward_sample(
     t: Tiles,
     u: &[f32],
-    phases: &[f32],
+    fill: impl Fn(&mut [f32]) + Sync,
     work: &mut [f32],
     spare: Option<&mut [f32]>,
     bias: &[f32],
@@ -197,7 +199,6 @@ pub(crate) fn forward_sample(
     let finish = then.finish(None, 0);
     assert!(
         u.len() == t.u_len()
-            && phases.len() >= t.phases_len()
             && work.len() >= t.work_len()
             && spare.as_ref().is_none_or(|s| s.len() >= t.work_len())
             && bias.len() == t.oc
@@ -209,8 +210,11 @@ pub(crate) fn forward_sample(
     let (tp, vs, ms) = (t.padded(), t.xi_stride(t.c), t.xi_stride(t.oc));
     let out = Out(y.as_mut_ptr());
     // The output channels `outs` of the sample's tiles `tiles` (whole vectors) in `work`:
-    // the tiles' V, the channels' products, their output pixels.
+    // the sample's phases, the tiles' V, the channels' products, their output pixels.
     let part = |tiles: Range<usize>, outs: Range<usize>, work: &mut [f32]| {
+        let (phases, work) = work.split_at_mut(t.phases_len());
+        fill(phases);
+        let phases = &*phases;
         let (v, m) = work.split_at_mut(XI * vs);
         let m = &mut m[..XI * ms];
         let rows = Tiles { oc: outs.len(), ..t };

@@ -20,9 +20,11 @@ use core::ops::Range;
 #[cfg(feature = "std")]
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
-/// Products smaller than this many multiply-adds are not split: about 10 us of work on one
-/// core.
-pub(crate) const MIN_MACS: usize = 500_000;
+/// Products smaller than this many multiply-adds are not split: about 8 us of work on one
+/// core. ResNet-8's stem (442,368) splits: its batch 1 at two threads took 163.4 us against
+/// 178.3 with a bound of 500,000 (`bench --net resnet8 --threads 2 --only b1`, 12
+/// interleaved rounds, medians, AMD EPYC Zen 4).
+pub(crate) const MIN_MACS: usize = 400_000;
 
 /// How long the helper spins for work after its last half before it sleeps.
 #[cfg(feature = "std")]

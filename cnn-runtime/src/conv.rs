@@ -48,7 +48,7 @@ use crate::layout::Layout;
 use crate::shape::conv_out;
 use crate::simd::{
     finished_gemm, gather_cols_gemm, gather_gemm, gather_gemm_nt, gather_rows_gemm, small_gemm, small_gemm_nt,
-    split_columns, sum, sum_shifted, transpose, zero, Finish, Gathered, Mat, Store,
+    split_columns, sum, sum_shifted, transpose, zero, Columns, Finish, Gathered, Mat, Store,
 };
 use crate::split;
 use crate::winograd::{self, Tiles};
@@ -342,7 +342,7 @@ impl Conv2d {
         for (i, plane) in phases[..phased.padded_len()].chunks_exact_mut(gh * gw).enumerate() {
             let (pr, pc) = (i / (2 * self.c), i / self.c % 2);
             let row = if pr == 0 { 0 } else { gh - 1 };
-            zero(&mut plane[row * gw..][..gw]);
+            plane[row * gw..][..gw].fill(0.0);
             let col = if pc == 0 { 0 } else { gw - 1 };
             plane.iter_mut().skip(col).step_by(gw).for_each(|v| *v = 0.0);
         }
@@ -521,30 +521,40 @@ impl Conv2d {
     fn pad_sample(&self, x: &[f32], layout: Layout, batch: usize, b: usize, pad: &mut [f32]) {
         let [gh, gw] = self.grid();
         let hw = self.h * self.w;
+        if self.sw == 2 {
+            // A row phase of every channel at once, its columns split by the SIMD kernel:
+            // rows r0, r0 + SH, ... of each input plane are consecutive rows of phase row
+            // `pr`, from row `(r0 + PH) / SH` on.
+            let first = layout.plane(0, b, self.c, batch) * hw;
+            let planes = layout.plane(1, b, self.c, batch) * hw - first;
+            let [(pe, ge), (po, go)] = self.pair_starts();
+            for pr in 0..self.sh {
+                let r0 = (pr + self.sh - self.ph % self.sh) % self.sh;
+                if r0 >= self.h {
+                    continue;
+                }
+                let rows = (self.h - r0).div_ceil(self.sh);
+                let at = self.padded_row(0, r0);
+                let n = (self.c - 1) * gh * gw + (rows - 1) * gw + self.w.div_ceil(2);
+                let (even, odd) = two_mut(pad, at(pe, ge), at(po, go), n);
+                let (src, dst) = ([self.sh * self.w, planes], [gw, gh * gw]);
+                let columns = Columns {
+                    planes: self.c,
+                    rows,
+                    w: self.w,
+                    src,
+                    dst,
+                };
+                split_columns(&x[first + r0 * self.w..], even, odd, columns);
+            }
+            return;
+        }
         for ch in 0..self.c {
             let src = &x[layout.plane(ch, b, self.c, batch) * hw..][..hw];
             if self.sh == 1 && self.sw == 1 {
                 let dst = &mut pad[ch * gh * gw..][..gh * gw];
                 for (r, row) in src.chunks_exact(self.w).enumerate() {
                     dst[(r + self.ph) * gw + self.pw..][..self.w].copy_from_slice(row);
-                }
-                continue;
-            }
-            if self.sw == 2 {
-                // The rows of each row phase at once, their columns split by the SIMD
-                // kernel: rows r0, r0 + SH, ... of the input are consecutive rows of phase
-                // row `pr`, from row `(r0 + PH) / SH` on.
-                let [(pe, ge), (po, go)] = self.pair_starts();
-                for pr in 0..self.sh {
-                    let r0 = (pr + self.sh - self.ph % self.sh) % self.sh;
-                    if r0 >= self.h {
-                        continue;
-                    }
-                    let rows = (self.h - r0).div_ceil(self.sh);
-                    let at = self.padded_row(ch, r0);
-                    let n = (rows - 1) * gw + self.w.div_ceil(2);
-                    let (even, odd) = two_mut(pad, at(pe, ge), at(po, go), n);
-                    split_columns(&src[r0 * self.w..], self.sh * self.w, self.w, rows, even, odd, gw);
                 }
                 continue;
             }

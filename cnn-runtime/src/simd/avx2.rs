@@ -438,14 +438,6 @@ pub unsafe fn sums_dy_f64(x: &[f32], dy: &[f32], mean: f64) -> (f64, f64) {
 ///
 /// The CPU has the path's instructions.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn split_columns(
-    src: &[f32],
-    lds: usize,
-    w: usize,
-    rows: usize,
-    even: &mut [f32],
-    odd: &mut [f32],
-    ldd: usize,
-) {
-    portable::split_columns(src, lds, w, rows, even, odd, ldd)
+pub unsafe fn split_columns(src: &[f32], even: &mut [f32], odd: &mut [f32], at: super::Columns) {
+    portable::split_columns(src, even, odd, at)
 }

@@ -75,37 +75,49 @@ pub(crate) fn sum_f64(x: &[f32]) -> f64 {
     same_body!(sum_f64(x))
 }
 
-/// `rows` rows of `w` pixels, `lds` apart in `src`, split by column: the even columns
-/// (`ceil(w / 2)` of them) to rows `ldd` apart in `even`, the odd ones to as many rows of
-/// `odd`. A stride-2 convolution's input so becomes its column phases
-/// (`Conv2d::pad_sample`), one row at a time; compiled for the CPU's widest vectors, whose
-/// shuffles do in a few instructions what took a baseline build 24 cycles a row of 32.
+/// The rows [`split_columns`] splits: `planes` planes of `rows` rows of `w` pixels, whose rows
+/// and planes lie `src = [row, plane]` elements apart in the source and `dst` in each
+/// destination.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Columns {
+    pub planes: usize,
+    pub rows: usize,
+    pub w: usize,
+    pub src: [usize; 2],
+    pub dst: [usize; 2],
+}
+
+impl Columns {
+    /// Elements from the first to past the last that a plane-major walk with `strides`
+    /// reaches, rows `len` long.
+    fn reach(&self, [row, plane]: [usize; 2], len: usize) -> usize {
+        (self.planes - 1) * plane + (self.rows - 1) * row + len
+    }
+}
+
+/// The rows of `at` split by column: the even columns (`ceil(w / 2)` of them) to the rows of
+/// `even`, the odd ones to those of `odd`. A stride-2 convolution's input so becomes its
+/// column phases (`Conv2d::pad_sample`), a row phase of all channels in one call; compiled
+/// for the CPU's widest vectors, whose shuffles do in a few instructions what took a
+/// baseline build 24 cycles a row of 32.
 ///
 /// # Panics
 ///
 /// If a row does not lie inside its slice.
-pub(crate) fn split_columns(
-    src: &[f32],
-    lds: usize,
-    w: usize,
-    rows: usize,
-    even: &mut [f32],
-    odd: &mut [f32],
-    ldd: usize,
-) {
-    if rows == 0 {
+pub(crate) fn split_columns(src: &[f32], even: &mut [f32], odd: &mut [f32], at: Columns) {
+    if at.planes == 0 || at.rows == 0 {
         return;
     }
-    let last = (rows - 1) * ldd;
     assert!(
-        src.len() >= (rows - 1) * lds + w && even.len() >= last + w.div_ceil(2) && odd.len() >= last + w / 2,
-        "split_columns: {rows} rows of {w} (source rows {lds} apart, destination rows {ldd} apart) \
-         from {} elements into {} and {}",
+        src.len() >= at.reach(at.src, at.w)
+            && even.len() >= at.reach(at.dst, at.w.div_ceil(2))
+            && odd.len() >= at.reach(at.dst, at.w / 2),
+        "split_columns: {at:?} from {} elements into {} and {}",
         src.len(),
         even.len(),
         odd.len()
     );
-    same_body!(split_columns(src, lds, w, rows, even, odd, ldd))
+    same_body!(split_columns(src, even, odd, at))
 }
 
 /// The sum of `(x - mean)^2` in `f64`, as [`sum_f64`].

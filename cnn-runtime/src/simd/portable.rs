@@ -179,16 +179,19 @@ pub fn sums_dy_f64(x: &[f32], dy: &[f32], mean: f64) -> (f64, f64) {
 
 /// `simd::split_columns`, whose checks it assumes (rows outside the slices panic).
 #[inline(always)]
-pub fn split_columns(src: &[f32], lds: usize, w: usize, rows: usize, even: &mut [f32], odd: &mut [f32], ldd: usize) {
-    for r in 0..rows {
-        let row = &src[r * lds..][..w];
-        let e = &mut even[r * ldd..][..w.div_ceil(2)];
-        let o = &mut odd[r * ldd..][..w / 2];
-        for ((pair, e), o) in row.chunks_exact(2).zip(e.iter_mut()).zip(o) {
-            (*e, *o) = (pair[0], pair[1]);
-        }
-        if w % 2 == 1 {
-            e[w / 2] = row[w - 1];
+pub fn split_columns(src: &[f32], even: &mut [f32], odd: &mut [f32], at: super::Columns) {
+    let ([sr, sp], [dr, dp], w) = (at.src, at.dst, at.w);
+    for p in 0..at.planes {
+        for r in 0..at.rows {
+            let row = &src[p * sp + r * sr..][..w];
+            let e = &mut even[p * dp + r * dr..][..w.div_ceil(2)];
+            let o = &mut odd[p * dp + r * dr..][..w / 2];
+            for ((pair, e), o) in row.chunks_exact(2).zip(e.iter_mut()).zip(o) {
+                (*e, *o) = (pair[0], pair[1]);
+            }
+            if w % 2 == 1 {
+                e[w / 2] = row[w - 1];
+            }
         }
     }
 }

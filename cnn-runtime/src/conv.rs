@@ -184,7 +184,13 @@ impl Conv2d {
     pub const fn forward_scratch_len(&self) -> usize {
         let unfolded = self.cols_len() + self.out_len();
         if !self.in_place() {
-            return unfolded;
+            // With a second unfolded sample for the helper's half where a sample may split.
+            let spare = if self.macs() >= split::MIN_UNFOLDED_MACS {
+                self.cols_len()
+            } else {
+                0
+            };
+            return unfolded + spare;
         }
         // With a second padded sample for the helper's half where a sample may split.
         let spare = if self.macs() >= split::MIN_MACS {
@@ -1446,20 +1452,40 @@ impl Conv2d {
             };
             return self.forward_direct(batch, x, layout, weight, bias, y, scratch, then);
         }
-        let (cols, out) = scratch.split_at_mut(self.cols_len());
-        let out = &mut out[..self.out_len()];
-        for b in 0..batch {
-            self.im2col(x, layout, batch, b, cols);
-            // y_b [OC, OH*OW] = then(weight [OC, K] x cols [K, OH*OW] + bias).
-            if route == Route::Packed {
+        let (cols, rest) = scratch.split_at_mut(self.cols_len());
+        let (out, rest) = rest.split_at_mut(self.out_len());
+        // y_b [OC, OH*OW] = then(weight [OC, K] x cols [K, OH*OW] + bias).
+        if route == Route::Packed {
+            for b in 0..batch {
+                self.im2col(x, layout, batch, b, cols);
                 // matrixmultiply's product into `out`, in cache; then into y's planes.
                 packed_gemm(self.oc, k, ohw, weight, cols, out);
                 self.write_sample(batch, b, out, bias, then, y);
+            }
+            return;
+        }
+        // Output channels `rows` of sample `b`, unfolded into `cols`, straight to their planes
+        // of y (`c` from the first on), finished as the kernel stores them.
+        let ldy = batch * ohw;
+        let product = |b: usize, rows: Range<usize>, c: &mut [f32], cols: &mut [f32]| {
+            self.im2col(x, layout, batch, b, cols);
+            let (w, cols) = (Mat::rows(&weight[rows.start * k..], k), Mat::rows(cols, ohw));
+            let finish = then.finish(bias.map(|bias| &bias[rows.start..]), b * ohw + rows.start * ldy);
+            finished_gemm(rows.len(), k, ohw, w, cols, c, ldy, finish);
+        };
+        // A large sample splits in two halves of its channels on two threads where worth it
+        // (`split`), each unfolding the sample into memory of its own (the helper's after
+        // `out`, where `forward_scratch_len` leaves room).
+        let split = rest.len() >= self.cols_len() && split::worth_from(split::MIN_UNFOLDED_MACS, self.macs(), self.oc);
+        for b in 0..batch {
+            let c = &mut y[b * ohw..];
+            if split {
+                let spare = &mut rest[..self.cols_len()];
+                split::halves(self.oc, ldy, c, [&mut *cols, spare], |rows, c, cols| {
+                    product(b, rows, c, cols)
+                });
             } else {
-                // Straight to the sample's planes of y, finished as the kernel stores them.
-                let (w, cols) = (Mat::rows(weight, k), Mat::rows(cols, ohw));
-                let (y, finish) = (&mut y[b * ohw..], then.finish(bias, b * ohw));
-                finished_gemm(self.oc, k, ohw, w, cols, y, batch * ohw, finish);
+                product(b, 0..self.oc, c, cols);
             }
         }
     }

@@ -158,11 +158,22 @@ impl Choice {
     }
 }
 
+/// Unfolded products (a 1x1 strided shortcut's) split from this many multiply-adds: each half
+/// unfolds only the pixels the kernel reads, a quarter of the input at stride 2, and both
+/// cores' caches hold the input already. ResNet-8's shortcuts (131,072 each) took 8-10 and
+/// 5-6 us of its batch 1 at two threads, alone on the calling thread (a throwaway timer).
+pub(crate) const MIN_UNFOLDED_MACS: usize = 100_000;
+
 /// Whether a product of `macs` multiply-adds over `m` rows of output is split here: the
 /// calling thread is [`splitting`], the product has at least [`MIN_MACS`] multiply-adds, and
 /// two rows or more.
 pub(crate) fn worth(macs: usize, m: usize) -> bool {
-    m >= 2 && macs >= MIN_MACS && now()
+    worth_from(MIN_MACS, macs, m)
+}
+
+/// [`worth`] with a bound of `min` multiply-adds.
+pub(crate) fn worth_from(min: usize, macs: usize, m: usize) -> bool {
+    m >= 2 && macs >= min && now()
 }
 
 /// `product(rows, c, memory)` for the two halves of rows `0..m` of an output whose rows lie

@@ -327,30 +327,43 @@ impl Conv2d {
         let split = rest.len() >= t.work_len() && split::worth(self.macs(), 2);
         let mut spare = split.then(|| &mut rest[..t.work_len()]);
         for b in 0..batch {
-            let fill = |phases: &mut [f32]| self.winograd_phases(x, layout, batch, b, phases);
+            let fill = |phases: &mut [f32], rows| self.winograd_phases(x, layout, batch, b, phases, rows);
             let spare = spare.as_deref_mut();
             winograd::forward_sample(t, u, fill, work, spare, bias, then, batch, b, y);
         }
     }
 
-    /// Sample `b` of `x` into `phases` as `winograd::forward_sample` reads it: the four
-    /// phases of its image padded by 1 ([`pad_sample`](Self::pad_sample) at stride 2), every
-    /// element written, the padding too, so that the memory needs no clearing first. Each
-    /// thread of a split sample so fills phases of its own, which the other thread never
-    /// reads: clearing memory the other core had read took the caller 7% of ResNet-8's batch
-    /// 1 at two threads (perf), each cache line taken back from the other core.
-    fn winograd_phases(&self, x: &[f32], layout: Layout, batch: usize, b: usize, phases: &mut [f32]) {
+    /// Rows `rows` of the phases of sample `b` of `x`, as `winograd::forward_sample` reads
+    /// them: the four phases of its image padded by 1 ([`pad_sample`](Self::pad_sample) at
+    /// stride 2), every element of those rows written, the padding too, so that the memory
+    /// needs no clearing first. Each thread of a split sample so fills phases of its own,
+    /// which the other thread never reads: clearing memory the other core had read took the
+    /// caller 7% of ResNet-8's batch 1 at two threads (perf), each cache line taken back from
+    /// the other core. A half of the tiles fills only the rows its tiles read, so that it
+    /// reads of the input only its rows and the next.
+    fn winograd_phases(
+        &self,
+        x: &[f32],
+        layout: Layout,
+        batch: usize,
+        b: usize,
+        phases: &mut [f32],
+        rows: Range<usize>,
+    ) {
         let phased = Conv2d { sh: 2, sw: 2, ..*self };
-        phased.pad_sample(x, layout, batch, b, phases);
+        phased.pad_phase_rows(x, layout, batch, b, phases, rows.clone());
         // Row phase 0 holds the padding's top row as its first, row phase 1 the bottom one as
         // its last (the image's sides are even); the column phases alike.
         let [gh, gw] = phased.grid();
         for (i, plane) in phases[..phased.padded_len()].chunks_exact_mut(gh * gw).enumerate() {
             let (pr, pc) = (i / (2 * self.c), i / self.c % 2);
             let row = if pr == 0 { 0 } else { gh - 1 };
-            plane[row * gw..][..gw].fill(0.0);
+            if rows.contains(&row) {
+                plane[row * gw..][..gw].fill(0.0);
+            }
             let col = if pc == 0 { 0 } else { gw - 1 };
-            plane.iter_mut().skip(col).step_by(gw).for_each(|v| *v = 0.0);
+            let lines = &mut plane[rows.start * gw..rows.end * gw];
+            lines.iter_mut().skip(col).step_by(gw).for_each(|v| *v = 0.0);
         }
     }
 
@@ -528,32 +541,7 @@ impl Conv2d {
         let [gh, gw] = self.grid();
         let hw = self.h * self.w;
         if self.sw == 2 {
-            // A row phase of every channel at once, its columns split by the SIMD kernel:
-            // rows r0, r0 + SH, ... of each input plane are consecutive rows of phase row
-            // `pr`, from row `(r0 + PH) / SH` on.
-            let first = layout.plane(0, b, self.c, batch) * hw;
-            let planes = layout.plane(1, b, self.c, batch) * hw - first;
-            let [(pe, ge), (po, go)] = self.pair_starts();
-            for pr in 0..self.sh {
-                let r0 = (pr + self.sh - self.ph % self.sh) % self.sh;
-                if r0 >= self.h {
-                    continue;
-                }
-                let rows = (self.h - r0).div_ceil(self.sh);
-                let at = self.padded_row(0, r0);
-                let n = (self.c - 1) * gh * gw + (rows - 1) * gw + self.w.div_ceil(2);
-                let (even, odd) = two_mut(pad, at(pe, ge), at(po, go), n);
-                let (src, dst) = ([self.sh * self.w, planes], [gw, gh * gw]);
-                let columns = Columns {
-                    planes: self.c,
-                    rows,
-                    w: self.w,
-                    src,
-                    dst,
-                };
-                split_columns(&x[first + r0 * self.w..], even, odd, columns);
-            }
-            return;
+            return self.pad_phase_rows(x, layout, batch, b, pad, 0..gh);
         }
         for ch in 0..self.c {
             let src = &x[layout.plane(ch, b, self.c, batch) * hw..][..hw];
@@ -572,6 +560,53 @@ impl Conv2d {
                     pad[at(pc, gc)..].iter_mut().zip(phase).for_each(|(d, &v)| *d = v);
                 }
             }
+        }
+    }
+
+    /// [`pad_sample`](Self::pad_sample) at stride 2 across, only rows `phase_rows` of the
+    /// phase images: the input rows those hold. A row phase of every channel is one call of
+    /// the SIMD kernel that splits columns: rows r0, r0 + SH, ... of each input plane are
+    /// consecutive rows of the phase images of row phase `(r0 + PH) % SH`.
+    fn pad_phase_rows(
+        &self,
+        x: &[f32],
+        layout: Layout,
+        batch: usize,
+        b: usize,
+        pad: &mut [f32],
+        phase_rows: Range<usize>,
+    ) {
+        debug_assert_eq!(self.sw, 2);
+        let [gh, gw] = self.grid();
+        let hw = self.h * self.w;
+        let first = layout.plane(0, b, self.c, batch) * hw;
+        let planes = layout.plane(1, b, self.c, batch) * hw - first;
+        let [(pe, ge), (po, go)] = self.pair_starts();
+        for pr in 0..self.sh {
+            let r0 = (pr + self.sh - self.ph % self.sh) % self.sh;
+            if r0 >= self.h {
+                continue;
+            }
+            // Input rows r0 + SH i go to phase row (r0 + PH) / SH + i.
+            let g0 = (r0 + self.ph) / self.sh;
+            let skip = phase_rows.start.saturating_sub(g0);
+            let end = (self.h - r0).div_ceil(self.sh).min(phase_rows.end.saturating_sub(g0));
+            if skip >= end {
+                continue;
+            }
+            let (r, rows) = (r0 + self.sh * skip, end - skip);
+            let at = self.padded_row(0, r);
+            let n = (self.c - 1) * gh * gw + (rows - 1) * gw + self.w.div_ceil(2);
+            let (even, odd) = two_mut(pad, at(pe, ge), at(po, go), n);
+            let (src, dst) = ([self.sh * self.w, planes], [gw, gh * gw]);
+            let columns = Columns {
+                planes: self.c,
+                rows,
+                w: self.w,
+                src,
+                dst,
+            };
+            split_columns(&x[first + r * self.w..], even, odd, columns);
         }
     }
 

@@ -172,8 +172,9 @@ pub(crate) fn available() -> bool {
     false
 }
 
-/// One sample: its phases, which `fill` writes (every element of `[4, C, TH+1, TW+1]`, as
-/// `Conv2d::pad_sample` at stride 2 lays them out), through `U` into output planes
+/// One sample: its phases, which `fill(phases, rows)` writes (every element of rows `rows` of
+/// `[4, C, TH+1, TW+1]`, as `Conv2d::pad_sample` at stride 2 lays them out), through `U` into
+/// output planes
 /// `y[(o * batch + b) * OH*OW..]`, each `then(conv + bias[o])`; `work` holds
 /// [`Tiles::work_len`] elements; so does `spare`, if given, for a helper thread's half where
 /// the sample splits (`split::halves`), whose phases that thread fills itself.
@@ -186,7 +187,7 @@ pub(crate) fn available() -> bool {
 pub(crate) fn forward_sample(
     t: Tiles,
     u: &[f32],
-    fill: impl Fn(&mut [f32]) + Sync,
+    fill: impl Fn(&mut [f32], Range<usize>) + Sync,
     work: &mut [f32],
     spare: Option<&mut [f32]>,
     bias: &[f32],
@@ -213,7 +214,10 @@ pub(crate) fn forward_sample(
     // the sample's phases, the tiles' V, the channels' products, their output pixels.
     let part = |tiles: Range<usize>, outs: Range<usize>, work: &mut [f32]| {
         let (phases, work) = work.split_at_mut(t.phases_len());
-        fill(phases);
+        // The rows of tiles of `tiles` read the phases' rows from their first to the row
+        // after their last.
+        let last = tiles.end.min(t.count()) - 1;
+        fill(phases, tiles.start / t.tw..last / t.tw + 2);
         let phases = &*phases;
         let (v, m) = work.split_at_mut(XI * vs);
         let m = &mut m[..XI * ms];

@@ -1,10 +1,11 @@
 //! One sample's work on two threads: at batch 1 a network has no batch to split across
 //! threads, so each large convolution splits its own product in two halves of its output
-//! rows (output channels, or image rows of output pixels): the calling thread computes one,
-//! a helper thread the other.
+//! rows (output channels, or image rows of output pixels; a Winograd layer's tiles): the
+//! calling thread computes one, a helper thread the other, each in working memory of its own
+//! ([`halves`]).
 //!
 //! Only work that [`splitting`] runs splits, and only products of at least [`MIN_MACS`]
-//! multiply-adds. The helper is one thread for the process, started by the first split; it
+//! multiply-adds ([`MIN_UNFOLDED_MACS`] for unfolded ones). The helper is one thread for the process, started by the first split; it
 //! waits for work spinning, so that a half reaches it in well under a microsecond (rayon's
 //! pool, whose idle threads yield to the OS and then sleep, took longer to meet than the
 //! halves of ResNet-8's layers took to compute), and sleeps after [`SPIN`] without any. A

@@ -185,25 +185,15 @@ impl Conv2d {
         let unfolded = self.cols_len() + self.out_len();
         if !self.in_place() {
             // With a second unfolded sample for the helper's half where a sample may split.
-            let spare = if self.macs() >= split::MIN_UNFOLDED_MACS {
-                self.cols_len()
-            } else {
-                0
-            };
-            return unfolded + spare;
+            return unfolded + split::spare_len(split::MIN_UNFOLDED_MACS, self.macs(), self.cols_len());
         }
         // With a second padded sample for the helper's half where a sample may split.
-        let spare = if self.macs() >= split::MIN_MACS {
-            self.padded_len()
-        } else {
-            0
-        };
+        let spare = split::spare_len(split::MIN_MACS, self.macs(), self.padded_len());
         let in_place = self.padded_len() + self.out_len() + self.weight_len() + spare;
         let in_place = if self.winograd() {
-            // With a second V and M for a helper's half of the tiles where a sample may split.
-            let t = self.tiles();
-            let works = if self.macs() >= split::MIN_MACS { 2 } else { 1 };
-            larger(in_place, works * t.work_len())
+            // With a second phases, V and M for a helper's half where a sample may split.
+            let work = self.tiles().work_len();
+            larger(in_place, work + split::spare_len(split::MIN_MACS, self.macs(), work))
         } else {
             in_place
         };
@@ -305,8 +295,9 @@ impl Conv2d {
     }
 
     /// The forward pass by Winograd's F(2x2, 3x3), `u` the transformed weight
-    /// (`winograd::weights`): each sample split into the four phases of its padded image
-    /// (as a stride-2 layer's input), then `winograd::forward_sample`, half of the tiles on a
+    /// (`winograd::weights`): `winograd::forward_sample` for each sample, which has it split
+    /// into the four phases of its padded image (as a stride-2 layer's input,
+    /// [`winograd_phases`](Self::winograd_phases)), half of its tiles or output channels on a
     /// helper thread where the sample splits (`split`).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn forward_winograd(

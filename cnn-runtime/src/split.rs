@@ -5,8 +5,9 @@
 //! ([`halves`]).
 //!
 //! Only work that [`splitting`] runs splits, and only products of at least [`MIN_MACS`]
-//! multiply-adds ([`MIN_UNFOLDED_MACS`] for unfolded ones). The helper is one thread for the process, started by the first split; it
-//! waits for work spinning, so that a half reaches it in well under a microsecond (rayon's
+//! multiply-adds ([`MIN_UNFOLDED_MACS`] for unfolded ones). The helper is one thread for the
+//! process, started by the first split; it waits for work spinning, so that a half reaches
+//! it in well under a microsecond (rayon's
 //! pool, whose idle threads yield to the OS and then sleep, took longer to meet than the
 //! halves of ResNet-8's layers took to compute), and sleeps after [`SPIN`] without any. A
 //! half the helper has not taken when the caller is done with its own, the caller takes back
@@ -18,13 +19,16 @@
 //! where the two cores are far apart, a split costs more than it saves.
 
 use core::ops::Range;
+
+#[cfg(feature = "std")]
+use crate::simd::{from_line, LINE};
 #[cfg(feature = "std")]
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 /// Products smaller than this many multiply-adds are not split: about 8 us of work on one
 /// core. ResNet-8's stem (442,368) splits: its batch 1 at two threads took 163.4 us against
-/// 178.3 with a bound of 500,000 (`bench --net resnet8 --threads 2 --only b1`, 12
-/// interleaved rounds, medians, AMD EPYC Zen 4).
+/// 178.3 with a bound of 500,000 (`cargo run --release --example bench -- --net resnet8
+/// --threads 2 --secs 1 --only b1`, 12 interleaved rounds, medians, AMD EPYC Zen 4).
 pub(crate) const MIN_MACS: usize = 400_000;
 
 /// How long the helper spins for work after its last half before it sleeps.
@@ -159,11 +163,23 @@ impl Choice {
     }
 }
 
-/// Unfolded products (a 1x1 strided shortcut's) split from this many multiply-adds: each half
-/// unfolds only the pixels the kernel reads, a quarter of the input at stride 2, and both
-/// cores' caches hold the input already. ResNet-8's shortcuts (131,072 each) took 8-10 and
-/// 5-6 us of its batch 1 at two threads, alone on the calling thread (a throwaway timer).
+/// Unfolded products (a 1x1 strided shortcut's) split from this many multiply-adds, fewer
+/// than [`MIN_MACS`]: each half unfolds only the pixels the kernel reads, a quarter of the
+/// input at stride 2. ResNet-8's two shortcuts (131,072 each) split: its batch 1 at two
+/// threads took 164.2 us against 168.8 with them on the calling thread alone (the command
+/// and machine of [`MIN_MACS`], 12 interleaved rounds, medians).
 pub(crate) const MIN_UNFOLDED_MACS: usize = 100_000;
+
+/// `len` elements where a product of `macs` multiply-adds may split (from `min` on), for
+/// the helper's half (which the calling thread computes there where it takes it back); 0
+/// where it never splits.
+pub(crate) const fn spare_len(min: usize, macs: usize, len: usize) -> usize {
+    if macs >= min {
+        len
+    } else {
+        0
+    }
+}
 
 /// Whether a product of `macs` multiply-adds over `m` rows of output is split here: the
 /// calling thread is [`splitting`], the product has at least [`MIN_MACS`] multiply-adds, and
@@ -220,12 +236,10 @@ fn own_memory<R>(given: &mut [f32], f: impl FnOnce(&mut [f32]) -> R) -> R {
     if HELPER.with(core::cell::Cell::get) {
         return OWN.with(|own| {
             let mut own = own.borrow_mut();
-            // From a cache line's start on, as the workspace's memory is.
-            if own.len() < given.len() + 16 {
-                own.resize(given.len() + 16, 0.0);
+            if own.len() < given.len() + LINE {
+                own.resize(given.len() + LINE, 0.0);
             }
-            let start = own.as_ptr().align_offset(64).min(16);
-            f(&mut own[start..][..given.len()])
+            f(&mut from_line(&mut own)[..given.len()])
         });
     }
     f(given)

@@ -35,6 +35,7 @@
 use core::ops::Range;
 
 use crate::conv::Then;
+use crate::simd::{from_line, LINE};
 #[cfg(target_arch = "x86_64")]
 use crate::simd::{Isa, Path};
 use crate::split;
@@ -112,7 +113,7 @@ impl Tiles {
     /// Scratch [`forward_sample`] needs: the phases, `V [16, C, T]` and `M [16, OC, T]`, and
     /// up to a vector more to start `V` at a cache line.
     pub const fn work_len(&self) -> usize {
-        self.phases_len() + L + XI * (self.xi_stride(self.c) + self.xi_stride(self.oc))
+        self.phases_len() + LINE + XI * (self.xi_stride(self.c) + self.xi_stride(self.oc))
     }
 }
 
@@ -175,8 +176,7 @@ pub(crate) fn available() -> bool {
 
 /// One sample: its phases, which `fill(phases, rows)` writes (every element of rows `rows` of
 /// `[4, C, TH+1, TW+1]`, as `Conv2d::pad_sample` at stride 2 lays them out), through `U` into
-/// output planes
-/// `y[(o * batch + b) * OH*OW..]`, each `then(conv + bias[o])`; `work` holds
+/// output planes `y[(o * batch + b) * OH*OW..]`, each `then(conv + bias[o])`; `work` holds
 /// [`Tiles::work_len`] elements; so does `spare`, if given, for a helper thread's half where
 /// the sample splits (`split::halves`), whose phases that thread fills itself.
 ///
@@ -225,13 +225,12 @@ pub(crate) fn forward_sample(
         // parts of two lines (ResNet-8's batch 1 at one thread: 243.1 -> 218.9 us CPU time,
         // 6 interleaved rounds, AMD Zen 4; the transform of a 16-channel 32x32 layer took 7.1
         // us, 1.2 with its stores sent to two rows only, a throwaway timer).
-        let skip = work.as_ptr().align_offset(64).min(L);
-        let work = &mut work[skip..];
-        let (v, m) = work.split_at_mut(XI * vs);
+        let (v, m) = from_line(work).split_at_mut(XI * vs);
         let m = &mut m[..XI * ms];
         let rows = Tiles { oc: outs.len(), ..t };
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the CPU has AVX-512F (asserted); the phases hold `t`'s, V and M their 16 x C
+        // SAFETY: the CPU has AVX-512F (asserted); the phases hold `t`'s (filled in the rows
+        // the tiles read, the only ones `inputs` reads), V and M their 16 x C
         // and 16 x OC rows of `tp` tiles (asserted above), `tiles` lies within `tp` and `outs`
         // within OC; y holds the sample's planes and the residual as many elements (asserted
         // above), and the output pixels of `tiles` in channels `outs` are written by this part
@@ -266,22 +265,25 @@ pub(crate) fn forward_sample(
     // reading half of V and writing half of M through the other core's cache, took 207-238
     // us for ResNet-8's batch 1 at two threads (against 181-214 with these layers split
     // directly), and 600 us where the two cores were far apart.
+    // Each side's tiles and output channels; channels split at a multiple of 8, the
+    // product's blocks.
     let (half, half_oc) = ((tp / L / 2) * L, (t.oc / 16) * 8);
+    let sides = if half > 0 {
+        [(0..half, 0..t.oc), (half..tp, 0..t.oc)]
+    } else {
+        [(0..tp, 0..half_oc), (0..tp, half_oc..t.oc)]
+    };
     match spare {
-        Some(spare) if half > 0 => split::halves(2, 0, &mut [], [work, spare], |side, _, work| {
-            let tiles = if side.start == 0 { 0..half } else { half..tp };
-            part(tiles, 0..t.oc, work)
-        }),
-        Some(spare) if half_oc > 0 => split::halves(2, 0, &mut [], [work, spare], |side, _, work| {
-            let outs = if side.start == 0 { 0..half_oc } else { half_oc..t.oc };
-            part(0..tp, outs, work)
+        Some(spare) if half > 0 || half_oc > 0 => split::halves(2, 0, &mut [], [work, spare], |side, _, work| {
+            let (tiles, outs) = sides[side.start].clone();
+            part(tiles, outs, work)
         }),
         _ => part(0..tp, 0..t.oc, work),
     }
 }
 
 /// The output of [`forward_sample`], shared by the two threads of a split sample, which write
-/// the pixels of disjoint tiles.
+/// the pixels of disjoint tiles or channels.
 struct Out(*mut f32);
 
 // SAFETY: the threads that share it write disjoint elements (see `forward_sample`).

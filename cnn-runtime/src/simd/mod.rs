@@ -38,6 +38,20 @@ pub(crate) fn zero(x: &mut [f32]) {
     unsafe { core::ptr::write_bytes(x.as_mut_ptr(), 0, x.len()) }
 }
 
+/// Floats in a cache line of 64 bytes.
+pub(crate) const LINE: usize = 16;
+
+/// `x` from its first element that starts a cache line on (up to `LINE - 1` skipped): a
+/// network's workspace starts anywhere, and a vector stored across two lines costs two.
+///
+/// # Panics
+///
+/// If `x` is shorter than the elements skipped.
+pub(crate) fn from_line(x: &mut [f32]) -> &mut [f32] {
+    let skip = x.as_ptr().align_offset(64).min(LINE);
+    &mut x[skip..]
+}
+
 /// The sum of `xs`, kept as 32 interleaved partial sums: a running total is one long chain of
 /// dependent additions, which the compiler may not reorder.
 pub(crate) fn sum(xs: &[f32]) -> f32 {

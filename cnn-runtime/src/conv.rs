@@ -257,8 +257,8 @@ impl Conv2d {
     }
 
     /// Whether inference from prepared parameters ([`forward_prepared`](Self::forward_prepared))
-    /// computes this layer by Winograd's F(2x2, 3x3), on CPUs with AVX-512 (elsewhere, and in
-    /// training, directly): a 3x3 kernel at stride 1 with padding 1, an even output whose rows
+    /// computes this layer by Winograd's F(2x2, 3x3), on CPUs with AVX2 or AVX-512 (on the
+    /// portable path, and in training, directly): a 3x3 kernel at stride 1 with padding 1, an even output whose rows
     /// of 2x2 tiles fill or divide a vector of 16 (1, 2, 4, 8 or a multiple of 16 tiles), and
     /// at least [`WINOGRAD_CHANNELS`] input and output channels.
     ///
@@ -1919,7 +1919,7 @@ impl<'a> Then<'a> {
 /// general matrix kernel, its 16-channel layers on 32x32 gained nothing (48-54 us a sample
 /// against 46-54 directly; 32 channels on 16x16 38-40 against 46-49, 64 on 8x8 34-42 against
 /// 49-56: a throwaway timing of 400 calls, AMD EPYC Zen 4); with the products' own kernel
-/// (`winograd::x86::product`), ResNet-8's batch 1 went from 250.6 to 207.1 us and its batch
+/// (`winograd::Transforms::product`), ResNet-8's batch 1 went from 250.6 to 207.1 us and its batch
 /// 64 from 3,889 to 4,681 img/s with the 16-channel layers in (`CNN_BENCH_CPU_TIME=1 cargo
 /// run --release --example bench -- --net resnet8 --threads 1 --only b1|b64`, 5 and 4
 /// interleaved rounds, medians, against the threshold at 32 with the general kernel).
@@ -2151,7 +2151,8 @@ mod tests {
         assert!(!Conv2d::new([8, 32, 32], 16, [3, 3], [1, 1], [1, 1], false).winograd());
         assert!(!Conv2d::new([32, 7, 7], 32, [3, 3], [1, 1], [1, 1], false).winograd());
         assert!(!Conv2d::new([32, 12, 12], 32, [3, 3], [1, 1], [1, 1], false).winograd());
-        prepared_agree(&layers);
+        // Winograd's on AVX2 and AVX-512, the direct convolution on the portable path.
+        crate::simd::on_every_path(|_| prepared_agree(&layers));
     }
 
     /// `forward_prepared` (Winograd's where the layer and the CPU take it) against the

@@ -167,6 +167,14 @@ pub fn with<T>(isa: Isa, f: impl FnOnce() -> T) -> T {
     out
 }
 
+/// Runs `check` once per path this CPU has, with that path's name.
+#[cfg(test)]
+pub fn on_every_path(check: impl Fn(&str)) {
+    for isa in Isa::supported() {
+        with(isa, || check(isa.path().name()));
+    }
+}
+
 /// The name of the kernels this process runs (`"portable"`, `"avx2"` or `"avx512"`): the
 /// widest this CPU has, unless the `CNN_KERNELS` environment variable names another.
 ///

@@ -4,13 +4,6 @@ use super::isa::{self, Isa};
 use super::*;
 use crate::testutil::{assert_all_close, seq};
 
-/// Runs `check` once per path this CPU has, with that path's name.
-fn on_every_path(check: impl Fn(&str)) {
-    for isa in Isa::supported() {
-        isa::with(isa, || check(isa.path().name()));
-    }
-}
-
 /// Where element `e` of a vector spread as `spread` lies.
 fn at(spread: Spread, e: usize) -> usize {
     match spread {

@@ -37,11 +37,14 @@
 //! ([`Conv2d::prepare_batchnorm`], [`Conv2d::forward_prepared`]) or on every call
 //! ([`Conv2d::forward_batchnorm`]).
 //! Where a batch is too small to split across threads, the in-place forward pass of a large
-//! layer splits each sample in two halves (output channels, or image rows of output pixels by
-//! pixels), one on a helper thread, each padding the sample into memory of its own (`split`):
-//! ResNet-8's batch-1 inference with two threads 276 -> 215 us (the `bench` example's
-//! `--net resnet8 --only b1 --threads 2` before and after, medians of 5 interleaved runs, AMD
-//! EPYC with AVX-512).
+//! layer splits each sample in two bands of its output rows, one on a helper thread, each
+//! padding the input rows it reads into memory of its own and writing its rows of the output
+//! (`split`; Winograd's layers split their tiles by rows too): a layer's band is read by the
+//! next layer's on the same core, but for a row or two. ResNet-8's batch-1 inference with two
+//! threads went 276 -> 215 us with halves of the output channels (the `bench` example's `--net
+//! resnet8 --only b1 --threads 2` before and after, medians of 5 interleaved runs, AMD EPYC
+//! with AVX-512), and 180.7 -> 166.1 us with bands of rows instead (10 interleaved rounds,
+//! the two cores far apart).
 
 use crate::batchnorm::BatchNorm;
 use crate::layout::Layout;
@@ -179,16 +182,17 @@ impl Conv2d {
     }
 
     /// Scratch [`forward`](Self::forward) needs: a padded sample (split into phases when
-    /// strided), one sample's output and a transposed weight where the input is read in place,
-    /// an unfolded sample and one sample's output otherwise.
+    /// strided), one sample's output and a transposed weight where the input is read in place
+    /// (and two bands' memory where a sample may split), an unfolded sample and one sample's
+    /// output otherwise.
     pub const fn forward_scratch_len(&self) -> usize {
         let unfolded = self.cols_len() + self.out_len();
         if !self.in_place() {
             // With a second unfolded sample for the helper's half where a sample may split.
             return unfolded + split::spare_len(split::MIN_UNFOLDED_MACS, self.macs(), self.cols_len());
         }
-        // With a second padded sample for the helper's half where a sample may split.
-        let spare = split::spare_len(split::MIN_MACS, self.macs(), self.padded_len());
+        // With two bands' memory where a sample may split (`band_len`).
+        let spare = split::spare_len(split::MIN_MACS, self.macs(), 2 * self.band_len());
         let in_place = self.padded_len() + self.out_len() + self.weight_len() + spare;
         let in_place = if self.winograd() {
             // With a second phases, V and M for a helper's half where a sample may split.
@@ -554,6 +558,43 @@ impl Conv2d {
         }
     }
 
+    /// Whether a sample's forward pass splits by bands of output rows ([`forward_direct`](
+    /// Self::forward_direct)): strides of 1 or 2, alike across and down, whose padded rows
+    /// [`pad_band`](Self::pad_band) writes.
+    const fn bands(&self) -> bool {
+        self.sh == self.sw && self.sh <= 2 && self.oh >= 2
+    }
+
+    /// Scratch a band of [`bands`](Self::bands) works in: a padded sample, its product and
+    /// that transposed.
+    const fn band_len(&self) -> usize {
+        self.padded_len() + 2 * self.out_len()
+    }
+
+    /// The rows of `pad` (laid out as [`pad_sample`](Self::pad_sample) writes it) that output
+    /// rows `rows` read, zeroed, then filled from sample `b` of `x`: rows `rows.start..rows.end
+    /// + (KH - 1) / SH` of each padded image or phase image (strides of [`bands`](Self::bands)).
+    fn pad_band(&self, x: &[f32], layout: Layout, batch: usize, b: usize, pad: &mut [f32], rows: Range<usize>) {
+        let [gh, gw] = self.grid();
+        let grid = rows.start..(rows.end + (self.kh - 1) / self.sh).min(gh);
+        for plane in pad[..self.padded_len()].chunks_exact_mut(gh * gw) {
+            plane[grid.start * gw..grid.end * gw].fill(0.0);
+        }
+        if self.sw == 2 {
+            return self.pad_phase_rows(x, layout, batch, b, pad, grid);
+        }
+        // Input row r is padded row r + PH.
+        let inputs = grid.start.saturating_sub(self.ph)..grid.end.saturating_sub(self.ph).min(self.h);
+        let hw = self.h * self.w;
+        for ch in 0..self.c {
+            let src = &x[layout.plane(ch, b, self.c, batch) * hw..][..hw];
+            let dst = &mut pad[ch * gh * gw..][..gh * gw];
+            for r in inputs.clone() {
+                dst[(r + self.ph) * gw + self.pw..][..self.w].copy_from_slice(&src[r * self.w..][..self.w]);
+            }
+        }
+    }
+
     /// [`pad_sample`](Self::pad_sample) at stride 2 across, only rows `phase_rows` of the
     /// phase images: the input rows those hold. A row phase of every channel is one call of
     /// the SIMD kernel that splits columns: rows r0, r0 + SH, ... of each input plane are
@@ -713,15 +754,64 @@ impl Conv2d {
                 }
             }
         };
+        // A large sample splits in two bands of its output rows on two threads where worth it
+        // (`split`, `bands`), each padding only the input rows its band reads, into memory of
+        // its own, and writing its rows of every output plane: the next layer's band (split
+        // by rows too: these, and Winograd's tiles) then reads what the same core wrote, but
+        // for a row or two.
+        let band_len = self.band_len();
+        if self.bands() && rest.len() >= 2 * band_len && split::worth(self.macs(), self.oh) {
+            assert!(y.len() >= self.oc * batch * ohw, "conv2d: y is shorter than its batch");
+            let (mine, spare) = rest.split_at_mut(band_len);
+            let (out, half) = (split::Shared(y.as_mut_ptr()), self.oh / 2);
+            for b in 0..batch {
+                split::halves(
+                    2,
+                    0,
+                    &mut [],
+                    [&mut *mine, &mut spare[..band_len]],
+                    |side, _, memory| {
+                        let rows = if side.start == 0 { 0..half } else { half..self.oh };
+                        let n = rows.len() * self.ow;
+                        let (pad, memory) = memory.split_at_mut(self.padded_len());
+                        let (band, memory) = memory.split_at_mut(self.out_len());
+                        self.pad_band(x, layout, batch, b, pad, rows.clone());
+                        // The band's product, [OC, n].
+                        let band: &[f32] = if by_pixels {
+                            product(b, rows.clone(), band, pad);
+                            transpose(n, self.oc, Mat::rows(band, self.oc), memory, n);
+                            memory
+                        } else {
+                            for c0 in (0..self.c).step_by(chunk) {
+                                let (at, offsets) = taps_of(c0);
+                                let views = Gathered::new(&pad[at + rows.start * gw..], offsets).image(self.ow, gw);
+                                let (w, store) = (Mat::rows(&weight[c0 * taps..], k), Store::accumulate_if(c0 > 0));
+                                gather_gemm(self.oc, offsets.len(), n, w, views, band, n, store, Finish::NONE);
+                            }
+                            band
+                        };
+                        for (o, src) in band.chunks_exact(n).take(self.oc).enumerate() {
+                            let at = (o * batch + b) * ohw + rows.start * self.ow;
+                            // SAFETY: y holds every sample's planes (asserted above), and rows
+                            // `rows` of sample b's planes are this band's alone.
+                            let dst = unsafe { core::slice::from_raw_parts_mut(out.get().add(at), n) };
+                            then.write(dst, Some(src), bias.map_or(0.0, |bias| bias[o]), at);
+                        }
+                    },
+                );
+            }
+            return;
+        }
         let (rows, stride) = match (by_pixels, straight) {
             (true, _) => (self.oh, self.ow * self.oc),
             (false, true) => (self.oc, batch * ohw),
             (false, false) => (self.oc, ohw),
         };
-        // A large sample splits in two halves on two threads where worth it (`split`), each
+        // Strides other than those of `bands`: a large sample splits in two halves of its
+        // output channels (or rows of pixels) on two threads where worth it (`split`), each
         // padding the sample into memory of its own: the helper's after the weight, where
         // `forward_scratch_len` leaves room (the backward pass's scratch, which calls this for
-        // the input gradient, has none).
+        // the input gradient, has none; neither split then).
         let split = rest.len() >= self.padded_len() && split::worth(self.macs(), rows);
         if !split {
             zero(pad);

@@ -193,6 +193,20 @@ pub(crate) fn worth_from(min: usize, macs: usize, m: usize) -> bool {
     m >= 2 && macs >= min && now()
 }
 
+/// An output shared by the two threads of a split sample ([`halves`]), which write disjoint
+/// elements of it (each its own pixels or channels) through the pointer.
+pub(crate) struct Shared(pub *mut f32);
+
+// SAFETY: the threads that share it write disjoint elements (each user says which).
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// The pointer (a method, so that closures capture the whole `Shared`, which is `Sync`).
+    pub(crate) fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// `product(rows, c, memory)` for the two halves of rows `0..m` of an output whose rows lie
 /// `stride` elements apart in `c`, each half given `c` from its first row on: the first half
 /// here with `memory[0]`, the second on the helper with memory of the helper's own as long as

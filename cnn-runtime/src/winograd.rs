@@ -214,7 +214,7 @@ pub(crate) fn forward_sample(
     #[cfg(target_arch = "x86_64")]
     let path = Isa::current().path();
     let (tp, vs, ms) = (t.padded(), t.xi_stride(t.c), t.xi_stride(t.oc));
-    let out = Out(y.as_mut_ptr());
+    let out = split::Shared(y.as_mut_ptr());
     // The output channels `outs` of the sample's tiles `tiles` (whole vectors) in `work`:
     // the sample's phases, the tiles' V, the channels' products, their output pixels.
     let part = |tiles: Range<usize>, outs: Range<usize>, work: &mut [f32]| {
@@ -282,20 +282,6 @@ pub(crate) fn forward_sample(
             part(tiles, outs, work)
         }),
         _ => part(0..tp, 0..t.oc, work),
-    }
-}
-
-/// The output of [`forward_sample`], shared by the two threads of a split sample, which write
-/// the pixels of disjoint tiles or channels.
-struct Out(*mut f32);
-
-// SAFETY: the threads that share it write disjoint elements (see `forward_sample`).
-unsafe impl Sync for Out {}
-
-impl Out {
-    /// The pointer (a method, so that closures capture the whole `Out`, which is `Sync`).
-    fn get(&self) -> *mut f32 {
-        self.0
     }
 }
 

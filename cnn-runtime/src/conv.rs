@@ -188,8 +188,9 @@ impl Conv2d {
     pub const fn forward_scratch_len(&self) -> usize {
         let unfolded = self.cols_len() + self.out_len();
         if !self.in_place() {
-            // With a second unfolded sample for the helper's half where a sample may split.
-            return unfolded + split::spare_len(split::MIN_UNFOLDED_MACS, self.macs(), self.cols_len());
+            // With a second unfolded sample and output (`forward_by`'s bands) for the helper's
+            // half where a sample may split.
+            return unfolded + split::spare_len(split::MIN_UNFOLDED_MACS, self.macs(), unfolded);
         }
         // With two bands' memory where a sample may split (`band_len`).
         let spare = split::spare_len(split::MIN_MACS, self.macs(), 2 * self.band_len());
@@ -1112,6 +1113,37 @@ impl Conv2d {
         );
     }
 
+    /// Whether the kernel is 1x1 without padding (a ResNet's strided shortcut), which picks
+    /// pixels: every output pixel reads one, with no padding to fill and one row of `cols` a
+    /// channel.
+    const fn picks(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.ph == 0 && self.pw == 0
+    }
+
+    /// [`im2col`](Self::im2col) of a layer that [`picks`](Self::picks), for output rows `rows`
+    /// only: `cols [C, rows.len() * OW]`.
+    fn pick_rows(&self, x: &[f32], layout: Layout, batch: usize, b: usize, cols: &mut [f32], rows: Range<usize>) {
+        let (hw, w, sw) = (self.h * self.w, self.w, self.sw);
+        let n = rows.len() * self.ow;
+        for (ch, out) in cols[..self.c * n].chunks_exact_mut(n).enumerate() {
+            let plane = &x[layout.plane(ch, b, self.c, batch) * hw..][..hw];
+            for (i, out) in rows.clone().zip(out.chunks_exact_mut(self.ow)) {
+                // The row's pixels up to its last one read, so that the compiler drops the
+                // bounds checks; stride 2 as a constant, which it vectorizes.
+                let src = &plane[i * self.sh * w..][..(self.ow - 1) * sw + 1];
+                if sw == 2 {
+                    for (j, o) in out.iter_mut().enumerate() {
+                        *o = src[2 * j];
+                    }
+                } else {
+                    for (j, o) in out.iter_mut().enumerate() {
+                        *o = src[j * sw];
+                    }
+                }
+            }
+        }
+    }
+
     /// Unfolds sample `b` of a batch `x` (in `layout`) into `cols: [C*KH*KW, OH*OW]`; padding
     /// reads as zero.
     ///
@@ -1121,28 +1153,8 @@ impl Conv2d {
     pub fn im2col(&self, x: &[f32], layout: Layout, batch: usize, b: usize, cols: &mut [f32]) {
         self.check_unfold("input", x.len(), batch, b, cols.len());
         let (hw, w, sw) = (self.h * self.w, self.w, self.sw);
-        if self.kh == 1 && self.kw == 1 && self.ph == 0 && self.pw == 0 {
-            // A 1x1 kernel without padding (a ResNet's strided shortcut) picks pixels: every
-            // output pixel reads one, with no padding to fill and one row of `cols` a channel.
-            let ohw = self.oh * self.ow;
-            for (ch, out) in cols.chunks_exact_mut(ohw).enumerate() {
-                let plane = &x[layout.plane(ch, b, self.c, batch) * hw..][..hw];
-                for (i, out) in out.chunks_exact_mut(self.ow).enumerate() {
-                    // The row's pixels up to its last one read, so that the compiler drops the
-                    // bounds checks; stride 2 as a constant, which it vectorizes.
-                    let src = &plane[i * self.sh * w..][..(self.ow - 1) * sw + 1];
-                    if sw == 2 {
-                        for (j, o) in out.iter_mut().enumerate() {
-                            *o = src[2 * j];
-                        }
-                    } else {
-                        for (j, o) in out.iter_mut().enumerate() {
-                            *o = src[j * sw];
-                        }
-                    }
-                }
-            }
-            return;
+        if self.picks() {
+            return self.pick_rows(x, layout, batch, b, cols, 0..self.oh);
         }
         self.walk(|ch, at, src| {
             let out = &mut cols[at..][..self.ow];
@@ -1567,6 +1579,41 @@ impl Conv2d {
                 Weight::Rows(weight)
             };
             return self.forward_direct(batch, x, layout, weight, bias, y, scratch, then);
+        }
+        // A large sample of a layer that picks pixels splits in two bands of its output rows
+        // on two threads where worth it (`split`), as in-place layers do (`forward_direct`):
+        // each picks the pixels of its rows into memory of its own, the helper's after `cols`
+        // and `out`, where `forward_scratch_len` leaves room.
+        let band_len = self.cols_len() + self.out_len();
+        let bands = route == Route::Unfolded && self.picks() && self.oh >= 2 && scratch.len() >= 2 * band_len;
+        if bands && split::worth_from(split::MIN_UNFOLDED_MACS, self.macs(), self.oh) {
+            assert!(y.len() >= self.oc * batch * ohw, "conv2d: y is shorter than its batch");
+            let (mine, spare) = scratch.split_at_mut(band_len);
+            let (out, half) = (split::Shared(y.as_mut_ptr()), self.oh / 2);
+            for b in 0..batch {
+                split::halves(
+                    2,
+                    0,
+                    &mut [],
+                    [&mut *mine, &mut spare[..band_len]],
+                    |side, _, memory| {
+                        let rows = if side.start == 0 { 0..half } else { half..self.oh };
+                        let n = rows.len() * self.ow;
+                        let (cols, band) = memory.split_at_mut(self.cols_len());
+                        self.pick_rows(x, layout, batch, b, cols, rows.clone());
+                        let (w, cols) = (Mat::rows(weight, k), Mat::rows(cols, n));
+                        finished_gemm(self.oc, k, n, w, cols, band, n, Finish::NONE);
+                        for (o, src) in band.chunks_exact(n).take(self.oc).enumerate() {
+                            let at = (o * batch + b) * ohw + rows.start * self.ow;
+                            // SAFETY: y holds every sample's planes (asserted above), and rows
+                            // `rows` of sample b's planes are this band's alone.
+                            let dst = unsafe { core::slice::from_raw_parts_mut(out.get().add(at), n) };
+                            then.write(dst, Some(src), bias.map_or(0.0, |bias| bias[o]), at);
+                        }
+                    },
+                );
+            }
+            return;
         }
         let (cols, rest) = scratch.split_at_mut(self.cols_len());
         let (out, rest) = rest.split_at_mut(self.out_len());

@@ -248,11 +248,26 @@ impl Conv2d {
         // Used after the weight gradient, so in the same space.
         let flipped = if self.flips() {
             let back = self.input_grad_conv();
-            self.weight_len() + back.padded_len() + back.out_len() + back.weight_len()
+            self.weight_len()
+                + larger(
+                    back.padded_len() + back.out_len() + back.weight_len(),
+                    back.winograd_len(),
+                )
         } else {
             0
         };
-        larger(larger(backward, forward), flipped)
+        larger(larger(larger(backward, forward), flipped), self.winograd_len())
+    }
+
+    /// Scratch the forward pass of a call of [`WINOGRAD_BATCH`] samples or more takes by
+    /// Winograd's algorithm ([`winograd`](Self::winograd)) from the declared weight: its
+    /// transform, a zero bias, and a sample's phases and transforms; 0 for other layers.
+    const fn winograd_len(&self) -> usize {
+        if self.winograd() {
+            self.tiles().u_len() + self.oc + self.tiles().work_len()
+        } else {
+            0
+        }
     }
 
     /// Whether the stride-1 path, which reads the input in place, computes this layer: stride 1
@@ -262,8 +277,9 @@ impl Conv2d {
     }
 
     /// Whether inference from prepared parameters ([`forward_prepared`](Self::forward_prepared))
-    /// computes this layer by Winograd's F(2x2, 3x3), on CPUs with AVX2 or AVX-512 (on the
-    /// portable path, and in training, directly): a 3x3 kernel at stride 1 with padding 1, an even output whose rows
+    /// and forward passes of at least [`WINOGRAD_BATCH`] samples (a training step's, its input
+    /// gradient's) compute this layer by Winograd's F(2x2, 3x3), on CPUs with AVX2 or AVX-512
+    /// (on the portable path directly): a 3x3 kernel at stride 1 with padding 1, an even output whose rows
     /// of 2x2 tiles fill or divide a vector of 16 (1, 2, 4, 8 or a multiple of 16 tiles), and
     /// at least [`WINOGRAD_CHANNELS`] input and output channels.
     ///
@@ -701,6 +717,24 @@ impl Conv2d {
         scratch: &mut [f32],
         then: Then,
     ) {
+        // Calls of at least `WINOGRAD_BATCH` samples (a training step's forward pass and
+        // input gradient; inference runs groups of 4) go by Winograd's F(2x2, 3x3) where the
+        // layer and the kernels take it and `scratch_len` left room, the weight transformed
+        // once a call.
+        if let Weight::Rows(weight) = weight {
+            if batch >= WINOGRAD_BATCH
+                && self.winograd()
+                && winograd::available()
+                && scratch.len() >= self.winograd_len()
+            {
+                let t = self.tiles();
+                let (u, rest) = scratch.split_at_mut(t.u_len());
+                let (zeros, rest) = rest.split_at_mut(self.oc);
+                winograd::weights(t, weight, u);
+                zeros.fill(0.0);
+                return self.forward_winograd(batch, x, layout, u, bias.unwrap_or(zeros), then, y, rest);
+            }
+        }
         let ([gh, gw], k, ohw) = (self.grid(), self.patch_len(), self.oh * self.ow);
         let taps = self.kh * self.kw;
         let (pad, rest) = scratch.split_at_mut(self.padded_len());
@@ -2068,6 +2102,12 @@ impl<'a> Then<'a> {
 /// ```
 pub const WINOGRAD_CHANNELS: usize = 16;
 
+/// Fewest samples a call of the forward pass from the declared weight (a training step's, and
+/// the input gradient of a stride-1 layer, which is one) computes by Winograd's F(2x2, 3x3)
+/// ([`Conv2d::winograd`]), transforming the weight on each call: inference, from prepared
+/// parameters, transforms it once, and runs groups of 4 samples.
+pub const WINOGRAD_BATCH: usize = 8;
+
 /// Most kernel taps a table of the stride-1 path holds (a 22x22 kernel); larger kernels take the
 /// unfolding path.
 pub const TAPS: usize = 512;
@@ -2290,6 +2330,44 @@ mod tests {
         assert!(!Conv2d::new([32, 12, 12], 32, [3, 3], [1, 1], [1, 1], false).winograd());
         // Winograd's on AVX2 and AVX-512, the direct convolution on the portable path.
         crate::simd::on_every_path(|_| prepared_agree(&layers));
+    }
+
+    #[test]
+    fn winograd_computes_calls_of_many_samples_and_input_gradients() {
+        // Through the forward pass (with a bias), and the input gradient, whose convolution
+        // (16 -> 24 channels backwards) takes it too; on the portable path both are direct.
+        let g = Conv2d::new([24, 8, 8], 16, [3, 3], [1, 1], [1, 1], true);
+        assert!(g.winograd() && g.input_grad_conv().winograd());
+        let batch = WINOGRAD_BATCH;
+        let (x, p, dy) = (
+            seq(batch * g.in_len(), 0.3),
+            seq(g.param_len(), 0.7),
+            seq(batch * g.out_len(), 0.9),
+        );
+        let run = || {
+            let mut scratch = vec![f32::NAN; g.scratch_len()];
+            let mut y = vec![f32::NAN; batch * g.out_len()];
+            g.forward(batch, &x, Layout::ChannelMajor, &p, &mut y, &mut scratch);
+            let (mut dparams, mut dx) = (vec![f32::NAN; g.param_len()], vec![f32::NAN; x.len()]);
+            g.backward(
+                batch,
+                &x,
+                Layout::ChannelMajor,
+                &p,
+                &dy,
+                &mut dparams,
+                Some(&mut dx),
+                &mut scratch,
+            );
+            [y, dx, dparams]
+        };
+        let want = crate::simd::on_path(crate::simd::Isa::PORTABLE, run);
+        crate::simd::on_every_path(|path| {
+            let got = run();
+            for (what, (want, got)) in ["y", "dx", "dparams"].iter().zip(want.iter().zip(&got)) {
+                assert_all_close(&format!("{path}: {what}"), want, &[got], 1e-4);
+            }
+        });
     }
 
     /// `forward_prepared` (Winograd's where the layer and the CPU take it) against the

@@ -24,8 +24,9 @@
 //! interleave a tile's columns) and for AVX2 (a vector of tiles in two registers, each taken
 //! on its own, runs of tiles pieced together from narrower loads), behind one
 //! [`Transforms`] trait; on the portable path layers keep the direct convolution
-//! ([`available`]). Only inference takes this route: training keeps the direct one, whose
-//! numbers the tests compare with PyTorch's gradients.
+//! ([`available`]). Inference takes this route with `U` prepared once; a call of the forward
+//! pass from the declared weight with at least `conv::WINOGRAD_BATCH` samples (a training
+//! step's forward pass and its stride-1 input gradients) with `U` made on each call.
 //!
 //! The 16 products have their own kernel ([`Transforms::product`]): they are only `C` long, and the
 //! general one's set-up and finish of each block of sums cost a third of them at 16 channels.

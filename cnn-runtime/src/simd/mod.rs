@@ -27,7 +27,7 @@ mod tests;
 
 pub use isa::kernels;
 #[cfg(test)]
-pub(crate) use isa::on_every_path;
+pub(crate) use isa::{on_every_path, with as on_path};
 pub(crate) use isa::{Isa, Path};
 use operands::{check_a, check_c, check_rows, Lhs, Pixels, Rhs, RowAt, Strided, Strides, Table};
 pub(crate) use operands::{Finish, Gathered, Mat, Spread, Store};

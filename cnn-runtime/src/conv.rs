@@ -588,6 +588,44 @@ impl Conv2d {
         self.padded_len() + 2 * self.out_len()
     }
 
+    /// Each sample split in two bands of its output rows, on this thread and the helper
+    /// (`split::halves`), each in memory of its own `band_len` long (`memory` holds this
+    /// thread's and then the helper's room): `band(b, rows, memory)` computes rows `rows` of
+    /// sample `b`'s product, `[OC, rows.len() * OW]`, in `memory` and says where it starts
+    /// there; each band writes it to its rows of the sample's planes of `y`, with the bias and
+    /// what `then` says.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_bands(
+        &self,
+        batch: usize,
+        memory: &mut [f32],
+        band_len: usize,
+        bias: Option<&[f32]>,
+        then: Then,
+        y: &mut [f32],
+        band: impl Fn(usize, Range<usize>, &mut [f32]) -> usize + Sync,
+    ) {
+        let ohw = self.oh * self.ow;
+        assert!(y.len() >= self.oc * batch * ohw, "conv2d: y is shorter than its batch");
+        let (mine, spare) = memory.split_at_mut(band_len);
+        let (out, half) = (split::Shared(y.as_mut_ptr()), self.oh / 2);
+        for b in 0..batch {
+            let memory = [&mut *mine, &mut spare[..band_len]];
+            split::halves(2, 0, &mut [], memory, |side, _, memory| {
+                let rows = if side.start == 0 { 0..half } else { half..self.oh };
+                let n = rows.len() * self.ow;
+                let at = band(b, rows.clone(), memory);
+                for (o, src) in memory[at..].chunks_exact(n).take(self.oc).enumerate() {
+                    let at = (o * batch + b) * ohw + rows.start * self.ow;
+                    // SAFETY: y holds every sample's planes (asserted above), and rows `rows`
+                    // of sample b's planes are this band's alone.
+                    let dst = unsafe { core::slice::from_raw_parts_mut(out.get().add(at), n) };
+                    then.write(dst, Some(src), bias.map_or(0.0, |bias| bias[o]), at);
+                }
+            });
+        }
+    }
+
     /// The rows of `pad` (laid out as [`pad_sample`](Self::pad_sample) writes it) that output
     /// rows `rows` read, zeroed, then filled from sample `b` of `x`: rows `rows.start..rows.end
     /// + (KH - 1) / SH` of each padded image or phase image (strides of [`bands`](Self::bands)).
@@ -796,46 +834,25 @@ impl Conv2d {
         // for a row or two.
         let band_len = self.band_len();
         if self.bands() && rest.len() >= 2 * band_len && split::worth(self.macs(), self.oh) {
-            assert!(y.len() >= self.oc * batch * ohw, "conv2d: y is shorter than its batch");
-            let (mine, spare) = rest.split_at_mut(band_len);
-            let (out, half) = (split::Shared(y.as_mut_ptr()), self.oh / 2);
-            for b in 0..batch {
-                split::halves(
-                    2,
-                    0,
-                    &mut [],
-                    [&mut *mine, &mut spare[..band_len]],
-                    |side, _, memory| {
-                        let rows = if side.start == 0 { 0..half } else { half..self.oh };
-                        let n = rows.len() * self.ow;
-                        let (pad, memory) = memory.split_at_mut(self.padded_len());
-                        let (band, memory) = memory.split_at_mut(self.out_len());
-                        self.pad_band(x, layout, batch, b, pad, rows.clone());
-                        // The band's product, [OC, n].
-                        let band: &[f32] = if by_pixels {
-                            product(b, rows.clone(), band, pad);
-                            transpose(n, self.oc, Mat::rows(band, self.oc), memory, n);
-                            memory
-                        } else {
-                            for c0 in (0..self.c).step_by(chunk) {
-                                let (at, offsets) = taps_of(c0);
-                                let views = Gathered::new(&pad[at + rows.start * gw..], offsets).image(self.ow, gw);
-                                let (w, store) = (Mat::rows(&weight[c0 * taps..], k), Store::accumulate_if(c0 > 0));
-                                gather_gemm(self.oc, offsets.len(), n, w, views, band, n, store, Finish::NONE);
-                            }
-                            band
-                        };
-                        for (o, src) in band.chunks_exact(n).take(self.oc).enumerate() {
-                            let at = (o * batch + b) * ohw + rows.start * self.ow;
-                            // SAFETY: y holds every sample's planes (asserted above), and rows
-                            // `rows` of sample b's planes are this band's alone.
-                            let dst = unsafe { core::slice::from_raw_parts_mut(out.get().add(at), n) };
-                            then.write(dst, Some(src), bias.map_or(0.0, |bias| bias[o]), at);
-                        }
-                    },
-                );
-            }
-            return;
+            return self.forward_bands(batch, rest, band_len, bias, then, y, |b, rows, memory| {
+                let n = rows.len() * self.ow;
+                let (pad, memory) = memory.split_at_mut(self.padded_len());
+                let (band, memory) = memory.split_at_mut(self.out_len());
+                self.pad_band(x, layout, batch, b, pad, rows.clone());
+                if by_pixels {
+                    // [n, OC], then transposed.
+                    product(b, rows, band, pad);
+                    transpose(n, self.oc, Mat::rows(band, self.oc), memory, n);
+                    return self.padded_len() + self.out_len();
+                }
+                for c0 in (0..self.c).step_by(chunk) {
+                    let (at, offsets) = taps_of(c0);
+                    let views = Gathered::new(&pad[at + rows.start * gw..], offsets).image(self.ow, gw);
+                    let (w, store) = (Mat::rows(&weight[c0 * taps..], k), Store::accumulate_if(c0 > 0));
+                    gather_gemm(self.oc, offsets.len(), n, w, views, band, n, store, Finish::NONE);
+                }
+                self.padded_len()
+            });
         }
         let (rows, stride) = match (by_pixels, straight) {
             (true, _) => (self.oh, self.ow * self.oc),
@@ -1621,33 +1638,14 @@ impl Conv2d {
         let band_len = self.cols_len() + self.out_len();
         let bands = route == Route::Unfolded && self.picks() && self.oh >= 2 && scratch.len() >= 2 * band_len;
         if bands && split::worth_from(split::MIN_UNFOLDED_MACS, self.macs(), self.oh) {
-            assert!(y.len() >= self.oc * batch * ohw, "conv2d: y is shorter than its batch");
-            let (mine, spare) = scratch.split_at_mut(band_len);
-            let (out, half) = (split::Shared(y.as_mut_ptr()), self.oh / 2);
-            for b in 0..batch {
-                split::halves(
-                    2,
-                    0,
-                    &mut [],
-                    [&mut *mine, &mut spare[..band_len]],
-                    |side, _, memory| {
-                        let rows = if side.start == 0 { 0..half } else { half..self.oh };
-                        let n = rows.len() * self.ow;
-                        let (cols, band) = memory.split_at_mut(self.cols_len());
-                        self.pick_rows(x, layout, batch, b, cols, rows.clone());
-                        let (w, cols) = (Mat::rows(weight, k), Mat::rows(cols, n));
-                        finished_gemm(self.oc, k, n, w, cols, band, n, Finish::NONE);
-                        for (o, src) in band.chunks_exact(n).take(self.oc).enumerate() {
-                            let at = (o * batch + b) * ohw + rows.start * self.ow;
-                            // SAFETY: y holds every sample's planes (asserted above), and rows
-                            // `rows` of sample b's planes are this band's alone.
-                            let dst = unsafe { core::slice::from_raw_parts_mut(out.get().add(at), n) };
-                            then.write(dst, Some(src), bias.map_or(0.0, |bias| bias[o]), at);
-                        }
-                    },
-                );
-            }
-            return;
+            return self.forward_bands(batch, scratch, band_len, bias, then, y, |b, rows, memory| {
+                let n = rows.len() * self.ow;
+                let (cols, band) = memory.split_at_mut(self.cols_len());
+                self.pick_rows(x, layout, batch, b, cols, rows);
+                let (w, cols) = (Mat::rows(weight, k), Mat::rows(cols, n));
+                finished_gemm(self.oc, k, n, w, cols, band, n, Finish::NONE);
+                self.cols_len()
+            });
         }
         let (cols, rest) = scratch.split_at_mut(self.cols_len());
         let (out, rest) = rest.split_at_mut(self.out_len());

@@ -228,6 +228,7 @@ pub(crate) fn halves(
     let (low, high) = c.split_at_mut((half * stride).min(c.len()));
     let [mine, theirs] = memory;
     both(
+        theirs.len(),
         || product(0..half, low, mine),
         || own_memory(theirs, |memory| product(half..m, high, memory)),
     );
@@ -235,8 +236,6 @@ pub(crate) fn halves(
 
 #[cfg(feature = "std")]
 std::thread_local! {
-    /// The helper's working memory for its halves ([`own_memory`]); empty on other threads.
-    static OWN: core::cell::RefCell<std::vec::Vec<f32>> = const { core::cell::RefCell::new(std::vec::Vec::new()) };
     /// Whether this thread is the helper.
     static HELPER: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
 }
@@ -248,13 +247,7 @@ std::thread_local! {
 fn own_memory<R>(given: &mut [f32], f: impl FnOnce(&mut [f32]) -> R) -> R {
     #[cfg(feature = "std")]
     if HELPER.with(core::cell::Cell::get) {
-        return OWN.with(|own| {
-            let mut own = own.borrow_mut();
-            if own.len() < given.len() + LINE {
-                own.resize(given.len() + LINE, 0.0);
-            }
-            f(&mut from_line(&mut own)[..given.len()])
-        });
+        return helper::with_memory(given.len(), f);
     }
     f(given)
 }
@@ -267,12 +260,15 @@ fn now() -> bool {
     false
 }
 
-/// `a` on this thread and `b` on the helper, or both here where there is no free helper.
-fn both(a: impl FnOnce(), b: impl FnOnce() + Send) {
+/// `a` on this thread and `b` on the helper, or both here where there is no free helper;
+/// `b` takes `len` elements of the helper's memory ([`own_memory`]).
+fn both(len: usize, a: impl FnOnce(), b: impl FnOnce() + Send) {
     #[cfg(feature = "std")]
     if let Some(helper) = helper::free() {
+        helper.reserve(len);
         return helper.both(a, b);
     }
+    let _ = len;
     a();
     b();
 }
@@ -280,12 +276,14 @@ fn both(a: impl FnOnce(), b: impl FnOnce() + Send) {
 #[cfg(feature = "std")]
 mod helper {
     use super::SPIN;
+    use super::{from_line, LINE};
     use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
     use std::ptr::null_mut;
     use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering::*};
-    use std::sync::OnceLock;
+    use std::sync::{Mutex, OnceLock, PoisonError};
     use std::thread::{self, Thread};
     use std::time::Instant;
+    use std::vec::Vec;
 
     /// A half offered to the helper: a closure on the caller's stack, taken (and then run)
     /// exactly once, by the helper or by the caller.
@@ -315,6 +313,11 @@ mod helper {
     }
 
     pub(super) struct Helper {
+        /// The helper's working memory ([`with_memory`]), grown by the callers that hold it
+        /// before they offer a half: a sample's first calls size it whether or not the helper
+        /// takes their halves (it may be asleep, or its core busy), so that later calls
+        /// allocate nothing.
+        memory: Mutex<Vec<f32>>,
         /// The job on offer, or null.
         offer: AtomicPtr<Job>,
         /// A caller holds the helper: one split at a time.
@@ -327,7 +330,6 @@ mod helper {
     /// The helper, started by the first call, if it is not held by another caller; `None`
     /// too where no thread could be started.
     pub(super) fn free() -> Option<Guard> {
-        static HELPER: OnceLock<Option<Helper>> = OnceLock::new();
         let helper = HELPER
             .get_or_init(|| {
                 let spawned = thread::Builder::new().name("cnn-split".into()).spawn(|| {
@@ -337,6 +339,7 @@ mod helper {
                     }
                 });
                 spawned.ok().map(|handle| Helper {
+                    memory: Mutex::new(Vec::new()),
                     offer: AtomicPtr::new(null_mut()),
                     busy: AtomicBool::new(false),
                     asleep: AtomicBool::new(false),
@@ -345,6 +348,31 @@ mod helper {
             })
             .as_ref()?;
         (!helper.busy.swap(true, Acquire)).then_some(Guard(helper))
+    }
+
+    /// The helper, started by the first split (`free`).
+    static HELPER: OnceLock<Option<Helper>> = OnceLock::new();
+
+    /// `f` with `len` elements of the helper's working memory, from a cache line's start.
+    ///
+    /// # Panics
+    ///
+    /// If there is no helper (only the helper thread calls this).
+    pub(super) fn with_memory<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+        let helper = HELPER
+            .get()
+            .and_then(Option::as_ref)
+            .expect("split: the helper's memory without a helper");
+        let mut memory = helper.memory.lock().unwrap_or_else(PoisonError::into_inner);
+        grow(&mut memory, len);
+        f(&mut from_line(&mut memory)[..len])
+    }
+
+    /// `memory` at least `len` elements from its first cache line's start.
+    fn grow(memory: &mut Vec<f32>, len: usize) {
+        if memory.len() < len + LINE {
+            memory.resize(len + LINE, 0.0);
+        }
     }
 
     /// The helper, held by one caller until dropped.
@@ -357,6 +385,12 @@ mod helper {
     }
 
     impl Guard {
+        /// Grows the helper's memory to `len` elements, where shorter: the helper runs nothing
+        /// while a caller holds it but the half it is offered.
+        pub(super) fn reserve(&self, len: usize) {
+            grow(&mut self.0.memory.lock().unwrap_or_else(PoisonError::into_inner), len);
+        }
+
         /// `a` here and `b` on the helper (or here, if the helper has not taken it when `a`
         /// is done); returns when both have run, and unwinds if either panicked.
         pub(super) fn both<B: FnOnce() + Send>(self, a: impl FnOnce(), b: B) {

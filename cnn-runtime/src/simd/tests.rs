@@ -340,6 +340,38 @@ fn transpose_matches_the_definition() {
 }
 
 #[test]
+fn split_columns_matches_the_definition() {
+    on_every_path(|path| {
+        for w in [1usize, 2, 15, 16, 17, 31, 32, 33, 64, 70] {
+            // 2 planes of 3 rows, the rows 5 further apart than their length in the source
+            // and 2 in the destinations; everything else left as it was.
+            let (planes, rows) = (2, 3);
+            let (sr, dr) = (w + 5, w.div_ceil(2) + 2);
+            let at = Columns {
+                planes,
+                rows,
+                w,
+                src: [sr, rows * sr + 1],
+                dst: [dr, rows * dr + 3],
+            };
+            let src = seq(planes * (rows * sr + 1), 0.4);
+            let len = planes * (rows * dr + 3);
+            let (mut even, mut odd) = (vec![f32::NAN; len], vec![f32::NAN; len]);
+            split_columns(&src, &mut even, &mut odd, at);
+            for i in 0..len {
+                let (p, rest) = (i / (rows * dr + 3), i % (rows * dr + 3));
+                let (r, c) = (rest / dr, rest % dr);
+                let from = |c: usize| (r < rows && c < w).then(|| src[p * (rows * sr + 1) + r * sr + c]);
+                for (got, want, what) in [(even[i], from(2 * c), "even"), (odd[i], from(2 * c + 1), "odd")] {
+                    let same = want.map_or(got.is_nan(), |want| got == want);
+                    assert!(same, "{path} w {w}, {what} [{i}]: {got} vs {want:?}");
+                }
+            }
+        }
+    });
+}
+
+#[test]
 fn shifted_windows_sum_as_defined() {
     on_every_path(|path| {
         let rows = seq(300, 0.55);

@@ -1,8 +1,9 @@
 //! One sample's work on two threads: at batch 1 a network has no batch to split across
-//! threads, so each large convolution splits its own product in two halves of its output
-//! rows (output channels, or image rows of output pixels; a Winograd layer's tiles): the
-//! calling thread computes one, a helper thread the other, each in working memory of its own
-//! ([`halves`]).
+//! threads, so each large convolution splits its own product in two halves (bands of output
+//! rows, or a Winograd layer's tiles by rows; its output channels where they make one
+//! vector): the calling thread computes one, a helper thread the other, each in working
+//! memory of its own ([`halves`]; the helper's is grown by the callers before they offer it a
+//! half, so that a sample's first calls size it).
 //!
 //! Only work that [`splitting`] runs splits, and only products of at least [`MIN_MACS`]
 //! multiply-adds ([`MIN_UNFOLDED_MACS`] for unfolded ones). The helper is one thread for the

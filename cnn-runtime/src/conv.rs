@@ -577,9 +577,9 @@ impl Conv2d {
 
     /// Whether a sample's forward pass splits by bands of output rows ([`forward_direct`](
     /// Self::forward_direct)): strides of 1 or 2, alike across and down, whose padded rows
-    /// [`pad_band`](Self::pad_band) writes.
+    /// [`pad_band`](Self::pad_band) writes (and two rows or more, which `split::worth` asks).
     const fn bands(&self) -> bool {
-        self.sh == self.sw && self.sh <= 2 && self.oh >= 2
+        self.sh == self.sw && self.sh <= 2
     }
 
     /// Scratch a band of [`bands`](Self::bands) works in: a padded sample, its product and
@@ -1636,7 +1636,7 @@ impl Conv2d {
         // each picks the pixels of its rows into memory of its own, the helper's after `cols`
         // and `out`, where `forward_scratch_len` leaves room.
         let band_len = self.cols_len() + self.out_len();
-        let bands = route == Route::Unfolded && self.picks() && self.oh >= 2 && scratch.len() >= 2 * band_len;
+        let bands = route == Route::Unfolded && self.picks() && scratch.len() >= 2 * band_len;
         if bands && split::worth_from(split::MIN_UNFOLDED_MACS, self.macs(), self.oh) {
             return self.forward_bands(batch, scratch, band_len, bias, then, y, |b, rows, memory| {
                 let n = rows.len() * self.ow;

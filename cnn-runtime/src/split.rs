@@ -238,7 +238,7 @@ pub(crate) fn halves(
 #[cfg(feature = "std")]
 std::thread_local! {
     /// Whether this thread is the helper.
-    static HELPER: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
+    static ON_HELPER: core::cell::Cell<bool> = const { core::cell::Cell::new(false) };
 }
 
 /// `f(memory)` with working memory as long as `given`: on the helper thread its own, kept
@@ -247,7 +247,7 @@ std::thread_local! {
 /// `given` elsewhere.
 fn own_memory<R>(given: &mut [f32], f: impl FnOnce(&mut [f32]) -> R) -> R {
     #[cfg(feature = "std")]
-    if HELPER.with(core::cell::Cell::get) {
+    if ON_HELPER.with(core::cell::Cell::get) {
         return helper::with_memory(given.len(), f);
     }
     f(given)
@@ -334,7 +334,7 @@ mod helper {
         let helper = HELPER
             .get_or_init(|| {
                 let spawned = thread::Builder::new().name("cnn-split".into()).spawn(|| {
-                    super::HELPER.with(|h| h.set(true));
+                    super::ON_HELPER.with(|h| h.set(true));
                     if let Some(helper) = HELPER.wait() {
                         helper.serve()
                     }

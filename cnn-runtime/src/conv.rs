@@ -504,13 +504,23 @@ impl Conv2d {
     fn tap_table(&self, plane: usize, row: usize, channels: usize, table: &mut [usize; TAPS]) -> usize {
         let taps = self.kh * self.kw;
         let chunk = (TAPS / taps).min(channels);
-        // The first channel's taps; each further channel's lie a plane further on (the
-        // divisions once per tap, not once per tap and channel).
+        // The first channel's taps; each further channel's lie a plane further on. Tap
+        // `(u, v)` lies in phase `(u % SH, v % SW)` at `(u / SH, v / SW)`, counted up here
+        // without a division: a call's divisions by the geometry cost 2-3% of LeNet-5's
+        // batch-1 inference in perf.
         let (first, rest) = table.split_at_mut(taps);
-        for (t, at) in first.iter_mut().enumerate() {
-            let (u, v) = (t / self.kw, t % self.kw);
-            let phase = (u % self.sh) * self.sw + v % self.sw;
-            *at = phase * self.c * plane + u / self.sh * row + v / self.sw;
+        let phases = self.c * plane;
+        let mut at = first.iter_mut();
+        let [mut pu, mut qu] = [0, 0];
+        for _ in 0..self.kh {
+            let [mut pv, mut qv] = [0, 0];
+            for _ in 0..self.kw {
+                if let Some(at) = at.next() {
+                    *at = (pu * self.sw + pv) * phases + qu * row + qv;
+                }
+                (pv, qv) = if pv + 1 == self.sw { (0, qv + 1) } else { (pv + 1, qv) };
+            }
+            (pu, qu) = if pu + 1 == self.sh { (0, qu + 1) } else { (pu + 1, qu) };
         }
         // chunk * taps <= TAPS entries in all.
         for (ch, taps_of) in rest.chunks_exact_mut(taps).take(chunk.saturating_sub(1)).enumerate() {

@@ -47,7 +47,7 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
     let forward_one = if infer_one <= STACK_FLOATS {
         quote! {
             let mut ws = [0.0f32; #infer_one];
-            let prepared = ::cnn::__private::prepared::<Self>(&self.workspace, &self.params, &self.buffers);
+            let prepared = ::cnn::__private::prepared_made::<Self>(&self.workspace);
             <Self as ::cnn::__private::Compiled>::infer(&self.params, &self.buffers, prepared, 1, input, &mut output, &mut ws);
         }
     } else {
@@ -599,7 +599,13 @@ fn forward_body(plan: &Plan) -> (TokenStream, TokenStream, usize) {
                     dy_mut: TokenStream::new(),
                     dx: Vec::new(),
                 };
-                kinds::forward(op, &call, false)
+                if let Some(prepared) = kinds::prepared(op, prepared_len) {
+                    prepare.extend(prepared.prepare());
+                    prepared_len += prepared.prepared_len();
+                    prepared.forward(&call)
+                } else {
+                    kinds::forward(op, &call, false)
+                }
             }
             transpose => transpose_call(transpose, &x[0], &y, false),
         });

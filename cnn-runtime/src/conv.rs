@@ -1389,9 +1389,10 @@ impl Conv2d {
         self.forward_prepared(batch, x, layout, prepared, then, y, scratch)
     }
 
-    /// Elements of the parameters [`prepare_batchnorm`](Self::prepare_batchnorm) writes: a
-    /// weight, then a bias of `OC`, then, for a layer inference computes by Winograd's
-    /// algorithm ([`winograd`](Self::winograd)), its transformed weight, `16 x OC x C`.
+    /// Elements of the parameters [`prepare_batchnorm`](Self::prepare_batchnorm) and
+    /// [`prepare`](Self::prepare) write: a weight, then a bias of `OC`, then, for a layer
+    /// inference computes by Winograd's algorithm ([`winograd`](Self::winograd)), its
+    /// transformed weight, `16 x OC x C`.
     ///
     /// ```
     /// use cnn_runtime::conv::Conv2d;
@@ -1448,6 +1449,91 @@ impl Conv2d {
             self.oh,
             self.ow
         );
+        self.prepare_affine(params, |o| bn.eval_affine(bn_params, running, o), prepared);
+    }
+
+    /// The parameters of the convolution alone at inference as
+    /// [`forward_prepared`](Self::forward_prepared) reads them, into `prepared`
+    /// ([`prepared_len`](Self::prepared_len) long): the weight laid out as the forward pass
+    /// multiplies it, the bias (zeros without one), and Winograd's transformed weight where
+    /// the layer takes it. Worth it where [`prepares`](Self::prepares) says.
+    ///
+    /// # Panics
+    ///
+    /// If a slice has the wrong length.
+    ///
+    /// ```
+    /// use cnn_runtime::{conv::{Conv2d, Then}, layout::Layout};
+    /// const G: Conv2d = Conv2d::new([1, 2, 2], 1, [1, 1], [1, 1], [0, 0], true);
+    /// let mut prepared = [0.0; 2];
+    /// G.prepare(&[2.0, -1.0], &mut prepared); // y = 2x - 1
+    /// let mut y = [0.0; 4];
+    /// let mut scratch = vec![0.0; G.forward_scratch_len()];
+    /// G.forward_prepared(1, &[1.0, 0.0, 0.25, 2.0], Layout::SampleMajor, &prepared, Then::Relu, &mut y, &mut scratch);
+    /// assert_eq!(y, [1.0, 0.0, 0.0, 3.0]);
+    /// ```
+    pub fn prepare(&self, params: &[f32], prepared: &mut [f32]) {
+        self.prepare_affine(params, |_| (1.0, 0.0), prepared);
+    }
+
+    /// `then(conv(x))` as [`forward_prepared`](Self::forward_prepared) computes it from what
+    /// [`prepare`](Self::prepare) writes, preparing the parameters in `scratch` on the way:
+    /// the same bits, for a call that has nowhere to keep them. `scratch` needs
+    /// [`folded_scratch_len`](Self::folded_scratch_len) elements.
+    ///
+    /// # Panics
+    ///
+    /// As [`forward`](Self::forward), and if `scratch` is shorter than that.
+    ///
+    /// ```
+    /// use cnn_runtime::{conv::{Conv2d, Then}, layout::Layout};
+    /// const G: Conv2d = Conv2d::new([1, 2, 2], 1, [1, 1], [1, 1], [0, 0], true);
+    /// let (params, x) = ([2.0, -1.0], [1.0, 0.0, 0.25, 2.0]); // y = 2x - 1
+    /// let mut y = [0.0; 4];
+    /// let mut scratch = vec![0.0; G.folded_scratch_len()];
+    /// G.forward_as_prepared(1, &x, Layout::SampleMajor, &params, Then::Relu, &mut y, &mut scratch);
+    /// assert_eq!(y, [1.0, 0.0, 0.0, 3.0]);
+    /// ```
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_as_prepared(
+        &self,
+        batch: usize,
+        x: &[f32],
+        layout: Layout,
+        params: &[f32],
+        then: Then,
+        y: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        assert!(
+            scratch.len() >= self.folded_scratch_len(),
+            "conv2d: scratch must hold at least {} elements, got {}",
+            self.folded_scratch_len(),
+            scratch.len()
+        );
+        let (prepared, scratch) = scratch.split_at_mut(self.prepared_len());
+        self.prepare(params, prepared);
+        self.forward_prepared(batch, x, layout, prepared, then, y, scratch)
+    }
+
+    /// Whether inference gains by preparing this layer's parameters alone
+    /// ([`prepare`](Self::prepare)): where its forward pass reads the weight transposed or
+    /// by Winograd's algorithm, which [`forward`](Self::forward) lays out on every call.
+    ///
+    /// ```
+    /// use cnn_runtime::conv::Conv2d;
+    /// // A 3x3 layer of 32 channels goes by Winograd; LeNet-5's first layer reads its weight
+    /// // as declared.
+    /// assert!(Conv2d::new([32, 16, 16], 32, [3, 3], [1, 1], [1, 1], false).prepares());
+    /// assert!(!Conv2d::new([1, 28, 28], 6, [5, 5], [1, 1], [2, 2], true).prepares());
+    /// ```
+    pub fn prepares(&self) -> bool {
+        self.winograd() || self.transposed_weight()
+    }
+
+    /// [`prepare_batchnorm`](Self::prepare_batchnorm) and [`prepare`](Self::prepare): the
+    /// convolution with output channel `o` scaled and shifted by `affine(o) = (scale, shift)`.
+    fn prepare_affine(&self, params: &[f32], affine: impl Fn(usize) -> (f32, f32), prepared: &mut [f32]) {
         assert_eq!(
             params.len(),
             self.param_len(),
@@ -1468,7 +1554,7 @@ impl Conv2d {
         let (fb, u) = rest.split_at_mut(oc);
         // The channels' scales, where the biases go after.
         for (o, s) in fb.iter_mut().enumerate() {
-            *s = bn.eval_affine(bn_params, running, o).0;
+            *s = affine(o).0;
         }
         if self.transposed_weight() {
             // weight^T [K, OC], each row times the channels' scales.
@@ -1491,14 +1577,15 @@ impl Conv2d {
             }
         }
         for (o, b) in fb.iter_mut().enumerate() {
-            let (scale, shift) = bn.eval_affine(bn_params, running, o);
+            let (scale, shift) = affine(o);
             let bias = if self.bias { params[self.weight_len() + o] } else { 0.0 };
             *b = bias * scale + shift;
         }
     }
 
     /// `then(conv(x))` with the parameters [`prepare_batchnorm`](Self::prepare_batchnorm)
-    /// wrote: what [`forward_batchnorm`](Self::forward_batchnorm) computes, without preparing
+    /// or [`prepare`](Self::prepare) wrote: what [`forward_batchnorm`](Self::forward_batchnorm)
+    /// and [`forward_as_prepared`](Self::forward_as_prepared) compute, without preparing
     /// them. `scratch` needs [`forward_scratch_len`](Self::forward_scratch_len) elements.
     ///
     /// # Panics
@@ -1554,8 +1641,9 @@ impl Conv2d {
         self.forward_route() == Route::Direct && self.by_pixels()
     }
 
-    /// Scratch [`forward_batchnorm`](Self::forward_batchnorm) needs: the folded weight and
-    /// bias, and the forward pass's scratch.
+    /// Scratch [`forward_batchnorm`](Self::forward_batchnorm) and
+    /// [`forward_as_prepared`](Self::forward_as_prepared) need: the prepared parameters, and
+    /// the forward pass's scratch.
     ///
     /// ```
     /// use cnn_runtime::conv::Conv2d;

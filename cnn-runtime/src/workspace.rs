@@ -80,6 +80,20 @@ impl Workspace {
         })
     }
 
+    /// What [`prepared`](Self::prepared) keeps, if a call made it: for callers that must not
+    /// allocate.
+    ///
+    /// ```
+    /// use cnn_runtime::workspace::Workspace;
+    /// let ws = Workspace::default();
+    /// assert_eq!(ws.made(), None);
+    /// ws.prepared(2, |p| p.fill(1.0));
+    /// assert_eq!(ws.made(), Some(&[1.0, 1.0][..]));
+    /// ```
+    pub fn made(&self) -> Option<&[f32]> {
+        self.prepared.get().map(Vec::as_slice)
+    }
+
     /// Forgets what [`prepared`](Self::prepared) kept (keeping its memory for the next): what
     /// a network calls whenever its parameters or buffers may change.
     pub fn forget_prepared(&mut self) {

@@ -286,6 +286,61 @@ impl Folded {
     }
 }
 
+/// A convolution alone whose inference reads its parameters prepared (`Conv2d::prepare`),
+/// as generated code names it: the constant `G`, the slice of its parameters, and where its
+/// prepared parameters lie in `prepared`.
+pub struct Prepared {
+    consts: TokenStream,
+    params: TokenStream,
+    /// Where the prepared parameters start, and their length.
+    at: usize,
+    len: usize,
+}
+
+impl Prepared {
+    pub fn new(geom: &Conv2d, params: &Range<usize>, at: usize) -> Self {
+        let (g, ps, pe) = (geom_tokens(geom), params.start, params.end);
+        Prepared {
+            consts: quote!(const G: ::cnn::__private::Conv2d = #g;),
+            params: quote!(&params[#ps..#pe]),
+            at,
+            len: geom.prepared_len(),
+        }
+    }
+
+    /// Inference of the convolution (and its ReLU): from the prepared parameters if there are
+    /// (`Conv2d::forward_prepared`), else prepared on the way (`Conv2d::forward_as_prepared`,
+    /// the same bits).
+    pub fn forward(&self, call: &Call) -> TokenStream {
+        let (consts, params) = (&self.consts, &self.params);
+        let (at, end) = (self.at, self.at + self.len);
+        let (x, y, layout) = (&call.x[0], &call.y, &call.layout);
+        let then = if call.relu { quote!(Relu) } else { quote!(Nothing) };
+        quote!({
+            #consts
+            match prepared {
+                ::core::option::Option::Some(prepared) => G.forward_prepared(batch, #x, #layout, &prepared[#at..#end], ::cnn::__private::Then::#then, #y, scratch),
+                ::core::option::Option::None => G.forward_as_prepared(batch, #x, #layout, #params, ::cnn::__private::Then::#then, #y, scratch),
+            }
+        })
+    }
+
+    /// Writes the parameters [`forward`](Self::forward) reads.
+    pub fn prepare(&self) -> TokenStream {
+        let (consts, params) = (&self.consts, &self.params);
+        let (at, end) = (self.at, self.at + self.len);
+        quote!({
+            #consts
+            G.prepare(#params, &mut prepared[#at..#end]);
+        })
+    }
+
+    /// Floats of the prepared parameters.
+    pub fn prepared_len(&self) -> usize {
+        self.len
+    }
+}
+
 pub fn backward(geom: &Conv2d, groups: usize, params: &Range<usize>, call: &Call) -> TokenStream {
     let (g, ps, pe) = (geom_tokens(geom), params.start, params.end);
     let (x, y, dy, layout) = (&call.x[0], &call.y, &call.dy, &call.layout);

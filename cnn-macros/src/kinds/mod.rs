@@ -201,6 +201,20 @@ pub fn folded(conv: &Op, bn: &Op, at: usize) -> conv::Folded {
     }
 }
 
+/// An op whose inference reads parameters prepared once (`Compiled::prepare`), at `at` of
+/// `prepared`: a convolution alone whose weight the forward pass lays out on every call
+/// (`Conv2d::prepares`); `None` for any other.
+pub fn prepared(op: &Op, at: usize) -> Option<conv::Prepared> {
+    match op {
+        Op::Conv {
+            geom,
+            groups: 1,
+            params,
+        } if geom.prepares() => Some(conv::Prepared::new(geom, params, at)),
+        _ => None,
+    }
+}
+
 /// The backward call of an op (after a training forward pass) that needs no barrier. Empty
 /// when there is nothing to compute: no parameters, and no input gradient wanted.
 pub fn backward(op: &Op, call: &Call) -> TokenStream {

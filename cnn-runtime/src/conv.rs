@@ -35,7 +35,8 @@
 //! computed in a contiguous buffer, then written to the output with the same applied. At
 //! inference an eval-mode BatchNorm can be folded into the weights, once
 //! ([`Conv2d::prepare_batchnorm`], [`Conv2d::forward_prepared`]) or on every call
-//! ([`Conv2d::forward_batchnorm`]).
+//! ([`Conv2d::forward_batchnorm`]); a layer without one is laid out the same way where that
+//! saves work ([`Conv2d::prepare`], [`Conv2d::forward_as_prepared`]).
 //! Where a batch is too small to split across threads, the in-place forward pass of a large
 //! layer splits each sample in two bands of its output rows, one on a helper thread, each
 //! padding the input rows it reads into memory of its own and writing its rows of the output
@@ -1367,14 +1368,8 @@ impl Conv2d {
         y: &mut [f32],
         scratch: &mut [f32],
     ) {
-        assert!(
-            scratch.len() >= self.folded_scratch_len(),
-            "conv2d: scratch must hold at least {} elements, got {}",
-            self.folded_scratch_len(),
-            scratch.len()
-        );
-        let (prepared, scratch) = scratch.split_at_mut(self.prepared_len());
-        self.prepare_batchnorm(params, bn, bn_params, running, prepared);
+        let (prepared, scratch) =
+            self.prepare_in(scratch, |p| self.prepare_batchnorm(params, bn, bn_params, running, p));
         // A BatchNorm with its ReLU ([`BatchNorm::with_relu`]) has nothing after it.
         let then = match then {
             Then::Nothing if bn.relu => Then::Relu,
@@ -1505,6 +1500,17 @@ impl Conv2d {
         y: &mut [f32],
         scratch: &mut [f32],
     ) {
+        let (prepared, scratch) = self.prepare_in(scratch, |p| self.prepare(params, p));
+        self.forward_prepared(batch, x, layout, prepared, then, y, scratch)
+    }
+
+    /// `scratch` ([`folded_scratch_len`](Self::folded_scratch_len) at least) as the prepared
+    /// parameters, which `prepare` writes, and the forward pass's scratch after them.
+    ///
+    /// # Panics
+    ///
+    /// If `scratch` is shorter.
+    fn prepare_in<'s>(&self, scratch: &'s mut [f32], prepare: impl FnOnce(&mut [f32])) -> (&'s [f32], &'s mut [f32]) {
         assert!(
             scratch.len() >= self.folded_scratch_len(),
             "conv2d: scratch must hold at least {} elements, got {}",
@@ -1512,8 +1518,8 @@ impl Conv2d {
             scratch.len()
         );
         let (prepared, scratch) = scratch.split_at_mut(self.prepared_len());
-        self.prepare(params, prepared);
-        self.forward_prepared(batch, x, layout, prepared, then, y, scratch)
+        prepare(prepared);
+        (prepared, scratch)
     }
 
     /// Whether inference gains by preparing this layer's parameters alone

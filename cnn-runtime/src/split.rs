@@ -66,9 +66,15 @@ const PERIOD: u32 = 2048;
 #[cfg(feature = "std")]
 const PERIOD_ALONE: u32 = 256;
 
-/// Calls in each of a round's two blocks of probes, the first of which is not counted.
+/// Calls in each of a round's two blocks of probes, the first [`SKIP`] of which are not
+/// counted.
 #[cfg(feature = "std")]
 const BLOCK: u32 = 16;
+
+/// Calls at the start of a block of probes that are not counted: they run on the caches the
+/// other way left, and the first split one wakes the helper where it slept.
+#[cfg(feature = "std")]
+const SKIP: u32 = 4;
 
 /// Calls before the first round of probes: past the first calls of a process, which run
 /// slower either way as its memory and caches warm up; early, for networks whose calls are
@@ -89,10 +95,13 @@ const BATCHES: usize = 8;
 /// Whether a network's samples split ([`splitting`]) or run on the calling thread alone,
 /// learnt from the calls' own times, for each batch size: every [`PERIOD`] calls, a round of
 /// probes runs [`BLOCK`] calls split, then as many alone, and the other calls go the way
-/// whose block took less time. The first call of a block is not counted: it runs on the
-/// caches the other way left (ResNet-8's batch 1 alone took 400-500 us right after a split
-/// call, against 290-300 after one alone, where the cores were far apart: a throwaway print
-/// of each probe's time in `bench --net resnet8 --threads 2 --only b1`).
+/// whose block's median call took less time. The first [`SKIP`] calls of a block are not
+/// counted: they run on the caches the other way left (ResNet-8's batch 1 alone took 400-500
+/// us right after a split call, against 290-300 after one alone, where the cores were far
+/// apart: a throwaway print of each probe's time in `bench --net resnet8 --threads 2 --only
+/// b1`; the first split calls after a block alone took 250-370 us against 130-240 after, the
+/// helper just woken). A median, not the block's sum: one call held up by something else
+/// (the helper's vCPU taken away for a while) does not decide for the next 2,048.
 ///
 /// Where the two cores are slow to reach each other, a split costs more than it saves: on a
 /// 2-vCPU AMD EPYC (Zen 4) virtual machine whose cores at times took 300-400 ns for a round
@@ -100,7 +109,10 @@ const BATCHES: usize = 8;
 /// threads pinned to the two vCPUs, run after each bench), ResNet-8's batch 1 took 316-341 us
 /// split against about 290 alone, and 195-220 split when the cores were close (`cargo run
 /// --release --example bench -- --net resnet8 --threads "1 2" --secs 1 --only b1`, 14 runs
-/// against the binary before this choice, interleaved). The way taken changes no bit of the
+/// against the binary before this choice, interleaved). With the code of 2026-12-04, 130-135
+/// us split against 186-189 alone with the cores close, 230-240 split against 187-189 alone
+/// with them far apart (the probes' medians, 12 runs, AMD EPYC Zen 4). The way
+/// taken changes no bit of the
 /// result (a split computes what one thread computes), only the time; the probes run
 /// [`BLOCK`] calls in [`PERIOD`] the slower way.
 #[cfg(feature = "std")]
@@ -116,8 +128,8 @@ struct Probes {
     calls: AtomicU32,
     /// Whether the last round found the calls faster alone.
     alone: AtomicBool,
-    /// Nanoseconds the counted calls of this round's blocks took: alone, split.
-    took: [AtomicU64; 2],
+    /// Nanoseconds each call of this round's blocks took: alone, split.
+    took: [[AtomicU64; BLOCK as usize]; 2],
 }
 
 #[cfg(feature = "std")]
@@ -127,7 +139,7 @@ impl Default for Choice {
             batches: core::array::from_fn(|_| Probes {
                 calls: AtomicU32::new(PERIOD - 2 * BLOCK - WARM),
                 alone: AtomicBool::new(false),
-                took: [AtomicU64::new(0), AtomicU64::new(0)],
+                took: core::array::from_fn(|_| core::array::from_fn(|_| AtomicU64::new(0))),
             }),
         }
     }
@@ -149,12 +161,17 @@ impl Choice {
         let split = call < BLOCK;
         let start = std::time::Instant::now();
         let out = if split { splitting(work) } else { work() };
-        if !call.is_multiple_of(BLOCK) {
-            let took = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            probes.took[usize::from(split)].fetch_add(took, Relaxed);
-        }
+        let took = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        probes.took[usize::from(split)][(call % BLOCK) as usize].store(took, Relaxed);
         if call == 2 * BLOCK - 1 {
-            let [alone, split] = probes.took.each_ref().map(|t| t.swap(0, Relaxed));
+            // The median of each block's counted calls: a call slowed by something else (the
+            // helper's core taken away for a while, an interrupt) does not decide.
+            let [alone, split] = probes.took.each_ref().map(|block| {
+                let mut counted: [u64; (BLOCK - SKIP) as usize] =
+                    core::array::from_fn(|i| block[SKIP as usize + i].load(Relaxed));
+                counted.sort_unstable();
+                counted[counted.len() / 2]
+            });
             probes
                 .alone
                 .store(alone.saturating_mul(MARGIN) < split.saturating_mul(MARGIN - 1), Relaxed);

@@ -111,10 +111,9 @@ const BATCHES: usize = 8;
 /// --release --example bench -- --net resnet8 --threads "1 2" --secs 1 --only b1`, 14 runs
 /// against the binary before this choice, interleaved). With the code of 2026-12-04, 130-135
 /// us split against 186-189 alone with the cores close, 230-240 split against 187-189 alone
-/// with them far apart (the probes' medians, 12 runs, AMD EPYC Zen 4). The way
-/// taken changes no bit of the
-/// result (a split computes what one thread computes), only the time; the probes run
-/// [`BLOCK`] calls in [`PERIOD`] the slower way.
+/// with them far apart (the probes' medians, 12 runs, AMD EPYC Zen 4). The way taken
+/// changes no bit of the result (a split computes what one thread computes), only the time;
+/// the probes run [`BLOCK`] calls in [`PERIOD`] the slower way.
 #[cfg(feature = "std")]
 pub(crate) struct Choice {
     batches: [Probes; BATCHES],

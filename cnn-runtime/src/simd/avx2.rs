@@ -279,6 +279,42 @@ unsafe fn finished(finish: &Finish, row: usize, at: usize, mut v: [__m256; 2]) -
     v
 }
 
+/// Stores the first `part.len()` (at most 8) lanes of `v` into `part`, entries `at..` of row
+/// `row` of C, as `store` and `finish` say: what [`finished`] does to a whole vector, through
+/// arrays (the same operations in the same order, so the same bits).
+///
+/// # Safety
+///
+/// The CPU has AVX2; `finish`'s bias has entry `row` and its residual entries
+/// `at..at + part.len()`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn part_finished(part: &mut [f32], v: __m256, store: Store, finish: &Finish, row: usize, at: usize) {
+    let n = part.len();
+    let mut lanes = [0.0f32; 8];
+    let mut v = v;
+    if store == Store::Accumulate {
+        lanes[..n].copy_from_slice(part);
+        // SAFETY: `lanes` holds 8 elements.
+        v = _mm256_add_ps(v, unsafe { _mm256_loadu_ps(lanes.as_ptr()) });
+    }
+    if let Some(bias) = finish.bias {
+        v = _mm256_add_ps(v, _mm256_set1_ps(bias[row]));
+    }
+    if let Some(residual) = finish.residual {
+        let mut extra = [0.0f32; 8];
+        extra[..n].copy_from_slice(&residual[at..at + n]);
+        // SAFETY: `extra` holds 8 elements.
+        v = _mm256_add_ps(v, unsafe { _mm256_loadu_ps(extra.as_ptr()) });
+    }
+    if finish.relu {
+        v = _mm256_max_ps(v, _mm256_setzero_ps());
+    }
+    // SAFETY: `lanes` holds 8 elements.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+    part.copy_from_slice(&lanes[..n]);
+}
+
 /// Rows `i0..i0 + R` of C (`c` starts at row `i0`), in blocks of up to 16 columns within each
 /// image row of B's columns; a block short of 16 is masked. `last_row` is the largest offset of
 /// a row of B. With a column stride of C other than 1 the results are scattered element by
@@ -385,13 +421,12 @@ unsafe fn gemm_rows<const R: usize>(
                             _mm256_storeu_ps(out, v0);
                             _mm256_storeu_ps(out.add(8), v1);
                         } else {
-                            // Masked stores are slower still: through an array.
-                            let mut lanes = [0.0f32; NR];
-                            _mm256_storeu_ps(lanes.as_mut_ptr(), v0);
-                            _mm256_storeu_ps(lanes.as_mut_ptr().add(8), v1);
+                            // Masked stores are slower still: each vector's columns through an
+                            // array, finished as vectors (entry by entry, the partial blocks
+                            // of LeNet-5's rows of 28 took as long to store as to compute).
                             let out = core::slice::from_raw_parts_mut(out, cols);
-                            for (l, (o, v)) in out.iter_mut().zip(&lanes).enumerate() {
-                                *o = finish.scalar(r, at + l, store.apply(*o, *v));
+                            for (v, (lanes, part)) in [v0, v1].into_iter().zip(out.chunks_mut(8)).enumerate() {
+                                part_finished(part, lanes, store, &finish, r, at + 8 * v);
                             }
                         }
                     }

@@ -68,7 +68,7 @@ pub mod __private {
     pub use cnn_runtime::batchnorm::BatchNorm;
     pub use cnn_runtime::compiled::{argmax, forward_into, loss_and_grad_into, Compiled};
     #[cfg(feature = "std")]
-    pub use cnn_runtime::compiled::{forward_batch, loss_and_grad, prepared, prepared_made};
+    pub use cnn_runtime::compiled::{forward_batch, loss_and_grad, prepared};
     pub use cnn_runtime::conv::{Conv2d, Then};
     pub use cnn_runtime::conv_groups::{grouped_backward, grouped_forward};
     pub use cnn_runtime::dense::Dense;

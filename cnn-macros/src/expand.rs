@@ -47,7 +47,9 @@ pub fn network(decl: &Decl, model: &Model, embedded: Option<&Embedded>) -> Token
     let forward_one = if infer_one <= STACK_FLOATS {
         quote! {
             let mut ws = [0.0f32; #infer_one];
-            let prepared = ::cnn::__private::prepared_made::<Self>(&self.workspace);
+            // What an earlier call prepared, if any: this call allocates nothing, and where
+            // there is nothing, each layer prepares in its scratch (the same bits).
+            let prepared = self.workspace.made();
             <Self as ::cnn::__private::Compiled>::infer(&self.params, &self.buffers, prepared, 1, input, &mut output, &mut ws);
         }
     } else {

@@ -214,7 +214,7 @@ pub fn argmax(logits: &[f32]) -> usize {
 }
 
 #[cfg(feature = "std")]
-pub use threaded::{forward_batch, loss_and_grad, prepared, prepared_made};
+pub use threaded::{forward_batch, loss_and_grad, prepared};
 
 #[cfg(feature = "std")]
 mod threaded {
@@ -264,15 +264,6 @@ mod threaded {
     /// when there is nothing to prepare.
     pub fn prepared<'w, C: Compiled>(workspace: &'w Workspace, params: &[f32], buffers: &[f32]) -> Option<&'w [f32]> {
         (C::PREPARED_LEN > 0).then(|| workspace.prepared(C::PREPARED_LEN, |p| C::prepare(params, buffers, p)))
-    }
-
-    /// [`prepared`] if a call made them already, else `None`: for a call that allocates
-    /// nothing (a small network's `forward`, whose generated code then prepares each layer's
-    /// parameters in its scratch, computing the same bits).
-    pub fn prepared_made<C: Compiled>(workspace: &Workspace) -> Option<&[f32]> {
-        workspace
-            .made()
-            .filter(|p| C::PREPARED_LEN > 0 && p.len() == C::PREPARED_LEN)
     }
 
     /// The generated `Network::forward_batch`: inference, a batch split across threads in

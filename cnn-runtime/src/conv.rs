@@ -507,8 +507,9 @@ impl Conv2d {
         let chunk = (TAPS / taps).min(channels);
         // The first channel's taps; each further channel's lie a plane further on. Tap
         // `(u, v)` lies in phase `(u % SH, v % SW)` at `(u / SH, v / SW)`, counted up here
-        // without a division: a call's divisions by the geometry cost 2-3% of LeNet-5's
-        // batch-1 inference in perf.
+        // without a division: a call's divisions by the geometry cost 2.2-2.8% of LeNet-5's
+        // batch-1 inference, 0.6-0.9% without (`perf record` of `cargo run --release --example
+        // bench -- --net lenet5 --threads 1 --only b1`, AMD EPYC Zen 4).
         let (first, rest) = table.split_at_mut(taps);
         let phases = self.c * plane;
         let mut at = first.iter_mut();

@@ -211,9 +211,22 @@ pub struct Folded {
     params: TokenStream,
     bn_params: TokenStream,
     buffers: TokenStream,
-    /// Where the prepared parameters start, and their length.
+    slot: Slot,
+}
+
+/// Where a layer's prepared parameters lie in `prepared`: `len` floats from `at`.
+#[derive(Clone, Copy)]
+struct Slot {
     at: usize,
     len: usize,
+}
+
+impl Slot {
+    /// `at..at + len`, as generated code slices `prepared`.
+    fn range(self) -> TokenStream {
+        let (at, end) = (self.at, self.at + self.len);
+        quote!(#at..#end)
+    }
 }
 
 impl Folded {
@@ -238,8 +251,10 @@ impl Folded {
             params: slice(params, quote!(params)),
             bn_params: slice(bn_params, quote!(params)),
             buffers: slice(buffers, quote!(buffers)),
-            at,
-            len: geom.prepared_len(),
+            slot: Slot {
+                at,
+                len: geom.prepared_len(),
+            },
         }
     }
 
@@ -247,8 +262,13 @@ impl Folded {
     /// there are (`Conv2d::forward_prepared`), else folded on the way
     /// (`Conv2d::forward_batchnorm`).
     pub fn forward(&self, x: &TokenStream, y: &TokenStream, layout: &TokenStream, then: super::Then) -> TokenStream {
-        let (consts, params, bn_params, buffers, range) =
-            (&self.consts, &self.params, &self.bn_params, &self.buffers, self.range());
+        let (consts, params, bn_params, buffers, range) = (
+            &self.consts,
+            &self.params,
+            &self.bn_params,
+            &self.buffers,
+            self.slot.range(),
+        );
         let then = match (then.residual, then.relu) {
             (None, false) => quote!(Nothing),
             (None, true) => quote!(Relu),
@@ -266,8 +286,13 @@ impl Folded {
 
     /// Writes the parameters [`forward`](Self::forward) reads (`Conv2d::prepare_batchnorm`).
     pub fn prepare(&self) -> TokenStream {
-        let (consts, params, bn_params, buffers, range) =
-            (&self.consts, &self.params, &self.bn_params, &self.buffers, self.range());
+        let (consts, params, bn_params, buffers, range) = (
+            &self.consts,
+            &self.params,
+            &self.bn_params,
+            &self.buffers,
+            self.slot.range(),
+        );
         quote!({
             #consts
             G.prepare_batchnorm(#params, &BN, #bn_params, #buffers, &mut prepared[#range]);
@@ -276,13 +301,7 @@ impl Folded {
 
     /// Floats of the prepared parameters.
     pub fn prepared_len(&self) -> usize {
-        self.len
-    }
-
-    /// `at..at + len`: the prepared parameters in `prepared`.
-    fn range(&self) -> TokenStream {
-        let (at, end) = (self.at, self.at + self.len);
-        quote!(#at..#end)
+        self.slot.len
     }
 }
 
@@ -292,9 +311,7 @@ impl Folded {
 pub struct Prepared {
     consts: TokenStream,
     params: TokenStream,
-    /// Where the prepared parameters start, and their length.
-    at: usize,
-    len: usize,
+    slot: Slot,
 }
 
 impl Prepared {
@@ -303,8 +320,10 @@ impl Prepared {
         Prepared {
             consts: quote!(const G: ::cnn::__private::Conv2d = #g;),
             params: quote!(&params[#ps..#pe]),
-            at,
-            len: geom.prepared_len(),
+            slot: Slot {
+                at,
+                len: geom.prepared_len(),
+            },
         }
     }
 
@@ -312,14 +331,13 @@ impl Prepared {
     /// (`Conv2d::forward_prepared`), else prepared on the way (`Conv2d::forward_as_prepared`,
     /// the same bits).
     pub fn forward(&self, call: &Call) -> TokenStream {
-        let (consts, params) = (&self.consts, &self.params);
-        let (at, end) = (self.at, self.at + self.len);
+        let (consts, params, range) = (&self.consts, &self.params, self.slot.range());
         let (x, y, layout) = (&call.x[0], &call.y, &call.layout);
         let then = if call.relu { quote!(Relu) } else { quote!(Nothing) };
         quote!({
             #consts
             match prepared {
-                ::core::option::Option::Some(prepared) => G.forward_prepared(batch, #x, #layout, &prepared[#at..#end], ::cnn::__private::Then::#then, #y, scratch),
+                ::core::option::Option::Some(prepared) => G.forward_prepared(batch, #x, #layout, &prepared[#range], ::cnn::__private::Then::#then, #y, scratch),
                 ::core::option::Option::None => G.forward_as_prepared(batch, #x, #layout, #params, ::cnn::__private::Then::#then, #y, scratch),
             }
         })
@@ -327,17 +345,16 @@ impl Prepared {
 
     /// Writes the parameters [`forward`](Self::forward) reads.
     pub fn prepare(&self) -> TokenStream {
-        let (consts, params) = (&self.consts, &self.params);
-        let (at, end) = (self.at, self.at + self.len);
+        let (consts, params, range) = (&self.consts, &self.params, self.slot.range());
         quote!({
             #consts
-            G.prepare(#params, &mut prepared[#at..#end]);
+            G.prepare(#params, &mut prepared[#range]);
         })
     }
 
     /// Floats of the prepared parameters.
     pub fn prepared_len(&self) -> usize {
-        self.len
+        self.slot.len
     }
 }
 

@@ -262,13 +262,14 @@ impl Folded {
     /// there are (`Conv2d::forward_prepared`), else folded on the way
     /// (`Conv2d::forward_batchnorm`).
     pub fn forward(&self, x: &TokenStream, y: &TokenStream, layout: &TokenStream, then: super::Then) -> TokenStream {
-        let (consts, params, bn_params, buffers, range) = (
-            &self.consts,
-            &self.params,
-            &self.bn_params,
-            &self.buffers,
-            self.slot.range(),
-        );
+        let Folded {
+            consts,
+            params,
+            bn_params,
+            buffers,
+            slot,
+        } = self;
+        let range = slot.range();
         let then = match (then.residual, then.relu) {
             (None, false) => quote!(Nothing),
             (None, true) => quote!(Relu),
@@ -286,13 +287,14 @@ impl Folded {
 
     /// Writes the parameters [`forward`](Self::forward) reads (`Conv2d::prepare_batchnorm`).
     pub fn prepare(&self) -> TokenStream {
-        let (consts, params, bn_params, buffers, range) = (
-            &self.consts,
-            &self.params,
-            &self.bn_params,
-            &self.buffers,
-            self.slot.range(),
-        );
+        let Folded {
+            consts,
+            params,
+            bn_params,
+            buffers,
+            slot,
+        } = self;
+        let range = slot.range();
         quote!({
             #consts
             G.prepare_batchnorm(#params, &BN, #bn_params, #buffers, &mut prepared[#range]);
